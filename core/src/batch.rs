@@ -1,0 +1,170 @@
+//! Log entries and their aggregation into one apply step.
+//!
+//! A log entry is one accepted request's views for one partition: stream fields are video ids, values are
+//! counts (the receiver sums repeats first). Workers fold a batch of entries into one sum per
+//! (5-second slice, video), which is what the apply script takes.
+
+use crate::domain::VideoId;
+use crate::slices::{slice5_of, SLICE5_PER_MINUTE};
+use std::collections::BTreeMap;
+
+/// A stream entry id `ms-seq`; ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryId {
+    pub ms: i64,
+    pub seq: u64,
+}
+
+impl EntryId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (ms, seq) = raw.split_once('-')?;
+        Some(Self {
+            ms: ms.parse().ok().filter(|m: &i64| *m >= 0)?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A decoded log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub id: EntryId,
+    /// `Err` holds why the entry could not be decoded; such an entry is acknowledged without effect (and
+    /// logged), so one bad entry cannot wedge its partition.
+    pub views: Result<Vec<(VideoId, u64)>, String>,
+}
+
+/// Largest count one log field may carry: Redis scores are doubles, exact for integers up to 2^53.
+pub const MAX_FIELD_COUNT: u64 = 1 << 53;
+
+/// Decodes the field/value pairs of a stream entry.
+pub fn decode_fields(fields: Vec<(String, String)>) -> Result<Vec<(VideoId, u64)>, String> {
+    if fields.is_empty() {
+        return Err("empty entry".into());
+    }
+    fields
+        .into_iter()
+        .map(|(video, count)| {
+            let video = VideoId::parse(&video).map_err(|e| format!("{e}: {video:?}"))?;
+            let count = count
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=MAX_FIELD_COUNT).contains(n))
+                .ok_or_else(|| format!("bad count {count:?} for {video}"))?;
+            Ok((video, count))
+        })
+        .collect()
+}
+
+/// Encodes a batch's views for one partition as stream field/value pairs, summing repeated ids.
+///
+/// Sums can exceed one element's `count` limit (a batch may repeat an id), so values are plain integers.
+pub fn encode_fields<'a>(
+    views: impl IntoIterator<Item = (&'a VideoId, u64)>,
+) -> Vec<(String, String)> {
+    let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
+    for (video, n) in views {
+        *sums.entry(video.as_str()).or_default() += n;
+    }
+    sums.into_iter()
+        .map(|(v, n)| (v.to_owned(), n.to_string()))
+        .collect()
+}
+
+/// One 5-second slice's increments within an aggregated batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceIncrements {
+    pub slice5: i64,
+    pub minute: i64,
+    pub increments: Vec<(String, u64)>,
+}
+
+/// A batch of entries folded into per-(slice, video) sums, ready for the apply script.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AggregatedBatch {
+    /// Every entry of the batch, decodable or not: all are acknowledged together.
+    pub ids: Vec<EntryId>,
+    pub slices: Vec<SliceIncrements>,
+    pub views: u64,
+    /// Entries that could not be decoded, with the reason.
+    pub rejected: Vec<(EntryId, String)>,
+}
+
+/// Folds entries into one sum per (5-second slice, video). Event time is the entry id's timestamp.
+pub fn aggregate(entries: &[LogEntry]) -> AggregatedBatch {
+    let mut sums: BTreeMap<i64, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut out = AggregatedBatch::default();
+    for entry in entries {
+        out.ids.push(entry.id);
+        match &entry.views {
+            Ok(views) => {
+                let slice = sums.entry(slice5_of(entry.id.ms)).or_default();
+                for (video, n) in views {
+                    *slice.entry(video.as_str()).or_default() += n;
+                    out.views += n;
+                }
+            }
+            Err(why) => out.rejected.push((entry.id, why.clone())),
+        }
+    }
+    out.slices = sums
+        .into_iter()
+        .map(|(slice5, videos)| SliceIncrements {
+            slice5,
+            minute: slice5.div_euclid(SLICE5_PER_MINUTE),
+            increments: videos.into_iter().map(|(v, n)| (v.to_owned(), n)).collect(),
+        })
+        .collect();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn entry_ids_parse_and_order() {
+        let a = EntryId::parse("1700000000000-0").unwrap();
+        let b = EntryId::parse("1700000000000-12").unwrap();
+        assert!(a < b);
+        assert_eq!(b.to_string(), "1700000000000-12");
+        for bad in ["", "1", "-1-0", "a-b", "1-"] {
+            assert_eq!(EntryId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn undecodable_entries_are_rejected_not_fatal() {
+        assert!(decode_fields(vec![]).is_err());
+        assert!(decode_fields(vec![("bad id".into(), "1".into())]).is_err());
+        assert!(decode_fields(vec![("ok".into(), "0".into())]).is_err());
+        assert!(decode_fields(vec![("ok".into(), "x".into())]).is_err());
+    }
+
+    proptest! {
+        /// Encoding then decoding keeps every view: the per-id sums are equal.
+        #[test]
+        fn codec_round_trip(views in proptest::collection::vec(("[a-c]{1,2}", 1u64..1000), 1..50)) {
+            let parsed: Vec<(VideoId, u64)> = views.iter().map(|(v, n)| (VideoId::parse(v).unwrap(), *n)).collect();
+            let fields = encode_fields(parsed.iter().map(|(v, n)| (v, *n)));
+            let decoded = decode_fields(fields).unwrap();
+            let mut want: BTreeMap<String, u64> = BTreeMap::new();
+            for (v, n) in &views { *want.entry(v.clone()).or_default() += n; }
+            let got: BTreeMap<String, u64> = decoded.into_iter().map(|(v, n)| (v.into_string(), n)).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Decoding arbitrary field/value pairs never panics.
+        #[test]
+        fn decode_never_panics(fields in proptest::collection::vec((".{0,70}", ".{0,12}"), 0..5)) {
+            let _ = decode_fields(fields);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Domain types, parsed once at the edge (HTTP, log decoding, CLI) so inner code never re-checks them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use utoipa::ToSchema;
+
+/// Longest accepted video id, in bytes (ids are ASCII).
+pub const MAX_VIDEO_ID_LEN: usize = 64;
+/// Largest `count` one element of a batch may carry.
+pub const MAX_VIEW_COUNT: u64 = 1_000_000;
+/// Largest K a ranking may be asked for.
+pub const MAX_K: usize = 1000;
+
+/// Why a value from outside was refused; the message is shown to the client as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("videoId must be 1 to {MAX_VIDEO_ID_LEN} characters of A-Z a-z 0-9 _ - . :")]
+    VideoId,
+    #[error("count must be an integer from 1 to {MAX_VIEW_COUNT}")]
+    Count,
+    #[error("window must be one of minute, hour, day, all")]
+    Window,
+    #[error("k must be an integer from 1 to {MAX_K}")]
+    K,
+}
+
+/// A video id: 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+///
+/// The alphabet keeps ids safe as Redis members, log fields and URL path segments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct VideoId(String);
+
+impl VideoId {
+    /// Accepts an id only if it has the documented length and alphabet.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= MAX_VIDEO_ID_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ParseError::VideoId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for VideoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for VideoId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// How many views one element of a batch stands for: 1 to [`MAX_VIEW_COUNT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ViewCount(u64);
+
+impl ViewCount {
+    pub const ONE: ViewCount = ViewCount(1);
+
+    pub fn parse(raw: u64) -> Result<Self, ParseError> {
+        if (1..=MAX_VIEW_COUNT).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(ParseError::Count)
+        }
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// The sliding windows a ranking can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    Minute,
+    Hour,
+    Day,
+    All,
+}
+
+impl Window {
+    pub const ALL: [Window; 4] = [Window::Minute, Window::Hour, Window::Day, Window::All];
+    /// The windows that slide and therefore have slices retired from them.
+    pub const SLIDING: [Window; 3] = [Window::Minute, Window::Hour, Window::Day];
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        match raw {
+            "minute" => Ok(Window::Minute),
+            "hour" => Ok(Window::Hour),
+            "day" => Ok(Window::Day),
+            "all" => Ok(Window::All),
+            _ => Err(ParseError::Window),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::Minute => "minute",
+            Window::Hour => "hour",
+            Window::Day => "day",
+            Window::All => "all",
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Window {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// How many entries a ranking returns: 1 to [`MAX_K`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopK(usize);
+
+impl TopK {
+    pub const DEFAULT: TopK = TopK(10);
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        raw.parse::<usize>()
+            .ok()
+            .and_then(|k| Self::new(k).ok())
+            .ok_or(ParseError::K)
+    }
+
+    pub fn new(k: usize) -> Result<Self, ParseError> {
+        if (1..=MAX_K).contains(&k) {
+            Ok(Self(k))
+        } else {
+            Err(ParseError::K)
+        }
+    }
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// One line of a ranking, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RankedVideo {
+    #[schema(example = "dQw4w9WgXcQ")]
+    pub video_id: String,
+    pub views: u64,
+}
+
+/// Orders a ranking: views descending, ties by video id descending (the order `ZRANGE ... REV` gives, which is
+/// what makes merging the partitions' lists exact).
+pub fn ranking_order(a: &RankedVideo, b: &RankedVideo) -> std::cmp::Ordering {
+    b.views
+        .cmp(&a.views)
+        .then_with(|| b.video_id.cmp(&a.video_id))
+}
+
+/// Merges per-partition rankings (each already in [`ranking_order`]) into the global top `k`.
+///
+/// Each video lives in exactly one partition, so the global top K is contained in the union of the partitions'
+/// top K lists.
+pub fn merge_rankings(lists: Vec<Vec<RankedVideo>>, k: TopK) -> Vec<RankedVideo> {
+    let mut all: Vec<RankedVideo> = lists.into_iter().flatten().collect();
+    all.sort_unstable_by(ranking_order);
+    all.truncate(k.get());
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn video_id_alphabet_and_length() {
+        assert!(VideoId::parse("abc-DEF_1.2:3").is_ok());
+        assert!(VideoId::parse(&"a".repeat(64)).is_ok());
+        assert_eq!(VideoId::parse(""), Err(ParseError::VideoId));
+        assert_eq!(VideoId::parse(&"a".repeat(65)), Err(ParseError::VideoId));
+        for bad in ["has space", "a/b", "é", "a\nb", "{1}", "a*"] {
+            assert_eq!(VideoId::parse(bad), Err(ParseError::VideoId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn k_and_count_bounds() {
+        assert_eq!(TopK::parse("0"), Err(ParseError::K));
+        assert_eq!(TopK::parse("1001"), Err(ParseError::K));
+        assert_eq!(TopK::parse("-1"), Err(ParseError::K));
+        assert_eq!(TopK::parse("1000").unwrap().get(), 1000);
+        assert_eq!(ViewCount::parse(0), Err(ParseError::Count));
+        assert_eq!(ViewCount::parse(MAX_VIEW_COUNT + 1), Err(ParseError::Count));
+    }
+
+    fn rv(id: &str, views: u64) -> RankedVideo {
+        RankedVideo {
+            video_id: id.into(),
+            views,
+        }
+    }
+
+    proptest! {
+        /// Merging per-partition top-K lists equals the top K of the whole, whatever the split.
+        #[test]
+        fn merge_equals_global_sort(counts in proptest::collection::btree_map("[a-d]{1,3}", 1u64..20, 0..60),
+                                    parts in 1usize..5, k in 1usize..30) {
+            let k = TopK::new(k).unwrap();
+            let mut lists = vec![Vec::new(); parts];
+            for (i, (id, n)) in counts.iter().enumerate() {
+                lists[i % parts].push(rv(id, *n));
+            }
+            let mut whole: Vec<RankedVideo> = lists.iter().flatten().cloned().collect();
+            whole.sort_by(ranking_order);
+            whole.truncate(k.get());
+            let tops = lists.into_iter().map(|mut l| { l.sort_by(ranking_order); l.truncate(k.get()); l }).collect();
+            prop_assert_eq!(merge_rankings(tops, k), whole);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The Redis key schema: the only place that formats a key.
+//!
+//! Every key of partition `p` carries the hash tag `{p}`, so one partition's log, buckets, windows and cursors
+//! share one Redis Cluster slot and its scripts stay atomic and legal in a cluster. Video ids are members,
+//! never parts of keys.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{p}:log` | stream | the log: one entry per accepted batch and partition, fields video id, values count |
+//! | `P:{p}:s5:<slice>` | sorted set | views per video in one 5-second slice (the minute window's slices) |
+//! | `P:{p}:m:<minute>` | sorted set | views per video in one minute (hour and day windows' slices, history) |
+//! | `P:{p}:s5idx`, `P:{p}:midx` | sorted set | which slices/minutes have a bucket (score = member = slice) |
+//! | `P:{p}:w:<window>` | sorted set | the window's views per video, kept incrementally |
+//! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it |
+//! | `P:{p}:tmp` | sorted set | scratch key of the reference union (deleted at once) |
+
+use crate::domain::{VideoId, Window};
+
+/// Consumer group the ingest workers share on every partition's log.
+pub const CONSUMER_GROUP: &str = "workers";
+
+/// A partition: videos are hashed to one of `P` partitions, fixed per deployment.
+pub type Partition = u16;
+
+/// Names every Redis key of one deployment (prefix) with `partitions` partitions.
+#[derive(Debug, Clone)]
+pub struct KeySchema {
+    prefix: String,
+    partitions: Partition,
+}
+
+impl KeySchema {
+    /// `prefix` separates deployments (and tests) sharing one Redis; it must not contain `{` or `}`.
+    pub fn new(prefix: impl Into<String>, partitions: Partition) -> Self {
+        let prefix = prefix.into();
+        assert!(partitions > 0, "at least one partition");
+        assert!(
+            !prefix.contains(['{', '}']),
+            "the key prefix must not contain braces"
+        );
+        Self { prefix, partitions }
+    }
+
+    pub fn partitions(&self) -> Partition {
+        self.partitions
+    }
+
+    pub fn all_partitions(&self) -> impl Iterator<Item = Partition> {
+        0..self.partitions
+    }
+
+    /// The partition a video belongs to: FNV-1a of its id, stable across processes and releases.
+    pub fn partition_of(&self, video: &VideoId) -> Partition {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in video.as_str().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h % u64::from(self.partitions)) as Partition
+    }
+
+    fn key(&self, p: Partition, rest: &str) -> String {
+        format!("{}:{{{p}}}:{rest}", self.prefix)
+    }
+
+    pub fn log(&self, p: Partition) -> String {
+        self.key(p, "log")
+    }
+    pub fn cursors(&self, p: Partition) -> String {
+        self.key(p, "cursor")
+    }
+    pub fn window(&self, p: Partition, w: Window) -> String {
+        self.key(p, &format!("w:{}", w.as_str()))
+    }
+    pub fn slice5(&self, p: Partition, slice: i64) -> String {
+        self.key(p, &format!("s5:{slice}"))
+    }
+    pub fn minute(&self, p: Partition, minute: i64) -> String {
+        self.key(p, &format!("m:{minute}"))
+    }
+    pub fn slice5_index(&self, p: Partition) -> String {
+        self.key(p, "s5idx")
+    }
+    pub fn minute_index(&self, p: Partition) -> String {
+        self.key(p, "midx")
+    }
+    pub fn scratch(&self, p: Partition) -> String {
+        self.key(p, "tmp")
+    }
+
+    /// The bucket key of a sliding window's slice: 5-second slices for the minute window, minutes otherwise.
+    pub fn slice_bucket(&self, p: Partition, w: Window, slice: i64) -> String {
+        match w {
+            Window::Minute => self.slice5(p, slice),
+            _ => self.minute(p, slice),
+        }
+    }
+
+    /// The index of which slices exist for a sliding window.
+    pub fn slice_index(&self, p: Partition, w: Window) -> String {
+        match w {
+            Window::Minute => self.slice5_index(p),
+            _ => self.minute_index(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_partition_hash_tag() {
+        let k = KeySchema::new("topk", 16);
+        assert_eq!(k.log(3), "topk:{3}:log");
+        assert_eq!(k.window(0, Window::Day), "topk:{0}:w:day");
+        assert_eq!(k.minute(15, 28_333_333), "topk:{15}:m:28333333");
+    }
+
+    #[test]
+    fn partition_is_stable_and_in_range() {
+        let k = KeySchema::new("topk", 16);
+        let v = VideoId::parse("abc").unwrap();
+        assert_eq!(k.partition_of(&v), k.partition_of(&v.clone()));
+        // FNV-1a("abc") = 0xe71fa2190541574b; pinned so a change of hash (which would move every video) fails.
+        assert_eq!(k.partition_of(&v), (0xe71f_a219_0541_574b_u64 % 16) as u16);
+    }
+}

@@ -1,0 +1,60 @@
+-- Applies one aggregated batch of a partition's log and acknowledges its entries, atomically.
+-- Redis runs a script without interleaving other commands, so the counts and the XACK land together or not
+-- at all: a worker killed before this call leaves the entries pending for another worker; after it, they are
+-- acknowledged. Ownership is checked first, so a worker whose entries were claimed by another applies nothing.
+--
+-- KEYS: 1 log, 2 cursors, 3 minute window, 4 hour window, 5 day window, 6 all-time window,
+--       7 slice5 index, 8 minute index, then per group g (from 0): 9+2g slice5 bucket, 10+2g minute bucket
+-- ARGV: 1 group, 2 consumer, 3 n ids, the ids, then n groups, then per group:
+--       slice5, minute, n pairs, then the pairs (video id, count)
+-- Returns the number of views applied, or -1 when an entry is no longer this consumer's (nothing changed).
+local log, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local nids = tonumber(ARGV[3])
+local first_id = 4
+for j = first_id, first_id + nids - 1 do
+  local pending = redis.call('XPENDING', log, group, ARGV[j], ARGV[j], 1)
+  if #pending == 0 or pending[1][2] ~= consumer then
+    return -1
+  end
+end
+
+local function cursor(name)
+  local c = redis.call('HGET', KEYS[2], name)
+  if c then return tonumber(c) end
+  return -1
+end
+local cur_minute, cur_hour, cur_day = cursor('minute'), cursor('hour'), cursor('day')
+
+local i = first_id + nids
+local ngroups = tonumber(ARGV[i])
+i = i + 1
+local views = 0
+for g = 0, ngroups - 1 do
+  local s5_key, m_key = KEYS[9 + 2 * g], KEYS[10 + 2 * g]
+  local s5, m, npairs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  -- A slice at or behind a window's cursor has been subtracted already: adding to it (or to its bucket)
+  -- would never be undone, so the view counts only where its slice is still live.
+  local live_minute, live_hour, live_day = s5 > cur_minute, m > cur_hour, m > cur_day
+  if live_minute then redis.call('ZADD', KEYS[7], s5, s5) end
+  if live_day then redis.call('ZADD', KEYS[8], m, m) end
+  for _ = 1, npairs do
+    local video, n = ARGV[i], ARGV[i + 1]
+    i = i + 2
+    if live_minute then
+      redis.call('ZINCRBY', s5_key, n, video)
+      redis.call('ZINCRBY', KEYS[3], n, video)
+    end
+    if live_day then redis.call('ZINCRBY', m_key, n, video) end
+    if live_hour then redis.call('ZINCRBY', KEYS[4], n, video) end
+    if live_day then redis.call('ZINCRBY', KEYS[5], n, video) end
+    redis.call('ZINCRBY', KEYS[6], n, video)
+    views = views + tonumber(n)
+  end
+end
+
+-- XACK in chunks: Lua's unpack is bounded by its C stack.
+for j = first_id, first_id + nids - 1, 1000 do
+  redis.call('XACK', log, group, unpack(ARGV, j, math.min(j + 999, first_id + nids - 1)))
+end
+return views

@@ -1,0 +1,528 @@
+//! Every use of the Redis client (fred) lives here, so the client can be swapped without touching the services.
+//!
+//! [`RedisStore`] speaks the domain: append a batch to the log, read and claim log entries, apply an aggregated
+//! batch, retire slices, read rankings. Writes that must be atomic are Lua scripts (`lua/`), because a script
+//! runs without interleaving and, unlike MULTI, can decide from what it reads (ownership, cursors).
+
+use crate::batch::{decode_fields, encode_fields, AggregatedBatch, EntryId, LogEntry};
+use crate::config::RedisConfig;
+use crate::domain::{merge_rankings, RankedVideo, TopK, VideoId, Window};
+use crate::keys::{KeySchema, Partition, CONSUMER_GROUP};
+use crate::slices::{self, retire_target, window_slices};
+use fred::cmd;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// A Redis failure, as the services need to tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What became of an apply call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The batch was counted and its entries acknowledged, in one step.
+    Applied { views: u64 },
+    /// Another worker claimed at least one entry meanwhile; nothing was changed.
+    NotOwned,
+}
+
+/// Which log entries a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRead {
+    /// Entries never delivered to any worker.
+    New,
+    /// Entries delivered to this consumer and not yet acknowledged (after a restart or a lost race).
+    OwnPending,
+}
+
+/// The domain's view of Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    keys: KeySchema,
+    apply_script: Script,
+    retire_script: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Builds the client and starts connecting. Returns at once: while Redis is unreachable every command
+    /// fails within the configured timeout, and the client keeps reconnecting in the background.
+    pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
+        let config = Config::from_url(&cfg.redis_url)?;
+        let timeout = cfg.timeout();
+        let client = Builder::from_config(config)
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .with_connection_config(|c| {
+                c.connection_timeout = timeout;
+                c.internal_command_timeout = timeout;
+                // A command is never resent after a connection drop: a resent XADD could log a batch twice.
+                c.max_command_attempts = 1;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build()?;
+        client.connect();
+        // Give the first connection a moment so a healthy start is ready at once; not fatal when Redis is down.
+        let _ = tokio::time::timeout(timeout, client.wait_for_connect()).await;
+        Ok(Self {
+            client,
+            keys: KeySchema::new(cfg.key_prefix.clone(), cfg.partitions),
+            apply_script: Script::from_lua(include_str!("lua/apply.lua")),
+            retire_script: Script::from_lua(include_str!("lua/retire.lua")),
+        })
+    }
+
+    pub fn keys(&self) -> &KeySchema {
+        &self.keys
+    }
+
+    /// Closes the connection after in-flight commands finish.
+    pub async fn quit(&self) {
+        let _ = self.client.quit().await;
+    }
+
+    /// Round trip to Redis (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = self.client.ping(None).await?;
+        Ok(())
+    }
+
+    /// Redis's clock in milliseconds: the clock that stamps log entries, so retirement uses the same one.
+    pub async fn now_ms(&self) -> Result<i64> {
+        let (secs, micros): (i64, i64) = self
+            .client
+            .custom(cmd!("TIME"), Vec::<String>::new())
+            .await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// Creates the consumer group on every partition's log (and the log itself), if missing.
+    pub async fn ensure_log_groups(&self) -> Result<()> {
+        for p in self.keys.all_partitions() {
+            let created: Result<Value, _> = self
+                .client
+                .custom(
+                    cmd!("XGROUP"),
+                    vec![
+                        "CREATE".to_owned(),
+                        self.keys.log(p),
+                        CONSUMER_GROUP.into(),
+                        "0".into(),
+                        "MKSTREAM".into(),
+                    ],
+                )
+                .await;
+            match created {
+                Ok(_) => {}
+                Err(e) if e.details().contains("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a validated batch to the log: one entry per partition it touches, all in one MULTI/EXEC, so the
+    /// batch is stored whole or not at all. Returns once Redis has the entries.
+    pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
+        self.append_with_id(views, "*").await
+    }
+
+    /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
+    /// before the log's last entry. For replays and tests that inject time.
+    pub async fn append_at(&self, views: &[(VideoId, u64)], at_ms: i64) -> Result<()> {
+        self.append_with_id(views, &format!("{at_ms}-*")).await
+    }
+
+    async fn append_with_id(&self, views: &[(VideoId, u64)], id: &str) -> Result<()> {
+        let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
+        for (video, n) in views {
+            by_partition
+                .entry(self.keys.partition_of(video))
+                .or_default()
+                .push((video, *n));
+        }
+        let trx = self.client.multi();
+        for (p, views) in by_partition {
+            let mut args = vec![self.keys.log(p), id.to_owned()];
+            for (field, value) in encode_fields(views) {
+                args.push(field);
+                args.push(value);
+            }
+            let _: Value = trx.custom(cmd!("XADD"), args).await?;
+        }
+        let _: Value = trx.exec(true).await?;
+        Ok(())
+    }
+
+    /// Reads up to `count` entries of partition `p`'s log for `consumer`.
+    pub async fn read_log(
+        &self,
+        p: Partition,
+        consumer: &str,
+        from: LogRead,
+        count: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let id = match from {
+            LogRead::New => ">",
+            LogRead::OwnPending => "0",
+        };
+        let reply: Value = self
+            .client
+            .custom(
+                cmd!("XREADGROUP"),
+                vec![
+                    "GROUP".to_owned(),
+                    CONSUMER_GROUP.into(),
+                    consumer.into(),
+                    "COUNT".into(),
+                    count.to_string(),
+                    "STREAMS".into(),
+                    self.keys.log(p),
+                    id.into(),
+                ],
+            )
+            .await?;
+        if reply.is_null() {
+            return Ok(Vec::new());
+        }
+        // [[key, [entry, ...]]]
+        let streams = reply.into_array();
+        let Some(stream) = streams.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let mut parts = stream.into_array().into_iter();
+        let entries = parts.nth(1).map(Value::into_array).unwrap_or_default();
+        entries.into_iter().map(parse_entry).collect()
+    }
+
+    /// Takes over entries that another consumer left pending for at least `min_idle` (a dead worker's).
+    pub async fn claim_stale(
+        &self,
+        p: Partition,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let reply: Value = self
+            .client
+            .custom(
+                cmd!("XAUTOCLAIM"),
+                vec![
+                    self.keys.log(p),
+                    CONSUMER_GROUP.into(),
+                    consumer.into(),
+                    min_idle.as_millis().to_string(),
+                    "0-0".into(),
+                    "COUNT".into(),
+                    count.to_string(),
+                ],
+            )
+            .await?;
+        // [next-start, [entry, ...], [deleted ids]]
+        let entries = reply
+            .into_array()
+            .into_iter()
+            .nth(1)
+            .map(Value::into_array)
+            .unwrap_or_default();
+        entries.into_iter().map(parse_entry).collect()
+    }
+
+    /// Applies an aggregated batch of partition `p` and acknowledges its entries, atomically (`lua/apply.lua`).
+    pub async fn apply(
+        &self,
+        p: Partition,
+        consumer: &str,
+        batch: &AggregatedBatch,
+    ) -> Result<ApplyOutcome> {
+        if batch.ids.is_empty() {
+            return Ok(ApplyOutcome::Applied { views: 0 });
+        }
+        let k = &self.keys;
+        let mut keys = vec![
+            k.log(p),
+            k.cursors(p),
+            k.window(p, Window::Minute),
+            k.window(p, Window::Hour),
+            k.window(p, Window::Day),
+            k.window(p, Window::All),
+            k.slice5_index(p),
+            k.minute_index(p),
+        ];
+        let mut args = vec![
+            CONSUMER_GROUP.to_owned(),
+            consumer.to_owned(),
+            batch.ids.len().to_string(),
+        ];
+        args.extend(batch.ids.iter().map(EntryId::to_string));
+        args.push(batch.slices.len().to_string());
+        for slice in &batch.slices {
+            keys.push(k.slice5(p, slice.slice5));
+            keys.push(k.minute(p, slice.minute));
+            args.push(slice.slice5.to_string());
+            args.push(slice.minute.to_string());
+            args.push(slice.increments.len().to_string());
+            for (video, n) in &slice.increments {
+                args.push(video.clone());
+                args.push(n.to_string());
+            }
+        }
+        let views: i64 = self
+            .apply_script
+            .evalsha_with_reload(&self.client, keys, args)
+            .await?;
+        Ok(match u64::try_from(views) {
+            Ok(views) => ApplyOutcome::Applied { views },
+            Err(_) => ApplyOutcome::NotOwned,
+        })
+    }
+
+    /// Subtracts from `window` of partition `p` every slice that has left it at `now_ms`, each exactly once
+    /// (`lua/retire.lua`). One script call per slice keeps each blocking step short. Returns the slices retired.
+    pub async fn retire(&self, p: Partition, window: Window, now_ms: i64) -> Result<u32> {
+        let Some(spec) = slices::spec(window) else {
+            return Ok(0);
+        };
+        let k = &self.keys;
+        let target = retire_target(spec, now_ms).to_string();
+        // Minute slices serve only the minute window: deleted once retired. Minute buckets serve the hour and
+        // day windows and the snapshotter: after the day window retires one it lingers an hour for snapshots.
+        let (after, drop_from_index) = match window {
+            Window::Minute => ("del", "1"),
+            Window::Hour => ("0", "0"),
+            _ => ("3600", "1"),
+        };
+        let mut expected = String::new();
+        let mut retired = 0;
+        loop {
+            let bucket = match expected.parse::<i64>() {
+                Ok(slice) => k.slice_bucket(p, window, slice),
+                Err(_) => k.slice_index(p, window),
+            };
+            let keys = vec![
+                k.cursors(p),
+                k.window(p, window),
+                k.slice_index(p, window),
+                bucket,
+            ];
+            let args = vec![
+                window.as_str().to_owned(),
+                target.clone(),
+                expected.clone(),
+                after.into(),
+                drop_from_index.into(),
+            ];
+            let (code, slice): (i64, String) = self
+                .retire_script
+                .evalsha_with_reload(&self.client, keys, args)
+                .await?;
+            match code {
+                0 => return Ok(retired),
+                1 => expected = slice,
+                2 => {
+                    retired += 1;
+                    expected.clear();
+                }
+                other => return Err(StoreError::Reply(format!("retire script answered {other}"))),
+            }
+        }
+    }
+
+    /// The global top `k` of `window`: each partition's top K (`ZRANGE ... REV`), merged.
+    pub async fn top(&self, window: Window, k: TopK) -> Result<Vec<RankedVideo>> {
+        let lists = futures::future::try_join_all(
+            self.keys
+                .all_partitions()
+                .map(|p| self.range_rev(self.keys.window(p, window), Some(k))),
+        )
+        .await?;
+        Ok(merge_rankings(lists, k))
+    }
+
+    /// Every video's count in `window` of partition `p` (tests, verification).
+    pub async fn window_counts(
+        &self,
+        p: Partition,
+        window: Window,
+    ) -> Result<HashMap<String, u64>> {
+        let all = self.range_rev(self.keys.window(p, window), None).await?;
+        Ok(all.into_iter().map(|r| (r.video_id, r.views)).collect())
+    }
+
+    /// The reference strategy, exact by definition: per partition, ZUNIONSTORE over the window's slice buckets
+    /// at `now_ms`, then read the union. Slow at scale (it is what the maintained windows avoid); used by
+    /// tests and verification. The all-time window has no slices and is not supported here.
+    pub async fn reference_counts(
+        &self,
+        p: Partition,
+        window: Window,
+        now_ms: i64,
+    ) -> Result<HashMap<String, u64>> {
+        let spec = slices::spec(window).ok_or_else(|| {
+            StoreError::Reply("the all-time window has no slices to union".into())
+        })?;
+        let k = &self.keys;
+        let scratch = k.scratch(p);
+        let buckets: Vec<String> = window_slices(spec, now_ms)
+            .map(|s| k.slice_bucket(p, window, s))
+            .collect();
+        let mut args = vec![scratch.clone(), buckets.len().to_string()];
+        args.extend(buckets);
+        let _: i64 = self.client.custom(cmd!("ZUNIONSTORE"), args).await?;
+        let all = self.range_rev(scratch.clone(), None).await;
+        let _: i64 = self.client.del(scratch).await?;
+        Ok(all?.into_iter().map(|r| (r.video_id, r.views)).collect())
+    }
+
+    /// Removes acknowledged log entries older than `keep_since_ms`, never an entry still pending or not yet
+    /// delivered. Returns the number removed.
+    pub async fn trim_log(&self, p: Partition, keep_since_ms: i64) -> Result<u64> {
+        let log = self.keys.log(p);
+        let mut min_keep = EntryId {
+            ms: keep_since_ms.max(0),
+            seq: 0,
+        };
+        // Oldest pending entry: [count, smallest id, greatest id, consumers].
+        let summary: Value = self
+            .client
+            .custom(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()])
+            .await?;
+        if let Some(oldest) = summary
+            .into_array()
+            .get(1)
+            .and_then(Value::as_string)
+            .and_then(|s| EntryId::parse(&s))
+        {
+            min_keep = min_keep.min(oldest);
+        }
+        // Entries after the group's last delivered id have not been read yet.
+        let groups: Value = self
+            .client
+            .custom(cmd!("XINFO"), vec!["GROUPS".to_owned(), log.clone()])
+            .await?;
+        for group in groups.into_array() {
+            let fields = group.into_array();
+            let mut it = fields.iter();
+            while let (Some(name), Some(value)) = (it.next(), it.next()) {
+                if name.as_str().as_deref() == Some("last-delivered-id") {
+                    if let Some(last) = value.as_string().and_then(|s| EntryId::parse(&s)) {
+                        min_keep = min_keep.min(EntryId {
+                            ms: last.ms,
+                            seq: last.seq + 1,
+                        });
+                    }
+                }
+            }
+        }
+        let removed: i64 = self
+            .client
+            .custom(
+                cmd!("XTRIM"),
+                vec![log, "MINID".into(), min_keep.to_string()],
+            )
+            .await?;
+        Ok(removed.max(0) as u64)
+    }
+
+    /// Entries of partition `p`'s log not yet acknowledged, delivered or not (backlog for health and tests).
+    pub async fn log_backlog(&self, p: Partition) -> Result<u64> {
+        let log = self.keys.log(p);
+        let summary: Value = self
+            .client
+            .custom(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()])
+            .await?;
+        let pending = summary
+            .into_array()
+            .first()
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let groups: Value = self
+            .client
+            .custom(cmd!("XINFO"), vec!["GROUPS".to_owned(), log])
+            .await?;
+        let mut lag = 0;
+        for group in groups.into_array() {
+            let fields = group.into_array();
+            let mut it = fields.iter();
+            while let (Some(name), Some(value)) = (it.next(), it.next()) {
+                if name.as_str().as_deref() == Some("lag") {
+                    lag = value.as_i64().unwrap_or(0);
+                }
+            }
+        }
+        Ok((pending + lag).max(0) as u64)
+    }
+
+    async fn range_rev(&self, key: String, k: Option<TopK>) -> Result<Vec<RankedVideo>> {
+        let stop = k.map_or(-1, |k| k.get() as i64 - 1);
+        let reply: Vec<Value> = self
+            .client
+            .custom(
+                cmd!("ZRANGE"),
+                vec![
+                    key,
+                    "0".into(),
+                    stop.to_string(),
+                    "REV".into(),
+                    "WITHSCORES".into(),
+                ],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(reply.len() / 2);
+        let mut it = reply.into_iter();
+        while let (Some(member), Some(score)) = (it.next(), it.next()) {
+            let video_id = member
+                .into_string()
+                .ok_or_else(|| StoreError::Reply("member is not text".into()))?;
+            let views = score
+                .as_string()
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or_else(|| StoreError::Reply("score is not a number".into()))?;
+            out.push(RankedVideo {
+                video_id,
+                views: views as u64,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// `[id, [field, value, ...]]`; fields are nil for an entry trimmed while pending.
+fn parse_entry(entry: Value) -> Result<LogEntry> {
+    let mut parts = entry.into_array().into_iter();
+    let raw_id = parts.next().and_then(|v| v.as_string()).unwrap_or_default();
+    let id = EntryId::parse(&raw_id)
+        .ok_or_else(|| StoreError::Reply(format!("bad stream id {raw_id:?}")))?;
+    let fields = parts.next().unwrap_or(Value::Null);
+    let views = if fields.is_null() {
+        Err("entry was trimmed from the log".to_owned())
+    } else {
+        let flat: Vec<String> = fields
+            .into_array()
+            .into_iter()
+            .map(|v| v.as_string().unwrap_or_default())
+            .collect();
+        let pairs = flat
+            .chunks(2)
+            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .collect();
+        decode_fields(pairs)
+    };
+    Ok(LogEntry { id, views })
+}

@@ -1,0 +1,276 @@
+//! The core's Redis steps against a real redis-server: apply and retire compared with a brute-force count and
+//! with the reference union, exactly-once under lost ownership, log trimming.
+
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::time::Duration;
+use topk_core::batch::aggregate;
+use topk_core::config::RedisConfig;
+use topk_core::domain::{TopK, VideoId, Window};
+use topk_core::redis::{ApplyOutcome, LogRead, RedisStore};
+use topk_core::slices::in_window;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn store(label: &str, partitions: u16) -> RedisStore {
+    let cfg = RedisConfig {
+        redis_url: topk_testkit::servers().redis_url.clone(),
+        partitions,
+        key_prefix: topk_testkit::unique_name(label),
+        redis_timeout_ms: 5_000,
+    };
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    store.ensure_log_groups().await.unwrap();
+    store
+}
+
+/// Reads, aggregates and applies every pending entry of every partition, `chunk` entries at a time.
+async fn drain(store: &RedisStore, consumer: &str, chunk: usize) -> u64 {
+    let mut views = 0;
+    for p in store.keys().all_partitions() {
+        loop {
+            let entries = store
+                .read_log(p, consumer, LogRead::New, chunk)
+                .await
+                .unwrap();
+            if entries.is_empty() {
+                break;
+            }
+            match store
+                .apply(p, consumer, &aggregate(&entries))
+                .await
+                .unwrap()
+            {
+                ApplyOutcome::Applied { views: v } => views += v,
+                ApplyOutcome::NotOwned => panic!("a lone consumer lost its entries"),
+            }
+        }
+    }
+    views
+}
+
+async fn retire_all(store: &RedisStore, now: i64) {
+    for p in store.keys().all_partitions() {
+        for w in Window::SLIDING {
+            store.retire(p, w, now).await.unwrap();
+        }
+    }
+}
+
+async fn window_counts(store: &RedisStore, w: Window) -> HashMap<String, u64> {
+    let mut all = HashMap::new();
+    for p in store.keys().all_partitions() {
+        all.extend(store.window_counts(p, w).await.unwrap());
+    }
+    all
+}
+
+async fn reference_counts(store: &RedisStore, w: Window, now: i64) -> HashMap<String, u64> {
+    let mut all = HashMap::new();
+    for p in store.keys().all_partitions() {
+        all.extend(store.reference_counts(p, w, now).await.unwrap());
+    }
+    all
+}
+
+fn brute_force(events: &[(i64, String, u64)], w: Window, now: i64) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> = HashMap::new();
+    for (at, video, n) in events {
+        if *at <= now && in_window(w, *at, now) {
+            *out.entry(video.clone()).or_default() += n;
+        }
+    }
+    out
+}
+
+/// One step of the random schedule: time advances, a batch arrives, and maybe the workers and the retirer run.
+#[derive(Debug, Clone)]
+struct Step {
+    advance_ms: i64,
+    views: Vec<(String, u64)>,
+    apply: bool,
+    retire: bool,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let advance = prop_oneof![
+        6 => 0i64..8_000,          // within the minute window
+        3 => 0i64..600_000,        // minutes: the hour window moves
+        1 => 0i64..30 * 3_600_000, // hours: the day window moves
+    ];
+    (
+        advance,
+        proptest::collection::vec(("[a-f]", 1u64..4), 1..6),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(advance_ms, views, apply, retire)| Step {
+            advance_ms,
+            views,
+            apply,
+            retire,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Every window equals the brute-force count over the same events, and the reference union over its slices,
+    /// whenever the workers have applied the log and the retirer has caught up, whatever the order of steps.
+    #[test]
+    fn windows_match_brute_force_and_reference(steps in proptest::collection::vec(step(), 1..40),
+                                               partitions in 1u16..4, chunk in 1usize..5) {
+        runtime().block_on(async {
+            let store = store("prop", partitions).await;
+            let mut now = T0;
+            let mut events: Vec<(i64, String, u64)> = Vec::new();
+            for s in &steps {
+                now += s.advance_ms;
+                let views: Vec<(VideoId, u64)> = s.views.iter().map(|(v, n)| (VideoId::parse(v).unwrap(), *n)).collect();
+                store.append_at(&views, now).await.unwrap();
+                events.extend(s.views.iter().map(|(v, n)| (now, v.clone(), *n)));
+                if s.apply { drain(&store, "c1", chunk).await; }
+                if s.retire { retire_all(&store, now).await; }
+                if s.apply && s.retire {
+                    check(&store, &events, now).await;
+                }
+            }
+            drain(&store, "c1", chunk).await;
+            retire_all(&store, now).await;
+            check(&store, &events, now).await;
+        });
+    }
+}
+
+async fn check(store: &RedisStore, events: &[(i64, String, u64)], now: i64) {
+    for w in Window::ALL {
+        let want = brute_force(events, w, now);
+        let got = window_counts(store, w).await;
+        assert_eq!(got, want, "window {w} at {now}");
+        if w != Window::All {
+            assert_eq!(
+                reference_counts(store, w, now).await,
+                want,
+                "reference union of {w} at {now}"
+            );
+        }
+        let top = store.top(w, TopK::new(3).unwrap()).await.unwrap();
+        let mut expected: Vec<(u64, String)> = want.into_iter().map(|(v, n)| (n, v)).collect();
+        expected.sort_by(|a, b| b.cmp(a));
+        let expected: Vec<(u64, String)> = expected.into_iter().take(3).collect();
+        let top: Vec<(u64, String)> = top.into_iter().map(|r| (r.views, r.video_id)).collect();
+        assert_eq!(top, expected, "top 3 of {w}");
+    }
+}
+
+/// A worker whose entries were claimed by another (it looked dead) applies nothing; the claimer counts them once.
+#[tokio::test]
+async fn claimed_entries_are_applied_once() {
+    let store = store("claim", 1).await;
+    let v = VideoId::parse("v1").unwrap();
+    store.append_at(&[(v.clone(), 5)], T0).await.unwrap();
+
+    let slow = store.read_log(0, "slow", LogRead::New, 10).await.unwrap();
+    assert_eq!(slow.len(), 1);
+    let claimed = store
+        .claim_stale(0, "rescuer", Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    assert_eq!(
+        store.apply(0, "slow", &aggregate(&slow)).await.unwrap(),
+        ApplyOutcome::NotOwned
+    );
+    assert_eq!(
+        store
+            .apply(0, "rescuer", &aggregate(&claimed))
+            .await
+            .unwrap(),
+        ApplyOutcome::Applied { views: 5 }
+    );
+    // A retry of the same call (a reply lost on the way back) changes nothing either.
+    assert_eq!(
+        store
+            .apply(0, "rescuer", &aggregate(&claimed))
+            .await
+            .unwrap(),
+        ApplyOutcome::NotOwned
+    );
+    assert_eq!(store.window_counts(0, Window::All).await.unwrap()["v1"], 5);
+    assert_eq!(store.log_backlog(0).await.unwrap(), 0);
+}
+
+/// A restarted worker finds the entries it read before dying among its own pending ones.
+#[tokio::test]
+async fn own_pending_entries_are_redelivered() {
+    let store = store("pending", 1).await;
+    store
+        .append_at(&[(VideoId::parse("v").unwrap(), 2)], T0)
+        .await
+        .unwrap();
+    let first = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store
+        .read_log(0, "w", LogRead::New, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store
+        .read_log(0, "w", LogRead::OwnPending, 10)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+}
+
+/// Trimming keeps every entry that is pending or undelivered, and removes acknowledged old ones.
+#[tokio::test]
+async fn trim_never_drops_unacknowledged_entries() {
+    let store = store("trim", 1).await;
+    let v = VideoId::parse("v").unwrap();
+    for i in 0..3 {
+        store.append_at(&[(v.clone(), 1)], T0 + i).await.unwrap();
+    }
+    let read = store.read_log(0, "w", LogRead::New, 1).await.unwrap();
+    store.apply(0, "w", &aggregate(&read)).await.unwrap();
+    let pending = store.read_log(0, "w", LogRead::New, 1).await.unwrap();
+    // Everything is older than the cutoff, but only the acknowledged first entry may go.
+    assert_eq!(store.trim_log(0, T0 + 1_000_000).await.unwrap(), 1);
+    assert_eq!(store.log_backlog(0).await.unwrap(), 2);
+    store.apply(0, "w", &aggregate(&pending)).await.unwrap();
+    assert_eq!(drain(&store, "w", 10).await, 1);
+    assert_eq!(store.window_counts(0, Window::All).await.unwrap()["v"], 3);
+}
+
+/// Redis stopped: commands fail within the timeout instead of hanging.
+#[tokio::test]
+async fn unreachable_redis_fails_fast() {
+    let mut server = topk_testkit::RedisServer::start();
+    let cfg = RedisConfig {
+        redis_url: server.url(),
+        partitions: 2,
+        key_prefix: "down".into(),
+        redis_timeout_ms: 300,
+    };
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    store.ping().await.unwrap();
+    server.kill();
+    let started = std::time::Instant::now();
+    assert!(store.top(Window::All, TopK::DEFAULT).await.is_err());
+    assert!(store
+        .append(&[(VideoId::parse("v").unwrap(), 1)])
+        .await
+        .is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
