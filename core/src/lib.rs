@@ -8,6 +8,7 @@
 //! - [`batch`]: log entries, their codec, and aggregation of a batch per (slice, video).
 //! - [`redis`]: [`redis::RedisStore`], every Redis call (fred lives only here) and the Lua scripts in `lua/`.
 //! - [`db`]: the Postgres pool and the migrations (`MIGRATOR`).
+//! - [`http`]: the JSON error type and health answers both services share.
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
 //! Data moves: receiver → [`redis::RedisStore::append`] (log) → worker [`redis::RedisStore::read_log`] →
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod http;
 pub mod keys;
 pub mod redis;
 pub mod shutdown;

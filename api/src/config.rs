@@ -1,0 +1,16 @@
+//! Settings of `topk-api` (flags or `TOPK_*` environment variables).
+
+use clap::Parser;
+use std::net::SocketAddr;
+use topk_core::config::RedisConfig;
+
+/// topk-api: the most viewed videos of the last minute, hour, day and of all time.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "topk-api", version, about)]
+pub struct ApiConfig {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    /// Where the API listens.
+    #[arg(long, env = "TOPK_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+}

@@ -1,0 +1,79 @@
+//! Settings of `topk-ingest` (flags or `TOPK_*` environment variables).
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::time::Duration;
+use topk_core::config::RedisConfig;
+
+/// Which parts of ingest this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Receiver, workers and retirer in one process.
+    All,
+    /// Only the HTTP receiver that appends views to the log.
+    Receiver,
+    /// Only the workers that apply the log, and the retirer.
+    Worker,
+}
+
+/// topk-ingest: receives views over HTTP into the partitioned Redis log; workers apply the log to the windows
+/// exactly once and retire slices that leave them.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "topk-ingest", version, about)]
+pub struct IngestConfig {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    /// Where the receiver listens.
+    #[arg(long, env = "TOPK_INGEST_ADDR", default_value = "127.0.0.1:8081")]
+    pub addr: SocketAddr,
+    /// When set, `POST /v1/views` needs `Authorization: Bearer <token>`.
+    #[arg(long, env = "TOPK_INGEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Which parts to run.
+    #[arg(long, env = "TOPK_INGEST_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// Largest accepted request body, in bytes (413 above).
+    #[arg(long, env = "TOPK_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Most elements one batch may have (400 above).
+    #[arg(long, env = "TOPK_MAX_BATCH_LEN", default_value_t = 10_000)]
+    pub max_batch_len: usize,
+    /// Log entries a worker applies in one atomic step.
+    #[arg(long, env = "TOPK_WORKER_BATCH_ENTRIES", default_value_t = 256)]
+    pub worker_batch_entries: usize,
+    /// How long an entry may stay pending with another worker before it is claimed (that worker is presumed dead).
+    #[arg(long, env = "TOPK_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub claim_idle_ms: u64,
+    /// How often the retirer runs.
+    #[arg(long, env = "TOPK_RETIRE_INTERVAL_MS", default_value_t = 250)]
+    pub retire_interval_ms: u64,
+    /// How long acknowledged log entries are kept for replay after a Redis rebuild.
+    #[arg(long, env = "TOPK_LOG_RETENTION_SECS", default_value_t = 3_600)]
+    pub log_retention_secs: u64,
+    /// This worker's consumer name in the log's consumer group; default: unique per process.
+    #[arg(long, env = "TOPK_CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+}
+
+impl IngestConfig {
+    pub fn claim_idle(&self) -> Duration {
+        Duration::from_millis(self.claim_idle_ms)
+    }
+
+    pub fn retire_interval(&self) -> Duration {
+        Duration::from_millis(self.retire_interval_ms)
+    }
+
+    /// The consumer name: configured, or host, process id and a random suffix (a restarted process is a new
+    /// consumer; what the old one left pending is claimed after `claim_idle`).
+    pub fn consumer(&self) -> String {
+        self.consumer_name.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+            format!(
+                "{host}-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )
+        })
+    }
+}
