@@ -1,0 +1,572 @@
+//! Ingest against a real redis-server: HTTP end to end with the API, every class of bad input, and workers
+//! killed with SIGKILL at random moments while views keep arriving.
+
+use clap::Parser;
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use topk_core::domain::{VideoId, Window};
+use topk_core::redis::RedisStore;
+
+const TOKEN: &str = "test-token";
+
+struct Stack {
+    prefix: String,
+    partitions: u16,
+    store: RedisStore,
+    ingest: SocketAddr,
+    api: SocketAddr,
+    stop: CancellationToken,
+    http: reqwest::Client,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn env_args(prefix: &str, partitions: u16, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "topk".to_owned(),
+        format!("--redis-url={}", topk_testkit::servers().redis_url),
+        format!("--key-prefix={prefix}"),
+        format!("--partitions={partitions}"),
+        "--addr=127.0.0.1:0".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Starts ingest (in the given role) and the API in this process on free ports, isolated by a key prefix.
+async fn stack(label: &str, partitions: u16, ingest_extra: &[&str]) -> Stack {
+    let prefix = topk_testkit::unique_name(label);
+    let stop = CancellationToken::new();
+    let mut ingest_args = env_args(&prefix, partitions, ingest_extra);
+    ingest_args.push(format!("--token={TOKEN}"));
+    ingest_args.push("--retire-interval-ms=50".into());
+    let ingest_cfg = topk_ingest::config::IngestConfig::try_parse_from(ingest_args).unwrap();
+    let store = RedisStore::connect(&ingest_cfg.redis).await.unwrap();
+    let ingest = topk_ingest::Application::build(ingest_cfg).await.unwrap();
+    let ingest_addr = ingest.local_addr().unwrap();
+    tokio::spawn(ingest.run(stop.clone()));
+    let api_cfg =
+        topk_api::config::ApiConfig::try_parse_from(env_args(&prefix, partitions, &[])).unwrap();
+    let api = topk_api::Application::build(api_cfg).await.unwrap();
+    let api_addr = api.local_addr();
+    tokio::spawn(api.run(stop.clone()));
+    Stack {
+        prefix,
+        partitions,
+        store,
+        ingest: ingest_addr,
+        api: api_addr,
+        stop,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Stack {
+    async fn post_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        token: Option<&str>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("http://{}/v1/views", self.ingest))
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn post(&self, views: &Value) -> (StatusCode, Value) {
+        self.post_raw(views.to_string(), Some(TOKEN), Some("application/json"))
+            .await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("http://{}{path}", self.api))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    async fn ranking(&self, window: &str) -> Vec<(String, u64)> {
+        let (status, body) = self.get(&format!("/v1/topk?window={window}&k=1000")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["videoId"].as_str().unwrap().to_owned(),
+                    r["views"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Polls until `window`'s ranking equals `want`, or panics after `within`.
+    async fn wait_for(&self, window: &str, want: &[(&str, u64)], within: Duration) -> Duration {
+        let want: Vec<(String, u64)> = want.iter().map(|(v, n)| (v.to_string(), *n)).collect();
+        let started = Instant::now();
+        loop {
+            let got = self.ranking(window).await;
+            if got == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{window}: got {got:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Total views held anywhere in Redis for this stack: log entries and every window.
+    async fn state_fingerprint(&self) -> (u64, Vec<Vec<(String, u64)>>) {
+        let mut backlog = 0;
+        let mut windows = Vec::new();
+        for p in 0..self.partitions {
+            backlog += self.store.log_backlog(p).await.unwrap();
+            for w in Window::ALL {
+                let mut c: Vec<(String, u64)> = self
+                    .store
+                    .window_counts(p, w)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+                c.sort();
+                windows.push(c);
+            }
+        }
+        (backlog, windows)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_posted_over_http_rank_in_every_window_and_the_minute_slides() {
+    let s = stack("e2e", 3, &[]).await;
+    let (status, body) = s
+        .post(&json!([{"videoId": "a"}, {"videoId": "b", "count": 3}, {"videoId": "a"}]))
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::ACCEPTED, json!({"accepted": 5}))
+    );
+    let mut visible = Duration::ZERO;
+    for w in ["minute", "hour", "day", "all"] {
+        visible = visible.max(
+            s.wait_for(w, &[("b", 3), ("a", 2)], Duration::from_secs(1))
+                .await,
+        );
+    }
+    eprintln!("visible in every window {visible:?} after the POST answered");
+
+    // Ties by videoId descending, k honoured, both routes agree.
+    s.post(&json!([{"videoId": "c", "count": 2}])).await;
+    s.wait_for(
+        "all",
+        &[("b", 3), ("c", 2), ("a", 2)],
+        Duration::from_secs(1),
+    )
+    .await;
+    let (_, top2) = s.get("/view/video?k=2&window=all").await;
+    assert_eq!(
+        top2,
+        json!([{"videoId": "b", "views": 3}, {"videoId": "c", "views": 2}])
+    );
+
+    // A view 50 s old (appended with its event time) is in the minute window now and leaves it within seconds,
+    // while it stays in the hour, day and all-time windows.
+    let s2 = stack("slide", 2, &[]).await;
+    let now = s2.store.now_ms().await.unwrap();
+    s2.store
+        .append_at(&[(VideoId::parse("old").unwrap(), 7)], now - 50_000)
+        .await
+        .unwrap();
+    s2.wait_for("minute", &[("old", 7)], Duration::from_secs(2))
+        .await;
+    let slid = s2.wait_for("minute", &[], Duration::from_secs(15)).await;
+    eprintln!("the 50 s old view left the minute window after {slid:?}");
+    for w in ["hour", "day", "all"] {
+        s2.wait_for(w, &[("old", 7)], Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
+    let s = stack("bad", 2, &["--max-batch-len=5", "--max-body-bytes=2000"]).await;
+    s.post(&json!([{"videoId": "seed", "count": 2}])).await;
+    s.wait_for("all", &[("seed", 2)], Duration::from_secs(2))
+        .await;
+    let before = s.state_fingerprint().await;
+
+    let long_id = "x".repeat(65);
+    let cases: Vec<(&str, String, Option<&str>, Option<&str>, StatusCode)> = vec![
+        (
+            "not JSON",
+            "[{".into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "not an array",
+            r#"{"videoId":"a"}"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty batch",
+            "[]".into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "element not an object",
+            r#"[{"videoId":"a"}, 3]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing videoId",
+            r#"[{"videoId":"a"},{"count":1}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id with a space",
+            r#"[{"videoId":"a"},{"videoId":"has space"}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty id",
+            r#"[{"videoId":""}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id too long",
+            format!(r#"[{{"videoId":"{long_id}"}}]"#),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count zero",
+            r#"[{"videoId":"a","count":0}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count too large",
+            r#"[{"videoId":"a","count":1000001}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count negative",
+            r#"[{"videoId":"a","count":-1}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count fractional",
+            r#"[{"videoId":"a","count":1.5}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count a string",
+            r#"[{"videoId":"a","count":"1"}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown field",
+            r#"[{"videoId":"a","when":1}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "batch too long",
+            serde_json::to_string(&vec![json!({"videoId": "a"}); 6]).unwrap(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "body too large",
+            format!(r#"[{{"videoId":"a","pad":"{}"}}]"#, "p".repeat(3000)),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "not JSON content",
+            r#"[{"videoId":"a"}]"#.into(),
+            Some(TOKEN),
+            Some("text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "no token",
+            r#"[{"videoId":"a"}]"#.into(),
+            None,
+            Some("application/json"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong token",
+            r#"[{"videoId":"a"}]"#.into(),
+            Some("test-tokeN"),
+            Some("application/json"),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (what, body, token, ct, want) in cases {
+        let (status, body) = s.post_raw(body, token, ct).await;
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: no JSON error: {body}"
+        );
+    }
+    let (status, body) = s
+        .post_raw(r#"[{"videoId":"a"},{"videoId":"b c"}]"#, Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("element 1:"),
+        "{body}"
+    );
+
+    for (query, what) in [
+        ("/v1/topk?window=week", "window"),
+        ("/v1/topk?k=5", "window"),
+        ("/v1/topk?window=all&k=0", "k"),
+        ("/v1/topk?window=all&k=1001", "k"),
+        ("/v1/topk?window=all&k=ten", "k"),
+        ("/view/video?window=all&k=-3", "k"),
+    ] {
+        let (status, body) = s.get(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            body["error"].as_str().unwrap().contains(what),
+            "{query}: {body}"
+        );
+    }
+    let (status, body) = s.get("/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.state_fingerprint().await,
+        before,
+        "a refused request changed Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_and_health() {
+    let s = stack("doc", 1, &[]).await;
+    for addr in [s.api, s.ingest] {
+        for path in ["/healthz", "/readyz"] {
+            let r = s
+                .http
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{addr}{path}");
+        }
+        let doc: Value = s
+            .http
+            .get(format!("http://{addr}/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    }
+    let doc: Value = s
+        .http
+        .get(format!("http://{}/openapi.json", s.ingest))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/views"]["post"].is_object());
+    let doc: Value = s
+        .http
+        .get(format!("http://{}/openapi.json", s.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/view/video"]["get"].is_object());
+}
+
+fn spawn_worker(prefix: &str, partitions: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_topk-ingest"))
+        .env("TOPK_REDIS_URL", &topk_testkit::servers().redis_url)
+        .env("TOPK_KEY_PREFIX", prefix)
+        .env("TOPK_PARTITIONS", partitions.to_string())
+        .env("TOPK_INGEST_ROLE", "worker")
+        .env("TOPK_CLAIM_IDLE_MS", "300")
+        .env("TOPK_WORKER_BATCH_ENTRIES", "3")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start topk-ingest")
+}
+
+/// Guarantee 1: whatever moment a worker dies at, every view answered 202 is counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_workers_never_lose_or_double_a_view() {
+    let s = stack("kill", 4, &["--role=receiver"]).await;
+    let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let sending = CancellationToken::new();
+    let started = Instant::now();
+    let sender = {
+        let (accepted, sending, http, url) = (
+            accepted.clone(),
+            sending.clone(),
+            s.http.clone(),
+            format!("http://{}/v1/views", s.ingest),
+        );
+        tokio::spawn(async move {
+            let mut batches = 0u64;
+            while !sending.is_cancelled() {
+                let batch: Vec<(String, u64)> = {
+                    let mut rng = rand::rng();
+                    (0..rng.random_range(1..20))
+                        .map(|_| {
+                            (
+                                format!("v{}", rng.random_range(0..50)),
+                                rng.random_range(1..4),
+                            )
+                        })
+                        .collect()
+                };
+                let body: Vec<Value> = batch
+                    .iter()
+                    .map(|(v, n)| json!({"videoId": v, "count": n}))
+                    .collect();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == StatusCode::ACCEPTED {
+                    let mut acc = accepted.lock().unwrap();
+                    for (v, n) in batch {
+                        *acc.entry(v).or_default() += n;
+                    }
+                    batches += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            batches
+        })
+    };
+
+    let mut kills = 0;
+    for round in 0..20 {
+        // Sometimes two workers share the partitions, so one dies while the other claims its entries.
+        let mut workers = vec![spawn_worker(&s.prefix, s.partitions)];
+        if round % 3 == 0 {
+            workers.push(spawn_worker(&s.prefix, s.partitions));
+        }
+        let alive_ms = rand::rng().random_range(50..600);
+        tokio::time::sleep(Duration::from_millis(alive_ms)).await;
+        for mut w in workers {
+            w.kill().expect("SIGKILL the worker");
+            w.wait().unwrap();
+            kills += 1;
+        }
+    }
+    sending.cancel();
+    let batches = sender.await.unwrap();
+
+    let mut last = spawn_worker(&s.prefix, s.partitions);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut backlog = 0;
+        for p in 0..s.partitions {
+            backlog += s.store.log_backlog(p).await.unwrap();
+        }
+        if backlog == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last worker did not drain the log: {backlog} entries left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last.kill().unwrap();
+    last.wait().unwrap();
+
+    let accepted = accepted.lock().unwrap().clone();
+    let total: u64 = accepted.values().sum();
+    eprintln!("{batches} batches, {total} views accepted, {kills} workers killed with SIGKILL");
+    assert!(total > 1000, "too few views to mean anything: {total}");
+    let windows: &[Window] = if started.elapsed() < Duration::from_secs(50) {
+        &Window::ALL
+    } else {
+        &[Window::Hour, Window::Day, Window::All]
+    };
+    for &w in windows {
+        let mut got: HashMap<String, u64> = HashMap::new();
+        for p in 0..s.partitions {
+            got.extend(s.store.window_counts(p, w).await.unwrap());
+        }
+        assert_eq!(got, accepted, "window {w}");
+    }
+}
