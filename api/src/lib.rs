@@ -1,7 +1,7 @@
 //! topk-api: rankings per window, health and the OpenAPI document.
 //!
 //! # Layout
-//! - [`config`]: settings.
+//! - [`config`]: settings (flags and environment).
 //! - [`rankings`]: `GET /view/video` and `GET /v1/topk`: per-partition top K from Redis, merged.
 //!
 //! A request reads each partition's maintained window (`ZRANGE ... REV`), never a union of slices.

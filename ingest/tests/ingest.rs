@@ -16,6 +16,15 @@ use topk_core::redis::RedisStore;
 
 const TOKEN: &str = "test-token";
 
+/// A refused request: what it is, body, token, content type, expected status.
+type BadRequest = (
+    &'static str,
+    String,
+    Option<&'static str>,
+    Option<&'static str>,
+    StatusCode,
+);
+
 struct Stack {
     prefix: String,
     partitions: u16,
@@ -224,7 +233,7 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     let before = s.state_fingerprint().await;
 
     let long_id = "x".repeat(65);
-    let cases: Vec<(&str, String, Option<&str>, Option<&str>, StatusCode)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (
             "not JSON",
             "[{".into(),
