@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
-use topk_core::config::RedisConfig;
+use topk_core::config::{DatabaseConfig, RedisConfig};
 
 /// topk-api: the most viewed videos of the last minute, hour, day and of all time.
 #[derive(Parser, Debug, Clone)]
@@ -10,6 +10,9 @@ use topk_core::config::RedisConfig;
 pub struct ApiConfig {
     #[command(flatten)]
     pub redis: RedisConfig,
+    /// Postgres, for history (connected lazily: rankings work without it).
+    #[command(flatten)]
+    pub database: DatabaseConfig,
     /// Where the API listens.
     #[arg(long, env = "TOPK_API_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,

@@ -3,11 +3,15 @@
 //! # Layout
 //! - [`config`]: settings (flags and environment).
 //! - [`rankings`]: `GET /view/video` and `GET /v1/topk`: per-partition top K from Redis, merged.
+//! - [`videos`]: `GET /v1/videos/{videoId}`: one video's views in each window, from Redis.
+//! - [`history`]: `GET /v1/topk/history`: past rankings from Postgres snapshots.
 //!
 //! A request reads each partition's maintained window (`ZRANGE ... REV`), never a union of slices.
 
 pub mod config;
+pub mod history;
 pub mod rankings;
+pub mod videos;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -25,6 +29,7 @@ use utoipa::OpenApi;
 #[derive(Clone)]
 pub struct AppState {
     pub store: RedisStore,
+    pub db: sqlx::PgPool,
 }
 
 #[derive(OpenApi)]
@@ -33,8 +38,21 @@ pub struct AppState {
         title = "topk",
         description = "The most viewed videos of the last minute, hour, day and of all time."
     ),
-    paths(rankings::topk, rankings::view_video, readyz),
-    components(schemas(RankedVideo, Window, ErrorBody, Health))
+    paths(
+        rankings::topk,
+        rankings::view_video,
+        videos::video,
+        history::history,
+        readyz
+    ),
+    components(schemas(
+        RankedVideo,
+        Window,
+        ErrorBody,
+        Health,
+        videos::VideoViews,
+        history::HistoricRanking
+    ))
 )]
 struct ApiDoc;
 
@@ -61,6 +79,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/view/video", get(rankings::view_video))
         .route("/v1/topk", get(rankings::topk))
+        .route("/v1/topk/history", get(history::history))
+        .route("/v1/videos/{video_id}", get(videos::video))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
@@ -81,10 +101,11 @@ pub struct Application {
 impl Application {
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         let store = RedisStore::connect(&config.redis).await?;
+        let db = topk_core::db::pool(&config.database)?;
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {
             listener,
-            state: AppState { store },
+            state: AppState { store, db },
         })
     }
 

@@ -19,3 +19,195 @@ pub fn pool(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+use crate::batch::EntryId;
+use crate::domain::{RankedVideo, Window};
+use chrono::{DateTime, TimeZone, Utc};
+use std::collections::BTreeMap;
+
+/// Key of the Postgres advisory lock held by the one snapshotter that writes.
+pub const SNAPSHOTTER_LOCK: i64 = 0x746f_706b_736e_6170; // "topksnap"
+
+/// The start of minute `m` (minutes since the epoch).
+pub fn minute_start(m: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(m * crate::slices::MINUTE_MS)
+        .single()
+        .expect("minute in range")
+}
+
+/// What Postgres covers for one partition: every minute up to `minute_through` is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub minute_through: i64,
+    /// The newest log entry the written minutes cover; a rebuild replays the log after it.
+    pub last_entry_id: EntryId,
+}
+
+/// Every partition's checkpoint.
+pub async fn checkpoints(pool: &PgPool) -> Result<BTreeMap<u16, Checkpoint>, sqlx::Error> {
+    let rows: Vec<(i32, String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT partition, last_entry_id, minute_through FROM ingest_checkpoints")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(p, id, through)| {
+            Some((
+                u16::try_from(p).ok()?,
+                Checkpoint {
+                    minute_through: crate::slices::minute_of(through.timestamp_millis()),
+                    last_entry_id: EntryId::parse(&id)?,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// Writes one closed minute of one partition: its rows into `video_stats`, their sum into `video_totals`, and
+/// the partition's checkpoint, in one transaction. The checkpoint makes it idempotent: a minute at or before it
+/// is never written again, so totals are added once.
+pub async fn write_minute(
+    pool: &PgPool,
+    partition: u16,
+    minute: i64,
+    rows: &[RankedVideo],
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Serializes writers of one partition even before its checkpoint row exists (FOR UPDATE locks nothing then).
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind((SNAPSHOTTER_LOCK >> 32) as i32)
+        .bind(i32::from(partition))
+        .execute(&mut *tx)
+        .await?;
+    let done: Option<(DateTime<Utc>,)> = sqlx::query_as(
+        "SELECT minute_through FROM ingest_checkpoints WHERE partition = $1 FOR UPDATE",
+    )
+    .bind(i32::from(partition))
+    .fetch_optional(&mut *tx)
+    .await?;
+    if done.is_some_and(|(through,)| through >= minute_start(minute)) {
+        return Ok(false);
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.video_id.as_str()).collect();
+    let views: Vec<i64> = rows.iter().map(|r| r.views as i64).collect();
+    if !rows.is_empty() {
+        sqlx::query(
+            "INSERT INTO video_stats (video_id, bucket_start, views) \
+             SELECT v, $2, n FROM UNNEST($1::text[], $3::bigint[]) AS t(v, n) \
+             ON CONFLICT (video_id, bucket_start) DO UPDATE SET views = EXCLUDED.views",
+        )
+        .bind(&ids)
+        .bind(minute_start(minute))
+        .bind(&views)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO video_totals (video_id, total_views, last_updated) \
+             SELECT v, n, now() FROM UNNEST($1::text[], $2::bigint[]) AS t(v, n) \
+             ON CONFLICT (video_id) DO UPDATE \
+             SET total_views = video_totals.total_views + EXCLUDED.total_views, last_updated = now()",
+        )
+        .bind(&ids)
+        .bind(&views)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let last_ms = (minute + 1) * crate::slices::MINUTE_MS - 1;
+    sqlx::query(
+        "INSERT INTO ingest_checkpoints (partition, last_entry_id, minute_through, updated_at) \
+         VALUES ($1, $2, $3, now()) ON CONFLICT (partition) DO UPDATE \
+         SET last_entry_id = EXCLUDED.last_entry_id, minute_through = EXCLUDED.minute_through, updated_at = now()",
+    )
+    .bind(i32::from(partition))
+    .bind(format!("{last_ms}-{}", u64::MAX))
+    .bind(minute_start(minute))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Stores one window's ranking at `at` (idempotent: the same snapshot time is written once).
+pub async fn write_topk_snapshot(
+    pool: &PgPool,
+    window: Window,
+    at: DateTime<Utc>,
+    window_start: Option<DateTime<Utc>>,
+    ranking: &[RankedVideo],
+) -> Result<u64, sqlx::Error> {
+    let ranks: Vec<i32> = (1..=ranking.len() as i32).collect();
+    let ids: Vec<&str> = ranking.iter().map(|r| r.video_id.as_str()).collect();
+    let views: Vec<i64> = ranking.iter().map(|r| r.views as i64).collect();
+    let done = sqlx::query(
+        "INSERT INTO global_topk_snapshots (time_window, snapshot_time, rank, video_id, views, window_start, window_end) \
+         SELECT $1, $2, r, v, n, $3, $2 FROM UNNEST($4::int[], $5::text[], $6::bigint[]) AS t(r, v, n) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(window.as_str())
+    .bind(at)
+    .bind(window_start)
+    .bind(&ranks)
+    .bind(&ids)
+    .bind(&views)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The latest snapshot of `window` at or before `at`: its time and its top `k`. `None` before the first one.
+pub async fn topk_history(
+    pool: &PgPool,
+    window: Window,
+    at: DateTime<Utc>,
+    k: usize,
+) -> Result<Option<(DateTime<Utc>, Vec<RankedVideo>)>, sqlx::Error> {
+    let latest: Option<(DateTime<Utc>,)> = sqlx::query_as(
+        "SELECT snapshot_time FROM global_topk_snapshots WHERE time_window = $1 AND snapshot_time <= $2 \
+         ORDER BY snapshot_time DESC LIMIT 1",
+    )
+    .bind(window.as_str())
+    .bind(at)
+    .fetch_optional(pool)
+    .await?;
+    let Some((time,)) = latest else {
+        return Ok(None);
+    };
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT video_id, views FROM global_topk_snapshots WHERE time_window = $1 AND snapshot_time = $2 \
+         ORDER BY rank LIMIT $3",
+    )
+    .bind(window.as_str())
+    .bind(time)
+    .bind(k as i64)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some((
+        time,
+        rows.into_iter()
+            .map(|(video_id, views)| RankedVideo {
+                video_id,
+                views: views.max(0) as u64,
+            })
+            .collect(),
+    )))
+}
+
+/// Minute rows of the given videos' partition since `since` (for rebuilding Redis), grouped by minute.
+pub async fn minutes_since(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    through: DateTime<Utc>,
+) -> Result<Vec<(String, DateTime<Utc>, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT video_id, bucket_start, views FROM video_stats WHERE bucket_start > $1 AND bucket_start <= $2")
+        .bind(since)
+        .bind(through)
+        .fetch_all(pool)
+        .await
+}
+
+/// Every video's all-time total.
+pub async fn totals(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT video_id, total_views FROM video_totals")
+        .fetch_all(pool)
+        .await
+}

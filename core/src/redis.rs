@@ -355,6 +355,20 @@ impl RedisStore {
         Ok(merge_rankings(lists, k))
     }
 
+    /// One video's views in every window, from its partition.
+    pub async fn video_counts(&self, video: &VideoId) -> Result<Vec<(Window, u64)>> {
+        let p = self.keys.partition_of(video);
+        let mut out = Vec::with_capacity(Window::ALL.len());
+        for w in Window::ALL {
+            let score: Option<f64> = self
+                .client
+                .zscore(self.keys.window(p, w), video.as_str())
+                .await?;
+            out.push((w, score.unwrap_or(0.0).max(0.0) as u64));
+        }
+        Ok(out)
+    }
+
     /// Every video's count in `window` of partition `p` (tests, verification).
     pub async fn window_counts(
         &self,
@@ -525,4 +539,229 @@ fn parse_entry(entry: Value) -> Result<LogEntry> {
         decode_fields(pairs)
     };
     Ok(LogEntry { id, views })
+}
+
+/// Reading closed minutes for the snapshotter, and restoring Redis from Postgres.
+impl RedisStore {
+    /// The time up to which partition `p` has applied its log: the event time of its oldest entry not yet
+    /// acknowledged, or `None` when nothing is waiting (the partition is past any time up to now).
+    pub async fn applied_through_ms(&self, p: Partition) -> Result<Option<i64>> {
+        let log = self.keys.log(p);
+        let mut oldest: Option<i64> = None;
+        let summary: Value = self
+            .client
+            .custom(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()])
+            .await?;
+        if let Some(id) = summary
+            .into_array()
+            .get(1)
+            .and_then(Value::as_string)
+            .and_then(|s| EntryId::parse(&s))
+        {
+            oldest = Some(id.ms);
+        }
+        let groups: Value = self
+            .client
+            .custom(cmd!("XINFO"), vec!["GROUPS".to_owned(), log.clone()])
+            .await?;
+        let mut last_delivered = None;
+        for group in groups.into_array() {
+            let fields = group.into_array();
+            let mut it = fields.iter();
+            while let (Some(name), Some(value)) = (it.next(), it.next()) {
+                if name.as_str().as_deref() == Some("last-delivered-id") {
+                    last_delivered = value.as_string();
+                }
+            }
+        }
+        let start = last_delivered.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let next: Vec<Value> = self
+            .client
+            .custom(
+                cmd!("XRANGE"),
+                vec![log, start, "+".into(), "COUNT".into(), "1".into()],
+            )
+            .await?;
+        if let Some(id) = next
+            .into_iter()
+            .next()
+            .and_then(|e| e.into_array().into_iter().next())
+            .and_then(|v| v.as_string())
+            .and_then(|s| EntryId::parse(&s))
+        {
+            oldest = Some(oldest.map_or(id.ms, |o| o.min(id.ms)));
+        }
+        Ok(oldest)
+    }
+
+    /// Minutes of partition `p` that have a bucket, in `(after, before)`, oldest first.
+    pub async fn bucket_minutes(&self, p: Partition, after: i64, before: i64) -> Result<Vec<i64>> {
+        let found: Vec<String> = self
+            .client
+            .custom(
+                cmd!("ZRANGEBYSCORE"),
+                vec![
+                    self.keys.minute_index(p),
+                    format!("({after}"),
+                    format!("({before}"),
+                ],
+            )
+            .await?;
+        Ok(found.iter().filter_map(|m| m.parse().ok()).collect())
+    }
+
+    /// Every video's views in one minute of partition `p`.
+    pub async fn minute_counts(&self, p: Partition, minute: i64) -> Result<Vec<RankedVideo>> {
+        self.range_rev(self.keys.minute(p, minute), None).await
+    }
+
+    /// Replaces partition `p`'s counts with what Postgres holds (`rebuild-redis`): minute buckets of the day
+    /// window's span, the hour and day windows as their sums, the all-time window, and cursors at `now_ms`.
+    /// The minute window is left empty (Postgres has minutes, not 5-second slices): the log replay refills it.
+    /// The log itself is kept; its consumer group restarts right after `replay_from` (the checkpoint).
+    pub async fn restore_partition(
+        &self,
+        p: Partition,
+        minutes: &BTreeMap<i64, Vec<(String, u64)>>,
+        totals: &[(String, u64)],
+        now_ms: i64,
+        replay_after: Option<EntryId>,
+    ) -> Result<()> {
+        let k = &self.keys;
+        // Clear everything of the partition but its log.
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .custom(
+                    cmd!("SCAN"),
+                    vec![
+                        cursor.clone(),
+                        "MATCH".into(),
+                        format!("{}*", k.log(p).trim_end_matches("log")),
+                        "COUNT".into(),
+                        "1000".into(),
+                    ],
+                )
+                .await?;
+            let doomed: Vec<String> = keys.into_iter().filter(|key| *key != k.log(p)).collect();
+            if !doomed.is_empty() {
+                let _: i64 = self.client.del(doomed).await?;
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        let hour = slices::spec(Window::Hour).expect("hour slices");
+        let day = slices::spec(Window::Day).expect("day slices");
+        let (hour_from, day_from) = (retire_target(hour, now_ms), retire_target(day, now_ms));
+        let mut hour_sum: HashMap<&str, u64> = HashMap::new();
+        let mut day_sum: HashMap<&str, u64> = HashMap::new();
+        for (&minute, rows) in minutes {
+            if minute <= day_from || rows.is_empty() {
+                continue;
+            }
+            self.zadd_chunks(
+                k.minute(p, minute),
+                rows.iter().map(|(v, n)| (v.as_str(), *n)),
+            )
+            .await?;
+            let _: Value = self
+                .client
+                .custom(
+                    cmd!("ZADD"),
+                    vec![k.minute_index(p), minute.to_string(), minute.to_string()],
+                )
+                .await?;
+            for (v, n) in rows {
+                *day_sum.entry(v).or_default() += n;
+                if minute > hour_from {
+                    *hour_sum.entry(v).or_default() += n;
+                }
+            }
+        }
+        self.zadd_chunks(k.window(p, Window::Hour), hour_sum.into_iter())
+            .await?;
+        self.zadd_chunks(k.window(p, Window::Day), day_sum.into_iter())
+            .await?;
+        self.zadd_chunks(
+            k.window(p, Window::All),
+            totals.iter().map(|(v, n)| (v.as_str(), *n)),
+        )
+        .await?;
+        // Replayed entries after the checkpoint belong to slices newer than these cursors, so they are added;
+        // anything at or before the checkpoint is already in the restored sums.
+        let replay_ms = replay_after.map_or(now_ms, |id| id.ms + 1);
+        let minute_cursor = slices::slice5_of(replay_ms) - 1;
+        let minute_cursor = minute_cursor.max(retire_target(
+            slices::spec(Window::Minute).expect("minute slices"),
+            now_ms,
+        ));
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("HSET"),
+                vec![
+                    k.cursors(p),
+                    "minute".into(),
+                    minute_cursor.to_string(),
+                    "hour".into(),
+                    hour_from.to_string(),
+                    "day".into(),
+                    day_from.to_string(),
+                ],
+            )
+            .await?;
+        // Restart the consumer group after the checkpoint, dropping its pending list: every entry after the
+        // checkpoint is delivered again exactly once (workers must be stopped meanwhile).
+        let log = k.log(p);
+        let _: Result<Value, _> = self
+            .client
+            .custom(
+                cmd!("XGROUP"),
+                vec!["DESTROY".to_owned(), log.clone(), CONSUMER_GROUP.into()],
+            )
+            .await;
+        let start = replay_after.map_or_else(|| "$".to_owned(), |id| id.to_string());
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("XGROUP"),
+                vec![
+                    "CREATE".to_owned(),
+                    log,
+                    CONSUMER_GROUP.into(),
+                    start,
+                    "MKSTREAM".into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn zadd_chunks<'a>(
+        &self,
+        key: String,
+        members: impl Iterator<Item = (&'a str, u64)>,
+    ) -> Result<()> {
+        let mut args = vec![key.clone()];
+        for (video, n) in members {
+            args.push(n.to_string());
+            args.push(video.to_owned());
+            if args.len() >= 2001 {
+                let _: i64 = self
+                    .client
+                    .custom(
+                        cmd!("ZADD"),
+                        std::mem::replace(&mut args, vec![key.clone()]),
+                    )
+                    .await?;
+            }
+        }
+        if args.len() > 1 {
+            let _: i64 = self.client.custom(cmd!("ZADD"), args).await?;
+        }
+        Ok(())
+    }
 }

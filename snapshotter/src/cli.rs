@@ -1,7 +1,7 @@
 //! Subcommands and settings of `topk-snapshotter` (flags or `TOPK_*` environment variables).
 
 use clap::{Args, Parser, Subcommand};
-use topk_core::config::DatabaseConfig;
+use topk_core::config::{DatabaseConfig, RedisConfig};
 
 /// topk-snapshotter: writes per-minute history and window rankings to Postgres, and rebuilds Redis from it.
 #[derive(Parser, Debug)]
@@ -15,10 +15,40 @@ pub struct Cli {
 pub enum Command {
     /// Apply the database migrations and exit.
     Migrate(MigrateArgs),
+    /// Run the jobs on their schedules (one writer at a time; others stand by).
+    Run(StoreArgs),
+    /// Run every job once and exit.
+    Snapshot(SnapshotArgs),
+    /// Rebuild Redis's windows from Postgres after a loss (stop the ingest workers first).
+    RebuildRedis(StoreArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseConfig,
+}
+
+/// Settings of the commands that use Redis and Postgres.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Cron schedule (with seconds) of the minute job: closed minutes to `video_stats` and `video_totals`.
+    #[arg(long, env = "TOPK_MINUTE_SCHEDULE", default_value = "5 * * * * *")]
+    pub minute_schedule: String,
+    /// Cron schedule of the ranking snapshots (top 1000 of each window).
+    #[arg(long, env = "TOPK_TOPK_SCHEDULE", default_value = "10 */5 * * * *")]
+    pub topk_schedule: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Run every job once and exit (the only mode so far).
+    #[arg(long, default_value_t = true)]
+    pub once: bool,
 }

@@ -1,0 +1,47 @@
+//! `GET /v1/videos/{videoId}`: one video's views in each window (a creator's dashboard).
+
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Serialize;
+use topk_core::domain::VideoId;
+use topk_core::http::{ApiError, ErrorBody};
+use utoipa::ToSchema;
+
+/// One video's views per window.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoViews {
+    pub video_id: String,
+    pub minute: u64,
+    pub hour: u64,
+    pub day: u64,
+    pub all: u64,
+}
+
+/// A video's views in the last minute, hour, day and of all time (0 for a video never seen).
+#[utoipa::path(get, path = "/v1/videos/{videoId}", params(("videoId" = String, Path, description = "the video id")),
+    responses(
+        (status = 200, description = "views per window", body = VideoViews),
+        (status = 400, description = "invalid video id", body = ErrorBody),
+        (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
+pub async fn video(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<VideoViews>, ApiError> {
+    let video = VideoId::parse(&raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let counts = state
+        .store
+        .video_counts(&video)
+        .await
+        .map_err(|e| ApiError::unavailable("the counts (Redis)", &e))?;
+    let get = |w| counts.iter().find(|(x, _)| *x == w).map_or(0, |(_, n)| *n);
+    use topk_core::domain::Window::*;
+    Ok(Json(VideoViews {
+        minute: get(Minute),
+        hour: get(Hour),
+        day: get(Day),
+        all: get(All),
+        video_id: video.into_string(),
+    }))
+}

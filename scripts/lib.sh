@@ -1,0 +1,236 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables set here are used by the scripts that source this file
+# Helpers shared by up.sh, down.sh and test.sh. Source it: it only sets variables and defines functions.
+#
+# Layout of TOPK_HOME (default <repo>/.topk, ignored by git):
+#   redis/   Redis data (append-only file)      pg/    PostgreSQL cluster (also its unix socket)
+#   logs/    one log per process                run/   one pid file per process that up.sh started
+
+# The repository root, whatever directory the script was called from.
+TOPK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+TOPK_HOME="${TOPK_HOME:-$TOPK_ROOT/.topk}"
+# Made absolute before any cd, so a relative TOPK_HOME means the caller's directory.
+case "$TOPK_HOME" in
+/*) ;;
+*) TOPK_HOME="$PWD/$TOPK_HOME" ;;
+esac
+TOPK_REDIS_PORT="${TOPK_REDIS_PORT:-6379}"
+TOPK_PG_PORT="${TOPK_PG_PORT:-5432}"
+TOPK_API_PORT="${TOPK_API_PORT:-8080}"
+TOPK_INGEST_PORT="${TOPK_INGEST_PORT:-8081}"
+
+REDIS_DIR="$TOPK_HOME/redis"
+PG_DATA="$TOPK_HOME/pg"
+LOG_DIR="$TOPK_HOME/logs"
+RUN_DIR="$TOPK_HOME/run"
+# Written by up.sh: down.sh --purge deletes only a folder that carries it.
+HOME_MARKER="$TOPK_HOME/.topk-home"
+
+info() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+	if is_root; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		die "need root to run '$*' and sudo is not installed"
+	fi
+}
+
+check_port_vars() {
+	local name
+	for name in TOPK_REDIS_PORT TOPK_PG_PORT TOPK_API_PORT TOPK_INGEST_PORT; do
+		if ! [[ "${!name}" =~ ^[0-9]{1,5}$ ]] || ((10#${!name} < 1 || 10#${!name} > 65535)); then
+			die "$name='${!name}' is not a port number"
+		fi
+	done
+}
+
+# pg_ctl hands its -o options to a shell, and the socket path has a length limit: keep TOPK_HOME plain.
+check_home_path() {
+	[[ "$TOPK_HOME" != *[[:space:]\'\"\\]* ]] ||
+		die "TOPK_HOME='$TOPK_HOME' contains spaces or quotes; pick a plain path"
+}
+
+# --- PostgreSQL programs ----------------------------------------------------------------------
+
+# Directory of the newest installed PostgreSQL's programs. Debian keeps initdb, postgres and pg_ctl in
+# /usr/lib/postgresql/<version>/bin, off PATH; elsewhere they are usually on PATH. Prints nothing if absent.
+pg_bindir() {
+	local dirs=() d best=""
+	for d in /usr/lib/postgresql/*/bin; do
+		[[ -x "$d/initdb" && -x "$d/postgres" && -x "$d/pg_ctl" ]] && dirs+=("${d%/bin}")
+	done
+	if ((${#dirs[@]} > 0)); then
+		# Version-aware sort, so 16 beats 9.6.
+		best="$(printf '%s\n' "${dirs[@]}" | sort -V | tail -n 1)"
+		printf '%s\n' "$best/bin"
+		return 0
+	fi
+	d="$(command -v pg_ctl 2>/dev/null || true)"
+	if [[ -n "$d" ]]; then
+		d="$(dirname "$d")"
+		[[ -x "$d/initdb" && -x "$d/postgres" ]] && printf '%s\n' "$d"
+	fi
+	return 0
+}
+
+# Path of one PostgreSQL program (initdb, pg_ctl, postgres, psql, ...).
+pg_bin() {
+	local dir
+	dir="$(pg_bindir)"
+	if [[ -n "$dir" && -x "$dir/$1" ]]; then
+		printf '%s\n' "$dir/$1"
+	elif command -v "$1" >/dev/null 2>&1; then
+		command -v "$1"
+	else
+		die "PostgreSQL program '$1' not found; run scripts/up.sh (it installs PostgreSQL)"
+	fi
+}
+
+# PostgreSQL refuses to run as root, so as root its server programs run as the 'postgres' user that the
+# Debian package creates; as anyone else they run as that user. cd / so that a working directory the
+# postgres user cannot read does not make them fail.
+pg_user() {
+	if is_root; then printf 'postgres\n'; else id -un; fi
+}
+
+pg_run() {
+	local prog
+	prog="$(pg_bin "$1")"
+	shift
+	if is_root; then
+		(cd / && runuser -u postgres -- "$prog" "$@")
+	else
+		(cd / && "$prog" "$@")
+	fi
+}
+
+# Gives a directory (recursively) to the user that runs PostgreSQL, when that is not us.
+pg_own() {
+	if is_root; then
+		id postgres >/dev/null 2>&1 || die "user 'postgres' does not exist; is PostgreSQL installed?"
+		chown -R postgres:postgres "$@"
+	fi
+}
+
+# --- packages -----------------------------------------------------------------------------------
+
+# Installs what the scripts and the tests need, and only what is missing, so it is cheap to repeat.
+# Rust is not installed here: a toolchain comes from rustup, which the user runs themselves.
+ensure_packages() {
+	local cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+	# rustup puts cargo there but only login shells add it to PATH.
+	if ! command -v cargo >/dev/null 2>&1 && [[ -x "$cargo_home/bin/cargo" ]]; then
+		PATH="$cargo_home/bin:$PATH"
+		export PATH
+	fi
+	if ! command -v cargo >/dev/null 2>&1; then
+		cat >&2 <<'EOF'
+error: cargo (Rust) is not installed.
+Install the Rust toolchain with rustup (see https://rustup.rs), open a new shell (or run
+`. "$HOME/.cargo/env"`), then run this script again.
+EOF
+		exit 1
+	fi
+
+	local missing=()
+	command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
+	[[ -n "$(pg_bindir)" ]] || missing+=(postgresql)
+	command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	command -v python3 >/dev/null 2>&1 || missing+=(python3)
+	# Rust needs a C linker; crates that bind OpenSSL also need pkg-config and its headers.
+	command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+	if grep -qs '^name = "openssl-sys"' "$TOPK_ROOT/Cargo.lock"; then
+		command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+		[[ -e /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+	fi
+	((${#missing[@]} > 0)) || return 0
+
+	command -v apt-get >/dev/null 2>&1 ||
+		die "missing: ${missing[*]}; this script installs them only with apt-get (Debian/Ubuntu): install them yourself"
+	info "installing: ${missing[*]}"
+	local pkg
+	for pkg in "${missing[@]}"; do
+		if [[ "$pkg" == postgresql ]]; then
+			# Debian's package creates and starts a 'main' cluster on 5432, which would take the port of
+			# ours; we run our own cluster in TOPK_HOME, so tell postgresql-common not to create one.
+			as_root mkdir -p /etc/postgresql-common/createcluster.d
+			printf '%s\n' '# topk runs its own cluster (scripts/up.sh)' 'create_main_cluster = false' |
+				as_root tee /etc/postgresql-common/createcluster.d/topk.conf >/dev/null
+		fi
+	done
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+	for pkg in "${missing[@]}"; do
+		if [[ "$pkg" == redis-server ]] && command -v systemctl >/dev/null 2>&1 &&
+			systemctl is-active --quiet redis-server 2>/dev/null; then
+			# We installed the package only for its programs; its system-wide Redis would hold port 6379.
+			info "stopping and disabling the system redis-server service that the package just started"
+			as_root systemctl disable --now redis-server || warn "could not stop the system redis-server"
+		fi
+	done
+	[[ -n "$(pg_bindir)" ]] || die "PostgreSQL was installed but initdb/postgres/pg_ctl were not found"
+}
+
+# --- processes ----------------------------------------------------------------------------------
+
+# True when something accepts TCP connections on 127.0.0.1:PORT (bash's /dev/tcp: no extra tool).
+port_open() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_port PORT NAME [SECONDS]: waits until NAME listens on PORT, or fails.
+wait_port() {
+	local port="$1" name="$2" timeout="${3:-30}" i
+	for ((i = 0; i < timeout * 10; i++)); do
+		port_open "$port" && return 0
+		sleep 0.1
+	done
+	die "$name did not listen on port $port within ${timeout} s"
+}
+
+# Prints the pid recorded in a pid file if that process is alive and its command line contains EXPECT,
+# so that a stale pid file whose number was reused never makes us skip a start or kill a stranger.
+live_pid() {
+	local file="$1" expect="$2" pid cmdline
+	[[ -s "$file" ]] || return 1
+	pid="$(head -n 1 "$file" | tr -dc '0-9')"
+	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+	if [[ -r "/proc/$pid/cmdline" ]]; then
+		cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+		[[ "$cmdline" == *"$expect"* ]] || return 1
+	fi
+	printf '%s\n' "$pid"
+}
+
+# stop_pid FILE NAME EXPECT: SIGTERM (graceful: services drain, Redis saves), SIGKILL after 20 s.
+stop_pid() {
+	local file="$1" name="$2" expect="$3" pid i
+	if ! pid="$(live_pid "$file" "$expect")"; then
+		rm -f "$file"
+		return 0
+	fi
+	info "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		warn "$name did not stop within 20 s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$file"
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds topk, and starts a private Redis, a private PostgreSQL and the three
+# services in the background, all on 127.0.0.1, with data, logs and pid files in TOPK_HOME.
+# Safe to run again: whatever is already running (per its pid file) is left alone.
+#
+# Settings (environment): TOPK_HOME (default <repo>/.topk), TOPK_REDIS_PORT (6379), TOPK_PG_PORT (5432),
+# TOPK_API_PORT (8080), TOPK_INGEST_PORT (8081), TOPK_PROFILE (release | debug), and passed on to the
+# services: TOPK_INGEST_TOKEN, TOPK_PARTITIONS and any other TOPK_* of .env.example.
+# Stop with scripts/down.sh.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in
+"") ;;
+-h | --help)
+	sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	exit 0
+	;;
+*) die "unknown argument '$1' (try --help)" ;;
+esac
+
+check_port_vars
+check_home_path
+TOPK_PROFILE="${TOPK_PROFILE:-release}"
+case "$TOPK_PROFILE" in
+release | debug) ;;
+*) die "TOPK_PROFILE='$TOPK_PROFILE': use release or debug" ;;
+esac
+
+ensure_packages
+
+# --- build --------------------------------------------------------------------------------------
+# Build before starting anything, so a broken build leaves no half-started stack behind.
+build_args=(--workspace --bins)
+[[ "$TOPK_PROFILE" == release ]] && build_args=(--release "${build_args[@]}")
+info "building ($TOPK_PROFILE): cargo build ${build_args[*]}"
+(cd "$TOPK_ROOT" && cargo build "${build_args[@]}")
+BIN_DIR="${CARGO_TARGET_DIR:-$TOPK_ROOT/target}/$TOPK_PROFILE"
+case "$BIN_DIR" in
+/*) ;;
+*) BIN_DIR="$TOPK_ROOT/$BIN_DIR" ;; # cargo reads a relative CARGO_TARGET_DIR from where it runs
+esac
+for b in topk-ingest topk-api topk-snapshotter; do
+	[[ -x "$BIN_DIR/$b" ]] || die "$BIN_DIR/$b was not built"
+done
+
+mkdir -p "$TOPK_HOME" "$REDIS_DIR" "$LOG_DIR" "$RUN_DIR"
+: >"$HOME_MARKER"
+# As root, PostgreSQL runs as the postgres user (see pg_run), which must reach its data and log even
+# under a restrictive umask.
+if is_root; then chmod 755 "$TOPK_HOME" "$LOG_DIR"; fi
+
+# Fails early when a port is held by a process we did not start: talking to a stranger's server (or
+# reading a stranger's /healthz) would be worse than stopping.
+require_free_port() {
+	if port_open "$1"; then
+		die "port $1 ($2) is in use by another process; stop it or set $3 to a free port"
+	fi
+}
+
+# --- Redis --------------------------------------------------------------------------------------
+if pid="$(live_pid "$RUN_DIR/redis.pid" redis-server)"; then
+	info "redis: already running (pid $pid)"
+else
+	require_free_port "$TOPK_REDIS_PORT" Redis TOPK_REDIS_PORT
+	# Append-only with fsync every second: an acknowledged view survives a Redis restart (at most ~1 s
+	# is lost on a machine crash), matching what a real deployment would run.
+	redis-server --port "$TOPK_REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
+		--appendonly yes --appendfsync everysec \
+		--daemonize yes --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log"
+	wait_port "$TOPK_REDIS_PORT" redis-server
+	info "redis: started on 127.0.0.1:$TOPK_REDIS_PORT"
+fi
+port_open "$TOPK_REDIS_PORT" ||
+	die "our Redis does not listen on $TOPK_REDIS_PORT: started with other ports? run scripts/down.sh first"
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+if [[ ! -s "$PG_DATA/PG_VERSION" ]]; then
+	mkdir -p "$PG_DATA"
+	pg_own "$PG_DATA"
+	if is_root && ! runuser -u postgres -- test -w "$PG_DATA" 2>/dev/null; then
+		die "the postgres user cannot reach $PG_DATA (a parent folder is closed to other users); set TOPK_HOME to a folder it can reach"
+	fi
+	info "postgres: creating a cluster in $PG_DATA"
+	pg_run initdb -D "$PG_DATA" -A trust -U postgres -E UTF8 >"$LOG_DIR/initdb.log" 2>&1 ||
+		die "initdb failed; see $LOG_DIR/initdb.log"
+fi
+pg_own "$PG_DATA"
+if pg_run pg_ctl status -D "$PG_DATA" >/dev/null 2>&1; then
+	info "postgres: already running"
+else
+	require_free_port "$TOPK_PG_PORT" PostgreSQL TOPK_PG_PORT
+	touch "$LOG_DIR/postgres.log"
+	pg_own "$LOG_DIR/postgres.log"
+	# The socket lives in the data folder (no shared /run/postgresql needed); a unix socket path is at
+	# most 107 bytes, so a deep TOPK_HOME falls back to TCP only, which is all the services use.
+	socket_opt="-k $PG_DATA"
+	if ((${#PG_DATA} + 20 > 107)); then socket_opt="-c unix_socket_directories=''"; fi
+	pg_run pg_ctl -D "$PG_DATA" -l "$LOG_DIR/postgres.log" -w -t 60 \
+		-o "-p $TOPK_PG_PORT -c listen_addresses=127.0.0.1 $socket_opt" start >/dev/null ||
+		{
+			tail -n 20 "$LOG_DIR/postgres.log" >&2 || true
+			die "PostgreSQL did not start; see $LOG_DIR/postgres.log"
+		}
+	info "postgres: started on 127.0.0.1:$TOPK_PG_PORT"
+fi
+port_open "$TOPK_PG_PORT" ||
+	die "our PostgreSQL does not listen on $TOPK_PG_PORT: started with other ports? run scripts/down.sh first"
+PSQL="$(pg_bin psql)"
+psql_admin() { "$PSQL" -h 127.0.0.1 -p "$TOPK_PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+if [[ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'topk'")" != 1 ]]; then
+	psql_admin -c 'CREATE DATABASE topk'
+	info "postgres: created database topk"
+fi
+
+# --- the services -------------------------------------------------------------------------------
+export TOPK_REDIS_URL="redis://127.0.0.1:$TOPK_REDIS_PORT"
+export TOPK_DATABASE_URL="postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk"
+export TOPK_API_ADDR="127.0.0.1:$TOPK_API_PORT"
+export TOPK_INGEST_ADDR="127.0.0.1:$TOPK_INGEST_PORT"
+# These pass through as they are; an empty one would be read as a value (an empty token, a bad count).
+[[ -n "${TOPK_INGEST_TOKEN:-}" ]] || unset TOPK_INGEST_TOKEN
+[[ -n "${TOPK_PARTITIONS:-}" ]] || unset TOPK_PARTITIONS
+
+info "migrating the database"
+"$BIN_DIR/topk-snapshotter" migrate >>"$LOG_DIR/migrate.log" 2>&1 || {
+	tail -n 20 "$LOG_DIR/migrate.log" >&2 || true
+	die "topk-snapshotter migrate failed; see $LOG_DIR/migrate.log"
+}
+
+kept_old=false
+# start_service NAME BINARY [ARGS...]: starts BINARY detached (nohup, own log and pid file) unless the
+# process of its pid file is still alive.
+start_service() {
+	local name="$1" bin="$2" pid
+	shift 2
+	if pid="$(live_pid "$RUN_DIR/$name.pid" "$bin")"; then
+		info "$name: already running (pid $pid)"
+		kept_old=true
+		return 0
+	fi
+	nohup "$BIN_DIR/$bin" "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+	printf '%s\n' "$!" >"$RUN_DIR/$name.pid"
+	info "$name: started (pid $!, log $LOG_DIR/$name.log)"
+}
+
+# wait_healthy NAME PORT: waits for GET /healthz, failing at once if the process died (bad config,
+# port taken) and showing why.
+wait_healthy() {
+	local name="$1" port="$2" i
+	for ((i = 0; i < 600; i++)); do
+		curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>/dev/null && return 0
+		if ! live_pid "$RUN_DIR/$name.pid" "topk-$name" >/dev/null; then
+			tail -n 20 "$LOG_DIR/$name.log" >&2 || true
+			die "$name exited; see $LOG_DIR/$name.log (scripts/down.sh stops the rest)"
+		fi
+		sleep 0.1
+	done
+	die "$name did not answer /healthz on port $port within 60 s; see $LOG_DIR/$name.log"
+}
+
+if ! live_pid "$RUN_DIR/ingest.pid" topk-ingest >/dev/null; then
+	require_free_port "$TOPK_INGEST_PORT" topk-ingest TOPK_INGEST_PORT
+fi
+if ! live_pid "$RUN_DIR/api.pid" topk-api >/dev/null; then
+	require_free_port "$TOPK_API_PORT" topk-api TOPK_API_PORT
+fi
+start_service ingest topk-ingest
+start_service api topk-api
+# `run` (the cron jobs) is newer than `migrate`; an older build simply lacks it.
+# (Help is captured first: grep -q closing the pipe early could fail the pipeline under pipefail.)
+snap_help="$("$BIN_DIR/topk-snapshotter" --help 2>/dev/null || true)"
+if grep -Eq '^[[:space:]]+run([[:space:]]|$)' <<<"$snap_help"; then
+	start_service snapshotter topk-snapshotter run
+else
+	info "snapshotter: not started (this build of topk-snapshotter has no 'run' subcommand yet)"
+fi
+wait_healthy ingest "$TOPK_INGEST_PORT"
+wait_healthy api "$TOPK_API_PORT"
+# The snapshotter serves no HTTP; by now a bad setting would have made it exit.
+if [[ -f "$RUN_DIR/snapshotter.pid" ]] && ! live_pid "$RUN_DIR/snapshotter.pid" topk-snapshotter >/dev/null; then
+	tail -n 20 "$LOG_DIR/snapshotter.log" >&2 || true
+	die "snapshotter exited; see $LOG_DIR/snapshotter.log (scripts/down.sh stops the rest)"
+fi
+
+# --- how to use it ------------------------------------------------------------------------------
+auth=""
+[[ -n "${TOPK_INGEST_TOKEN:-}" ]] && auth=" -H \"Authorization: Bearer \$TOPK_INGEST_TOKEN\""
+down_cmd="scripts/down.sh"
+[[ "$TOPK_HOME" == "$TOPK_ROOT/.topk" ]] || down_cmd="TOPK_HOME=$TOPK_HOME scripts/down.sh"
+cat <<EOF
+
+topk is up ($TOPK_PROFILE build).
+  ingest:   http://127.0.0.1:$TOPK_INGEST_PORT   (POST /v1/views)
+  api:      http://127.0.0.1:$TOPK_API_PORT   (GET /v1/topk, /view/video, /healthz, /readyz)
+  redis:    127.0.0.1:$TOPK_REDIS_PORT    postgres: postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk
+
+Try:
+  curl -i -X POST http://127.0.0.1:$TOPK_INGEST_PORT/v1/views -H 'Content-Type: application/json'$auth \\
+       -d '[{"videoId": "abc"}, {"videoId": "xyz", "count": 3}]'
+  curl 'http://127.0.0.1:$TOPK_API_PORT/v1/topk?k=10&window=hour'
+
+Logs:  $LOG_DIR/
+Stop:  $down_cmd   (data is kept; add --purge to delete it)
+EOF
+if [[ "$kept_old" == true ]]; then
+	info "Note: services that were already running keep their build and settings; stop and start again to renew them."
+fi

@@ -1,0 +1,76 @@
+//! The jobs, each one step that takes the time as an argument: [`snapshot_minutes`] and [`snapshot_rankings`].
+
+use chrono::{TimeZone, Utc};
+use sqlx::PgPool;
+use topk_core::db;
+use topk_core::domain::{TopK, Window, MAX_K};
+use topk_core::redis::RedisStore;
+use topk_core::slices;
+
+/// What the minute job wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinuteReport {
+    pub minutes: u64,
+    pub rows: u64,
+}
+
+/// Writes every closed minute not yet in Postgres, per partition, from the partition's checkpoint on.
+///
+/// A minute is closed once every partition has applied its log past the minute's end. Catch-up is by design:
+/// after a missed tick, a stopped snapshotter or a Postgres outage, the next run writes every minute since
+/// the checkpoint (as long as Redis still holds its bucket: a day).
+pub async fn snapshot_minutes(
+    store: &RedisStore,
+    pool: &PgPool,
+    now_ms: i64,
+) -> anyhow::Result<MinuteReport> {
+    let mut applied_through = now_ms;
+    for p in store.keys().all_partitions() {
+        if let Some(ms) = store.applied_through_ms(p).await? {
+            applied_through = applied_through.min(ms);
+        }
+    }
+    // Minutes strictly before this one are closed.
+    let open_minute = slices::minute_of(applied_through);
+    let checkpoints = db::checkpoints(pool).await?;
+    let mut report = MinuteReport::default();
+    for p in store.keys().all_partitions() {
+        let after = checkpoints
+            .get(&p)
+            .map_or(i64::MIN / 2, |c| c.minute_through);
+        for minute in store.bucket_minutes(p, after, open_minute).await? {
+            let rows = store.minute_counts(p, minute).await?;
+            if db::write_minute(pool, p, minute, &rows).await? {
+                report.minutes += 1;
+                report.rows += rows.len() as u64;
+            }
+        }
+        // Move the checkpoint over the closed minutes that had no views, so a rebuild replays little.
+        if after < open_minute - 1 {
+            db::write_minute(pool, p, open_minute - 1, &[]).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// Stores the top 1000 of each window at `now_ms`. Returns the rows written.
+pub async fn snapshot_rankings(
+    store: &RedisStore,
+    pool: &PgPool,
+    now_ms: i64,
+) -> anyhow::Result<u64> {
+    let at = Utc
+        .timestamp_millis_opt(now_ms - now_ms.rem_euclid(1000))
+        .single()
+        .expect("time in range");
+    let mut rows = 0;
+    for window in Window::ALL {
+        let ranking = store.top(window, TopK::new(MAX_K).expect("max k")).await?;
+        let start = slices::spec(window).and_then(|s| {
+            let first = *slices::window_slices(s, now_ms).start();
+            Utc.timestamp_millis_opt(first * s.slice_ms).single()
+        });
+        rows += db::write_topk_snapshot(pool, window, at, start, &ranking).await?;
+    }
+    Ok(rows)
+}
