@@ -21,6 +21,8 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Rebuild Redis's windows from Postgres after a loss (stop the ingest workers first).
     RebuildRedis(StoreArgs),
+    /// Compare Redis windows with the sum of their slices and with Postgres; exit non-zero on any difference.
+    Verify(StoreArgs),
 }
 
 #[derive(Args, Debug)]

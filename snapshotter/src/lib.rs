@@ -6,6 +6,7 @@
 //!   ([`jobs::snapshot_minutes`]), window rankings to `global_topk_snapshots` ([`jobs::snapshot_rankings`]).
 //! - [`leader`]: the advisory lock that makes one snapshotter the writer.
 //! - [`rebuild`] restores Redis from Postgres (`rebuild-redis`).
+//! - [`verify`] reports every difference between Redis windows, their slices and Postgres.
 //! - [`run_scheduled`]: the jobs on tokio-cron-scheduler, with a watchdog that runs them itself when the
 //!   schedule stalls (missed ticks are dropped by the scheduler; catch-up makes that harmless).
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod jobs;
 pub mod leader;
 pub mod rebuild;
+pub mod verify;
 
 use cli::{Cli, Command, StoreArgs};
 use sqlx::PgPool;
@@ -52,6 +54,20 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<()> {
                 l.release().await;
             }
             Ok(())
+        }
+        Command::Verify(args) => {
+            let (store, pool) = connect(&args).await?;
+            let now = store.now_ms().await?;
+            let diffs = verify::verify(&store, &pool, now).await?;
+            for d in &diffs {
+                println!("{d}");
+            }
+            if diffs.is_empty() {
+                println!("no differences");
+                Ok(())
+            } else {
+                anyhow::bail!("{} differences: {:?}", diffs.len(), verify::summary(&diffs))
+            }
         }
         Command::RebuildRedis(args) => {
             let (store, pool) = connect(&args).await?;
