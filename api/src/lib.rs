@@ -13,7 +13,7 @@ pub mod history;
 pub mod rankings;
 pub mod videos;
 
-use axum::extract::State;
+use axum::extract::FromRef;
 use axum::routing::get;
 use axum::{Json, Router};
 use config::ApiConfig;
@@ -21,12 +21,12 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::{RankedVideo, Window};
-use topk_core::http::{healthz, ApiError, ErrorBody, Health};
+use topk_core::http::{ErrorBody, Health};
 use topk_core::redis::RedisStore;
 use utoipa::OpenApi;
 
 /// What every handler shares.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: RedisStore,
     pub db: sqlx::PgPool,
@@ -43,7 +43,8 @@ pub struct AppState {
         rankings::view_video,
         videos::video,
         history::history,
-        readyz
+        topk_core::http::healthz,
+        topk_core::http::readyz
     ),
     components(schemas(
         RankedVideo,
@@ -61,19 +62,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// Redis answers: rankings can be served.
-#[utoipa::path(get, path = "/readyz", responses(
-    (status = 200, description = "Redis is reachable", body = Health),
-    (status = 503, description = "Redis is not reachable", body = ErrorBody)))]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable("Redis", &e))?;
-    Ok(Json(Health { status: "ok" }))
-}
-
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -81,10 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topk", get(rankings::topk))
         .route("/v1/topk/history", get(history::history))
         .route("/v1/videos/{video_id}", get(videos::video))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .fallback(topk_core::http::not_found)
+        .merge(topk_core::http::health_routes())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             std::time::Duration::from_secs(10),

@@ -24,6 +24,13 @@ pub enum StoreError {
     Reply(String),
 }
 
+impl StoreError {
+    /// The log's consumer group is missing: Redis lost its data (restarted empty) since the group was created.
+    pub fn is_missing_group(&self) -> bool {
+        matches!(self, StoreError::Redis(e) if e.details().contains("NOGROUP"))
+    }
+}
+
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// What became of an apply call.
@@ -33,6 +40,17 @@ pub enum ApplyOutcome {
     Applied { views: u64 },
     /// Another worker claimed at least one entry meanwhile; nothing was changed.
     NotOwned,
+}
+
+/// The consumer group's position on one partition's log.
+#[derive(Debug, Clone, Copy, Default)]
+struct GroupState {
+    /// Entries delivered and not yet acknowledged.
+    pending: u64,
+    oldest_pending: Option<EntryId>,
+    last_delivered: Option<EntryId>,
+    /// Entries not yet delivered.
+    lag: u64,
 }
 
 /// Which log entries a read asks for.
@@ -49,6 +67,7 @@ pub enum LogRead {
 pub struct RedisStore {
     client: Client,
     keys: KeySchema,
+    append_script: Script,
     apply_script: Script,
     retire_script: Script,
 }
@@ -83,6 +102,7 @@ impl RedisStore {
         Ok(Self {
             client,
             keys: KeySchema::new(cfg.key_prefix.clone(), cfg.partitions),
+            append_script: Script::from_lua(include_str!("lua/append.lua")),
             apply_script: Script::from_lua(include_str!("lua/apply.lua")),
             retire_script: Script::from_lua(include_str!("lua/retire.lua")),
         })
@@ -137,8 +157,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Appends a validated batch to the log: one entry per partition it touches, all in one MULTI/EXEC, so the
-    /// batch is stored whole or not at all. Returns once Redis has the entries.
+    /// Appends a validated batch to the log: one entry per partition it touches, all in one script
+    /// (`lua/append.lua`), so the batch is stored whole or not at all. Returns once Redis has the entries.
     pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
         self.append_with_id(views, "*").await
     }
@@ -157,16 +177,21 @@ impl RedisStore {
                 .or_default()
                 .push((video, *n));
         }
-        let trx = self.client.multi();
+        let mut keys = Vec::with_capacity(by_partition.len());
+        let mut args = vec![id.to_owned()];
         for (p, views) in by_partition {
-            let mut args = vec![self.keys.log(p), id.to_owned()];
-            for (field, value) in encode_fields(views) {
+            keys.push(self.keys.log(p));
+            let fields = encode_fields(views);
+            args.push(fields.len().to_string());
+            for (field, value) in fields {
                 args.push(field);
                 args.push(value);
             }
-            let _: Value = trx.custom(cmd!("XADD"), args).await?;
         }
-        let _: Value = trx.exec(true).await?;
+        let _: i64 = self
+            .append_script
+            .evalsha_with_reload(&self.client, keys, args)
+            .await?;
         Ok(())
     }
 
@@ -407,48 +432,26 @@ impl RedisStore {
     /// Removes acknowledged log entries older than `keep_since_ms`, never an entry still pending or not yet
     /// delivered. Returns the number removed.
     pub async fn trim_log(&self, p: Partition, keep_since_ms: i64) -> Result<u64> {
-        let log = self.keys.log(p);
+        let state = self.group_state(p).await?;
         let mut min_keep = EntryId {
             ms: keep_since_ms.max(0),
             seq: 0,
         };
-        // Oldest pending entry: [count, smallest id, greatest id, consumers].
-        let summary: Value = self
-            .client
-            .custom(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()])
-            .await?;
-        if let Some(oldest) = summary
-            .into_array()
-            .get(1)
-            .and_then(Value::as_string)
-            .and_then(|s| EntryId::parse(&s))
-        {
+        if let Some(oldest) = state.oldest_pending {
             min_keep = min_keep.min(oldest);
         }
         // Entries after the group's last delivered id have not been read yet.
-        let groups: Value = self
-            .client
-            .custom(cmd!("XINFO"), vec!["GROUPS".to_owned(), log.clone()])
-            .await?;
-        for group in groups.into_array() {
-            let fields = group.into_array();
-            let mut it = fields.iter();
-            while let (Some(name), Some(value)) = (it.next(), it.next()) {
-                if name.as_str().as_deref() == Some("last-delivered-id") {
-                    if let Some(last) = value.as_string().and_then(|s| EntryId::parse(&s)) {
-                        min_keep = min_keep.min(EntryId {
-                            ms: last.ms,
-                            seq: last.seq + 1,
-                        });
-                    }
-                }
-            }
+        if let Some(last) = state.last_delivered {
+            min_keep = min_keep.min(EntryId {
+                ms: last.ms,
+                seq: last.seq + 1,
+            });
         }
         let removed: i64 = self
             .client
             .custom(
                 cmd!("XTRIM"),
-                vec![log, "MINID".into(), min_keep.to_string()],
+                vec![self.keys.log(p), "MINID".into(), min_keep.to_string()],
             )
             .await?;
         Ok(removed.max(0) as u64)
@@ -456,31 +459,86 @@ impl RedisStore {
 
     /// Entries of partition `p`'s log not yet acknowledged, delivered or not (backlog for health and tests).
     pub async fn log_backlog(&self, p: Partition) -> Result<u64> {
+        let state = self.group_state(p).await?;
+        Ok(state.pending + state.lag)
+    }
+
+    /// Where the workers' consumer group stands on partition `p`'s log (XPENDING summary and XINFO GROUPS).
+    async fn group_state(&self, p: Partition) -> Result<GroupState> {
         let log = self.keys.log(p);
-        let summary: Value = self
+        // [count, smallest pending id, greatest pending id, consumers]
+        let summary = self
             .client
-            .custom(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()])
-            .await?;
-        let pending = summary
-            .into_array()
-            .first()
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let groups: Value = self
+            .custom::<Value, _>(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()]);
+        let groups = self
             .client
-            .custom(cmd!("XINFO"), vec!["GROUPS".to_owned(), log])
-            .await?;
-        let mut lag = 0;
+            .custom::<Value, _>(cmd!("XINFO"), vec!["GROUPS".to_owned(), log]);
+        let (summary, groups) = futures::future::try_join(summary, groups).await?;
+        let summary = summary.into_array();
+        let mut state = GroupState {
+            pending: summary.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
+            oldest_pending: summary
+                .get(1)
+                .and_then(Value::as_string)
+                .and_then(|s| EntryId::parse(&s)),
+            ..GroupState::default()
+        };
         for group in groups.into_array() {
             let fields = group.into_array();
+            if !fields
+                .iter()
+                .any(|f| f.as_str().as_deref() == Some(CONSUMER_GROUP))
+            {
+                continue;
+            }
             let mut it = fields.iter();
             while let (Some(name), Some(value)) = (it.next(), it.next()) {
-                if name.as_str().as_deref() == Some("lag") {
-                    lag = value.as_i64().unwrap_or(0);
+                match name.as_str().as_deref() {
+                    Some("last-delivered-id") => {
+                        state.last_delivered = value.as_string().and_then(|s| EntryId::parse(&s))
+                    }
+                    // Redis reports no lag after deletions inside the unread range; then look.
+                    Some("lag") => state.lag = value.as_i64().map_or(u64::MAX, |l| l.max(0) as u64),
+                    _ => {}
                 }
             }
         }
-        Ok((pending + lag).max(0) as u64)
+        if state.lag == u64::MAX {
+            state.lag = u64::from(
+                self.first_undelivered(p, state.last_delivered)
+                    .await?
+                    .is_some(),
+            );
+        }
+        Ok(state)
+    }
+
+    /// The first entry of partition `p`'s log after `last_delivered` (any entry when `None`).
+    async fn first_undelivered(
+        &self,
+        p: Partition,
+        last_delivered: Option<EntryId>,
+    ) -> Result<Option<EntryId>> {
+        let start = last_delivered.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let next: Vec<Value> = self
+            .client
+            .custom(
+                cmd!("XRANGE"),
+                vec![
+                    self.keys.log(p),
+                    start,
+                    "+".into(),
+                    "COUNT".into(),
+                    "1".into(),
+                ],
+            )
+            .await?;
+        Ok(next
+            .into_iter()
+            .next()
+            .and_then(|e| e.into_array().into_iter().next())
+            .and_then(|v| v.as_string())
+            .and_then(|s| EntryId::parse(&s)))
     }
 
     async fn range_rev(&self, key: String, k: Option<TopK>) -> Result<Vec<RankedVideo>> {
@@ -546,52 +604,13 @@ impl RedisStore {
     /// The time up to which partition `p` has applied its log: the event time of its oldest entry not yet
     /// acknowledged, or `None` when nothing is waiting (the partition is past any time up to now).
     pub async fn applied_through_ms(&self, p: Partition) -> Result<Option<i64>> {
-        let log = self.keys.log(p);
-        let mut oldest: Option<i64> = None;
-        let summary: Value = self
-            .client
-            .custom(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()])
-            .await?;
-        if let Some(id) = summary
-            .into_array()
-            .get(1)
-            .and_then(Value::as_string)
-            .and_then(|s| EntryId::parse(&s))
-        {
-            oldest = Some(id.ms);
-        }
-        let groups: Value = self
-            .client
-            .custom(cmd!("XINFO"), vec!["GROUPS".to_owned(), log.clone()])
-            .await?;
-        let mut last_delivered = None;
-        for group in groups.into_array() {
-            let fields = group.into_array();
-            let mut it = fields.iter();
-            while let (Some(name), Some(value)) = (it.next(), it.next()) {
-                if name.as_str().as_deref() == Some("last-delivered-id") {
-                    last_delivered = value.as_string();
-                }
-            }
-        }
-        let start = last_delivered.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let next: Vec<Value> = self
-            .client
-            .custom(
-                cmd!("XRANGE"),
-                vec![log, start, "+".into(), "COUNT".into(), "1".into()],
-            )
-            .await?;
-        if let Some(id) = next
+        let state = self.group_state(p).await?;
+        let undelivered = self.first_undelivered(p, state.last_delivered).await?;
+        Ok([state.oldest_pending, undelivered]
             .into_iter()
-            .next()
-            .and_then(|e| e.into_array().into_iter().next())
-            .and_then(|v| v.as_string())
-            .and_then(|s| EntryId::parse(&s))
-        {
-            oldest = Some(oldest.map_or(id.ms, |o| o.min(id.ms)));
-        }
-        Ok(oldest)
+            .flatten()
+            .map(|id| id.ms)
+            .min())
     }
 
     /// Minutes of partition `p` that have a bucket, in `(after, before)`, oldest first.

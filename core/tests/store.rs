@@ -208,6 +208,19 @@ async fn claimed_entries_are_applied_once() {
     assert_eq!(store.log_backlog(0).await.unwrap(), 0);
 }
 
+/// The largest batch (10,000 distinct videos) into one partition is logged and applied whole.
+#[tokio::test]
+async fn the_largest_batch_fits_in_one_partition() {
+    let store = store("large", 1).await;
+    let views: Vec<(VideoId, u64)> = (0..10_000)
+        .map(|i| (VideoId::parse(&format!("v{i}")).unwrap(), 2))
+        .collect();
+    store.append(&views).await.unwrap();
+    assert_eq!(drain(&store, "w", 10).await, 20_000);
+    let all = store.window_counts(0, Window::All).await.unwrap();
+    assert_eq!((all.len(), all.values().sum::<u64>()), (10_000, 20_000));
+}
+
 /// A restarted worker finds the entries it read before dying among its own pending ones.
 #[tokio::test]
 async fn own_pending_entries_are_redelivered() {

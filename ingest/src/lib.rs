@@ -14,7 +14,7 @@ pub mod receiver;
 pub mod retirer;
 pub mod worker;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use config::{IngestConfig, Role};
@@ -23,12 +23,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use topk_core::http::{healthz, ApiError, ErrorBody, Health};
+use topk_core::http::{ErrorBody, Health};
 use topk_core::redis::RedisStore;
 use utoipa::OpenApi;
 
 /// What every handler shares.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: RedisStore,
     pub config: Arc<IngestConfig>,
@@ -37,7 +37,7 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "topk ingest", description = "Receives video views into the log."),
-    paths(receiver::post_views, readyz),
+    paths(receiver::post_views, topk_core::http::healthz, topk_core::http::readyz),
     components(schemas(receiver::ViewIn, receiver::Accepted, ErrorBody, Health)),
     modifiers(&BearerAuth)
 )]
@@ -62,28 +62,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// Redis answers: the receiver can store views.
-#[utoipa::path(get, path = "/readyz", responses(
-    (status = 200, description = "Redis is reachable", body = Health),
-    (status = 503, description = "Redis is not reachable", body = ErrorBody)))]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable("Redis", &e))?;
-    Ok(Json(Health { status: "ok" }))
-}
-
 /// The receiver's routes.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .route("/v1/views", post(receiver::post_views))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .fallback(topk_core::http::not_found)
+        .merge(topk_core::http::health_routes())
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

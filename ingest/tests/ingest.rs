@@ -41,10 +41,10 @@ impl Drop for Stack {
     }
 }
 
-fn env_args(prefix: &str, partitions: u16, extra: &[&str]) -> Vec<String> {
+fn env_args(redis_url: &str, prefix: &str, partitions: u16, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "topk".to_owned(),
-        format!("--redis-url={}", topk_testkit::servers().redis_url),
+        format!("--redis-url={redis_url}"),
         format!("--key-prefix={prefix}"),
         format!("--partitions={partitions}"),
         "--addr=127.0.0.1:0".to_owned(),
@@ -55,9 +55,20 @@ fn env_args(prefix: &str, partitions: u16, extra: &[&str]) -> Vec<String> {
 
 /// Starts ingest (in the given role) and the API in this process on free ports, isolated by a key prefix.
 async fn stack(label: &str, partitions: u16, ingest_extra: &[&str]) -> Stack {
+    stack_on(
+        &topk_testkit::servers().redis_url,
+        label,
+        partitions,
+        ingest_extra,
+    )
+    .await
+}
+
+/// [`stack`] on a given Redis.
+async fn stack_on(redis_url: &str, label: &str, partitions: u16, ingest_extra: &[&str]) -> Stack {
     let prefix = topk_testkit::unique_name(label);
     let stop = CancellationToken::new();
-    let mut ingest_args = env_args(&prefix, partitions, ingest_extra);
+    let mut ingest_args = env_args(redis_url, &prefix, partitions, ingest_extra);
     ingest_args.push(format!("--token={TOKEN}"));
     ingest_args.push("--retire-interval-ms=50".into());
     let ingest_cfg = topk_ingest::config::IngestConfig::try_parse_from(ingest_args).unwrap();
@@ -66,7 +77,8 @@ async fn stack(label: &str, partitions: u16, ingest_extra: &[&str]) -> Stack {
     let ingest_addr = ingest.local_addr().unwrap();
     tokio::spawn(ingest.run(stop.clone()));
     let api_cfg =
-        topk_api::config::ApiConfig::try_parse_from(env_args(&prefix, partitions, &[])).unwrap();
+        topk_api::config::ApiConfig::try_parse_from(env_args(redis_url, &prefix, partitions, &[]))
+            .unwrap();
     let api = topk_api::Application::build(api_cfg).await.unwrap();
     let api_addr = api.local_addr();
     tokio::spawn(api.run(stop.clone()));
@@ -415,47 +427,65 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_and_health() {
     let s = stack("doc", 1, &[]).await;
-    for addr in [s.api, s.ingest] {
-        for path in ["/healthz", "/readyz"] {
-            let r = s
-                .http
+    let fetch = |addr: SocketAddr, path: &'static str| {
+        let http = s.http.clone();
+        async move {
+            let r = http
                 .get(format!("http://{addr}{path}"))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), StatusCode::OK, "{addr}{path}");
+            (r.status(), r.json::<Value>().await.unwrap())
         }
-        let doc: Value = s
-            .http
-            .get(format!("http://{addr}/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    };
+    for (addr, route) in [(s.api, "/view/video"), (s.ingest, "/v1/views")] {
+        for path in ["/healthz", "/readyz"] {
+            assert_eq!(fetch(addr, path).await.0, StatusCode::OK, "{addr}{path}");
+        }
+        let (status, doc) = fetch(addr, "/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert!(
+            doc["paths"][route].is_object(),
+            "{route} missing from the document"
+        );
+        assert!(doc["paths"]["/readyz"]["get"].is_object());
     }
-    let doc: Value = s
-        .http
-        .get(format!("http://{}/openapi.json", s.ingest))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(doc["paths"]["/v1/views"]["post"].is_object());
-    let doc: Value = s
-        .http
-        .get(format!("http://{}/openapi.json", s.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(doc["paths"]["/view/video"]["get"].is_object());
+}
+
+/// Guarantee 5: with Redis down, ingest answers 503 (never 202) and the API 503, both within a bounded time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_gives_503_quickly_never_202() {
+    let mut redis = topk_testkit::RedisServer::start();
+    let s = stack_on(&redis.url(), "down", 2, &["--redis-timeout-ms=500"]).await;
+    s.post(&json!([{"videoId": "a"}])).await;
+    s.wait_for("all", &[("a", 1)], Duration::from_secs(2)).await;
+    redis.kill();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = s.post(&json!([{"videoId": "b"}])).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body["error"].is_string());
+        let (status, body) = s.get("/v1/topk?window=all").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let (status, _) = s.get("/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    // Back, empty: the refused view was never stored; new views flow again.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.post(&json!([{"videoId": "c"}])).await.0 != StatusCode::ACCEPTED {
+        assert!(Instant::now() < deadline, "ingest did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The workers recreate the lost consumer group and count it; nothing refused earlier shows up.
+    s.wait_for("all", &[("c", 1)], Duration::from_secs(10))
+        .await;
 }
 
 fn spawn_worker(prefix: &str, partitions: u16) -> Child {

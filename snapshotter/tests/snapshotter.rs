@@ -36,7 +36,7 @@ async fn database(label: &str) -> PgPool {
 /// Applies everything in the log with the real worker step.
 async fn drain(store: &RedisStore) {
     for p in store.keys().all_partitions() {
-        while topk_ingest::worker::step(store, p, "w", 50, None)
+        while topk_ingest::worker::step(store, p, "w", 50, Default::default())
             .await
             .unwrap()
             .entries

@@ -1,0 +1,22 @@
+-- Appends one batch to the log, all or nothing: per partition it touches, one entry (or several of at most
+-- 2000 videos, since Lua's unpack is bounded by its C stack).
+-- A script rather than MULTI/EXEC because the client drops a timed-out single command instead of sending it
+-- after a reconnect; a timed-out transaction could otherwise be written later, after the caller answered 503.
+--
+-- KEYS: the partitions' logs. ARGV: 1 entry id ('*' or '<ms>-*'), then per key: n pairs, then the pairs
+-- (video id, count). Returns the number of entries written.
+local i, entries = 2, 0
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i])
+  local first, last = i + 1, i + 2 * n
+  for from = first, last, 4000 do
+    local args = {KEYS[k], ARGV[1]}
+    for j = from, math.min(from + 3999, last) do
+      args[#args + 1] = ARGV[j]
+    end
+    redis.call('XADD', unpack(args))
+    entries = entries + 1
+  end
+  i = last + 1
+end
+return entries
