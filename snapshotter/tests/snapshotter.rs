@@ -433,3 +433,64 @@ async fn verify_reports_every_difference() {
         (Window::Hour, "v3")
     );
 }
+
+/// Postgres stopped (as in a crash) in the middle of a snapshot run, then back: the next run fills the gap,
+/// and no minute or total is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_during_a_snapshot_leaves_no_gap() {
+    let store = redis(&topk_testkit::servers().redis_url, "pgstop", 4).await;
+    let mut pg = topk_testkit::PgServer::start();
+    let url = pg.create_database("pgstop");
+    let pool = topk_core::db::pool(&DatabaseConfig { database_url: url }).unwrap();
+    topk_core::db::migrate(&pool).await.unwrap();
+    let events = feed(&store, &spread(4_000, 600 * MIN)).await;
+    drain(&store).await;
+    let now = T0 + 601 * MIN;
+
+    let run = tokio::spawn({
+        let (store, pool) = (store.clone(), pool.clone());
+        async move { snapshot_minutes(&store, &pool, now).await }
+    });
+    // Let it write some minutes, then stop Postgres under it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while topk_core::db::checkpoints(&pool)
+        .await
+        .map(|c| c.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let interrupted = run.await.unwrap();
+    assert!(
+        interrupted.is_err(),
+        "the run finished before Postgres stopped: {interrupted:?}"
+    );
+    let pg_back = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        pg
+    });
+    let _pg = pg_back.await.unwrap();
+    // Postgres is back: the next run writes everything that is missing, once.
+    let mut written = false;
+    for _ in 0..50 {
+        if snapshot_minutes(&store, &pool, now).await.is_ok() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(written, "no successful run after Postgres came back");
+    assert_eq!(stats(&pool).await, per_minute(&events, now));
+    let total: i64 = totals(&pool).await.values().sum();
+    assert_eq!(total, events.iter().map(|(_, _, n)| *n as i64).sum::<i64>());
+}

@@ -264,79 +264,144 @@ fn pg_command(program: &Path) -> Command {
 }
 
 fn start_postgres() -> (String, u16) {
-    let tmp = tempfile::Builder::new()
-        .prefix("topk-pg-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    let data = tmp.join("data");
-    std::fs::create_dir(&data).expect("pg data dir");
-    if is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&tmp)
-            .status();
-        assert!(
-            status.map(|s| s.success()).unwrap_or(false),
-            "chown the postgres test folder"
-        );
-    }
-    let out = pg_command(&pg_bin("initdb"))
-        .arg("-D")
-        .arg(&data)
-        .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-        .output()
-        .expect("run initdb");
-    assert!(
-        out.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let port = free_port();
-    let child = pg_command(&pg_bin("postgres"))
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-        ])
-        .args([
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=300",
-        ])
-        .arg("-k")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start postgres");
+    let server = PgServer::start();
     let stop = format!(
-        "kill -INT {pid} 2>/dev/null; for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; sleep 0.1; done",
-        pid = child.id()
+        "{} -D '{}' stop -m immediate -w",
+        pg_command_line(&pg_bin("pg_ctl")),
+        server.data.display()
     );
-    watch_and_stop(&stop, &tmp);
-    std::mem::forget(child);
-    wait_port(port, "postgres");
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        match psql(port, "SELECT 1") {
-            Ok(_) => break,
-            Err(e) if Instant::now() > end => panic!("postgres not ready: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+    watch_and_stop(&stop, &server.dir);
+    let out = (server.admin_url(), server.port);
+    std::mem::forget(server);
+    out
+}
+
+/// A PostgreSQL server owned by one test (or the test process): it can be stopped and started again with its
+/// data kept; it is stopped and its folder removed when dropped.
+#[derive(Debug)]
+pub struct PgServer {
+    port: u16,
+    dir: PathBuf,
+    data: PathBuf,
+    running: bool,
+}
+
+impl PgServer {
+    /// Initializes a cluster in a temporary folder and starts it on a free port.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("topk-pg-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let data = dir.join("data");
+        std::fs::create_dir(&data).expect("pg data dir");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
+            assert!(
+                status.map(|s| s.success()).unwrap_or(false),
+                "chown the postgres test folder"
+            );
+        }
+        let out = pg_command(&pg_bin("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            data,
+            running: false,
+        };
+        server.resume();
+        server
+    }
+
+    /// URL of the `postgres` maintenance database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Creates an empty database on this server and returns its URL.
+    pub fn create_database(&self, label: &str) -> String {
+        let name = unique_name(label);
+        psql(self.port, &format!("CREATE DATABASE {name}")).expect("create test database");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Stops the server at once (like a crash: no checkpoint), keeping its data.
+    pub fn stop(&mut self) {
+        if self.running {
+            let _ = pg_command(&pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .args(["stop", "-m", "immediate", "-w"])
+                .output();
+            self.running = false;
         }
     }
-    (
-        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        port,
-    )
+
+    /// Starts the stopped server again on the same port and waits until it answers queries.
+    pub fn resume(&mut self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=300 -k {}",
+            self.port,
+            self.data.display()
+        );
+        let out = pg_command(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.join("postgres.log"))
+            .args(["start", "-w"])
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.running = true;
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            match psql(self.port, "SELECT 1") {
+                Ok(_) => break,
+                Err(e) if Instant::now() > end => panic!("postgres not ready: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The shell form of [`pg_command`], for the watchdog.
+fn pg_command_line(program: &Path) -> String {
+    if is_root() {
+        format!("runuser -u postgres -- '{}'", program.display())
+    } else {
+        format!("'{}'", program.display())
+    }
 }
 
 /// Runs `stop` and removes `dir` once this test process has exited.
