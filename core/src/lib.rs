@@ -7,7 +7,8 @@
 //! - [`keys`]: the Redis key schema and the partition hash: the only place that formats a key.
 //! - [`batch`]: log entries, their codec, and aggregation of a batch per (slice, video).
 //! - [`redis`]: [`redis::RedisStore`], every Redis call (fred lives only here) and the Lua scripts in `lua/`.
-//! - [`db`]: the Postgres pool and the migrations (`MIGRATOR`).
+//! - [`db`]: the Postgres pool, the migrations (`MIGRATOR`) and every snapshot read and write.
+//! - [`history`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 //! - [`http`]: the JSON error type and health answers both services share.
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
@@ -19,6 +20,7 @@ pub mod batch;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod history;
 pub mod http;
 pub mod keys;
 pub mod redis;

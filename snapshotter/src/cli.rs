@@ -44,6 +44,32 @@ pub struct StoreArgs {
     /// Cron schedule of the ranking snapshots (top 1000 of each window).
     #[arg(long, env = "TOPK_TOPK_SCHEDULE", default_value = "10 */5 * * * *")]
     pub topk_schedule: String,
+    /// Cron schedule of the history upkeep: roll-ups and retention.
+    #[arg(
+        long,
+        env = "TOPK_MAINTENANCE_SCHEDULE",
+        default_value = "30 17 * * * *"
+    )]
+    pub maintenance_schedule: String,
+    /// Minute rows older than this many days are rolled up into hourly rows.
+    #[arg(long, env = "TOPK_HOURLY_AFTER_DAYS", default_value_t = 30)]
+    pub hourly_after_days: u32,
+    /// Hourly rows older than this many days are rolled up into daily rows.
+    #[arg(long, env = "TOPK_DAILY_AFTER_DAYS", default_value_t = 365)]
+    pub daily_after_days: u32,
+    /// Days of `video_stats` kept; older daily partitions are dropped (0 keeps everything).
+    #[arg(long, env = "TOPK_RETENTION_DAYS", default_value_t = 1095)]
+    pub retention_days: u32,
+}
+
+impl StoreArgs {
+    pub fn retention(&self) -> topk_core::history::RetentionPolicy {
+        topk_core::history::RetentionPolicy {
+            hourly_after_days: self.hourly_after_days,
+            daily_after_days: self.daily_after_days,
+            drop_after_days: self.retention_days,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -2,10 +2,10 @@
 
 use chrono::{TimeZone, Utc};
 use sqlx::PgPool;
-use topk_core::db;
 use topk_core::domain::{TopK, Window, MAX_K};
 use topk_core::redis::RedisStore;
 use topk_core::slices;
+use topk_core::{db, history};
 
 /// What the minute job wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,11 +34,26 @@ pub async fn snapshot_minutes(
     let open_minute = slices::minute_of(applied_through);
     let checkpoints = db::checkpoints(pool).await?;
     let mut report = MinuteReport::default();
+    let mut work = Vec::new();
     for p in store.keys().all_partitions() {
         let after = checkpoints
             .get(&p)
             .map_or(i64::MIN / 2, |c| c.minute_through);
-        for minute in store.bucket_minutes(p, after, open_minute).await? {
+        work.push((p, after, store.bucket_minutes(p, after, open_minute).await?));
+    }
+    // Every day written to, today and tomorrow get their partition before rows arrive.
+    let today = db::minute_start(slices::minute_of(now_ms)).date_naive();
+    let days: std::collections::BTreeSet<chrono::NaiveDate> = work
+        .iter()
+        .flat_map(|(_, _, minutes)| minutes.iter())
+        .map(|&m| db::minute_start(m).date_naive())
+        .chain([today, today + chrono::Duration::days(1)])
+        .collect();
+    for day in days {
+        history::ensure_day_partitions(pool, day, day).await?;
+    }
+    for (p, after, minutes) in work {
+        for minute in minutes {
             let rows = store.minute_counts(p, minute).await?;
             if db::write_minute(pool, p, minute, &rows).await? {
                 report.minutes += 1;
@@ -73,4 +88,17 @@ pub async fn snapshot_rankings(
         rows += db::write_topk_snapshot(pool, window, at, start, &ranking).await?;
     }
     Ok(rows)
+}
+
+/// Rolls up and prunes `video_stats` as of `now_ms` (the hourly job).
+pub async fn maintain_history(
+    pool: &PgPool,
+    now_ms: i64,
+    policy: history::RetentionPolicy,
+) -> anyhow::Result<history::MaintenanceReport> {
+    let now = Utc
+        .timestamp_millis_opt(now_ms)
+        .single()
+        .expect("time in range");
+    Ok(history::maintain(pool, now, policy).await?)
 }

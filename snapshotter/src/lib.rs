@@ -6,6 +6,7 @@
 //!   ([`jobs::snapshot_minutes`]), window rankings to `global_topk_snapshots` ([`jobs::snapshot_rankings`]).
 //! - [`leader`]: the advisory lock that makes one snapshotter the writer.
 //! - [`rebuild`] restores Redis from Postgres (`rebuild-redis`).
+//! - [`jobs::maintain_history`]: roll-ups and retention of `video_stats` (hourly).
 //! - [`verify`] reports every difference between Redis windows, their slices and Postgres.
 //! - [`run_scheduled`]: the jobs on tokio-cron-scheduler, with a watchdog that runs them itself when the
 //!   schedule stalls (missed ticks are dropped by the scheduler; catch-up makes that harmless).
@@ -156,6 +157,19 @@ pub async fn run_scheduled(
                         if let Err(e) = jobs::snapshot_rankings(&s, &p, now).await {
                             tracing::warn!(error = %e, "ranking snapshot failed");
                         }
+                    }
+                })
+            })?)
+            .await?;
+        let (s, p, policy) = (store.clone(), pool.clone(), args.retention());
+        sched
+            .add(Job::new_async(args.maintenance_schedule.as_str(), move |_, _| {
+                let (s, p) = (s.clone(), p.clone());
+                Box::pin(async move {
+                    let Ok(now) = s.now_ms().await else { return };
+                    match jobs::maintain_history(&p, now, policy).await {
+                        Ok(r) => tracing::info!(rolled_up = r.rows_rolled_up, partitions_dropped = r.partitions_dropped, "history upkeep done"),
+                        Err(e) => tracing::warn!(error = %e, "history upkeep failed; the next run resumes"),
                     }
                 })
             })?)

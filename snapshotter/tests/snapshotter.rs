@@ -494,3 +494,85 @@ async fn postgres_stopped_during_a_snapshot_leaves_no_gap() {
     let total: i64 = totals(&pool).await.values().sum();
     assert_eq!(total, events.iter().map(|(_, _, n)| *n as i64).sum::<i64>());
 }
+
+/// Rows go to daily partitions (moved there from the default one if they arrived first); minute rows past a
+/// month become hourly, hourly past a year daily, and days past the retention are dropped; sums never change.
+#[tokio::test]
+async fn history_is_partitioned_rolled_up_and_pruned() {
+    use topk_core::history::{ensure_day_partitions, maintain, RetentionPolicy};
+    let pool = database("upkeep").await;
+    let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+    let minute = |days_ago: i64, h: u32, m: u32| {
+        let d = (now - chrono::Duration::days(days_ago))
+            .date_naive()
+            .and_hms_opt(h, m, 0)
+            .unwrap();
+        Utc.from_utc_datetime(&d).timestamp_millis() / MIN
+    };
+    let row = |v: &str, n: u64| topk_core::domain::RankedVideo {
+        video_id: v.into(),
+        views: n,
+    };
+    // (minute, rows), oldest first as the snapshotter writes them.
+    let writes = vec![
+        (minute(1200, 9, 0), vec![row("a", 1)]),
+        (minute(400, 9, 0), vec![row("a", 2), row("b", 1)]),
+        (minute(400, 9, 31), vec![row("a", 3)]),
+        (minute(400, 17, 5), vec![row("a", 4)]),
+        (minute(40, 10, 0), vec![row("a", 5)]),
+        (minute(40, 10, 1), vec![row("a", 6), row("b", 2)]),
+        (minute(40, 10, 59), vec![row("a", 7)]),
+        (minute(40, 11, 5), vec![row("a", 8)]),
+        (minute(2, 10, 1), vec![row("a", 9)]),
+        (minute(2, 10, 2), vec![row("a", 10)]),
+    ];
+    // The oldest day is written before its partition exists, the rest after.
+    topk_core::db::write_minute(&pool, 0, writes[0].0, &writes[0].1)
+        .await
+        .unwrap();
+    for (m, rows) in &writes[1..] {
+        let day = topk_core::db::minute_start(*m).date_naive();
+        ensure_day_partitions(&pool, day, day).await.unwrap();
+        topk_core::db::write_minute(&pool, 0, *m, rows)
+            .await
+            .unwrap();
+    }
+    let day0 = topk_core::db::minute_start(writes[0].0).date_naive();
+    assert_eq!(ensure_day_partitions(&pool, day0, day0).await.unwrap(), 1);
+    let in_default: (i64,) = sqlx::query_as("SELECT count(*) FROM video_stats_default")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(in_default.0, 0, "rows were left in the default partition");
+    let totals_before = totals(&pool).await;
+
+    let policy = RetentionPolicy {
+        hourly_after_days: 30,
+        daily_after_days: 365,
+        drop_after_days: 1095,
+    };
+    let report = maintain(&pool, now, policy).await.unwrap();
+    assert_eq!(report.partitions_dropped, 1);
+    let ms = |days_ago: i64, h: u32, m: u32| minute(days_ago, h, m) * MIN;
+    let want = vec![
+        ("a".to_owned(), ms(400, 0, 0), 2 + 3 + 4),
+        ("a".to_owned(), ms(40, 10, 0), 5 + 6 + 7),
+        ("a".to_owned(), ms(40, 11, 0), 8),
+        ("a".to_owned(), ms(2, 10, 1), 9),
+        ("a".to_owned(), ms(2, 10, 2), 10),
+        ("b".to_owned(), ms(400, 0, 0), 1),
+        ("b".to_owned(), ms(40, 10, 0), 2),
+    ];
+    assert_eq!(stats(&pool).await, want);
+    assert_eq!(
+        totals(&pool).await,
+        totals_before,
+        "roll-ups must not touch the totals"
+    );
+    assert_eq!(
+        maintain(&pool, now, policy).await.unwrap(),
+        Default::default(),
+        "a second run changes nothing"
+    );
+    assert_eq!(stats(&pool).await, want);
+}
