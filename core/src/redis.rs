@@ -604,7 +604,11 @@ impl RedisStore {
     /// The time up to which partition `p` has applied its log: the event time of its oldest entry not yet
     /// acknowledged, or `None` when nothing is waiting (the partition is past any time up to now).
     pub async fn applied_through_ms(&self, p: Partition) -> Result<Option<i64>> {
-        let state = self.group_state(p).await?;
+        let state = match self.group_state(p).await {
+            // No log yet (ingest never ran, or Redis lost its data): nothing is waiting to be applied.
+            Err(e) if e.is_missing_group() => return Ok(None),
+            other => other?,
+        };
         let undelivered = self.first_undelivered(p, state.last_delivered).await?;
         Ok([state.oldest_pending, undelivered]
             .into_iter()

@@ -95,6 +95,24 @@ fn spread(count: i64, over_ms: i64) -> Vec<i64> {
     (0..count).map(|i| i * over_ms / count).collect()
 }
 
+/// A snapshotter started before ingest ever ran (no log, no consumer group) writes nothing and fails nothing.
+#[tokio::test]
+async fn a_snapshot_before_any_log_is_a_no_op() {
+    let cfg = RedisConfig {
+        redis_url: topk_testkit::servers().redis_url.clone(),
+        partitions: 2,
+        key_prefix: topk_testkit::unique_name("nolog"),
+        redis_timeout_ms: 5_000,
+    };
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    let pool = database("nolog").await;
+    assert_eq!(
+        snapshot_minutes(&store, &pool, T0).await.unwrap(),
+        Default::default()
+    );
+    assert!(stats(&pool).await.is_empty());
+}
+
 #[tokio::test]
 async fn a_snapshot_run_twice_equals_once_and_matches_the_events() {
     let store = redis(&topk_testkit::servers().redis_url, "twice", 3).await;
