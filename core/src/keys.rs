@@ -13,6 +13,7 @@
 //! | `P:{p}:w:<window>` | sorted set | the window's views per video, kept incrementally |
 //! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it |
 //! | `P:{p}:tmp` | sorted set | scratch key of the reference union (deleted at once) |
+//! | `P:{baseline}:*` | sorted set | the benchmark's baselines only |
 
 use crate::domain::{VideoId, Window};
 
@@ -86,6 +87,16 @@ impl KeySchema {
     }
     pub fn scratch(&self, p: Partition) -> String {
         self.key(p, "tmp")
+    }
+
+    /// A SCAN pattern for keys of this deployment: `rest` is matched after the prefix.
+    pub fn pattern(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// A key of the benchmark's baselines (one hash tag, so a union over them is legal in a cluster too).
+    pub fn baseline(&self, name: &str) -> String {
+        format!("{}:{{baseline}}:{name}", self.prefix)
     }
 
     /// The bucket key of a sliding window's slice: 5-second slices for the minute window, minutes otherwise.

@@ -421,12 +421,24 @@ impl RedisStore {
         let buckets: Vec<String> = window_slices(spec, now_ms)
             .map(|s| k.slice_bucket(p, window, s))
             .collect();
-        let mut args = vec![scratch.clone(), buckets.len().to_string()];
-        args.extend(buckets);
+        let all = self.union_top(scratch, &buckets, None).await?;
+        Ok(all.into_iter().map(|r| (r.video_id, r.views)).collect())
+    }
+
+    /// ZUNIONSTORE of `sources` into `scratch`, then its top `k` (all members when `None`); `scratch` is
+    /// deleted afterwards. The card's query strategy, kept as the reference and the benchmark's baseline.
+    pub async fn union_top(
+        &self,
+        scratch: String,
+        sources: &[String],
+        k: Option<TopK>,
+    ) -> Result<Vec<RankedVideo>> {
+        let mut args = vec![scratch.clone(), sources.len().to_string()];
+        args.extend(sources.iter().cloned());
         let _: i64 = self.client.custom(cmd!("ZUNIONSTORE"), args).await?;
-        let all = self.range_rev(scratch.clone(), None).await;
+        let top = self.range_rev(scratch.clone(), k).await;
         let _: i64 = self.client.del(scratch).await?;
-        Ok(all?.into_iter().map(|r| (r.video_id, r.views)).collect())
+        top
     }
 
     /// Removes acknowledged log entries older than `keep_since_ms`, never an entry still pending or not yet
@@ -763,7 +775,8 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn zadd_chunks<'a>(
+    /// Adds `(member, score)` pairs to a sorted set, 1000 per command (restores, benchmark fills).
+    pub async fn zadd_chunks<'a>(
         &self,
         key: String,
         members: impl Iterator<Item = (&'a str, u64)>,
@@ -786,5 +799,81 @@ impl RedisStore {
             let _: i64 = self.client.custom(cmd!("ZADD"), args).await?;
         }
         Ok(())
+    }
+}
+
+/// What the benchmark needs besides the service's own calls: the naive baseline's writes, and measurements.
+impl RedisStore {
+    /// The naive ingest baseline: one ZINCRBY per view into every sorted set in `keys`, pipelined, with no log
+    /// and no aggregation.
+    pub async fn naive_increment(&self, keys: &[String], videos: &[&str]) -> Result<()> {
+        let pipe = self.client.pipeline();
+        for video in videos {
+            for key in keys {
+                let _: () = pipe.zincrby(key.as_str(), 1.0, *video).await?;
+            }
+        }
+        let _: Vec<Value> = pipe.all().await?;
+        Ok(())
+    }
+
+    /// Bytes Redis uses for `keys` (MEMORY USAGE, every element sampled) and how many members they hold.
+    pub async fn memory_of(&self, keys: &[String]) -> Result<(u64, u64)> {
+        let (mut bytes, mut members) = (0u64, 0u64);
+        for key in keys {
+            let used: Option<i64> = self
+                .client
+                .custom(
+                    cmd!("MEMORY"),
+                    vec![
+                        "USAGE".to_owned(),
+                        key.clone(),
+                        "SAMPLES".into(),
+                        "0".into(),
+                    ],
+                )
+                .await?;
+            let card: i64 = self.client.zcard(key.as_str()).await?;
+            bytes += used.unwrap_or(0).max(0) as u64;
+            members += card.max(0) as u64;
+        }
+        Ok((bytes, members))
+    }
+
+    /// Every key under this deployment's prefix whose name matches `pattern` after the prefix (SCAN).
+    pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut cursor = "0".to_owned();
+        let mut found = Vec::new();
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .custom(
+                    cmd!("SCAN"),
+                    vec![
+                        cursor,
+                        "MATCH".into(),
+                        self.keys.pattern(pattern),
+                        "COUNT".into(),
+                        "1000".into(),
+                    ],
+                )
+                .await?;
+            found.extend(keys);
+            if next == "0" {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Deletes every key under this deployment's prefix (benchmark clean-up; never used by the services).
+    pub async fn delete_all_keys(&self) -> Result<u64> {
+        let keys = self.keys_matching("*").await?;
+        let mut deleted = 0;
+        for chunk in keys.chunks(1000) {
+            let n: i64 = self.client.del(chunk.to_vec()).await?;
+            deleted += n.max(0) as u64;
+        }
+        Ok(deleted)
     }
 }

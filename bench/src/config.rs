@@ -1,0 +1,79 @@
+//! Settings of `topk-bench` (flags or environment variables).
+
+use clap::Parser;
+use std::time::Duration;
+use topk_core::config::{DatabaseConfig, RedisConfig};
+
+/// topk-bench: measures topk and its baselines on the same workload, in one run, on this machine.
+///
+/// It needs a Redis and a Postgres (`scripts/up.sh` starts both); it starts its own `topk-ingest` and
+/// `topk-api` processes (from the folder of this binary) on a private key prefix and a scratch database, and
+/// removes both at the end.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "topk-bench", version, about)]
+pub struct BenchConfig {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Distinct videos the workload draws from (and that the query windows hold).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub videos: u64,
+    /// Zipf exponent of the workload.
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_s: f64,
+    /// Seconds each timed load runs.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Concurrent HTTP clients of the load generator.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Views per POST.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Times each figure is measured (median, min and max are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Steady load during the freshness measurement, in views per second.
+    #[arg(long, default_value_t = 100_000)]
+    pub freshness_rate: u64,
+    /// Probes per freshness measurement.
+    #[arg(long, default_value_t = 200)]
+    pub probes: usize,
+    /// Requests per query measurement (each window and k).
+    #[arg(long, default_value_t = 2000)]
+    pub query_requests: usize,
+    /// Minute buckets per partition seeded for the snapshot and rebuild figures.
+    #[arg(long, default_value_t = 5)]
+    pub seed_minutes: u64,
+    /// Videos per partition and seeded minute.
+    #[arg(long, default_value_t = 10_000)]
+    pub seed_videos: u64,
+    /// A smoke run that finishes within about two minutes (small sizes, short loads, fewer repeats).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchConfig {
+    /// Applies `--quick`.
+    pub fn effective(mut self) -> Self {
+        if self.quick {
+            self.videos = self.videos.min(100_000);
+            self.seconds = self.seconds.min(4);
+            self.repeats = self.repeats.min(2);
+            self.freshness_rate = self.freshness_rate.min(20_000);
+            self.probes = self.probes.min(30);
+            self.query_requests = self.query_requests.min(200);
+            self.seed_minutes = self.seed_minutes.min(2);
+            self.seed_videos = self.seed_videos.min(3_000);
+        }
+        self
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+}

@@ -1,0 +1,115 @@
+//! topk-bench: drives the real services, Redis and Postgres, and measures topk beside its baselines in one run.
+//!
+//! # Layout
+//! - [`config`]: sizes and durations (`--quick` for a smoke run).
+//! - [`workload`]: Zipf(s) video ids as POST bodies; [`load`]: concurrent HTTP clients, flat out or paced.
+//! - [`stack`]: `topk-ingest` and `topk-api` as child processes on a private key prefix.
+//! - [`phases`]: ingest, freshness, queries, memory, snapshot and rebuild, each with its baseline;
+//!   [`sql`]: the seed's SQL baseline.
+//! - [`figures`]: median/min/max, ratios, the table and `--json`.
+
+pub mod config;
+pub mod figures;
+pub mod load;
+pub mod phases;
+pub mod sql;
+pub mod stack;
+pub mod workload;
+
+use config::BenchConfig;
+use sqlx::postgres::PgPoolOptions;
+use topk_core::config::{DatabaseConfig, RedisConfig};
+use topk_core::redis::RedisStore;
+
+fn with_prefix(redis: &RedisConfig, prefix: &str) -> RedisConfig {
+    RedisConfig {
+        key_prefix: prefix.to_owned(),
+        ..redis.clone()
+    }
+}
+
+/// Runs every measurement and prints the figures.
+pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
+    let cfg = cfg.effective();
+    let run_id = format!("bench{}", std::process::id());
+    // A scratch database on the configured server, dropped at the end.
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cfg.database.database_url)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {run_id}"))
+        .execute(&admin)
+        .await?;
+    let base = cfg
+        .database
+        .database_url
+        .rsplit_once('/')
+        .map_or(cfg.database.database_url.as_str(), |(b, _)| b);
+    let database = DatabaseConfig {
+        database_url: format!("{base}/{run_id}"),
+    };
+    let result = measure(&cfg, &run_id, &database).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {run_id} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    let figures = result?;
+    if cfg.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        println!("{}", figures::table(&figures));
+    }
+    Ok(())
+}
+
+async fn measure(
+    cfg: &BenchConfig,
+    run_id: &str,
+    database: &DatabaseConfig,
+) -> anyhow::Result<Vec<figures::Figure>> {
+    let pool = topk_core::db::pool(database)?;
+    topk_core::db::migrate(&pool).await?;
+    let ingest_redis = with_prefix(&cfg.redis, &format!("{run_id}i"));
+    let query_redis = with_prefix(&cfg.redis, &format!("{run_id}q"));
+    let stores = [
+        RedisStore::connect(&ingest_redis).await?,
+        RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}n"))).await?,
+        RedisStore::connect(&query_redis).await?,
+        RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}s"))).await?,
+    ];
+    let [ingest_store, naive_store, query_store, seed_store] = &stores;
+    let outcome = async {
+        let mut out = Vec::new();
+        let (bodies, videos) = phases::workload(cfg)?;
+        {
+            let services = stack::Services::start(&ingest_redis, database).await?;
+            out.push(
+                phases::ingest(
+                    cfg,
+                    &services,
+                    ingest_store,
+                    naive_store,
+                    bodies.clone(),
+                    videos,
+                )
+                .await?,
+            );
+            out.extend(phases::freshness(cfg, &services, bodies).await?);
+        }
+        phases::prefill_windows(query_store, cfg.videos).await?;
+        {
+            let services = stack::Services::start(&query_redis, database).await?;
+            out.extend(phases::queries(cfg, &services, query_store, &pool).await?);
+        }
+        out.extend(phases::memory(query_store, ingest_store).await?);
+        out.extend(phases::postgres(cfg, seed_store, &pool).await?);
+        anyhow::Ok(out)
+    }
+    .await;
+    let bar = phases::progress("removing the benchmark's keys");
+    for store in &stores {
+        store.delete_all_keys().await?;
+    }
+    bar.finish_and_clear();
+    pool.close().await;
+    outcome
+}

@@ -1,0 +1,69 @@
+//! The seed's SQL baseline: a window's ranking computed in Postgres from per-minute rows at query time.
+
+use sqlx::PgPool;
+use topk_core::domain::Window;
+
+/// Fills a scratch table for `window` with one row per video (the cheapest layout for the SQL: `videos` rows
+/// spread over the window's `minutes`), and returns its name.
+pub async fn fill(
+    pool: &PgPool,
+    window: Window,
+    videos: u64,
+    minutes: i64,
+) -> anyhow::Result<String> {
+    let table = format!("bench_stats_{window}");
+    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+        .execute(pool)
+        .await?;
+    sqlx::query(&format!("CREATE TABLE {table} (video_id text NOT NULL, bucket_start timestamptz NOT NULL, views bigint NOT NULL)"))
+        .execute(pool)
+        .await?;
+    let mut from = 0;
+    while from < videos {
+        let to = (from + 50_000).min(videos);
+        let ids: Vec<String> = (from..to).map(|i| format!("q{i}")).collect();
+        let ago: Vec<i64> = (from..to)
+            .map(|i| (i % minutes.max(1) as u64) as i64)
+            .collect();
+        let views: Vec<i64> = (from..to).map(|i| (videos / (i + 1) + 1) as i64).collect();
+        sqlx::query(&format!(
+            "INSERT INTO {table} SELECT v, date_trunc('minute', now()) - make_interval(mins => a::int), n \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS t(v, a, n)"
+        ))
+        .bind(&ids)
+        .bind(&ago)
+        .bind(&views)
+        .execute(pool)
+        .await?;
+        from = to;
+    }
+    sqlx::query(&format!("CREATE INDEX ON {table} (bucket_start)"))
+        .execute(pool)
+        .await?;
+    sqlx::query(&format!("ANALYZE {table}"))
+        .execute(pool)
+        .await?;
+    Ok(table)
+}
+
+/// The seed's query: `SUM ... GROUP BY ... ORDER BY ... LIMIT k` over the window.
+pub async fn top(
+    pool: &PgPool,
+    table: &str,
+    window: Window,
+    k: usize,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    let span = match window {
+        Window::Minute => "1 minute",
+        Window::Hour => "1 hour",
+        Window::Day => "1 day",
+        Window::All => "1000 years",
+    };
+    Ok(sqlx::query_as(&format!(
+        "SELECT video_id, sum(views)::bigint FROM {table} WHERE bucket_start > now() - interval '{span}' \
+         GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $1"
+    ))
+    .bind(k as i64)
+    .fetch_all(pool)
+    .await?)
+}
