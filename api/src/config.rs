@@ -16,4 +16,7 @@ pub struct ApiConfig {
     /// Where the API listens.
     #[arg(long, env = "TOPK_API_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// How long a window's merged top list is shared by requests, in milliseconds (0: read Redis every time).
+    #[arg(long, env = "TOPK_RANKING_CACHE_MS", default_value_t = 200)]
+    pub ranking_cache_ms: u64,
 }

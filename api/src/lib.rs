@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`config`]: settings (flags and environment).
+//! - [`cache`]: the merged top 1000 of each window, shared by requests for a few hundred milliseconds.
 //! - [`rankings`]: `GET /view/video` and `GET /v1/topk`: per-partition top K from Redis, merged.
 //! - [`videos`]: `GET /v1/videos/{videoId}`: one video's views in each window, from Redis.
 //! - [`history`]: `GET /v1/topk/history`: past rankings from Postgres snapshots.
 //!
 //! A request reads each partition's maintained window (`ZRANGE ... REV`), never a union of slices.
 
+pub mod cache;
 pub mod config;
 pub mod history;
 pub mod rankings;
@@ -30,6 +32,7 @@ use utoipa::OpenApi;
 pub struct AppState {
     pub store: RedisStore,
     pub db: sqlx::PgPool,
+    pub rankings: std::sync::Arc<cache::RankingCache>,
 }
 
 #[derive(OpenApi)]
@@ -91,7 +94,13 @@ impl Application {
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {
             listener,
-            state: AppState { store, db },
+            state: AppState {
+                store,
+                db,
+                rankings: std::sync::Arc::new(cache::RankingCache::new(
+                    std::time::Duration::from_millis(config.ranking_cache_ms),
+                )),
+            },
         })
     }
 

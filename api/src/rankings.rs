@@ -49,8 +49,8 @@ pub async fn topk(
 ) -> Result<Json<Vec<RankedVideo>>, ApiError> {
     let (window, k) = parse_query(query)?;
     let ranking = state
-        .store
-        .top(window, k)
+        .rankings
+        .top(&state.store, window, k)
         .await
         .map_err(|e| ApiError::unavailable("the rankings (Redis)", &e))?;
     Ok(Json(ranking))
