@@ -1,26 +1,30 @@
 //! A briefly cached top list per window, shared by every request.
 //!
-//! Reading P partitions' top 1000 with scores costs Redis a few hundred microseconds per partition; doing it
-//! for every request would make Redis the ceiling of the query rate. Instead the merged top [`MAX_K`] of each
-//! window is kept for `ttl` (default 200 ms, well inside the freshness goal of about a second) and every
-//! request takes its first K. One request refreshes an expired entry while the others wait for it (single
-//! flight), so Redis sees at most one read per window per `ttl`, however many requests arrive.
+//! Reading P partitions' top 1000 with scores and merging them costs milliseconds; doing it for every request
+//! would put that on every request and make Redis the ceiling of the query rate. Instead the merged top
+//! [`MAX_K`] of each window is kept and every request takes its first K. Once the list is older than `ttl`
+//! (default 200 ms), the next request starts one refresh in the background and is answered from the list in
+//! hand, so no request waits for Redis except the very first of a window; a list is at most `ttl` plus one
+//! refresh old, well inside the freshness goal of about a second. Redis sees at most one read per window per
+//! `ttl`, however many requests arrive.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 use topk_core::domain::{RankedVideo, TopK, Window, MAX_K};
 use topk_core::redis::{RedisStore, StoreError};
 
+type Ranking = Arc<Vec<RankedVideo>>;
+
 #[derive(Default)]
 struct Entry {
-    top: Option<(Instant, Arc<Vec<RankedVideo>>)>,
+    top: Option<(Instant, Ranking)>,
+    refreshing: bool,
 }
 
 /// The per-window cache.
 pub struct RankingCache {
     ttl: Duration,
-    windows: [Mutex<Entry>; 4],
+    windows: [Arc<Mutex<Entry>>; 4],
 }
 
 impl RankingCache {
@@ -41,7 +45,13 @@ impl RankingCache {
         }
     }
 
-    /// The top `k` of `window`, at most `ttl` old.
+    async fn read(store: &RedisStore, window: Window) -> Result<Ranking, StoreError> {
+        Ok(Arc::new(
+            store.top(window, TopK::new(MAX_K).expect("max k")).await?,
+        ))
+    }
+
+    /// The top `k` of `window`, at most `ttl` plus one refresh old.
     pub async fn top(
         &self,
         store: &RedisStore,
@@ -51,22 +61,51 @@ impl RankingCache {
         if self.ttl.is_zero() {
             return store.top(window, k).await;
         }
-        // Holding the lock while refreshing is the single flight: concurrent requests wait for one read.
-        let mut entry = self.windows[Self::slot(window)].lock().await;
-        let fresh = entry
-            .top
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, top)| top.clone());
-        let top = match fresh {
-            Some(top) => top,
-            None => {
-                let top = Arc::new(store.top(window, TopK::new(MAX_K).expect("max k")).await?);
-                entry.top = Some((Instant::now(), top.clone()));
+        let slot = self.windows[Self::slot(window)].clone();
+        // A std mutex: it is held only to look at or swap the entry, never across an await.
+        let (current, refresh) = {
+            let mut entry = slot.lock().expect("cache lock");
+            let stale = entry
+                .top
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= self.ttl);
+            let refresh = stale && !entry.refreshing && entry.top.is_some();
+            entry.refreshing |= refresh;
+            (entry.top.as_ref().map(|(_, top)| top.clone()), refresh)
+        };
+        if refresh {
+            let (store, slot) = (store.clone(), slot.clone());
+            tokio::spawn(async move {
+                let read = Self::read(&store, window).await;
+                let mut entry = slot.lock().expect("cache lock");
+                entry.refreshing = false;
+                match read {
+                    Ok(top) => entry.top = Some((Instant::now(), top)),
+                    // Keep serving the list in hand; the next request tries again.
+                    Err(e) => {
+                        tracing::warn!(error = %e, window = %window, "ranking refresh failed")
+                    }
+                }
+            });
+        }
+        let top = match current {
+            Some(top) if current_is_usable(&slot, self.ttl) => top,
+            _ => {
+                let top = Self::read(store, window).await?;
+                slot.lock().expect("cache lock").top = Some((Instant::now(), top.clone()));
                 top
             }
         };
-        drop(entry);
         Ok(top.iter().take(k.get()).cloned().collect())
     }
+}
+
+/// A list in hand may be served while a refresh is under way, but never once it is far past its TTL (Redis
+/// unreachable for a while): then the request reads Redis itself and fails like any other read.
+fn current_is_usable(slot: &Mutex<Entry>, ttl: Duration) -> bool {
+    slot.lock()
+        .expect("cache lock")
+        .top
+        .as_ref()
+        .is_some_and(|(at, _)| at.elapsed() < ttl * 5)
 }
