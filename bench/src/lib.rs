@@ -21,9 +21,12 @@ use sqlx::postgres::PgPoolOptions;
 use topk_core::config::{DatabaseConfig, RedisConfig};
 use topk_core::redis::RedisStore;
 
+/// The benchmark's own Redis connections: a private prefix, and a timeout long enough for the baselines (a
+/// union over a window's slices blocks Redis for seconds).
 fn with_prefix(redis: &RedisConfig, prefix: &str) -> RedisConfig {
     RedisConfig {
         key_prefix: prefix.to_owned(),
+        redis_timeout_ms: redis.redis_timeout_ms.max(300_000),
         ..redis.clone()
     }
 }
@@ -82,7 +85,7 @@ async fn measure(
         let (bodies, videos) = phases::workload(cfg)?;
         {
             let services = stack::Services::start(&ingest_redis, database).await?;
-            out.push(
+            out.extend(
                 phases::ingest(
                     cfg,
                     &services,
@@ -107,7 +110,10 @@ async fn measure(
     .await;
     let bar = phases::progress("removing the benchmark's keys");
     for store in &stores {
-        store.delete_all_keys().await?;
+        // Best effort: a failure here must not hide the measurement's own outcome.
+        if let Err(e) = store.delete_all_keys().await {
+            tracing::warn!(error = %e, prefix = %store.keys().pattern("*"), "could not remove the benchmark's keys");
+        }
     }
     bar.finish_and_clear();
     pool.close().await;

@@ -22,6 +22,10 @@ pub type Bodies = Arc<Vec<(Bytes, u64)>>;
 
 /// A spinner on stderr naming the step in progress.
 pub fn progress(what: &str) -> ProgressBar {
+    // Without a terminal the spinner does not draw: say each step on its own line instead.
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("topk-bench: {what}");
+    }
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("template"));
     bar.set_message(what.to_owned());
@@ -55,12 +59,13 @@ pub async fn ingest(
     naive: &RedisStore,
     bodies: Bodies,
     videos: Arc<Vec<String>>,
-) -> anyhow::Result<Figure> {
+) -> anyhow::Result<Vec<Figure>> {
     let http = reqwest::Client::new();
-    let mut ours = Vec::new();
-    let mut base = Vec::new();
+    let (mut ours, mut base, mut ours_cpu, mut base_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..cfg.repeats {
         let bar = progress(&format!("ingest over HTTP, run {}/{}", r + 1, cfg.repeats));
+        let cpu_before = store.server_cpu_seconds().await?;
         let started = Instant::now();
         let accepted = send(
             &http,
@@ -74,6 +79,8 @@ pub async fn ingest(
         .await;
         wait_drained(store).await?;
         ours.push(accepted as f64 / started.elapsed().as_secs_f64());
+        ours_cpu
+            .push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / accepted.max(1) as f64);
         bar.finish_and_clear();
 
         let bar = progress(&format!(
@@ -86,6 +93,7 @@ pub async fn ingest(
             .map(|w| naive.keys().baseline(&format!("naive:{w}")))
             .collect();
         let keys = Arc::new(keys);
+        let cpu_before = naive.server_cpu_seconds().await?;
         let stop = stop_after(cfg.duration());
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -112,16 +120,20 @@ pub async fn ingest(
         for t in tasks {
             sent += t.await??;
         }
+        base_cpu.push((naive.server_cpu_seconds().await? - cpu_before) * 1e6 / sent.max(1) as f64);
         base.push(sent as f64 / started.elapsed().as_secs_f64());
         bar.finish_and_clear();
     }
-    Ok(figure(
-        "ingest",
-        "views/s",
-        Better::Higher,
-        &ours,
-        Some(&base),
-    ))
+    Ok(vec![
+        figure("ingest", "views/s", Better::Higher, &ours, Some(&base)),
+        figure(
+            "ingest_redis_cpu",
+            "us/view",
+            Better::Lower,
+            &ours_cpu,
+            Some(&base_cpu),
+        ),
+    ])
 }
 
 /// `freshness_p50`, `freshness_p99`: from a POST's answer to the view being counted, under a steady load.

@@ -817,6 +817,21 @@ impl RedisStore {
         Ok(())
     }
 
+    /// CPU seconds the Redis server has used so far (user + system, from INFO cpu): the benchmark divides its
+    /// growth by the views applied to get Redis time per view.
+    pub async fn server_cpu_seconds(&self) -> Result<f64> {
+        let info: String = self
+            .client
+            .custom(cmd!("INFO"), vec!["cpu".to_owned()])
+            .await?;
+        Ok(info
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+            .sum())
+    }
+
     /// Bytes Redis uses for `keys` (MEMORY USAGE, every element sampled) and how many members they hold.
     pub async fn memory_of(&self, keys: &[String]) -> Result<(u64, u64)> {
         let (mut bytes, mut members) = (0u64, 0u64);

@@ -47,8 +47,10 @@ pub struct IngestConfig {
     /// How often the retirer runs.
     #[arg(long, env = "TOPK_RETIRE_INTERVAL_MS", default_value_t = 250)]
     pub retire_interval_ms: u64,
-    /// How long acknowledged log entries are kept for replay after a Redis rebuild.
-    #[arg(long, env = "TOPK_LOG_RETENTION_SECS", default_value_t = 3_600)]
+    /// How long acknowledged log entries are kept for replay after a Redis rebuild. It must cover the time
+    /// between a view and the snapshot of its minute (normally under two minutes); the log costs Redis memory
+    /// for every view it holds.
+    #[arg(long, env = "TOPK_LOG_RETENTION_SECS", default_value_t = 300)]
     pub log_retention_secs: u64,
     /// This worker's consumer name in the log's consumer group; default: unique per process.
     #[arg(long, env = "TOPK_CONSUMER_NAME")]

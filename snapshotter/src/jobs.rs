@@ -1,11 +1,15 @@
 //! The jobs, each one step that takes the time as an argument: [`snapshot_minutes`] and [`snapshot_rankings`].
 
 use chrono::{TimeZone, Utc};
+use futures::StreamExt;
 use sqlx::PgPool;
 use topk_core::domain::{TopK, Window, MAX_K};
 use topk_core::redis::RedisStore;
 use topk_core::slices;
 use topk_core::{db, history};
+
+/// Partitions written at once by the minute job.
+const WRITERS: usize = 4;
 
 /// What the minute job wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,18 +56,31 @@ pub async fn snapshot_minutes(
     for day in days {
         history::ensure_day_partitions(pool, day, day).await?;
     }
-    for (p, after, minutes) in work {
-        for minute in minutes {
-            let rows = store.minute_counts(p, minute).await?;
-            if db::write_minute(pool, p, minute, &rows).await? {
-                report.minutes += 1;
-                report.rows += rows.len() as u64;
+    // Partitions are independent (each has its own checkpoint), so several are written at once: Postgres then
+    // works on more than one core. Within a partition minutes go in order, as the checkpoint requires.
+    let written = futures::stream::iter(work)
+        .map(|(p, after, minutes)| async move {
+            let mut part = MinuteReport::default();
+            for minute in minutes {
+                let rows = store.minute_counts(p, minute).await?;
+                if db::write_minute(pool, p, minute, &rows).await? {
+                    part.minutes += 1;
+                    part.rows += rows.len() as u64;
+                }
             }
-        }
-        // Move the checkpoint over the closed minutes that had no views, so a rebuild replays little.
-        if after < open_minute - 1 {
-            db::write_minute(pool, p, open_minute - 1, &[]).await?;
-        }
+            // Move the checkpoint over the closed minutes that had no views, so a rebuild replays little.
+            if after < open_minute - 1 {
+                db::write_minute(pool, p, open_minute - 1, &[]).await?;
+            }
+            anyhow::Ok(part)
+        })
+        .buffer_unordered(WRITERS)
+        .collect::<Vec<_>>()
+        .await;
+    for part in written {
+        let part = part?;
+        report.minutes += part.minutes;
+        report.rows += part.rows;
     }
     Ok(report)
 }
