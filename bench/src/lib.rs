@@ -84,7 +84,7 @@ async fn measure(
         let mut out = Vec::new();
         let (bodies, videos) = phases::workload(cfg)?;
         {
-            let services = stack::Services::start(&ingest_redis, database).await?;
+            let services = stack::Services::start(&ingest_redis, database, true).await?;
             out.extend(
                 phases::ingest(
                     cfg,
@@ -100,7 +100,7 @@ async fn measure(
         }
         phases::prefill_windows(query_store, cfg.videos).await?;
         {
-            let services = stack::Services::start(&query_redis, database).await?;
+            let services = stack::Services::start(&query_redis, database, false).await?;
             out.extend(phases::queries(cfg, &services, query_store, &pool).await?);
         }
         out.extend(phases::memory(query_store, ingest_store).await?);

@@ -294,7 +294,7 @@ pub async fn queries(
             if w != Window::All {
                 for _ in 0..baseline_reps {
                     let t = Instant::now();
-                    store
+                    let top = store
                         .union_top(
                             store.keys().baseline("union:scratch"),
                             &union_keys,
@@ -302,13 +302,23 @@ pub async fn queries(
                         )
                         .await?;
                     union.push(t.elapsed().as_secs_f64() * 1000.0);
+                    anyhow::ensure!(
+                        top.len() == k,
+                        "the union baseline answered {} videos, not {k}",
+                        top.len()
+                    );
                 }
             }
             let mut sql = Vec::new();
             for _ in 0..baseline_reps {
                 let t = Instant::now();
-                crate::sql::top(pool, &table, w, k).await?;
+                let top = crate::sql::top(pool, &table, w, k).await?;
                 sql.push(t.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(
+                    top.len() == k,
+                    "the SQL baseline answered {} videos, not {k}",
+                    top.len()
+                );
             }
             let union = (!union.is_empty()).then_some(union.as_slice());
             out.push(figure(

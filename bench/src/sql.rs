@@ -1,16 +1,26 @@
 //! The seed's SQL baseline: a window's ranking computed in Postgres from per-minute rows at query time.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use topk_core::domain::Window;
 
+/// A filled scratch table and the end of its window.
+pub struct Table {
+    name: String,
+    at: DateTime<Utc>,
+}
+
 /// Fills a scratch table for `window` with one row per video (the cheapest layout for the SQL: `videos` rows
-/// spread over the window's `minutes`), and returns its name.
+/// spread over the window's `minutes` up to `at`, the minute the fill started).
 pub async fn fill(
     pool: &PgPool,
     window: Window,
     videos: u64,
     minutes: i64,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Table> {
+    let (at,): (DateTime<Utc>,) = sqlx::query_as("SELECT date_trunc('minute', now())")
+        .fetch_one(pool)
+        .await?;
     let table = format!("bench_stats_{window}");
     sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
         .execute(pool)
@@ -27,12 +37,13 @@ pub async fn fill(
             .collect();
         let views: Vec<i64> = (from..to).map(|i| (videos / (i + 1) + 1) as i64).collect();
         sqlx::query(&format!(
-            "INSERT INTO {table} SELECT v, date_trunc('minute', now()) - make_interval(mins => a::int), n \
+            "INSERT INTO {table} SELECT v, $4 - make_interval(mins => a::int), n \
              FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS t(v, a, n)"
         ))
         .bind(&ids)
         .bind(&ago)
         .bind(&views)
+        .bind(at)
         .execute(pool)
         .await?;
         from = to;
@@ -43,13 +54,13 @@ pub async fn fill(
     sqlx::query(&format!("ANALYZE {table}"))
         .execute(pool)
         .await?;
-    Ok(table)
+    Ok(Table { name: table, at })
 }
 
 /// The seed's query: `SUM ... GROUP BY ... ORDER BY ... LIMIT k` over the window.
 pub async fn top(
     pool: &PgPool,
-    table: &str,
+    table: &Table,
     window: Window,
     k: usize,
 ) -> anyhow::Result<Vec<(String, i64)>> {
@@ -60,10 +71,12 @@ pub async fn top(
         Window::All => "1000 years",
     };
     Ok(sqlx::query_as(&format!(
-        "SELECT video_id, sum(views)::bigint FROM {table} WHERE bucket_start > now() - interval '{span}' \
-         GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $1"
+        "SELECT video_id, sum(views)::bigint FROM {} WHERE bucket_start > $2 - interval '{span}' \
+         AND bucket_start <= $2 GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $1",
+        table.name
     ))
     .bind(k as i64)
+    .bind(table.at)
     .fetch_all(pool)
     .await?)
 }

@@ -36,8 +36,13 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 impl Services {
-    /// Starts ingest and the API against `redis` (its key prefix isolates the run) and waits for `/healthz`.
-    pub async fn start(redis: &RedisConfig, database: &DatabaseConfig) -> anyhow::Result<Self> {
+    /// Starts the API, and ingest when `with_ingest`, against `redis` (its key prefix isolates the run) and waits
+    /// until they are ready.
+    pub async fn start(
+        redis: &RedisConfig,
+        database: &DatabaseConfig,
+        with_ingest: bool,
+    ) -> anyhow::Result<Self> {
         let (ingest_port, api_port) = (free_port()?, free_port()?);
         let env = |c: &mut Command| {
             c.env("TOPK_REDIS_URL", &redis.redis_url)
@@ -57,13 +62,22 @@ impl Services {
         let mut api = Command::new(binary("topk-api")?);
         env(&mut api);
         api.env("TOPK_API_ADDR", format!("127.0.0.1:{api_port}"));
+        let mut children = vec![api.spawn()?];
+        if with_ingest {
+            children.push(ingest.spawn()?);
+        }
         let services = Self {
-            children: vec![ingest.spawn()?, api.spawn()?],
+            children,
             ingest_url: format!("http://127.0.0.1:{ingest_port}"),
             api_url: format!("http://127.0.0.1:{api_port}"),
         };
         let http = reqwest::Client::new();
-        for url in [&services.ingest_url, &services.api_url] {
+        let urls = if with_ingest {
+            vec![&services.ingest_url, &services.api_url]
+        } else {
+            vec![&services.api_url]
+        };
+        for url in urls {
             let deadline = Instant::now() + Duration::from_secs(30);
             while !http
                 .get(format!("{url}/readyz"))
