@@ -94,6 +94,11 @@ impl KeySchema {
         format!("{}:{rest}", self.prefix)
     }
 
+    /// A SCAN pattern for every key of partition `p`.
+    pub fn partition_pattern(&self, p: Partition) -> String {
+        self.key(p, "*")
+    }
+
     /// A key of the benchmark's baselines (one hash tag, so a union over them is legal in a cluster too).
     pub fn baseline(&self, name: &str) -> String {
         format!("{}:{{baseline}}:{name}", self.prefix)

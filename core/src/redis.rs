@@ -664,29 +664,14 @@ impl RedisStore {
     ) -> Result<()> {
         let k = &self.keys;
         // Clear everything of the partition but its log.
-        let mut cursor = "0".to_owned();
-        loop {
-            let (next, keys): (String, Vec<String>) = self
-                .client
-                .custom(
-                    cmd!("SCAN"),
-                    vec![
-                        cursor.clone(),
-                        "MATCH".into(),
-                        format!("{}*", k.log(p).trim_end_matches("log")),
-                        "COUNT".into(),
-                        "1000".into(),
-                    ],
-                )
-                .await?;
-            let doomed: Vec<String> = keys.into_iter().filter(|key| *key != k.log(p)).collect();
-            if !doomed.is_empty() {
-                let _: i64 = self.client.del(doomed).await?;
-            }
-            if next == "0" {
-                break;
-            }
-            cursor = next;
+        let doomed: Vec<String> = self
+            .scan(&k.partition_pattern(p))
+            .await?
+            .into_iter()
+            .filter(|key| *key != k.log(p))
+            .collect();
+        for chunk in doomed.chunks(1000) {
+            let _: i64 = self.client.del(chunk.to_vec()).await?;
         }
         let hour = slices::spec(Window::Hour).expect("hour slices");
         let day = slices::spec(Window::Day).expect("day slices");
@@ -857,6 +842,11 @@ impl RedisStore {
 
     /// Every key under this deployment's prefix whose name matches `pattern` after the prefix (SCAN).
     pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>> {
+        self.scan(&self.keys.pattern(pattern)).await
+    }
+
+    /// Every key matching a full SCAN pattern.
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
         let mut cursor = "0".to_owned();
         let mut found = Vec::new();
         loop {
@@ -867,7 +857,7 @@ impl RedisStore {
                     vec![
                         cursor,
                         "MATCH".into(),
-                        self.keys.pattern(pattern),
+                        pattern.to_owned(),
                         "COUNT".into(),
                         "1000".into(),
                     ],
