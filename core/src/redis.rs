@@ -475,6 +475,11 @@ impl RedisStore {
         Ok(state.pending + state.lag)
     }
 
+    /// Entries of partition `p`'s log delivered to a worker and not yet acknowledged.
+    pub async fn pending(&self, p: Partition) -> Result<u64> {
+        Ok(self.group_state(p).await?.pending)
+    }
+
     /// Where the workers' consumer group stands on partition `p`'s log (XPENDING summary and XINFO GROUPS).
     async fn group_state(&self, p: Partition) -> Result<GroupState> {
         let log = self.keys.log(p);

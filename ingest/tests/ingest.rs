@@ -611,3 +611,108 @@ async fn killed_workers_never_lose_or_double_a_view() {
         assert_eq!(got, accepted, "window {w}");
     }
 }
+
+/// SIGTERM: the receiver drains in-flight requests, the workers finish and acknowledge the batch in hand, the
+/// process exits 0; a later worker applies what was left in the log, and every view answered 202 counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_gracefully_and_loses_nothing() {
+    let prefix = topk_testkit::unique_name("term");
+    let port = topk_testkit::free_port();
+    let mut ingest = Command::new(env!("CARGO_BIN_EXE_topk-ingest"))
+        .env("TOPK_REDIS_URL", &topk_testkit::servers().redis_url)
+        .env("TOPK_KEY_PREFIX", &prefix)
+        .env("TOPK_PARTITIONS", "3")
+        .env("TOPK_INGEST_ADDR", format!("127.0.0.1:{port}"))
+        .env("TOPK_INGEST_TOKEN", TOKEN)
+        .env("TOPK_WORKER_BATCH_ENTRIES", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    topk_testkit::wait_port(port, "topk-ingest");
+    let store = RedisStore::connect(&topk_core::config::RedisConfig {
+        redis_url: topk_testkit::servers().redis_url.clone(),
+        partitions: 3,
+        key_prefix: prefix.clone(),
+        redis_timeout_ms: 5_000,
+    })
+    .await
+    .unwrap();
+
+    let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let sender = {
+        let (accepted, url) = (
+            accepted.clone(),
+            format!("http://127.0.0.1:{port}/v1/views"),
+        );
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0u64.. {
+                let batch: Vec<Value> = (0..20)
+                    .map(|j| json!({"videoId": format!("v{}", (i + j) % 30)}))
+                    .collect();
+                match http.post(&url).bearer_auth(TOKEN).json(&batch).send().await {
+                    Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                        let mut acc = accepted.lock().unwrap();
+                        for j in 0..20 {
+                            *acc.entry(format!("v{}", (i + j) % 30)).or_default() += 1;
+                        }
+                    }
+                    Ok(r) => panic!("refused while running: {}", r.status()),
+                    // The listener has closed: the process is shutting down.
+                    Err(_) => return i,
+                }
+            }
+            unreachable!()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &ingest.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || ingest.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        stopped.elapsed()
+    );
+    let batches = sender.await.unwrap();
+    for p in 0..3 {
+        assert_eq!(
+            store.pending(p).await.unwrap(),
+            0,
+            "partition {p} has entries read but not acknowledged"
+        );
+    }
+
+    // Whatever the receiver accepted after the workers stopped is still in the log: a new worker applies it.
+    let mut last = spawn_worker(&prefix, 3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut backlog = 0;
+        for p in 0..3 {
+            backlog += store.log_backlog(p).await.unwrap();
+        }
+        if backlog == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{backlog} entries never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last.kill().unwrap();
+    last.wait().unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(batches > 10, "too few batches to mean anything: {batches}");
+    let mut got: HashMap<String, u64> = HashMap::new();
+    for p in 0..3 {
+        got.extend(store.window_counts(p, Window::All).await.unwrap());
+    }
+    assert_eq!(got, accepted);
+}
