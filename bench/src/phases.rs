@@ -228,10 +228,7 @@ pub async fn prefill_windows(store: &RedisStore, videos: u64) -> anyhow::Result<
     for w in Window::ALL {
         for (p, members) in per_partition.iter().enumerate() {
             store
-                .zadd_chunks(
-                    keys.window(p as u16, w),
-                    members.iter().map(|(v, n)| (v.as_str(), *n)),
-                )
+                .seed_window(p as u16, w, members.iter().map(|(v, n)| (v.as_str(), *n)))
                 .await?;
         }
     }
@@ -395,16 +392,15 @@ async fn timed_requests(
 
 /// `memory_window` and `memory_tail`: Redis bytes per (video, window) and per (video, minute) of the tail.
 pub async fn memory(windows: &RedisStore, tail: &RedisStore) -> anyhow::Result<Vec<Figure>> {
-    let k = windows.keys();
-    let window_keys: Vec<String> = k
-        .all_partitions()
-        .flat_map(|p| Window::ALL.map(|w| k.window(p, w)))
-        .collect();
-    let (bytes, members) = windows.memory_of(&window_keys).await?;
-    let per_window = bytes as f64 / members.max(1) as f64;
-    let minute_keys = tail.keys_matching("{*}:m:*").await?;
-    let (bytes, members) = tail.memory_of(&minute_keys).await?;
-    let per_minute = bytes as f64 / members.max(1) as f64;
+    let (bytes, videos) = windows.window_memory().await?;
+    let per_window = bytes as f64 / videos.max(1) as f64;
+    // The day tail is the sealed minutes: seal every minute the load wrote, as the retirer does once they end.
+    let now_ms = tail.now_ms().await?;
+    for p in tail.keys().all_partitions() {
+        tail.seal_minutes(p, slices::minute_of(now_ms) + 1).await?;
+    }
+    let (bytes, pairs) = tail.sealed_minute_memory().await?;
+    let per_minute = bytes as f64 / pairs.max(1) as f64;
     Ok(vec![
         figure("memory_window", "bytes", Better::Lower, &[per_window], None),
         figure("memory_tail", "bytes", Better::Lower, &[per_minute], None),
@@ -428,16 +424,7 @@ pub async fn postgres(
                 .map(|j| (format!("s{p}_{j}"), j % 97 + 1))
                 .collect();
             store
-                .zadd_chunks(
-                    keys.minute(p, minute),
-                    members.iter().map(|(v, n)| (v.as_str(), *n)),
-                )
-                .await?;
-            store
-                .zadd_chunks(
-                    keys.minute_index(p),
-                    [(minute.to_string().as_str(), minute as u64)].into_iter(),
-                )
+                .seed_sealed_minute(p, minute, members.iter().map(|(v, n)| (v.as_str(), *n)))
                 .await?;
         }
     }

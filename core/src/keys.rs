@@ -7,12 +7,15 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `P:{p}:log` | stream | the log: one entry per accepted batch and partition, fields video id, values count |
-//! | `P:{p}:s5:<slice>` | sorted set | views per video in one 5-second slice (the minute window's slices) |
-//! | `P:{p}:m:<minute>` | sorted set | views per video in one minute (hour and day windows' slices, history) |
+//! | `P:{p}:s5:<slice>` | hash | views per video in one 5-second slice (the minute window's slices) |
+//! | `P:{p}:m:<minute>` | hash | views per video in one minute still open to writes (hour and day slices) |
+//! | `P:{p}:mz:<minute>` | string | a sealed minute: `<video> <views>\n` lines, ~11 bytes a video (the day tail) |
 //! | `P:{p}:s5idx`, `P:{p}:midx` | sorted set | which slices/minutes have a bucket (score = member = slice) |
-//! | `P:{p}:w:<window>` | sorted set | the window's views per video, kept incrementally |
+//! | `P:{p}:open` | sorted set | minutes whose open hash is not sealed yet (score = member = minute) |
+//! | `P:{p}:w:<window>` | hash | the window's views per video, kept incrementally |
+//! | `P:{p}:top:<window>` | sorted set | the window's leaders: every video whose count is at least the threshold |
 //! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it |
-//! | `P:{p}:tmp` | sorted set | scratch key of the reference union (deleted at once) |
+//! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
 //! | `P:{baseline}:*` | sorted set | the benchmark's baselines only |
 
 use crate::domain::{VideoId, Window};
@@ -70,14 +73,32 @@ impl KeySchema {
     pub fn cursors(&self, p: Partition) -> String {
         self.key(p, "cursor")
     }
+    /// The hash of a window's counts per video.
     pub fn window(&self, p: Partition, w: Window) -> String {
         self.key(p, &format!("w:{}", w.as_str()))
+    }
+    /// The sorted set of a window's leaders, which rankings read.
+    pub fn leaders(&self, p: Partition, w: Window) -> String {
+        self.key(p, &format!("top:{}", w.as_str()))
+    }
+    /// Per window, the leader thresholds and refill state.
+    pub fn leader_state(&self, p: Partition) -> String {
+        self.key(p, "lead")
     }
     pub fn slice5(&self, p: Partition, slice: i64) -> String {
         self.key(p, &format!("s5:{slice}"))
     }
+    /// A minute's open hash, written by the workers until the minute is sealed.
     pub fn minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("m:{minute}"))
+    }
+    /// A minute's sealed blob.
+    pub fn sealed_minute(&self, p: Partition, minute: i64) -> String {
+        self.key(p, &format!("mz:{minute}"))
+    }
+    /// Minutes with an open hash not yet sealed.
+    pub fn open_minutes(&self, p: Partition) -> String {
+        self.key(p, "open")
     }
     pub fn slice5_index(&self, p: Partition) -> String {
         self.key(p, "s5idx")
@@ -85,10 +106,6 @@ impl KeySchema {
     pub fn minute_index(&self, p: Partition) -> String {
         self.key(p, "midx")
     }
-    pub fn scratch(&self, p: Partition) -> String {
-        self.key(p, "tmp")
-    }
-
     /// A SCAN pattern for keys of this deployment: `rest` is matched after the prefix.
     pub fn pattern(&self, rest: &str) -> String {
         format!("{}:{rest}", self.prefix)
@@ -109,6 +126,15 @@ impl KeySchema {
         match w {
             Window::Minute => self.slice5(p, slice),
             _ => self.minute(p, slice),
+        }
+    }
+
+    /// The sealed form of a sliding window's slice: minutes are sealed, 5-second slices are not (they live a
+    /// minute). `None` for the minute window.
+    pub fn sealed_slice_bucket(&self, p: Partition, w: Window, slice: i64) -> Option<String> {
+        match w {
+            Window::Minute => None,
+            _ => Some(self.sealed_minute(p, slice)),
         }
     }
 

@@ -6,7 +6,9 @@
 //! - [`slices`]: pure slice and window arithmetic on injected times.
 //! - [`keys`]: the Redis key schema and the partition hash: the only place that formats a key.
 //! - [`batch`]: log entries, their codec, and aggregation of a batch per (slice, video).
-//! - [`redis`]: [`redis::RedisStore`], every Redis call (fred lives only here) and the Lua scripts in `lua/`.
+//! - [`redis`]: [`redis::RedisStore`], every Redis call (fred lives only here) and the Lua scripts in `lua/`:
+//!   window hashes with leader sets (`lua/leaders.lua`), apply, retire, refill and seal.
+//! - [`sealed`]: the packed form of a closed minute, which the day window's tail keeps.
 //! - [`db`]: the Postgres pool, the migrations (`MIGRATOR`) and every snapshot read and write.
 //! - [`history`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 //! - [`http`]: the JSON error type and health answers both services share.
@@ -14,7 +16,7 @@
 //!
 //! Data moves: receiver → [`redis::RedisStore::append`] (log) → worker [`redis::RedisStore::read_log`] →
 //! [`batch::aggregate`] → [`redis::RedisStore::apply`] (counts + ack in one script) → retirer
-//! [`redis::RedisStore::retire`] → API [`redis::RedisStore::top`].
+//! [`redis::RedisStore::retire`] and [`redis::RedisStore::seal_minutes`] → API [`redis::RedisStore::top`].
 
 pub mod batch;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod history;
 pub mod http;
 pub mod keys;
 pub mod redis;
+pub mod sealed;
 pub mod shutdown;
 pub mod slices;
 pub mod telemetry;

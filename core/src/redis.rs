@@ -8,6 +8,7 @@ use crate::batch::{decode_fields, encode_fields, AggregatedBatch, EntryId, LogEn
 use crate::config::RedisConfig;
 use crate::domain::{merge_rankings, RankedVideo, TopK, VideoId, Window};
 use crate::keys::{KeySchema, Partition, CONSUMER_GROUP};
+use crate::sealed;
 use crate::slices::{self, retire_target, window_slices};
 use fred::cmd;
 use fred::prelude::*;
@@ -62,14 +63,53 @@ pub enum LogRead {
     OwnPending,
 }
 
+/// How many leaders each window keeps beside its hash (`lua/leaders.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderCaps {
+    /// Leaders that must stay at or above the threshold: the largest K a ranking can ask for.
+    pub min: u32,
+    /// Leaders kept after a trim.
+    pub keep: u32,
+    /// Leaders that trigger a trim.
+    pub max: u32,
+}
+
+impl Default for LeaderCaps {
+    /// Room for the largest K (1000) with a wide margin, so thresholds rarely move: a trim every ~2000 new
+    /// leaders, a refill only when a retirement would leave fewer than 1000 above the threshold.
+    fn default() -> Self {
+        Self {
+            min: crate::domain::MAX_K as u32,
+            keep: 2 * crate::domain::MAX_K as u32,
+            max: 4 * crate::domain::MAX_K as u32,
+        }
+    }
+}
+
+impl LeaderCaps {
+    fn args(self) -> [String; 3] {
+        [
+            self.min.to_string(),
+            self.keep.to_string(),
+            self.max.to_string(),
+        ]
+    }
+}
+
+/// Videos a refill step reads from a window's hash: short enough that Redis never blocks for long.
+const FILL_STEP: u32 = 2_000;
+
 /// The domain's view of Redis.
 #[derive(Clone)]
 pub struct RedisStore {
     client: Client,
     keys: KeySchema,
+    caps: LeaderCaps,
     append_script: Script,
     apply_script: Script,
     retire_script: Script,
+    fill_script: Script,
+    seal_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -102,10 +142,36 @@ impl RedisStore {
         Ok(Self {
             client,
             keys: KeySchema::new(cfg.key_prefix.clone(), cfg.partitions),
+            caps: LeaderCaps::default(),
             append_script: Script::from_lua(include_str!("lua/append.lua")),
-            apply_script: Script::from_lua(include_str!("lua/apply.lua")),
-            retire_script: Script::from_lua(include_str!("lua/retire.lua")),
+            // The scripts that change a window share the leader-set functions of leaders.lua.
+            apply_script: Script::from_lua(concat!(
+                include_str!("lua/leaders.lua"),
+                include_str!("lua/apply.lua")
+            )),
+            retire_script: Script::from_lua(concat!(
+                include_str!("lua/leaders.lua"),
+                include_str!("lua/retire.lua")
+            )),
+            fill_script: Script::from_lua(concat!(
+                include_str!("lua/leaders.lua"),
+                include_str!("lua/fill.lua")
+            )),
+            seal_script: Script::from_lua(concat!(
+                include_str!("lua/leaders.lua"),
+                include_str!("lua/seal.lua")
+            )),
         })
+    }
+
+    /// The same store with other leader caps: tests use tiny ones so that trims and refills happen often.
+    pub fn with_leader_caps(mut self, caps: LeaderCaps) -> Self {
+        assert!(
+            0 < caps.min && caps.min <= caps.keep && caps.keep < caps.max,
+            "leader caps must satisfy 0 < min <= keep < max"
+        );
+        self.caps = caps;
+        self
     }
 
     pub fn keys(&self) -> &KeySchema {
@@ -280,21 +346,13 @@ impl RedisStore {
             return Ok(ApplyOutcome::Applied { views: 0 });
         }
         let k = &self.keys;
-        let mut keys = vec![
-            k.log(p),
-            k.cursors(p),
-            k.window(p, Window::Minute),
-            k.window(p, Window::Hour),
-            k.window(p, Window::Day),
-            k.window(p, Window::All),
-            k.slice5_index(p),
-            k.minute_index(p),
-        ];
-        let mut args = vec![
-            CONSUMER_GROUP.to_owned(),
-            consumer.to_owned(),
-            batch.ids.len().to_string(),
-        ];
+        let mut keys = vec![k.log(p), k.cursors(p), k.leader_state(p)];
+        keys.extend(Window::ALL.map(|w| k.window(p, w)));
+        keys.extend(Window::ALL.map(|w| k.leaders(p, w)));
+        keys.extend([k.slice5_index(p), k.minute_index(p), k.open_minutes(p)]);
+        let mut args = vec![CONSUMER_GROUP.to_owned(), consumer.to_owned()];
+        args.extend(self.caps.args());
+        args.push(batch.ids.len().to_string());
         args.extend(batch.ids.iter().map(EntryId::to_string));
         args.push(batch.slices.len().to_string());
         for slice in &batch.slices {
@@ -319,7 +377,8 @@ impl RedisStore {
     }
 
     /// Subtracts from `window` of partition `p` every slice that has left it at `now_ms`, each exactly once
-    /// (`lua/retire.lua`). One script call per slice keeps each blocking step short. Returns the slices retired.
+    /// (`lua/retire.lua`), refilling the window's leader set first where a retirement needs it (`lua/fill.lua`).
+    /// One script call per slice or refill step keeps each blocking step short. Returns the slices retired.
     pub async fn retire(&self, p: Partition, window: Window, now_ms: i64) -> Result<u32> {
         let Some(spec) = slices::spec(window) else {
             return Ok(0);
@@ -336,23 +395,32 @@ impl RedisStore {
         let mut expected = String::new();
         let mut retired = 0;
         loop {
-            let bucket = match expected.parse::<i64>() {
-                Ok(slice) => k.slice_bucket(p, window, slice),
-                Err(_) => k.slice_index(p, window),
+            let (bucket, sealed) = match expected.parse::<i64>() {
+                Ok(slice) => (
+                    k.slice_bucket(p, window, slice),
+                    k.sealed_slice_bucket(p, window, slice),
+                ),
+                Err(_) => (k.slice_index(p, window), None),
             };
+            let has_sealed = if sealed.is_some() { "1" } else { "0" };
             let keys = vec![
                 k.cursors(p),
+                k.leader_state(p),
                 k.window(p, window),
+                k.leaders(p, window),
                 k.slice_index(p, window),
-                bucket,
+                bucket.clone(),
+                sealed.unwrap_or(bucket),
             ];
-            let args = vec![
+            let mut args = vec![
                 window.as_str().to_owned(),
                 target.clone(),
                 expected.clone(),
                 after.into(),
                 drop_from_index.into(),
+                has_sealed.into(),
             ];
+            args.extend(self.caps.args());
             let (code, slice): (i64, String) = self
                 .retire_script
                 .evalsha_with_reload(&self.client, keys, args)
@@ -364,17 +432,77 @@ impl RedisStore {
                     retired += 1;
                     expected.clear();
                 }
+                3 => self.refill_leaders(p, window).await?,
                 other => return Err(StoreError::Reply(format!("retire script answered {other}"))),
             }
         }
     }
 
-    /// The global top `k` of `window`: each partition's top K (`ZRANGE ... REV`), merged.
+    /// Runs the refill of `window`'s leader set on partition `p` to its end, one short step at a time.
+    async fn refill_leaders(&self, p: Partition, window: Window) -> Result<()> {
+        let k = &self.keys;
+        let keys = vec![k.leader_state(p), k.window(p, window), k.leaders(p, window)];
+        let mut args = vec![window.as_str().to_owned(), FILL_STEP.to_string()];
+        args.extend(self.caps.args());
+        let mut steps = 0u64;
+        loop {
+            let more: i64 = self
+                .fill_script
+                .evalsha_with_reload(&self.client, keys.clone(), args.clone())
+                .await?;
+            steps += 1;
+            if more == 0 {
+                tracing::debug!(
+                    partition = p,
+                    window = window.as_str(),
+                    steps,
+                    "leader set refilled"
+                );
+                return Ok(());
+            }
+        }
+    }
+
+    /// Seals partition `p`'s open minutes before `before_minute` (`lua/seal.lua`): each minute's hash becomes
+    /// one packed blob. Returns the minutes sealed.
+    pub async fn seal_minutes(&self, p: Partition, before_minute: i64) -> Result<u32> {
+        let k = &self.keys;
+        let open: Vec<String> = self
+            .client
+            .custom(
+                cmd!("ZRANGEBYSCORE"),
+                vec![
+                    k.open_minutes(p),
+                    "-inf".to_owned(),
+                    format!("({before_minute}"),
+                ],
+            )
+            .await?;
+        let mut sealed = 0;
+        for minute in open.iter().filter_map(|m| m.parse::<i64>().ok()) {
+            let _: i64 = self
+                .seal_script
+                .evalsha_with_reload(
+                    &self.client,
+                    vec![
+                        k.open_minutes(p),
+                        k.minute(p, minute),
+                        k.sealed_minute(p, minute),
+                    ],
+                    vec![minute.to_string()],
+                )
+                .await?;
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
+
+    /// The global top `k` of `window`: each partition's top K of its leader set (`ZRANGE ... REV`), merged.
     pub async fn top(&self, window: Window, k: TopK) -> Result<Vec<RankedVideo>> {
         let lists = futures::future::try_join_all(
             self.keys
                 .all_partitions()
-                .map(|p| self.range_rev(self.keys.window(p, window), Some(k))),
+                .map(|p| self.range_rev(self.keys.leaders(p, window), Some(k))),
         )
         .await?;
         Ok(merge_rankings(lists, k))
@@ -383,15 +511,16 @@ impl RedisStore {
     /// One video's views in every window, from its partition.
     pub async fn video_counts(&self, video: &VideoId) -> Result<Vec<(Window, u64)>> {
         let p = self.keys.partition_of(video);
-        let mut out = Vec::with_capacity(Window::ALL.len());
+        let pipe = self.client.pipeline();
         for w in Window::ALL {
-            let score: Option<f64> = self
-                .client
-                .zscore(self.keys.window(p, w), video.as_str())
-                .await?;
-            out.push((w, score.unwrap_or(0.0).max(0.0) as u64));
+            let _: () = pipe.hget(self.keys.window(p, w), video.as_str()).await?;
         }
-        Ok(out)
+        let counts: Vec<Option<i64>> = pipe.all().await?;
+        Ok(Window::ALL
+            .into_iter()
+            .zip(counts)
+            .map(|(w, n)| (w, n.unwrap_or(0).max(0) as u64))
+            .collect())
     }
 
     /// Every video's count in `window` of partition `p` (tests, verification).
@@ -400,13 +529,66 @@ impl RedisStore {
         p: Partition,
         window: Window,
     ) -> Result<HashMap<String, u64>> {
-        let all = self.range_rev(self.keys.window(p, window), None).await?;
+        self.hash_counts(self.keys.window(p, window)).await
+    }
+
+    /// The leaders of `window` on partition `p` with their scores (tests check them against the hash).
+    pub async fn leader_counts(
+        &self,
+        p: Partition,
+        window: Window,
+    ) -> Result<HashMap<String, u64>> {
+        let all = self.range_rev(self.keys.leaders(p, window), None).await?;
         Ok(all.into_iter().map(|r| (r.video_id, r.views)).collect())
     }
 
-    /// The reference strategy, exact by definition: per partition, ZUNIONSTORE over the window's slice buckets
-    /// at `now_ms`, then read the union. Slow at scale (it is what the maintained windows avoid); used by
-    /// tests and verification. The all-time window has no slices and is not supported here.
+    /// Every way `window`'s leader set on partition `p` breaks the rules of `lua/leaders.lua` (empty when it
+    /// holds them, so its top K is exact): tests and `verify` call it.
+    pub async fn leader_violations(&self, p: Partition, window: Window) -> Result<Vec<String>> {
+        let counts = self.window_counts(p, window).await?;
+        let leaders = self.leader_counts(p, window).await?;
+        let name = window.as_str();
+        let state: Vec<Option<u64>> = self
+            .client
+            .hmget(
+                self.keys.leader_state(p),
+                vec![format!("{name}:enter"), format!("{name}:complete")],
+            )
+            .await?;
+        let enter = state.first().copied().flatten().unwrap_or(1);
+        let complete = state.get(1).copied().flatten().unwrap_or(1);
+        let mut out = Vec::new();
+        if enter > complete {
+            out.push(format!("enter {enter} is above complete {complete}"));
+        }
+        for (video, score) in &leaders {
+            match counts.get(video) {
+                Some(n) if n == score && *n >= enter => {}
+                n => out.push(format!(
+                    "leader {video} has score {score}, count {n:?}, enter {enter}"
+                )),
+            }
+        }
+        for (video, n) in &counts {
+            if *n >= complete && !leaders.contains_key(video) {
+                out.push(format!(
+                    "{video} counts {n} >= complete {complete} but is no leader"
+                ));
+            }
+        }
+        let above = leaders.values().filter(|n| **n >= complete).count();
+        if above < self.caps.min as usize && complete > 1 {
+            out.push(format!(
+                "only {above} leaders >= complete {complete} of {} videos",
+                counts.len()
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The reference strategy, exact by definition: per partition, the sum of the window's slice buckets at
+    /// `now_ms` (the card's union, done by the caller). Slow at scale (it is what the maintained windows
+    /// avoid); used by tests and verification. The all-time window has no slices and is not supported here.
     pub async fn reference_counts(
         &self,
         p: Partition,
@@ -416,13 +598,52 @@ impl RedisStore {
         let spec = slices::spec(window).ok_or_else(|| {
             StoreError::Reply("the all-time window has no slices to union".into())
         })?;
+        let range = window_slices(spec, now_ms);
+        // Only slices that have a bucket are indexed; reading the index spares 1,440 reads for a day.
+        let found: Vec<i64> = self
+            .client
+            .zrangebyscore(
+                self.keys.slice_index(p, window),
+                *range.start(),
+                *range.end(),
+                false,
+                None,
+            )
+            .await?;
+        let mut sum: HashMap<String, u64> = HashMap::new();
+        for slice in found {
+            for (video, n) in self.slice_counts(p, window, slice).await? {
+                *sum.entry(video).or_default() += n;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Every video's views in one slice of `window`: its open hash plus, for minutes, its sealed blob.
+    async fn slice_counts(
+        &self,
+        p: Partition,
+        window: Window,
+        slice: i64,
+    ) -> Result<HashMap<String, u64>> {
         let k = &self.keys;
-        let scratch = k.scratch(p);
-        let buckets: Vec<String> = window_slices(spec, now_ms)
-            .map(|s| k.slice_bucket(p, window, s))
-            .collect();
-        let all = self.union_top(scratch, &buckets, None).await?;
-        Ok(all.into_iter().map(|r| (r.video_id, r.views)).collect())
+        let mut counts = self.hash_counts(k.slice_bucket(p, window, slice)).await?;
+        if let Some(sealed) = k.sealed_slice_bucket(p, window, slice) {
+            let blob: Option<String> = self.client.get(sealed).await?;
+            for (video, n) in sealed::decode(blob.as_deref().unwrap_or("")) {
+                *counts.entry(video.to_owned()).or_default() += n;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// A hash of counts per video (HGETALL).
+    async fn hash_counts(&self, key: String) -> Result<HashMap<String, u64>> {
+        let all: HashMap<String, i64> = self.client.hgetall(key).await?;
+        Ok(all
+            .into_iter()
+            .map(|(video, n)| (video, n.max(0) as u64))
+            .collect())
     }
 
     /// ZUNIONSTORE of `sources` into `scratch`, then its top `k` (all members when `None`); `scratch` is
@@ -650,9 +871,15 @@ impl RedisStore {
         Ok(found.iter().filter_map(|m| m.parse().ok()).collect())
     }
 
-    /// Every video's views in one minute of partition `p`.
+    /// Every video's views in one minute of partition `p` (open or sealed), most viewed first.
     pub async fn minute_counts(&self, p: Partition, minute: i64) -> Result<Vec<RankedVideo>> {
-        self.range_rev(self.keys.minute(p, minute), None).await
+        let counts = self.slice_counts(p, Window::Hour, minute).await?;
+        let mut out: Vec<RankedVideo> = counts
+            .into_iter()
+            .map(|(video_id, views)| RankedVideo { video_id, views })
+            .collect();
+        out.sort_by(crate::domain::ranking_order);
+        Ok(out)
     }
 
     /// Replaces partition `p`'s counts with what Postgres holds (`rebuild-redis`): minute buckets of the day
@@ -687,17 +914,7 @@ impl RedisStore {
             if minute <= day_from || rows.is_empty() {
                 continue;
             }
-            self.zadd_chunks(
-                k.minute(p, minute),
-                rows.iter().map(|(v, n)| (v.as_str(), *n)),
-            )
-            .await?;
-            let _: Value = self
-                .client
-                .custom(
-                    cmd!("ZADD"),
-                    vec![k.minute_index(p), minute.to_string(), minute.to_string()],
-                )
+            self.seed_sealed_minute(p, minute, rows.iter().map(|(v, n)| (v.as_str(), *n)))
                 .await?;
             for (v, n) in rows {
                 *day_sum.entry(v).or_default() += n;
@@ -706,15 +923,10 @@ impl RedisStore {
                 }
             }
         }
-        self.zadd_chunks(k.window(p, Window::Hour), hour_sum.into_iter())
+        self.seed_window(p, Window::Hour, hour_sum).await?;
+        self.seed_window(p, Window::Day, day_sum).await?;
+        self.seed_window(p, Window::All, totals.iter().map(|(v, n)| (v.as_str(), *n)))
             .await?;
-        self.zadd_chunks(k.window(p, Window::Day), day_sum.into_iter())
-            .await?;
-        self.zadd_chunks(
-            k.window(p, Window::All),
-            totals.iter().map(|(v, n)| (v.as_str(), *n)),
-        )
-        .await?;
         // Replayed entries after the checkpoint belong to slices newer than these cursors, so they are added;
         // anything at or before the checkpoint is already in the restored sums.
         let replay_ms = replay_after.map_or(now_ms, |id| id.ms + 1);
@@ -765,7 +977,84 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Adds `(member, score)` pairs to a sorted set, 1000 per command (restores, benchmark fills).
+    /// Replaces `window` of partition `p` with `counts`: its hash, its leader set and thresholds (restores,
+    /// benchmark fills). Leaders are every video when they fit under the cap, else those at or above the
+    /// KEEP-th count, which is then the threshold.
+    pub async fn seed_window<'a>(
+        &self,
+        p: Partition,
+        window: Window,
+        counts: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<()> {
+        let k = &self.keys;
+        let (hash, set) = (k.window(p, window), k.leaders(p, window));
+        let _: i64 = self.client.del(vec![hash.clone(), set.clone()]).await?;
+        let mut counts: Vec<(&str, u64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+        for chunk in counts.chunks(1000) {
+            let mut args = vec![hash.clone()];
+            for (video, n) in chunk {
+                args.push((*video).to_owned());
+                args.push(n.to_string());
+            }
+            let _: i64 = self.client.custom(cmd!("HSET"), args).await?;
+        }
+        let mut threshold = 1;
+        if counts.len() > self.caps.max as usize {
+            counts.sort_unstable_by_key(|(_, n)| std::cmp::Reverse(*n));
+            threshold = counts[self.caps.keep as usize - 1].1;
+            counts.retain(|(_, n)| *n >= threshold);
+        }
+        self.zadd_chunks(set, counts.into_iter()).await?;
+        let name = window.as_str();
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("HSET"),
+                vec![
+                    k.leader_state(p),
+                    format!("{name}:enter"),
+                    threshold.to_string(),
+                    format!("{name}:complete"),
+                    threshold.to_string(),
+                ],
+            )
+            .await?;
+        let _: i64 = self
+            .client
+            .hdel(k.leader_state(p), format!("{name}:fill"))
+            .await?;
+        Ok(())
+    }
+
+    /// Writes one closed minute of partition `p` as a sealed blob and indexes it (restores, benchmark fills).
+    pub async fn seed_sealed_minute<'a>(
+        &self,
+        p: Partition,
+        minute: i64,
+        counts: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<()> {
+        let k = &self.keys;
+        let _: () = self
+            .client
+            .set(
+                k.sealed_minute(p, minute),
+                sealed::encode(counts),
+                None,
+                None,
+                false,
+            )
+            .await?;
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("ZADD"),
+                vec![k.minute_index(p), minute.to_string(), minute.to_string()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `(member, score)` pairs to a sorted set, 1000 per command (leader sets, benchmark baselines).
     pub async fn zadd_chunks<'a>(
         &self,
         key: String,
@@ -822,27 +1111,42 @@ impl RedisStore {
             .sum())
     }
 
-    /// Bytes Redis uses for `keys` (MEMORY USAGE, every element sampled) and how many members they hold.
-    pub async fn memory_of(&self, keys: &[String]) -> Result<(u64, u64)> {
-        let (mut bytes, mut members) = (0u64, 0u64);
-        for key in keys {
-            let used: Option<i64> = self
-                .client
-                .custom(
-                    cmd!("MEMORY"),
-                    vec![
-                        "USAGE".to_owned(),
-                        key.clone(),
-                        "SAMPLES".into(),
-                        "0".into(),
-                    ],
-                )
-                .await?;
-            let card: i64 = self.client.zcard(key.as_str()).await?;
-            bytes += used.unwrap_or(0).max(0) as u64;
-            members += card.max(0) as u64;
+    /// Bytes Redis uses for every window (its hash and its leader set, MEMORY USAGE with every element
+    /// sampled) and how many (video, window) pairs they hold.
+    pub async fn window_memory(&self) -> Result<(u64, u64)> {
+        let (mut bytes, mut videos) = (0u64, 0u64);
+        for p in self.keys.all_partitions() {
+            for w in Window::ALL {
+                bytes += self.memory_usage(self.keys.window(p, w)).await?;
+                bytes += self.memory_usage(self.keys.leaders(p, w)).await?;
+                let n: i64 = self.client.hlen(self.keys.window(p, w)).await?;
+                videos += n.max(0) as u64;
+            }
         }
-        Ok((bytes, members))
+        Ok((bytes, videos))
+    }
+
+    /// Bytes Redis uses for the sealed minutes of the day window's tail, and how many (video, minute) pairs
+    /// they hold.
+    pub async fn sealed_minute_memory(&self) -> Result<(u64, u64)> {
+        let (mut bytes, mut pairs) = (0u64, 0u64);
+        for key in self.keys_matching("{*}:mz:*").await? {
+            bytes += self.memory_usage(key.clone()).await?;
+            let blob: Option<String> = self.client.get(key).await?;
+            pairs += sealed::decode(blob.as_deref().unwrap_or("")).count() as u64;
+        }
+        Ok((bytes, pairs))
+    }
+
+    async fn memory_usage(&self, key: String) -> Result<u64> {
+        let used: Option<i64> = self
+            .client
+            .custom(
+                cmd!("MEMORY"),
+                vec!["USAGE".to_owned(), key, "SAMPLES".into(), "0".into()],
+            )
+            .await?;
+        Ok(used.unwrap_or(0).max(0) as u64)
     }
 
     /// Every key under this deployment's prefix whose name matches `pattern` after the prefix (SCAN).

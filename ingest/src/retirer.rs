@@ -1,11 +1,13 @@
 //! The retirer: subtracts every slice that has left a sliding window, exactly once ([`RedisStore::retire`]),
-//! and trims acknowledged log entries past their retention. Several retirers may run: each step is atomic and
+//! seals closed minutes into packed blobs ([`RedisStore::seal_minutes`]), and trims acknowledged log entries
+//! past their retention. Several retirers may run: each step is atomic and
 //! guarded by the window's cursor.
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::Window;
 use topk_core::redis::{RedisStore, StoreError};
+use topk_core::slices::minute_of;
 
 /// Retires, on every partition and sliding window, every slice that has left the window at `now_ms`.
 pub async fn retire_once(store: &RedisStore, now_ms: i64) -> Result<u32, StoreError> {
@@ -16,6 +18,16 @@ pub async fn retire_once(store: &RedisStore, now_ms: i64) -> Result<u32, StoreEr
         }
     }
     Ok(retired)
+}
+
+/// Seals, on every partition, the minutes that ended at least a minute before `now_ms`. A worker that lags
+/// more than that only reopens the minute's hash: sealing again later merges it.
+pub async fn seal_once(store: &RedisStore, now_ms: i64) -> Result<u32, StoreError> {
+    let mut sealed = 0;
+    for p in store.keys().all_partitions() {
+        sealed += store.seal_minutes(p, minute_of(now_ms) - 1).await?;
+    }
+    Ok(sealed)
 }
 
 /// Removes acknowledged log entries older than `retention` before `now_ms` on every partition.
@@ -33,7 +45,8 @@ pub async fn trim_once(
     Ok(removed)
 }
 
-/// Retires every `interval` on Redis's clock (the clock that stamps the log), trims the log once a minute.
+/// Retires and seals every `interval` on Redis's clock (the clock that stamps the log), trims the log once a
+/// minute.
 pub async fn run(
     store: RedisStore,
     interval: Duration,
@@ -59,6 +72,11 @@ pub async fn run(
             Ok(0) => {}
             Ok(n) => tracing::debug!(slices = n, "retired"),
             Err(e) => tracing::warn!(error = %e, "retire failed; retrying"),
+        }
+        match seal_once(&store, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(minutes = n, "sealed"),
+            Err(e) => tracing::warn!(error = %e, "sealing failed; retrying"),
         }
         if last_trim.is_none_or(|t| now - t >= 60_000) {
             last_trim = Some(now);

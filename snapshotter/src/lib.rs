@@ -63,11 +63,20 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<()> {
             for d in &diffs {
                 println!("{d}");
             }
-            if diffs.is_empty() {
+            let leaders = verify::leader_problems(&store).await?;
+            for problem in &leaders {
+                println!("{problem}");
+            }
+            if diffs.is_empty() && leaders.is_empty() {
                 println!("no differences");
                 Ok(())
             } else {
-                anyhow::bail!("{} differences: {:?}", diffs.len(), verify::summary(&diffs))
+                anyhow::bail!(
+                    "{} differences: {:?}; {} leader-set problems",
+                    diffs.len(),
+                    verify::summary(&diffs),
+                    leaders.len()
+                )
             }
         }
         Command::RebuildRedis(args) => {

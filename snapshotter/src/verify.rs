@@ -1,7 +1,8 @@
 //! `verify`: checks Redis against itself and against Postgres, and reports every difference.
 //!
 //! - each sliding window of each partition equals the reference union of its slices at `now` (guarantee 2);
-//! - the all-time window equals Postgres's `video_totals` plus the minutes Redis holds beyond the checkpoint.
+//! - the all-time window equals Postgres's `video_totals` plus the minutes Redis holds beyond the checkpoint;
+//! - every window's leader set keeps the rules that make its top K exact ([`leader_problems`]).
 
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
@@ -107,6 +108,19 @@ pub async fn verify(
             &live,
             &expected,
         );
+    }
+    Ok(out)
+}
+
+/// Every broken rule of a leader set, as `partition p window w: what` lines (empty when all are exact).
+pub async fn leader_problems(store: &RedisStore) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for p in store.keys().all_partitions() {
+        for w in Window::ALL {
+            for problem in store.leader_violations(p, w).await? {
+                out.push(format!("partition {p} window {w}: {problem}"));
+            }
+        }
     }
     Ok(out)
 }

@@ -434,10 +434,10 @@ async fn verify_reports_every_difference() {
         .args([
             "-p",
             port,
-            "ZINCRBY",
+            "HINCRBY",
             &store.keys().window(p, Window::Hour),
-            "1",
             "v3",
+            "1",
         ])
         .output()
         .unwrap();

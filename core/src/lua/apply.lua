@@ -3,14 +3,16 @@
 -- at all: a worker killed before this call leaves the entries pending for another worker; after it, they are
 -- acknowledged. Ownership is checked first, so a worker whose entries were claimed by another applies nothing.
 --
--- KEYS: 1 log, 2 cursors, 3 minute window, 4 hour window, 5 day window, 6 all-time window,
---       7 slice5 index, 8 minute index, then per group g (from 0): 9+2g slice5 bucket, 10+2g minute bucket
--- ARGV: 1 group, 2 consumer, 3 n ids, the ids, then n groups, then per group:
---       slice5, minute, n pairs, then the pairs (video id, count)
+-- KEYS: 1 log, 2 cursors, 3 leader state, 4-7 window hashes (minute, hour, day, all), 8-11 their leader sets,
+--       12 slice5 index, 13 minute index, 14 open-minute index,
+--       then per group g (from 0): 15+2g slice5 bucket, 16+2g minute bucket
+-- ARGV: 1 group, 2 consumer, 3-5 leader caps (min, keep, max), 6 n ids, the ids, then n groups, then per
+--       group: slice5, minute, n pairs, then the pairs (video id, count)
 -- Returns the number of views applied, or -1 when an entry is no longer this consumer's (nothing changed).
 local log, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local nids = tonumber(ARGV[3])
-local first_id = 4
+local caps = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
+local nids = tonumber(ARGV[6])
+local first_id = 7
 for j = first_id, first_id + nids - 1 do
   local pending = redis.call('XPENDING', log, group, ARGV[j], ARGV[j], 1)
   if #pending == 0 or pending[1][2] ~= consumer then
@@ -24,33 +26,46 @@ local function cursor(name)
   return -1
 end
 local cur_minute, cur_hour, cur_day = cursor('minute'), cursor('hour'), cursor('day')
+local names = {'minute', 'hour', 'day', 'all'}
+local win = {}
+for w = 1, 4 do
+  win[w] = leaders_open(KEYS[3], names[w], KEYS[3 + w], KEYS[7 + w], caps)
+end
 
 local i = first_id + nids
 local ngroups = tonumber(ARGV[i])
 i = i + 1
 local views = 0
 for g = 0, ngroups - 1 do
-  local s5_key, m_key = KEYS[9 + 2 * g], KEYS[10 + 2 * g]
+  local s5_key, m_key = KEYS[15 + 2 * g], KEYS[16 + 2 * g]
   local s5, m, npairs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   i = i + 3
   -- A slice at or behind a window's cursor has been subtracted already: adding to it (or to its bucket)
   -- would never be undone, so the view counts only where its slice is still live.
   local live_minute, live_hour, live_day = s5 > cur_minute, m > cur_hour, m > cur_day
-  if live_minute then redis.call('ZADD', KEYS[7], s5, s5) end
-  if live_day then redis.call('ZADD', KEYS[8], m, m) end
+  if live_minute then redis.call('ZADD', KEYS[12], s5, s5) end
+  if live_day then
+    redis.call('ZADD', KEYS[13], m, m)
+    redis.call('ZADD', KEYS[14], m, m)
+  end
   for _ = 1, npairs do
-    local video, n = ARGV[i], ARGV[i + 1]
+    local video, n = ARGV[i], tonumber(ARGV[i + 1])
     i = i + 2
     if live_minute then
-      redis.call('ZINCRBY', s5_key, n, video)
-      redis.call('ZINCRBY', KEYS[3], n, video)
+      redis.call('HINCRBY', s5_key, video, n)
+      leaders_add(win[1], video, n)
     end
-    if live_day then redis.call('ZINCRBY', m_key, n, video) end
-    if live_hour then redis.call('ZINCRBY', KEYS[4], n, video) end
-    if live_day then redis.call('ZINCRBY', KEYS[5], n, video) end
-    redis.call('ZINCRBY', KEYS[6], n, video)
-    views = views + tonumber(n)
+    if live_hour then leaders_add(win[2], video, n) end
+    if live_day then
+      redis.call('HINCRBY', m_key, video, n)
+      leaders_add(win[3], video, n)
+    end
+    leaders_add(win[4], video, n)
+    views = views + n
   end
+end
+for w = 1, 4 do
+  leaders_trim(win[w])
 end
 
 -- XACK in chunks: Lua's unpack is bounded by its C stack.

@@ -1,0 +1,135 @@
+-- Leader sets, shared by the scripts that change a window (prepended to apply, retire and fill).
+--
+-- A window keeps its views per video in a hash (one HINCRBY per change, ~56 bytes a video) and, beside it, a
+-- small sorted set of its leaders, which rankings read. Per window, with thresholds enter <= complete:
+--   1. every leader's score is its exact count, and that count is >= enter;
+--   2. every video whose count is >= complete is a leader;
+--   3. at least MIN leaders have a count >= complete, or complete = 1 (every video is a leader).
+-- So the top K (K <= MIN) of the leader set is the window's exact top K, ties included: every video counted at
+-- or above the K-th score is a leader. Increments only ever add leaders. The leader set is trimmed back to KEEP
+-- members once it passes MAX (the threshold rises to the KEEP-th count). A retirement that would break 3 is
+-- refused until a refill has lowered the thresholds: enter drops to half of complete, HSCAN steps (fill.lua)
+-- add every video counted >= enter, then complete = enter. While a refill runs, enter < complete and no trim
+-- runs, so it always ends; the retirer runs refills, so retirements never interleave with one.
+
+local function int(x)
+  return string.format('%d', x)
+end
+
+-- The leader state of window `name`: its hash, leader set and thresholds; caps = {min, keep, max}.
+local function leaders_open(state_key, name, hash, set, caps)
+  local v = redis.call('HMGET', state_key, name .. ':enter', name .. ':complete', name .. ':fill')
+  return {
+    state = state_key, name = name, hash = hash, set = set, caps = caps,
+    enter = tonumber(v[1]) or 1, complete = tonumber(v[2]) or 1, fill = v[3],
+  }
+end
+
+local function leaders_save(L)
+  redis.call('HSET', L.state, L.name .. ':enter', int(L.enter), L.name .. ':complete', int(L.complete))
+  if L.fill then
+    redis.call('HSET', L.state, L.name .. ':fill', L.fill)
+  else
+    redis.call('HDEL', L.state, L.name .. ':fill')
+  end
+end
+
+-- Adds n (> 0) views of a video.
+local function leaders_add(L, video, n)
+  local c = redis.call('HINCRBY', L.hash, video, n)
+  if c >= L.enter then redis.call('ZADD', L.set, c, video) end
+end
+
+-- Subtracts n views of a video; a video left with none leaves the window.
+local function leaders_subtract(L, video, n)
+  local c = redis.call('HINCRBY', L.hash, video, -n)
+  local was_leader = c + n >= L.enter
+  if c <= 0 then
+    redis.call('HDEL', L.hash, video)
+    if was_leader then redis.call('ZREM', L.set, video) end
+  elseif c >= L.enter then
+    redis.call('ZADD', L.set, c, video)
+  elseif was_leader then
+    redis.call('ZREM', L.set, video)
+  end
+end
+
+-- Past MAX leaders, keeps the KEEP highest (and every tie of the last) and raises the thresholds to match.
+-- Never during a refill, so that a refill always ends.
+local function leaders_trim(L)
+  if L.fill or redis.call('ZCARD', L.set) <= L.caps[3] then return end
+  local at = redis.call('ZRANGE', L.set, L.caps[2] - 1, L.caps[2] - 1, 'REV', 'WITHSCORES')
+  local t = tonumber(at[2])
+  redis.call('ZREMRANGEBYSCORE', L.set, '-inf', '(' .. int(t))
+  L.enter, L.complete = t, t
+  leaders_save(L)
+end
+
+-- Whether rule 3 can hold once `counts` (video -> views) are subtracted: MIN leaders stay >= complete, or every
+-- video left does (then leaders_subtract_all drops the thresholds to 1).
+local function leaders_hold_after(L, counts)
+  if L.complete <= 1 then return true end
+  local above = redis.call('ZCOUNT', L.set, int(L.complete), '+inf')
+  local videos = redis.call('HLEN', L.hash)
+  for video, n in pairs(counts) do
+    local c = tonumber(redis.call('HGET', L.hash, video) or '0')
+    if c >= L.complete and c - n < L.complete then above = above - 1 end
+    if c > 0 and c - n <= 0 then videos = videos - 1 end
+  end
+  return above >= L.caps[1] or above >= videos
+end
+
+-- Subtracts a slice that leaders_hold_after accepted. With fewer than MIN leaders left, every video left is one,
+-- and thresholds of 1 keep it so for videos that arrive later.
+local function leaders_subtract_all(L, counts)
+  for video, n in pairs(counts) do
+    leaders_subtract(L, video, n)
+  end
+  if L.complete > 1 and redis.call('ZCOUNT', L.set, int(L.complete), '+inf') < L.caps[1] then
+    L.enter, L.complete = 1, 1
+    leaders_save(L)
+  end
+end
+
+-- Starts a refill: lower enter now; fill.lua's HSCAN steps add the videos between the two thresholds.
+local function leaders_start_fill(L)
+  L.enter = math.max(1, math.floor(L.complete / 2))
+  L.fill = '0'
+  leaders_save(L)
+end
+
+-- One HSCAN step of a refill. Returns true once the refill is over.
+local function leaders_fill_step(L, count)
+  if not L.fill then return true end
+  local r = redis.call('HSCAN', L.hash, L.fill, 'COUNT', count)
+  local items = r[2]
+  for j = 1, #items, 2 do
+    local c = tonumber(items[j + 1])
+    if c >= L.enter then redis.call('ZADD', L.set, c, items[j]) end
+  end
+  if r[1] == '0' then
+    L.complete, L.fill = L.enter, false
+  else
+    L.fill = r[1]
+  end
+  leaders_save(L)
+  return not L.fill
+end
+
+-- Reads a bucket (an open hash and, for minutes, a sealed blob) into a table video -> views.
+local function bucket_counts(hash, sealed)
+  local counts = {}
+  local h = redis.call('HGETALL', hash)
+  for j = 1, #h, 2 do
+    counts[h[j]] = tonumber(h[j + 1])
+  end
+  if sealed then
+    local blob = redis.call('GET', sealed)
+    if blob then
+      for video, n in string.gmatch(blob, '(%S+) (%d+)\n') do
+        counts[video] = (counts[video] or 0) + tonumber(n)
+      end
+    end
+  end
+  return counts
+end
