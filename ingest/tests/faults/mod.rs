@@ -548,7 +548,7 @@ pub async fn counted(store: &RedisStore, window: Window) -> HashMap<String, u64>
     all
 }
 
-/// The figures the suite prints, summed over its tests.
+/// The figures the suite prints, summed over its tests (lost and doubled stay 0, or a test has failed).
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 static SENT: AtomicU64 = AtomicU64::new(0);
 static ACCEPTED: AtomicU64 = AtomicU64::new(0);
@@ -556,6 +556,18 @@ static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 /// Prints one line to stderr bypassing the test harness's capture, so the figures show on success too.
 pub fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Adds one test's figures to the suite's and prints the running totals: the last such line of a run is the
+/// suite's summary.
+pub fn add_to_suite(faults: u64, sent: u64, accepted: u64) {
+    let faults = FAULTS.fetch_add(faults, Ordering::Relaxed) + faults;
+    let sent = SENT.fetch_add(sent, Ordering::Relaxed) + sent;
+    let accepted = ACCEPTED.fetch_add(accepted, Ordering::Relaxed) + accepted;
+    report(&format!(
+        "faults suite so far: faults injected {faults}, views sent {sent}, views accepted {accepted}, \
+         views lost 0, views doubled 0"
+    ));
 }
 
 /// What [`check_windows`] found.
@@ -607,9 +619,6 @@ pub async fn check_windows(
         doubled = doubled.max(w_doubled);
         extra = extra.max(w_extra);
     }
-    FAULTS.fetch_add(faults, Ordering::Relaxed);
-    SENT.fetch_add(tally.views_sent, Ordering::Relaxed);
-    ACCEPTED.fetch_add(tally.views_accepted, Ordering::Relaxed);
     let names: Vec<String> = windows.iter().map(|w| w.to_string()).collect();
     report(&format!(
         "faults {test}: faults injected {faults}, views sent {}, accepted {}, unanswered {} (of which counted {extra}), \
@@ -619,18 +628,13 @@ pub async fn check_windows(
         tally.views_unanswered,
         names.join("/")
     ));
-    report(&format!(
-        "faults suite so far: faults injected {}, views sent {}, views accepted {}",
-        FAULTS.load(Ordering::Relaxed),
-        SENT.load(Ordering::Relaxed),
-        ACCEPTED.load(Ordering::Relaxed)
-    ));
     problems.truncate(20);
     assert!(
         lost == 0 && doubled == 0,
         "{test}: {lost} views lost, {doubled} doubled:\n{}",
         problems.join("\n")
     );
+    add_to_suite(faults, tally.views_sent, tally.views_accepted);
     Outcome {
         unanswered_counted: extra,
     }

@@ -157,4 +157,5 @@ async fn views_arriving_while_their_slice_retires_count_exactly() {
         rounds * steps,
         (clock.load(Ordering::SeqCst) - base) as f64 / 3_600_000.0
     ));
+    add_to_suite(0, views, views);
 }
