@@ -127,6 +127,13 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
 
     // Per the runbook: stop the workers, lose Redis, rebuild, start the workers again.
     ingest.terminate(Duration::from_secs(10)).await;
+    for p in store.keys().all_partitions() {
+        assert_eq!(
+            store.pending(p).await.unwrap(),
+            0,
+            "partition {p}: left unacknowledged by SIGTERM"
+        );
+    }
     redis.restart();
     while store.ping().await.is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -235,6 +242,10 @@ async fn freeze_redis_under_load(strict: bool) {
     let sender = Sender::start(iport, 1, 20, 10, "f");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let warm = sender.finish().await;
+    // A ranking in the API's cache, so the first queries of the freeze may be served from it.
+    let querier = Querier::start(aport, "f", 20);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_queries_served("before the freeze", &querier.finish().await);
 
     redis.pause();
     let frozen_at = Instant::now();
