@@ -1,14 +1,12 @@
-//! Ingest against a real redis-server: HTTP end to end with the API, every class of bad input, and workers
-//! killed with SIGKILL at random moments while views keep arriving.
+//! Ingest against a real redis-server: HTTP end to end with the API and every class of bad input; the fault
+//! suite ([`faults`]) runs the real processes and breaks them, Redis and Postgres on purpose.
+
+mod faults;
 
 use clap::Parser;
-use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::{VideoId, Window};
@@ -26,7 +24,6 @@ type BadRequest = (
 );
 
 struct Stack {
-    prefix: String,
     partitions: u16,
     store: RedisStore,
     ingest: SocketAddr,
@@ -83,7 +80,6 @@ async fn stack_on(redis_url: &str, label: &str, partitions: u16, ingest_extra: &
     let api_addr = api.local_addr();
     tokio::spawn(api.run(stop.clone()));
     Stack {
-        prefix,
         partitions,
         store,
         ingest: ingest_addr,
@@ -451,268 +447,4 @@ async fn openapi_and_health() {
         );
         assert!(doc["paths"]["/readyz"]["get"].is_object());
     }
-}
-
-/// Guarantee 5: with Redis down, ingest answers 503 (never 202) and the API 503, both within a bounded time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_down_gives_503_quickly_never_202() {
-    let mut redis = topk_testkit::RedisServer::start();
-    let s = stack_on(&redis.url(), "down", 2, &["--redis-timeout-ms=500"]).await;
-    s.post(&json!([{"videoId": "a"}])).await;
-    s.wait_for("all", &[("a", 1)], Duration::from_secs(2)).await;
-    redis.kill();
-    // The API may serve its cached ranking up to five TTLs (1 s) old; after that it needs Redis.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let (status, body) = s.post(&json!([{"videoId": "b"}])).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(body["error"].is_string());
-        let (status, body) = s.get("/v1/topk?window=all").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        let (status, _) = s.get("/readyz").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "took {:?}",
-            started.elapsed()
-        );
-    }
-    // Back, empty: the refused view was never stored; new views flow again.
-    redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.post(&json!([{"videoId": "c"}])).await.0 != StatusCode::ACCEPTED {
-        assert!(Instant::now() < deadline, "ingest did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The workers recreate the lost consumer group and count it; nothing refused earlier shows up.
-    s.wait_for("all", &[("c", 1)], Duration::from_secs(10))
-        .await;
-}
-
-fn spawn_worker(prefix: &str, partitions: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_topk-ingest"))
-        .env("TOPK_REDIS_URL", &topk_testkit::servers().redis_url)
-        .env("TOPK_KEY_PREFIX", prefix)
-        .env("TOPK_PARTITIONS", partitions.to_string())
-        .env("TOPK_INGEST_ROLE", "worker")
-        .env("TOPK_CLAIM_IDLE_MS", "300")
-        .env("TOPK_WORKER_BATCH_ENTRIES", "3")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start topk-ingest")
-}
-
-/// Guarantee 1: whatever moment a worker dies at, every view answered 202 is counted exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_workers_never_lose_or_double_a_view() {
-    let s = stack("kill", 4, &["--role=receiver"]).await;
-    let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let sending = CancellationToken::new();
-    let started = Instant::now();
-    let sender = {
-        let (accepted, sending, http, url) = (
-            accepted.clone(),
-            sending.clone(),
-            s.http.clone(),
-            format!("http://{}/v1/views", s.ingest),
-        );
-        tokio::spawn(async move {
-            let mut batches = 0u64;
-            while !sending.is_cancelled() {
-                let batch: Vec<(String, u64)> = {
-                    let mut rng = rand::rng();
-                    (0..rng.random_range(1..20))
-                        .map(|_| {
-                            (
-                                format!("v{}", rng.random_range(0..50)),
-                                rng.random_range(1..4),
-                            )
-                        })
-                        .collect()
-                };
-                let body: Vec<Value> = batch
-                    .iter()
-                    .map(|(v, n)| json!({"videoId": v, "count": n}))
-                    .collect();
-                let r = http
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                if r.status() == StatusCode::ACCEPTED {
-                    let mut acc = accepted.lock().unwrap();
-                    for (v, n) in batch {
-                        *acc.entry(v).or_default() += n;
-                    }
-                    batches += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            batches
-        })
-    };
-
-    let mut kills = 0;
-    for round in 0..20 {
-        // Sometimes two workers share the partitions, so one dies while the other claims its entries.
-        let mut workers = vec![spawn_worker(&s.prefix, s.partitions)];
-        if round % 3 == 0 {
-            workers.push(spawn_worker(&s.prefix, s.partitions));
-        }
-        let alive_ms = rand::rng().random_range(50..600);
-        tokio::time::sleep(Duration::from_millis(alive_ms)).await;
-        for mut w in workers {
-            w.kill().expect("SIGKILL the worker");
-            w.wait().unwrap();
-            kills += 1;
-        }
-    }
-    sending.cancel();
-    let batches = sender.await.unwrap();
-
-    let mut last = spawn_worker(&s.prefix, s.partitions);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut backlog = 0;
-        for p in 0..s.partitions {
-            backlog += s.store.log_backlog(p).await.unwrap();
-        }
-        if backlog == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the last worker did not drain the log: {backlog} entries left"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    last.kill().unwrap();
-    last.wait().unwrap();
-
-    let accepted = accepted.lock().unwrap().clone();
-    let total: u64 = accepted.values().sum();
-    eprintln!("{batches} batches, {total} views accepted, {kills} workers killed with SIGKILL");
-    assert!(total > 1000, "too few views to mean anything: {total}");
-    let windows: &[Window] = if started.elapsed() < Duration::from_secs(50) {
-        &Window::ALL
-    } else {
-        &[Window::Hour, Window::Day, Window::All]
-    };
-    for &w in windows {
-        let mut got: HashMap<String, u64> = HashMap::new();
-        for p in 0..s.partitions {
-            got.extend(s.store.window_counts(p, w).await.unwrap());
-        }
-        assert_eq!(got, accepted, "window {w}");
-    }
-}
-
-/// SIGTERM: the receiver drains in-flight requests, the workers finish and acknowledge the batch in hand, the
-/// process exits 0; a later worker applies what was left in the log, and every view answered 202 counts once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_gracefully_and_loses_nothing() {
-    let prefix = topk_testkit::unique_name("term");
-    let port = topk_testkit::free_port();
-    let mut ingest = Command::new(env!("CARGO_BIN_EXE_topk-ingest"))
-        .env("TOPK_REDIS_URL", &topk_testkit::servers().redis_url)
-        .env("TOPK_KEY_PREFIX", &prefix)
-        .env("TOPK_PARTITIONS", "3")
-        .env("TOPK_INGEST_ADDR", format!("127.0.0.1:{port}"))
-        .env("TOPK_INGEST_TOKEN", TOKEN)
-        .env("TOPK_WORKER_BATCH_ENTRIES", "2")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    topk_testkit::wait_port(port, "topk-ingest");
-    let store = RedisStore::connect(&topk_core::config::RedisConfig {
-        redis_url: topk_testkit::servers().redis_url.clone(),
-        partitions: 3,
-        key_prefix: prefix.clone(),
-        redis_timeout_ms: 5_000,
-    })
-    .await
-    .unwrap();
-
-    let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let sender = {
-        let (accepted, url) = (
-            accepted.clone(),
-            format!("http://127.0.0.1:{port}/v1/views"),
-        );
-        tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            for i in 0u64.. {
-                let batch: Vec<Value> = (0..20)
-                    .map(|j| json!({"videoId": format!("v{}", (i + j) % 30)}))
-                    .collect();
-                match http.post(&url).bearer_auth(TOKEN).json(&batch).send().await {
-                    Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                        let mut acc = accepted.lock().unwrap();
-                        for j in 0..20 {
-                            *acc.entry(format!("v{}", (i + j) % 30)).or_default() += 1;
-                        }
-                    }
-                    Ok(r) => panic!("refused while running: {}", r.status()),
-                    // The listener has closed: the process is shutting down.
-                    Err(_) => return i,
-                }
-            }
-            unreachable!()
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &ingest.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let stopped = Instant::now();
-    let exit = tokio::task::spawn_blocking(move || ingest.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
-    assert!(
-        stopped.elapsed() < Duration::from_secs(10),
-        "shutdown took {:?}",
-        stopped.elapsed()
-    );
-    let batches = sender.await.unwrap();
-    for p in 0..3 {
-        assert_eq!(
-            store.pending(p).await.unwrap(),
-            0,
-            "partition {p} has entries read but not acknowledged"
-        );
-    }
-
-    // Whatever the receiver accepted after the workers stopped is still in the log: a new worker applies it.
-    let mut last = spawn_worker(&prefix, 3);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut backlog = 0;
-        for p in 0..3 {
-            backlog += store.log_backlog(p).await.unwrap();
-        }
-        if backlog == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{backlog} entries never applied");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    last.kill().unwrap();
-    last.wait().unwrap();
-    let accepted = accepted.lock().unwrap().clone();
-    assert!(batches > 10, "too few batches to mean anything: {batches}");
-    let mut got: HashMap<String, u64> = HashMap::new();
-    for p in 0..3 {
-        got.extend(store.window_counts(p, Window::All).await.unwrap());
-    }
-    assert_eq!(got, accepted);
 }
