@@ -23,6 +23,9 @@ pub enum StoreError {
     Redis(#[from] fred::error::Error),
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    /// The append reached Redis after its caller's deadline (Redis was frozen or slow) and wrote nothing.
+    #[error("redis ran the append after its deadline; nothing was written")]
+    TooLate,
 }
 
 impl StoreError {
@@ -96,6 +99,20 @@ impl LeaderCaps {
     }
 }
 
+/// How often the estimate of Redis's clock against ours is refreshed (it only drifts).
+const CLOCK_RESYNC: Duration = Duration::from_secs(10);
+
+/// Redis's clock minus ours, so an append can carry its deadline on Redis's clock.
+#[derive(Debug, Default)]
+struct ClockOffset {
+    offset_ms: std::sync::atomic::AtomicI64,
+    synced: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+fn wall_clock_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Videos a refill step reads from a window's hash: short enough that Redis never blocks for long.
 const FILL_STEP: u32 = 2_000;
 
@@ -105,6 +122,8 @@ pub struct RedisStore {
     client: Client,
     keys: KeySchema,
     caps: LeaderCaps,
+    timeout: Duration,
+    clock: std::sync::Arc<ClockOffset>,
     append_script: Script,
     apply_script: Script,
     retire_script: Script,
@@ -143,6 +162,8 @@ impl RedisStore {
             client,
             keys: KeySchema::new(cfg.key_prefix.clone(), cfg.partitions),
             caps: LeaderCaps::default(),
+            timeout,
+            clock: Default::default(),
             append_script: Script::from_lua(include_str!("lua/append.lua")),
             // The scripts that change a window share the leader-set functions of leaders.lua.
             apply_script: Script::from_lua(concat!(
@@ -191,11 +212,32 @@ impl RedisStore {
 
     /// Redis's clock in milliseconds: the clock that stamps log entries, so retirement uses the same one.
     pub async fn now_ms(&self) -> Result<i64> {
+        let sent = wall_clock_ms();
         let (secs, micros): (i64, i64) = self
             .client
             .custom(cmd!("TIME"), Vec::<String>::new())
             .await?;
-        Ok(secs * 1000 + micros / 1000)
+        let redis_ms = secs * 1000 + micros / 1000;
+        let local = (sent + wall_clock_ms()) / 2;
+        self.clock
+            .offset_ms
+            .store(redis_ms - local, std::sync::atomic::Ordering::Relaxed);
+        *self.clock.synced.lock().expect("clock lock") = Some(std::time::Instant::now());
+        Ok(redis_ms)
+    }
+
+    /// The latest time on Redis's clock at which an append sent now may still be written: three quarters of
+    /// the command timeout, so that the reply has the last quarter to come back before the caller gives up.
+    async fn append_deadline_ms(&self) -> Result<i64> {
+        let synced = *self.clock.synced.lock().expect("clock lock");
+        if synced.is_none_or(|t| t.elapsed() > CLOCK_RESYNC) {
+            self.now_ms().await?;
+        }
+        let offset = self
+            .clock
+            .offset_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok(wall_clock_ms() + offset + (self.timeout.as_millis() as i64) * 3 / 4)
     }
 
     /// Creates the consumer group on every partition's log (and the log itself), if missing.
@@ -244,7 +286,7 @@ impl RedisStore {
                 .push((video, *n));
         }
         let mut keys = Vec::with_capacity(by_partition.len());
-        let mut args = vec![id.to_owned()];
+        let mut args = vec![self.append_deadline_ms().await?.to_string(), id.to_owned()];
         for (p, views) in by_partition {
             keys.push(self.keys.log(p));
             let fields = encode_fields(views);
@@ -254,10 +296,13 @@ impl RedisStore {
                 args.push(value);
             }
         }
-        let _: i64 = self
+        let written: i64 = self
             .append_script
             .evalsha_with_reload(&self.client, keys, args)
             .await?;
+        if written < 0 {
+            return Err(StoreError::TooLate);
+        }
         Ok(())
     }
 
