@@ -13,8 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 
 /// `at` of a history query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AtQuery {
     /// RFC 3339 time, e.g. `2026-11-27T12:00:00Z` (default: now).
+    #[param(value_type = String, required = false, format = DateTime)]
     pub at: Option<String>,
 }
 

@@ -12,12 +12,13 @@ use utoipa::IntoParams;
 
 /// Query of a ranking; parsed by hand so every refusal names the allowed values.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RankingQuery {
-    /// `minute`, `hour`, `day` or `all`.
-    #[param(example = "hour")]
+    /// `minute`, `hour`, `day` or `all` (required: there is no sensible default).
+    #[param(value_type = Window, example = "hour")]
     pub window: Option<String>,
     /// How many videos, 1 to 1000 (default 10).
-    #[param(example = 10)]
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000, example = 10)]
     pub k: Option<String>,
 }
 

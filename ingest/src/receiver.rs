@@ -19,7 +19,12 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ViewIn {
     /// 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
-    #[schema(example = "dQw4w9WgXcQ")]
+    #[schema(
+        example = "dQw4w9WgXcQ",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_.:-]+$"
+    )]
     pub video_id: String,
     /// How many views this element stands for, 1 to 1,000,000 (default 1).
     #[schema(minimum = 1, maximum = 1_000_000)]
@@ -37,7 +42,7 @@ pub struct Accepted {
 #[utoipa::path(
     post,
     path = "/v1/views",
-    request_body = Vec<ViewIn>,
+    request_body(content = Vec<ViewIn>, description = "1 to TOPK_MAX_BATCH_LEN (default 10000) views"),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "every view is in the log", body = Accepted),
