@@ -139,14 +139,15 @@ fuzz() {
 	info ""
 	info "==> schemathesis: $name (http://127.0.0.1:$port/openapi.json)"
 	set +e
-	"$VENV/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+	# From the temporary folder: schemathesis keeps a cache folder in its working directory.
+	(cd "$WORK" && "$VENV/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
 		--checks not_a_server_error \
 		--max-examples "$EXAMPLES" \
 		--workers 1 \
 		--request-timeout 10 \
 		--generation-database none \
 		--no-color \
-		"$@" 2>&1 | tee "$out"
+		"$@") 2>&1 | tee "$out"
 	local rc="${PIPESTATUS[0]}"
 	set -e
 	# The summary reads "Test cases:" and, on the next line, "512 generated, 512 passed".
