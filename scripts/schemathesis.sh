@@ -23,16 +23,17 @@ ensure_schemathesis() {
 		return 0
 	fi
 	command -v python3 >/dev/null 2>&1 || ensure_packages
-	if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-		# Debian ships venv's pip bootstrap separately.
-		command -v apt-get >/dev/null 2>&1 || die "python3 cannot create virtual environments; install python3-venv"
+	info "installing schemathesis into $VENV"
+	rm -rf "$VENV"
+	if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+		# Debian and Ubuntu ship venv's pip bootstrap (ensurepip) in a package of its own.
+		command -v apt-get >/dev/null 2>&1 || die "python3 cannot create a virtual environment; install python3-venv"
 		info "installing python3-venv"
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get update
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+		rm -rf "$VENV"
+		python3 -m venv "$VENV"
 	fi
-	info "installing schemathesis into $VENV"
-	rm -rf "$VENV"
-	python3 -m venv "$VENV"
 	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$SCHEMATHESIS_REQ"
 }
 
