@@ -75,7 +75,8 @@ impl HttpConfig {
 }
 
 impl Default for HttpConfig {
-    /// The defaults of the flags above (for tests and tools that build a server without a command line).
+    /// The flags' defaults, or their `TOPK_*` variables where set (for tests and tools that build a server
+    /// without a command line).
     fn default() -> Self {
         #[derive(clap::Parser)]
         struct Only {
