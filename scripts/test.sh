@@ -45,6 +45,8 @@ stage fmt "cargo fmt --all -- --check" cargo fmt --all -- --check
 stage clippy "cargo clippy --workspace --all-targets -- -D warnings" \
 	cargo clippy --workspace --all-targets -- -D warnings
 stage test "cargo test --workspace" cargo_test
+stage schemathesis "scripts/schemathesis.sh: both services fuzzed from their OpenAPI documents, no 5xx" \
+	"$TOPK_ROOT/scripts/schemathesis.sh"
 if [[ -f ../shared/contract/check ]]; then
 	stage contract "TOPK_CONTRACT_PROFILE=debug python3 ../shared/contract/check" run_contract
 else

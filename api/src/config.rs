@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
-use topk_core::config::{DatabaseConfig, RedisConfig};
+use topk_core::config::{DatabaseConfig, HttpConfig, RedisConfig};
 
 /// topk-api: the most viewed videos of the last minute, hour, day and of all time.
 #[derive(Parser, Debug, Clone)]
@@ -13,6 +13,8 @@ pub struct ApiConfig {
     /// Postgres, for history (connected lazily: rankings work without it).
     #[command(flatten)]
     pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub http: HttpConfig,
     /// Where the API listens.
     #[arg(long, env = "TOPK_API_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,

@@ -13,8 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 
 /// `at` of a history query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AtQuery {
     /// RFC 3339 time, e.g. `2026-11-27T12:00:00Z` (default: now).
+    #[param(value_type = String, required = false, format = DateTime)]
     pub at: Option<String>,
 }
 
@@ -26,6 +28,18 @@ pub struct HistoricRanking {
     /// When the snapshot was taken (the latest at or before `at`).
     pub snapshot_time: DateTime<Utc>,
     pub videos: Vec<RankedVideo>,
+}
+
+/// Parses `at` (RFC 3339, default `now`).
+pub fn parse_at(raw: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    match raw {
+        None => Ok(now),
+        Some(raw) => DateTime::parse_from_rfc3339(raw)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::bad_request("at must be an RFC 3339 time, e.g. 2026-11-27T12:00:00Z")
+            }),
+    }
 }
 
 /// The ranking of a window as the latest snapshot at or before `at` recorded it.
@@ -41,14 +55,7 @@ pub async fn history(
 ) -> Result<Json<HistoricRanking>, ApiError> {
     let (window, k) = parse_query(query)?;
     let Query(at) = at.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
-    let at = match at.at.as_deref() {
-        None => Utc::now(),
-        Some(raw) => DateTime::parse_from_rfc3339(raw)
-            .map_err(|_| {
-                ApiError::bad_request("at must be an RFC 3339 time, e.g. 2026-11-27T12:00:00Z")
-            })?
-            .with_timezone(&Utc),
-    };
+    let at = parse_at(at.at.as_deref(), Utc::now())?;
     let found = topk_core::db::topk_history(&state.db, window, at, k.get())
         .await
         .map_err(|e| ApiError::unavailable("history (Postgres)", &e))?;
@@ -62,4 +69,49 @@ pub async fn history(
         snapshot_time,
         videos,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn at_is_rfc3339_or_now() {
+        let now = Utc::now();
+        assert_eq!(parse_at(None, now).unwrap(), now);
+        let at = parse_at(Some("2026-11-27T12:00:00+01:00"), now).unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-11-27T11:00:00+00:00");
+        for bad in [
+            "",
+            "now",
+            "2026-11-27",
+            "2026-11-27T12:00:00",
+            "99999-01-01T00:00:00Z",
+        ] {
+            assert!(parse_at(Some(bad), now).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        /// Arbitrary text never panics the parser: a time or a 400.
+        #[test]
+        fn at_never_panics(raw in "\\PC{0,40}") {
+            if let Err(e) = parse_at(Some(&raw), Utc::now()) {
+                prop_assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+            }
+        }
+
+        /// Every time in the RFC 3339 range (years 0 to 9999, any offset) is read back exactly; Postgres holds
+        /// all of them, so a well-formed `at` never turns into a database error.
+        #[test]
+        fn well_formed_times_round_trip(secs in -62_167_219_200i64..253_402_300_799, offset_min in -1439i32..1440) {
+            let at = DateTime::from_timestamp(secs, 0).unwrap();
+            let offset = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
+            let text = at.with_timezone(&offset).to_rfc3339();
+            if let Ok(parsed) = parse_at(Some(&text), Utc::now()) {
+                prop_assert_eq!(parsed, at);
+            }
+        }
+    }
 }

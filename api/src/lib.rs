@@ -74,10 +74,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/videos/{video_id}", get(videos::video))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(topk_core::http::health_routes())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            std::time::Duration::from_secs(10),
-        ))
         .with_state(state)
 }
 
@@ -85,6 +81,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    http: topk_core::config::HttpConfig,
 }
 
 impl Application {
@@ -101,6 +98,7 @@ impl Application {
                     std::time::Duration::from_millis(config.ranking_cache_ms),
                 )),
             },
+            http: config.http,
         })
     }
 
@@ -111,9 +109,8 @@ impl Application {
     /// Serves until `stop` is cancelled, then drains in-flight requests.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
-        axum::serve(self.listener, router(self.state.clone()))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        let app = router(self.state.clone());
+        topk_core::serve::serve(self.listener, app, &self.http, stop).await?;
         self.state.store.quit().await;
         tracing::info!("api stopped");
         Ok(())

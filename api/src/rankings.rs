@@ -12,12 +12,13 @@ use utoipa::IntoParams;
 
 /// Query of a ranking; parsed by hand so every refusal names the allowed values.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RankingQuery {
-    /// `minute`, `hour`, `day` or `all`.
-    #[param(example = "hour")]
+    /// `minute`, `hour`, `day` or `all` (required: there is no sensible default).
+    #[param(value_type = Window, example = "hour")]
     pub window: Option<String>,
     /// How many videos, 1 to 1000 (default 10).
-    #[param(example = 10)]
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000, example = 10)]
     pub k: Option<String>,
 }
 
@@ -66,4 +67,65 @@ pub async fn view_video(
     query: Result<Query<RankingQuery>, QueryRejection>,
 ) -> Result<Json<Vec<RankedVideo>>, ApiError> {
     topk(state, query).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{StatusCode, Uri};
+    use proptest::prelude::*;
+    use topk_core::domain::MAX_K;
+
+    /// Parses a ranking query the way the router does: from a request URI's query string.
+    fn parse(query: &str) -> Result<(Window, TopK), ApiError> {
+        let uri: Uri = format!("http://x/v1/topk?{query}").parse().unwrap();
+        parse_query(Query::try_from_uri(&uri))
+    }
+
+    #[test]
+    fn window_is_required_and_k_defaults_to_10() {
+        assert_eq!(parse("window=hour").unwrap(), (Window::Hour, TopK::DEFAULT));
+        assert_eq!(parse("window=all&k=1000").unwrap().1.get(), 1000);
+        for bad in [
+            "",
+            "k=10",
+            "window=week",
+            "window=hour&k=0",
+            "window=hour&k=1001",
+            "window=hour&k=",
+            "window=hour&k=%FF",
+            "window=%FF",
+            "window=hour&window=day",
+            "window=hour&k=1e3",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+
+    /// Percent-encodes every byte, so any string can be put in a query.
+    fn encode(raw: &str) -> String {
+        raw.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    proptest! {
+        /// Any query string a URI can carry gets a ranking or a 400, never a panic.
+        #[test]
+        fn arbitrary_queries_never_panic(query in "[ -~]{0,80}") {
+            let Ok(uri) = format!("http://x/v1/topk?{query}").parse::<Uri>() else { return Ok(()) };
+            if let Err(e) = parse_query(Query::try_from_uri(&uri)) {
+                prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            }
+        }
+
+        /// Arbitrary values of `window` and `k` (any text, percent-encoded) are accepted exactly when valid.
+        #[test]
+        fn values_accepted_exactly_when_valid(window in "\\PC{0,8}|minute|hour|day|all",
+                                              k in "\\PC{0,6}|[0-9]{1,5}|-?[0-9]{1,3}") {
+            let got = parse(&format!("window={}&k={}", encode(&window), encode(&k)));
+            let valid_window = Window::parse(&window).is_ok();
+            let valid_k = k.parse::<usize>().is_ok_and(|k| (1..=MAX_K).contains(&k));
+            prop_assert_eq!(got.is_ok(), valid_window && valid_k, "{:?}", got);
+        }
+    }
 }

@@ -19,8 +19,14 @@ pub struct VideoViews {
     pub all: u64,
 }
 
+/// Parses the path's video id; 400 names the allowed alphabet.
+pub fn parse_video_id(raw: &str) -> Result<VideoId, ApiError> {
+    VideoId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 /// A video's views in the last minute, hour, day and of all time (0 for a video never seen).
-#[utoipa::path(get, path = "/v1/videos/{videoId}", params(("videoId" = String, Path, description = "the video id")),
+#[utoipa::path(get, path = "/v1/videos/{videoId}", params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :",
+        min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")),
     responses(
         (status = 200, description = "views per window", body = VideoViews),
         (status = 400, description = "invalid video id", body = ErrorBody),
@@ -29,7 +35,7 @@ pub async fn video(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Json<VideoViews>, ApiError> {
-    let video = VideoId::parse(&raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let video = parse_video_id(&raw)?;
     let counts = state
         .store
         .video_counts(&video)
@@ -44,4 +50,23 @@ pub async fn video(
         all: get(All),
         video_id: video.into_string(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text is a valid id or a 400; a valid one is 1 to 64 characters of the alphabet and kept as is.
+        #[test]
+        fn video_ids_accepted_exactly_when_valid(raw in "\\PC{0,70}|[A-Za-z0-9_.:-]{0,70}") {
+            let valid = (1..=64).contains(&raw.len())
+                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+            match parse_video_id(&raw) {
+                Ok(id) => { prop_assert!(valid); prop_assert_eq!(id.as_str(), raw.as_str()); }
+                Err(e) => { prop_assert!(!valid); prop_assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST); }
+            }
+        }
+    }
 }

@@ -148,6 +148,11 @@ mod tests {
         assert!(decode_fields(vec![("ok".into(), "x".into())]).is_err());
     }
 
+    /// Any valid id: 1 to 64 characters of the alphabet.
+    fn video_id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.:-]{1,64}"
+    }
+
     proptest! {
         /// Encoding then decoding keeps every view: the per-id sums are equal.
         #[test]
@@ -161,10 +166,61 @@ mod tests {
             prop_assert_eq!(got, want);
         }
 
+        /// The round trip over the whole id alphabet and length range and counts up to the per-element limit,
+        /// with repeats: one field per distinct id, every value within what a field may carry, sums kept.
+        #[test]
+        fn codec_round_trip_full_range(
+            views in proptest::collection::vec((video_id(), 1u64..=crate::domain::MAX_VIEW_COUNT), 1..200),
+            repeat in 0usize..4,
+        ) {
+            let mut parsed: Vec<(VideoId, u64)> = views.iter().map(|(v, n)| (VideoId::parse(v).unwrap(), *n)).collect();
+            let again: Vec<_> = parsed.iter().take(repeat).cloned().collect();
+            parsed.extend(again);
+            let fields = encode_fields(parsed.iter().map(|(v, n)| (v, *n)));
+            let mut want: BTreeMap<String, u64> = BTreeMap::new();
+            for (v, n) in &parsed { *want.entry(v.as_str().to_owned()).or_default() += n; }
+            prop_assert_eq!(fields.len(), want.len());
+            let decoded = decode_fields(fields).unwrap();
+            prop_assert!(decoded.iter().all(|(_, n)| (1..=MAX_FIELD_COUNT).contains(n)));
+            let got: BTreeMap<String, u64> = decoded.into_iter().map(|(v, n)| (v.into_string(), n)).collect();
+            prop_assert_eq!(got, want);
+        }
+
         /// Decoding arbitrary field/value pairs never panics.
         #[test]
         fn decode_never_panics(fields in proptest::collection::vec((".{0,70}", ".{0,12}"), 0..5)) {
             let _ = decode_fields(fields);
+        }
+
+        /// An entry decodes exactly when every field is a valid id and every value a count in range; one bad
+        /// pair rejects the whole entry (a worker then acknowledges it without effect, never half of it).
+        #[test]
+        fn decode_accepts_exactly_valid_entries(
+            fields in proptest::collection::vec((
+                prop_oneof![video_id(), "\\PC{0,70}"],
+                prop_oneof![(1u64..=MAX_FIELD_COUNT).prop_map(|n| n.to_string()),
+                            Just((MAX_FIELD_COUNT + 1).to_string()), Just("0".to_owned()),
+                            Just(u64::MAX.to_string()), Just("18446744073709551616".to_owned()),
+                            "[-+ 0-9a-f.]{0,21}"],
+            ), 0..6),
+        ) {
+            let valid = !fields.is_empty() && fields.iter().all(|(v, n)| {
+                VideoId::parse(v).is_ok() && n.parse::<u64>().is_ok_and(|n| (1..=MAX_FIELD_COUNT).contains(&n))
+            });
+            let decoded = decode_fields(fields.clone());
+            prop_assert_eq!(decoded.is_ok(), valid, "{:?}", decoded);
+            if let Ok(decoded) = decoded {
+                prop_assert_eq!(decoded.len(), fields.len());
+            }
+        }
+
+        /// Entry ids: anything parses or is refused without a panic; what parses prints back to an id that
+        /// parses to the same value.
+        #[test]
+        fn entry_ids_never_panic_and_round_trip(raw in "\\PC{0,30}|[0-9]{1,20}-[0-9]{1,20}") {
+            if let Some(id) = EntryId::parse(&raw) {
+                prop_assert_eq!(EntryId::parse(&id.to_string()), Some(id));
+            }
         }
     }
 }

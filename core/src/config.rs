@@ -37,3 +37,52 @@ pub struct DatabaseConfig {
     )]
     pub database_url: String,
 }
+
+/// Limits of an HTTP server against slow, hostile or simply too many clients (SECURITY.md lists them).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpConfig {
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive connection
+    /// stays open, in milliseconds: the connection is closed after it (a slowloris client cannot hold it).
+    #[arg(long, env = "TOPK_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+    /// How long one request may take from its headers to its answer, body included, in milliseconds
+    /// (408 and the connection closed after it).
+    #[arg(long, env = "TOPK_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+    /// Largest request head (request line and headers), in bytes (431 above).
+    #[arg(long, env = "TOPK_MAX_HEADER_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_header_bytes: u32,
+    /// Most headers one request may have (431 above).
+    #[arg(long, env = "TOPK_MAX_HEADERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_headers: u32,
+    /// Most client connections open at once; further ones wait in the listen queue until one closes.
+    #[arg(long, env = "TOPK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Most requests handled at once; any more are answered 503 with `Retry-After` straight away, so memory
+    /// stays bounded when clients outpace the service.
+    #[arg(long, env = "TOPK_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+}
+
+impl HttpConfig {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl Default for HttpConfig {
+    /// The flags' defaults, or their `TOPK_*` variables where set (for tests and tools that build a server
+    /// without a command line).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            http: HttpConfig,
+        }
+        <Only as clap::Parser>::parse_from(["topk"]).http
+    }
+}

@@ -11,7 +11,8 @@
 //! - [`sealed`]: the packed form of a closed minute, which the day window's tail keeps.
 //! - [`db`]: the Postgres pool, the migrations (`MIGRATOR`) and every snapshot read and write.
 //! - [`history`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
-//! - [`http`]: the JSON error type and health answers both services share.
+//! - [`http`]: the JSON error type, health answers and bearer tokens both services share.
+//! - [`serve`]: the HTTP server loop with limits against slow and hostile clients.
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
 //! Data moves: receiver → [`redis::RedisStore::append`] (log) → worker [`redis::RedisStore::read_log`] →
@@ -27,6 +28,7 @@ pub mod http;
 pub mod keys;
 pub mod redis;
 pub mod sealed;
+pub mod serve;
 pub mod shutdown;
 pub mod slices;
 pub mod telemetry;

@@ -3,7 +3,8 @@
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
-use topk_core::config::RedisConfig;
+use topk_core::config::{HttpConfig, RedisConfig};
+use topk_core::http::BearerTokens;
 
 /// Which parts of ingest this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,12 +24,15 @@ pub enum Role {
 pub struct IngestConfig {
     #[command(flatten)]
     pub redis: RedisConfig,
+    #[command(flatten)]
+    pub http: HttpConfig,
     /// Where the receiver listens.
     #[arg(long, env = "TOPK_INGEST_ADDR", default_value = "127.0.0.1:8081")]
     pub addr: SocketAddr,
-    /// When set, `POST /v1/views` needs `Authorization: Bearer <token>`.
+    /// When set, `POST /v1/views` needs `Authorization: Bearer <token>`; a comma-separated list accepts each
+    /// of its tokens (to rotate one without downtime).
     #[arg(long, env = "TOPK_INGEST_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Which parts to run.
     #[arg(long, env = "TOPK_INGEST_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
@@ -38,6 +42,10 @@ pub struct IngestConfig {
     /// Most elements one batch may have (400 above).
     #[arg(long, env = "TOPK_MAX_BATCH_LEN", default_value_t = 10_000)]
     pub max_batch_len: usize,
+    /// Most log entries waiting for the workers (undelivered or unacknowledged, all partitions together)
+    /// before the receiver answers 503 with `Retry-After` instead of taking more views (0: no limit).
+    #[arg(long, env = "TOPK_INGEST_MAX_BACKLOG", default_value_t = 100_000)]
+    pub max_backlog: u64,
     /// Log entries a worker applies in one atomic step.
     #[arg(long, env = "TOPK_WORKER_BATCH_ENTRIES", default_value_t = 256)]
     pub worker_batch_entries: usize,
@@ -57,7 +65,43 @@ pub struct IngestConfig {
     pub consumer_name: Option<String>,
 }
 
+/// A secret from the command line or environment; `Debug` never shows it (configurations end up in logs and
+/// panic messages), and parsing never fails, so clap never echoes it in an error either.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 impl IngestConfig {
+    /// The accepted bearer tokens (None: no authentication). Refuses a set but empty value rather than
+    /// running open; the error never quotes the value.
+    pub fn tokens(&self) -> anyhow::Result<Option<BearerTokens>> {
+        self.token
+            .as_ref()
+            .map(|t| {
+                BearerTokens::parse(t.expose())
+                    .map_err(|why| anyhow::anyhow!("TOPK_INGEST_TOKEN / --token: {why}"))
+            })
+            .transpose()
+    }
+
     pub fn claim_idle(&self) -> Duration {
         Duration::from_millis(self.claim_idle_ms)
     }

@@ -4,12 +4,14 @@
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use topk_core::domain::{VideoId, ViewCount};
-use topk_core::http::{constant_time_eq, ApiError, ErrorBody};
+use topk_core::http::{ApiError, ErrorBody};
 use utoipa::ToSchema;
 
 /// One element of a batch.
@@ -17,7 +19,12 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ViewIn {
     /// 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
-    #[schema(example = "dQw4w9WgXcQ")]
+    #[schema(
+        example = "dQw4w9WgXcQ",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_.:-]+$"
+    )]
     pub video_id: String,
     /// How many views this element stands for, 1 to 1,000,000 (default 1).
     #[schema(minimum = 1, maximum = 1_000_000)]
@@ -35,7 +42,7 @@ pub struct Accepted {
 #[utoipa::path(
     post,
     path = "/v1/views",
-    request_body = Vec<ViewIn>,
+    request_body(content = Vec<ViewIn>, description = "1 to TOPK_MAX_BATCH_LEN (default 10000) views"),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "every view is in the log", body = Accepted),
@@ -43,7 +50,9 @@ pub struct Accepted {
         (status = 401, description = "missing or wrong token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
         (status = 415, description = "body is not JSON", body = ErrorBody),
-        (status = 503, description = "the views could not be stored; nothing was accepted", body = ErrorBody),
+        (status = 503, description = "the views could not be stored, or the log is over its backlog limit \
+            (then with Retry-After); nothing was accepted", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "seconds to wait, when the log is backlogged"))),
     )
 )]
 pub async fn post_views(
@@ -51,7 +60,7 @@ pub async fn post_views(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    authorize(&state, &headers)?;
+    // The token and the backlog were checked by [`admit`], before the body was read.
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         if !ct.starts_with("application/json") {
@@ -82,18 +91,36 @@ pub async fn post_views(
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
 }
 
+/// Runs before `POST /v1/views` reads its body, so a client without the token, or a batch the log has no room
+/// for, costs no body buffering: 401 without the right token, 503 with `Retry-After` while the backlog is over
+/// its limit.
+pub async fn admit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    authorize(&state, request.headers())?;
+    if let Some(entries) = state.backlog.over_limit() {
+        return Err(ApiError::busy(
+            format!(
+                "the workers are behind: {entries} log entries wait to be applied (limit {}); \
+                 nothing was stored, try again shortly",
+                state.backlog.limit()
+            ),
+            crate::backpressure::RETRY_AFTER_SECS,
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.config.token else {
+    let Some(tokens) = &state.tokens else {
         return Ok(());
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    if tokens.accepts(headers.get(header::AUTHORIZATION)) {
         Ok(())
     } else {
+        // Never log or echo the presented value.
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
@@ -212,5 +239,98 @@ mod tests {
             let valid = items.iter().all(|(v, n)| VideoId::parse(v).is_ok() && ViewCount::parse(*n).is_ok());
             prop_assert_eq!(parse_batch(&body, 100).is_ok(), valid);
         }
+
+        /// Whole or nothing: a batch with one bad element anywhere is refused naming that element; a valid
+        /// batch comes back complete, in order, with its counts (default 1).
+        #[test]
+        fn a_batch_is_taken_whole_or_refused_whole(
+            items in proptest::collection::vec(("[A-Za-z0-9_.:-]{1,64}", proptest::option::of(1u64..=1_000_000)), 1..40),
+            bad_at in any::<proptest::sample::Index>(),
+            bad in prop_oneof![
+                Just(serde_json::json!({"videoId": ""})),
+                Just(serde_json::json!({"videoId": "a b"})),
+                Just(serde_json::json!({"videoId": "a", "count": 0})),
+                Just(serde_json::json!({"videoId": "a", "count": 1_000_001})),
+                Just(serde_json::json!({"videoId": "a", "count": -1})),
+                Just(serde_json::json!({"videoId": "a", "count": null, "x": 1})),
+                Just(serde_json::json!({"videoId": "a".repeat(65)})),
+                Just(serde_json::json!(["a"])),
+                Just(serde_json::json!(null)),
+            ],
+            with_bad in any::<bool>(),
+        ) {
+            let mut elements: Vec<serde_json::Value> = items.iter().map(|(v, n)| match n {
+                Some(n) => serde_json::json!({"videoId": v, "count": n}),
+                None => serde_json::json!({"videoId": v}),
+            }).collect();
+            let bad_index = bad_at.index(elements.len() + 1);
+            if with_bad {
+                elements.insert(bad_index, bad);
+            }
+            let body = serde_json::to_vec(&elements).unwrap();
+            match parse_batch(&body, 100) {
+                Ok(views) => {
+                    prop_assert!(!with_bad);
+                    let want: Vec<(String, u64)> = items.iter().map(|(v, n)| (v.clone(), n.unwrap_or(1))).collect();
+                    let got: Vec<(String, u64)> = views.into_iter().map(|(v, n)| (v.into_string(), n)).collect();
+                    prop_assert_eq!(got, want);
+                }
+                Err(e) => {
+                    prop_assert!(with_bad, "{:?}", e);
+                    prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+                    let msg = format!("{e:?}");
+                    let element = format!("element {bad_index}:");
+                    prop_assert!(msg.contains(&element), "{}", msg);
+                }
+            }
+        }
+
+        /// Arbitrary JSON documents (nested arrays, objects, numbers, strings) never panic the decoder and are
+        /// refused with a 400 unless they are a valid batch.
+        #[test]
+        fn arbitrary_json_never_panics(doc in json_value()) {
+            let body = serde_json::to_vec(&doc).unwrap();
+            if let Err(e) = parse_batch(&body, 100) {
+                prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            }
+        }
+
+        /// The length limit counts elements exactly.
+        #[test]
+        fn the_length_limit_is_exact(len in 1usize..30, max in 1usize..30) {
+            let body = serde_json::to_vec(&vec![serde_json::json!({"videoId": "a"}); len]).unwrap();
+            prop_assert_eq!(parse_batch(&body, max).is_ok(), len <= max);
+        }
+    }
+
+    /// Any JSON value, a few levels deep, biased toward things that look like views.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::String),
+            "[a-z]{1,3}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("videoId".to_owned()),
+                        Just("count".to_owned()),
+                        "[a-zA-Z]{0,8}"
+                    ],
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 }

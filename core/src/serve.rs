@@ -1,0 +1,438 @@
+//! Serving a router with limits against slow, hostile or simply too many clients.
+//!
+//! `axum::serve` exposes none of hyper's connection settings, so a client could send its headers one byte a
+//! minute and hold a connection (and its buffers) forever. This accept loop drives hyper's HTTP/1 connection
+//! directly, with:
+//! - a header read timeout, which also closes idle keep-alive connections;
+//! - a limit on the head's size and on the number of headers (hyper answers 431 above them);
+//! - a bound on open connections (further clients wait in the kernel's listen queue);
+//! - a whole-request timeout (408 and the connection closed) and a bound on requests in flight (503 with
+//!   `Retry-After` above it, before the body is read), as one middleware.
+//!
+//! With the body limit each service sets, memory is bounded by connections × (head + body) limits.
+
+use crate::config::HttpConfig;
+use crate::http::ApiError;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Seconds a client is told to wait (`Retry-After`) when the service is too busy to take its request.
+pub const BUSY_RETRY_AFTER_SECS: u32 = 1;
+
+struct Guard {
+    in_flight: Arc<Semaphore>,
+    request_timeout: Duration,
+}
+
+/// Wraps `app` in the per-request limits of `limits`: requests in flight and the whole-request timeout.
+pub fn with_request_limits(app: Router, limits: &HttpConfig) -> Router {
+    let guard = Arc::new(Guard {
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+        request_timeout: limits.request_timeout(),
+    });
+    app.layer(axum::middleware::from_fn_with_state(guard, guard_request))
+}
+
+async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    // try_acquire, not acquire: a queue of waiting requests would hold their connections and bodies, which is
+    // the unbounded memory this limit exists to prevent.
+    let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
+        return ApiError::busy(
+            "the service is handling too many requests, try again shortly",
+            BUSY_RETRY_AFTER_SECS,
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(guard.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request took longer than {} ms (body sent too slowly?)",
+                    guard.request_timeout.as_millis()
+                ),
+            )
+            .into_response();
+            // The body may be half read: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+/// Serves `app` on `listener` with the limits of `limits` until `stop` is cancelled, then stops accepting and
+/// waits for the open connections to finish their request in hand (each bounded by the timeouts).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &HttpConfig,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let app = with_request_limits(app, limits);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout())
+        .max_headers(limits.max_headers as usize)
+        .max_header_size(limits.max_header_bytes as usize);
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, typically: wait for some to close instead of spinning.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                // Timeouts, resets and malformed requests: the client's problem, not worth a warning.
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Instant;
+
+    struct Server {
+        addr: SocketAddr,
+        stop: CancellationToken,
+        done: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    /// Serves a small app on a free port: `/` answers "ok", `/slow` sleeps 600 ms, `POST /echo` reads its body.
+    async fn server(limits: HttpConfig) -> Server {
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "slow"
+                }),
+            )
+            .route("/echo", post(|body: String| async move { body }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let done = tokio::spawn({
+            let stop = stop.clone();
+            async move { serve(listener, app, &limits, stop).await }
+        });
+        Server { addr, stop, done }
+    }
+
+    fn limits() -> HttpConfig {
+        HttpConfig {
+            header_timeout_ms: 500,
+            request_timeout_ms: 1000,
+            ..HttpConfig::default()
+        }
+    }
+
+    /// Reads until the server closes the connection (or `within` passes, which fails the test); returns what
+    /// was read and how long the server took to close.
+    fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
+        let started = Instant::now();
+        stream.set_read_timeout(Some(within)).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!(
+                    "the server kept the connection open for {:?}: {e}",
+                    started.elapsed()
+                ),
+            }
+        }
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    /// Sends `parts` one after another with `pause` between them, stopping quietly when the server has closed.
+    fn trickle(stream: &mut TcpStream, parts: &[&[u8]], pause: Duration) {
+        for part in parts {
+            if stream.write_all(part).is_err() {
+                return;
+            }
+            std::thread::sleep(pause);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_sending_headers_slowly_is_cut_off() {
+        let s = server(limits()).await;
+        let addr = s.addr;
+        let closed_after = tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            let started = Instant::now();
+            // One header line every 100 ms, forever (or until the server hangs up).
+            let slow = std::thread::spawn({
+                let mut stream = stream.try_clone().unwrap();
+                move || {
+                    let mut parts: Vec<&[u8]> = vec![b"GET / HTTP/1.1\r\nHost: x\r\n"];
+                    parts.extend(std::iter::repeat_n(&b"X-Slow: 1\r\n"[..], 100));
+                    trickle(&mut stream, &parts, Duration::from_millis(100));
+                }
+            });
+            let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5));
+            let closed_after = started.elapsed();
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            slow.join().unwrap();
+            assert!(
+                !answer.contains("200 OK"),
+                "an incomplete request was answered: {answer}"
+            );
+            closed_after
+        })
+        .await
+        .unwrap();
+        // 500 ms header timeout; the bound only guards against "never".
+        assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_connection_is_closed_after_the_header_timeout() {
+        let s = server(limits()).await;
+        let addr = s.addr;
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            // The answer arrives, then the kept-alive connection sits idle until the server closes it.
+            let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(5));
+            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+            assert!(answer.ends_with("ok"), "{answer}");
+            assert!(took < Duration::from_secs(4), "{took:?}");
+        })
+        .await
+        .unwrap();
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_sent_too_slowly_gets_408_and_the_connection_closed() {
+        let s = server(limits()).await;
+        let addr = s.addr;
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+                .unwrap();
+            let slow = std::thread::spawn({
+                let mut stream = stream.try_clone().unwrap();
+                move || trickle(&mut stream, &[&b"a"[..]; 100], Duration::from_millis(100))
+            });
+            let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(6));
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            slow.join().unwrap();
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(answer.contains("\"error\""), "not the JSON error: {answer}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+        })
+        .await
+        .unwrap();
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+    }
+
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        // The server may answer and close before reading all of an oversized head: ignore write errors.
+        let _ = stream.write_all(request);
+        read_until_closed(&mut stream, Duration::from_secs(5)).0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oversized_or_too_many_headers_get_431() {
+        let s = server(HttpConfig {
+            max_header_bytes: 4096,
+            max_headers: 10,
+            ..limits()
+        })
+        .await;
+        let addr = s.addr;
+        tokio::task::spawn_blocking(move || {
+            let big = format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+                "a".repeat(5000)
+            );
+            let answer = exchange(addr, big.as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+            let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+            for i in 0..20 {
+                many.push_str(&format!("X-H{i}: v\r\n"));
+            }
+            many.push_str("Connection: close\r\n\r\n");
+            let answer = exchange(addr, many.as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+            // Within the limits, the same server answers.
+            let answer = exchange(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        })
+        .await
+        .unwrap();
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_beyond_the_in_flight_limit_get_503_with_retry_after() {
+        let s = server(HttpConfig {
+            max_in_flight: 2,
+            request_timeout_ms: 10_000,
+            ..limits()
+        })
+        .await;
+        let addr = s.addr;
+        let answers = tokio::task::spawn_blocking(move || {
+            let clients: Vec<_> = (0..6)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        exchange(
+                            addr,
+                            b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        )
+                    })
+                })
+                .collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        let ok = answers
+            .iter()
+            .filter(|a| a.starts_with("HTTP/1.1 200"))
+            .count();
+        let busy: Vec<_> = answers
+            .iter()
+            .filter(|a| a.starts_with("HTTP/1.1 503"))
+            .collect();
+        assert_eq!(ok + busy.len(), 6, "{answers:?}");
+        assert!(ok >= 1, "{answers:?}");
+        assert!(
+            !busy.is_empty(),
+            "6 requests of 600 ms against 2 slots: {answers:?}"
+        );
+        for a in busy {
+            assert!(a.to_ascii_lowercase().contains("retry-after: 1"), "{a}");
+            assert!(a.contains("\"error\""), "{a}");
+        }
+        // The slots are given back: a later request is served.
+        let answer = tokio::task::spawn_blocking(move || {
+            exchange(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_beyond_the_limit_wait_and_are_served_later() {
+        let s = server(HttpConfig {
+            max_connections: 1,
+            ..limits()
+        })
+        .await;
+        let addr = s.addr;
+        tokio::task::spawn_blocking(move || {
+            // The first connection holds the only slot, idle, until the header timeout closes it.
+            let mut first = TcpStream::connect(addr).unwrap();
+            let started = Instant::now();
+            let answer = exchange(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+            // Served only once the first connection was closed for idling (500 ms).
+            assert!(
+                started.elapsed() >= Duration::from_millis(400),
+                "{:?}",
+                started.elapsed()
+            );
+            let (rest, _) = read_until_closed(&mut first, Duration::from_secs(5));
+            assert_eq!(rest, "");
+        })
+        .await
+        .unwrap();
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopping_finishes_the_request_in_hand() {
+        let s = server(limits()).await;
+        let addr = s.addr;
+        let client = tokio::task::spawn_blocking(move || {
+            exchange(addr, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+        let answer = client.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.ends_with("slow"), "{answer}");
+    }
+}
