@@ -3,13 +3,20 @@
 use chrono::{TimeZone, Utc};
 use futures::StreamExt;
 use sqlx::PgPool;
-use topk_core::domain::{TopK, Window, MAX_K};
+use topk_core::domain::{RankedVideo, TopK, Window, MAX_K};
 use topk_core::redis::RedisStore;
 use topk_core::slices;
 use topk_core::{db, history};
 
 /// Partitions written at once by the minute job.
 const WRITERS: usize = 4;
+
+/// A partition's minutes go to Postgres in transactions of about this many rows: few commits and one
+/// `video_totals` update per video per chunk during a catch-up, with bounded memory and transaction size.
+const CHUNK_ROWS: usize = 100_000;
+
+/// And of at most this many minutes, so a catch-up over quiet minutes still commits as it goes.
+const CHUNK_MINUTES: usize = 60;
 
 /// What the minute job wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,20 +64,32 @@ pub async fn snapshot_minutes(
         history::ensure_day_partitions(pool, day, day).await?;
     }
     // Partitions are independent (each has its own checkpoint), so several are written at once: Postgres then
-    // works on more than one core. Within a partition minutes go in order, as the checkpoint requires.
+    // works on more than one core. Within a partition minutes go in order, as the checkpoint requires, a chunk
+    // of them per transaction.
     let written = futures::stream::iter(work)
         .map(|(p, after, minutes)| async move {
             let mut part = MinuteReport::default();
-            for minute in minutes {
+            let last_closed = open_minute - 1;
+            let mut chunk: Vec<(i64, Vec<RankedVideo>)> = Vec::new();
+            let mut chunk_rows = 0;
+            let count = minutes.len();
+            for (i, minute) in minutes.into_iter().enumerate() {
                 let rows = store.minute_counts(p, minute).await?;
-                if db::write_minute(pool, p, minute, &rows).await? {
-                    part.minutes += 1;
-                    part.rows += rows.len() as u64;
+                chunk_rows += rows.len();
+                chunk.push((minute, rows));
+                if chunk_rows >= CHUNK_ROWS || chunk.len() >= CHUNK_MINUTES || i + 1 == count {
+                    // The last chunk also moves the checkpoint over the closed minutes that had no views, so a
+                    // rebuild replays little.
+                    let through = if i + 1 == count { last_closed } else { minute };
+                    let w = db::write_minutes(pool, p, &chunk, through).await?;
+                    part.minutes += w.minutes;
+                    part.rows += w.rows;
+                    chunk.clear();
+                    chunk_rows = 0;
                 }
             }
-            // Move the checkpoint over the closed minutes that had no views, so a rebuild replays little.
-            if after < open_minute - 1 {
-                db::write_minute(pool, p, open_minute - 1, &[]).await?;
+            if count == 0 && after < last_closed {
+                db::write_minutes(pool, p, &[], last_closed).await?;
             }
             anyhow::Ok(part)
         })

@@ -594,3 +594,201 @@ async fn history_is_partitioned_rolled_up_and_pruned() {
     );
     assert_eq!(stats(&pool).await, want);
 }
+
+fn ranked(rows: &[(&str, u64)]) -> Vec<topk_core::domain::RankedVideo> {
+    rows.iter()
+        .map(|(v, n)| topk_core::domain::RankedVideo {
+            video_id: (*v).into(),
+            views: *n,
+        })
+        .collect()
+}
+
+/// The fast path (COPY) and the conflict path (upsert, taken when a row already sits past the checkpoint)
+/// leave the same rows and totals; the conflicting row is replaced, and totals are added once.
+#[tokio::test]
+async fn copy_path_and_conflict_path_write_the_same_rows() {
+    use topk_core::db::{minute_start, write_minutes};
+    let m0 = T0 / MIN;
+    let minutes = vec![
+        (m0, ranked(&[("b", 2), ("a", 5), ("c", 1)])),
+        (m0 + 1, ranked(&[("a", 1), ("d", 7)])),
+        (m0 + 3, ranked(&[("c", 4), ("b", 3), ("a", 2)])),
+    ];
+    let fast = database("copypath").await;
+    let conflict = database("conflictpath").await;
+    for pool in [&fast, &conflict] {
+        write_minutes(pool, 0, &[(m0 - 1, ranked(&[("a", 1)]))], m0 - 1)
+            .await
+            .unwrap();
+    }
+    // A stale row past the checkpoint, as a restored backup with older checkpoints could hold.
+    sqlx::query("INSERT INTO video_stats (video_id, bucket_start, views) VALUES ('d', $1, 99)")
+        .bind(minute_start(m0 + 1))
+        .execute(&conflict)
+        .await
+        .unwrap();
+
+    let by_copy = write_minutes(&fast, 0, &minutes, m0 + 4).await.unwrap();
+    let by_upsert = write_minutes(&conflict, 0, &minutes, m0 + 4).await.unwrap();
+    assert!(!by_copy.upserted && by_upsert.upserted);
+    assert_eq!((by_copy.minutes, by_copy.rows), (3, 8));
+    assert_eq!(
+        (by_upsert.minutes, by_upsert.rows),
+        (by_copy.minutes, by_copy.rows)
+    );
+    let want = vec![
+        ("a".to_owned(), T0 - MIN, 1),
+        ("a".to_owned(), T0, 5),
+        ("a".to_owned(), T0 + MIN, 1),
+        ("a".to_owned(), T0 + 3 * MIN, 2),
+        ("b".to_owned(), T0, 2),
+        ("b".to_owned(), T0 + 3 * MIN, 3),
+        ("c".to_owned(), T0, 1),
+        ("c".to_owned(), T0 + 3 * MIN, 4),
+        ("d".to_owned(), T0 + MIN, 7),
+    ];
+    assert_eq!(stats(&fast).await, want);
+    assert_eq!(stats(&conflict).await, want);
+    let want_totals: BTreeMap<String, i64> = [("a", 9), ("b", 5), ("c", 5), ("d", 7)]
+        .into_iter()
+        .map(|(v, n)| (v.to_owned(), n))
+        .collect();
+    assert_eq!(totals(&fast).await, want_totals);
+    assert_eq!(totals(&conflict).await, want_totals);
+    for pool in [&fast, &conflict] {
+        let cp = topk_core::db::checkpoints(pool).await.unwrap();
+        assert_eq!(cp[&0].minute_through, m0 + 4);
+    }
+}
+
+/// Writes whose minutes overlap what is already written (two snapshotters whose chunks end at different
+/// minutes) add only the minutes past the checkpoint, and never move it back.
+#[tokio::test]
+async fn overlapping_writes_add_only_the_minutes_past_the_checkpoint() {
+    use topk_core::db::write_minutes;
+    let pool = database("overlap").await;
+    let m0 = T0 / MIN;
+    let minute = |i: i64| (m0 + i, ranked(&[("a", 1), (&format!("v{i}"), 2)]));
+    let first: Vec<_> = (0..5).map(minute).collect();
+    let second: Vec<_> = (3..8).map(minute).collect();
+    let w = write_minutes(&pool, 1, &first, m0 + 4).await.unwrap();
+    assert_eq!((w.minutes, w.rows), (5, 10));
+    let w = write_minutes(&pool, 1, &second, m0 + 7).await.unwrap();
+    assert_eq!(
+        (w.minutes, w.rows),
+        (3, 6),
+        "minutes 3 and 4 were written twice"
+    );
+    let w = write_minutes(&pool, 1, &first, m0 + 4).await.unwrap();
+    assert_eq!(w, Default::default());
+    assert_eq!(
+        topk_core::db::checkpoints(&pool).await.unwrap()[&1].minute_through,
+        m0 + 7
+    );
+    assert_eq!(totals(&pool).await["a"], 8);
+    assert_eq!(stats(&pool).await.len(), 16);
+}
+
+/// The snapshotter's connection dies after the COPY into `video_stats` and before the commit (killed while it
+/// waits to update `video_totals`): nothing of that transaction stays, and the next run writes every row and
+/// total once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_copy_and_commit_writes_once() {
+    let store = redis(&topk_testkit::servers().redis_url, "copycrash", 2).await;
+    let pool = database("copycrash").await;
+    let events = feed(&store, &spread(300, 10 * MIN)).await;
+    drain(&store).await;
+    let now = T0 + 11 * MIN;
+    // An uncommitted total of a fed video makes the snapshotter's totals update wait, after its COPY.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO video_totals (video_id, total_views) VALUES ('v3', 1000)")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let run = tokio::spawn({
+        let (store, pool) = (store.clone(), pool.clone());
+        async move { snapshot_minutes(&store, &pool, now).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pid = loop {
+        let waiting: Option<(i32,)> = sqlx::query_as(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO video_totals%'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if let Some((pid,)) = waiting {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never reached its totals update"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let (killed,): (bool,) = sqlx::query_as("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(killed);
+    assert!(
+        run.await.unwrap().is_err(),
+        "the killed run reported success"
+    );
+    blocker.rollback().await.unwrap();
+    let written_before: Vec<String> = stats(&pool).await.into_iter().map(|r| r.0).collect();
+    assert!(
+        !written_before.iter().any(|v| v == "v3"),
+        "the killed transaction left rows"
+    );
+
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    assert_eq!(stats(&pool).await, per_minute(&events, now));
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, v, n) in &events {
+        *want.entry(v.clone()).or_default() += *n as i64;
+    }
+    assert_eq!(totals(&pool).await, want);
+    assert_eq!(
+        snapshot_minutes(&store, &pool, now).await.unwrap(),
+        Default::default(),
+        "a third run wrote again"
+    );
+}
+
+/// A catch-up longer than one chunk (150 minutes with views: three chunks of at most 60) commits chunk by chunk and
+/// writes everything once.
+#[tokio::test]
+async fn a_long_catch_up_goes_in_chunks_and_writes_everything_once() {
+    let store = redis(&topk_testkit::servers().redis_url, "chunks", 2).await;
+    let pool = database("chunks").await;
+    let times: Vec<i64> = spread(3_000, 150 * MIN);
+    let mut events = Vec::new();
+    for chunk in times.chunks(20) {
+        let batch: Vec<(VideoId, u64)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, _)| (VideoId::parse(&format!("c{i}")).unwrap(), 1))
+            .collect();
+        store.append_at(&batch, T0 + chunk[0]).await.unwrap();
+        events.extend(
+            batch
+                .iter()
+                .map(|(v, n)| (T0 + chunk[0], v.as_str().to_owned(), *n)),
+        );
+    }
+    drain(&store).await;
+    let now = T0 + 151 * MIN;
+    let report = snapshot_minutes(&store, &pool, now).await.unwrap();
+    let want = per_minute(&events, now);
+    assert_eq!(report.rows, want.len() as u64);
+    assert_eq!(stats(&pool).await, want);
+    let total: i64 = totals(&pool).await.values().sum();
+    assert_eq!(total, events.iter().map(|(_, _, n)| *n as i64).sum::<i64>());
+    for c in topk_core::db::checkpoints(&pool).await.unwrap().values() {
+        assert_eq!(c.minute_through, now / MIN - 1);
+    }
+}
