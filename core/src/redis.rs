@@ -129,6 +129,7 @@ pub struct RedisStore {
     retire_script: Script,
     fill_script: Script,
     seal_script: Script,
+    read_bucket_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -182,6 +183,10 @@ impl RedisStore {
                 include_str!("lua/leaders.lua"),
                 include_str!("lua/seal.lua")
             )),
+            read_bucket_script: Script::from_lua(concat!(
+                include_str!("lua/leaders.lua"),
+                include_str!("lua/read_bucket.lua")
+            )),
         })
     }
 
@@ -212,16 +217,17 @@ impl RedisStore {
 
     /// Redis's clock in milliseconds: the clock that stamps log entries, so retirement uses the same one.
     pub async fn now_ms(&self) -> Result<i64> {
-        let sent = wall_clock_ms();
         let (secs, micros): (i64, i64) = self
             .client
             .custom(cmd!("TIME"), Vec::<String>::new())
             .await?;
         let redis_ms = secs * 1000 + micros / 1000;
-        let local = (sent + wall_clock_ms()) / 2;
-        self.clock
-            .offset_ms
-            .store(redis_ms - local, std::sync::atomic::Ordering::Relaxed);
+        // Taking the reply's arrival as the moment Redis read its clock under-estimates the offset by at most
+        // the round trip: deadlines then come early (a refusal too many), never late (a write after a 503).
+        self.clock.offset_ms.store(
+            redis_ms - wall_clock_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         *self.clock.synced.lock().expect("clock lock") = Some(std::time::Instant::now());
         Ok(redis_ms)
     }
@@ -301,6 +307,8 @@ impl RedisStore {
             .evalsha_with_reload(&self.client, keys, args)
             .await?;
         if written < 0 {
+            // Redis was frozen or slow: measure the clocks again before the next deadline.
+            *self.clock.synced.lock().expect("clock lock") = None;
             return Err(StoreError::TooLate);
         }
         Ok(())
@@ -491,9 +499,13 @@ impl RedisStore {
         args.extend(self.caps.args());
         let mut steps = 0u64;
         loop {
+            // Each refill scans from the start: a cursor left by an earlier process may predate a Redis restart.
+            let restart = if steps == 0 { "1" } else { "0" };
+            let mut step_args = args.clone();
+            step_args.push(restart.to_owned());
             let more: i64 = self
                 .fill_script
-                .evalsha_with_reload(&self.client, keys.clone(), args.clone())
+                .evalsha_with_reload(&self.client, keys.clone(), step_args)
                 .await?;
             steps += 1;
             if more == 0 {
@@ -672,14 +684,18 @@ impl RedisStore {
         slice: i64,
     ) -> Result<HashMap<String, u64>> {
         let k = &self.keys;
-        let mut counts = self.hash_counts(k.slice_bucket(p, window, slice)).await?;
-        if let Some(sealed) = k.sealed_slice_bucket(p, window, slice) {
-            let blob: Option<String> = self.client.get(sealed).await?;
-            for (video, n) in sealed::decode(blob.as_deref().unwrap_or("")) {
-                *counts.entry(video.to_owned()).or_default() += n;
-            }
-        }
-        Ok(counts)
+        let hash = k.slice_bucket(p, window, slice);
+        let sealed = k.sealed_slice_bucket(p, window, slice);
+        let flag = if sealed.is_some() { "1" } else { "0" };
+        let keys = vec![hash.clone(), sealed.unwrap_or(hash)];
+        let flat: Vec<String> = self
+            .read_bucket_script
+            .evalsha_with_reload(&self.client, keys, vec![flag.to_owned()])
+            .await?;
+        Ok(flat
+            .chunks(2)
+            .filter_map(|c| Some((c[0].clone(), c.get(1)?.parse().ok()?)))
+            .collect())
     }
 
     /// A hash of counts per video (HGETALL).

@@ -9,8 +9,9 @@
 -- or above the K-th score is a leader. Increments only ever add leaders. The leader set is trimmed back to KEEP
 -- members once it passes MAX (the threshold rises to the KEEP-th count). A retirement that would break 3 is
 -- refused until a refill has lowered the thresholds: enter drops to half of complete, HSCAN steps (fill.lua)
--- add every video counted >= enter, then complete = enter. While a refill runs, enter < complete and no trim
--- runs, so it always ends; the retirer runs refills, so retirements never interleave with one.
+-- add every video counted >= enter, then complete = enter. No trim runs from the start of a refill until the
+-- retirement that asked for it is done (`hold`), or a trim could raise the thresholds again and the retirement
+-- would ask for a refill forever. The retirer runs refills, so retirements never interleave with one.
 
 local function int(x)
   return string.format('%d', x)
@@ -18,10 +19,11 @@ end
 
 -- The leader state of window `name`: its hash, leader set and thresholds; caps = {min, keep, max}.
 local function leaders_open(state_key, name, hash, set, caps)
-  local v = redis.call('HMGET', state_key, name .. ':enter', name .. ':complete', name .. ':fill')
+  local v = redis.call('HMGET', state_key, name .. ':enter', name .. ':complete', name .. ':fill',
+    name .. ':hold')
   return {
     state = state_key, name = name, hash = hash, set = set, caps = caps,
-    enter = tonumber(v[1]) or 1, complete = tonumber(v[2]) or 1, fill = v[3],
+    enter = tonumber(v[1]) or 1, complete = tonumber(v[2]) or 1, fill = v[3], hold = v[4],
   }
 end
 
@@ -31,6 +33,11 @@ local function leaders_save(L)
     redis.call('HSET', L.state, L.name .. ':fill', L.fill)
   else
     redis.call('HDEL', L.state, L.name .. ':fill')
+  end
+  if L.hold then
+    redis.call('HSET', L.state, L.name .. ':hold', '1')
+  else
+    redis.call('HDEL', L.state, L.name .. ':hold')
   end
 end
 
@@ -55,9 +62,9 @@ local function leaders_subtract(L, video, n)
 end
 
 -- Past MAX leaders, keeps the KEEP highest (and every tie of the last) and raises the thresholds to match.
--- Never during a refill, so that a refill always ends.
+-- Never from the start of a refill to the retirement that asked for it, so that the retirement always ends.
 local function leaders_trim(L)
-  if L.fill or redis.call('ZCARD', L.set) <= L.caps[3] then return end
+  if L.fill or L.hold or redis.call('ZCARD', L.set) <= L.caps[3] then return end
   local at = redis.call('ZRANGE', L.set, L.caps[2] - 1, L.caps[2] - 1, 'REV', 'WITHSCORES')
   local t = tonumber(at[2])
   redis.call('ZREMRANGEBYSCORE', L.set, '-inf', '(' .. int(t))
@@ -87,20 +94,23 @@ local function leaders_subtract_all(L, counts)
   end
   if L.complete > 1 and redis.call('ZCOUNT', L.set, int(L.complete), '+inf') < L.caps[1] then
     L.enter, L.complete = 1, 1
-    leaders_save(L)
   end
+  L.hold = false
+  leaders_save(L)
 end
 
 -- Starts a refill: lower enter now; fill.lua's HSCAN steps add the videos between the two thresholds.
 local function leaders_start_fill(L)
   L.enter = math.max(1, math.floor(L.complete / 2))
-  L.fill = '0'
+  L.fill, L.hold = '0', true
   leaders_save(L)
 end
 
--- One HSCAN step of a refill. Returns true once the refill is over.
-local function leaders_fill_step(L, count)
+-- One HSCAN step of a refill. Returns true once the refill is over. `restart` scans from the start again: a
+-- cursor saved before Redis restarted (a new hash seed) could skip videos, and scanning twice is harmless.
+local function leaders_fill_step(L, count, restart)
   if not L.fill then return true end
+  if restart then L.fill = '0' end
   local r = redis.call('HSCAN', L.hash, L.fill, 'COUNT', count)
   local items = r[2]
   for j = 1, #items, 2 do
