@@ -75,7 +75,7 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
 }
 
 /// Serves `app` on `listener` with the limits of `limits` until `stop` is cancelled, then stops accepting and
-/// waits for the open connections to finish their request in hand (each bounded by the timeouts).
+/// waits for the open connections to finish their request in hand, for at most the request timeout.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -122,7 +122,17 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // A client that never reads its responses would hold its connection, and shutdown, forever: bounded here.
+    let drain = limits.request_timeout();
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            after_ms = drain.as_millis() as u64,
+            "connections still open at shutdown were dropped"
+        );
+    }
     Ok(())
 }
 

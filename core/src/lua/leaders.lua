@@ -61,12 +61,21 @@ local function leaders_subtract(L, video, n)
   end
 end
 
--- Past MAX leaders, keeps the KEEP highest (and every tie of the last) and raises the thresholds to match.
+-- Past MAX leaders, keeps the KEEP highest (and every tie of the last, unless that tie alone would keep the set
+-- over MAX) and raises the thresholds to match.
 -- Never from the start of a refill to the retirement that asked for it, so that the retirement always ends.
 local function leaders_trim(L)
   if L.fill or L.hold or redis.call('ZCARD', L.set) <= L.caps[3] then return end
   local at = redis.call('ZRANGE', L.set, L.caps[2] - 1, L.caps[2] - 1, 'REV', 'WITHSCORES')
   local t = tonumber(at[2])
+  -- Counts are small integers in a young or long-tailed window, so thousands of videos may tie at the KEEP-th
+  -- count: keeping the tie would leave the set over MAX and trim again on every call. Drop the whole tie (the
+  -- threshold moves one above it) whenever MIN leaders stay above it.
+  if redis.call('ZCOUNT', L.set, int(t), '+inf') > L.caps[3]
+      and redis.call('ZCOUNT', L.set, '(' .. int(t), '+inf') >= L.caps[1] then
+    t = t + 1
+  end
+  if t <= L.enter then return end
   redis.call('ZREMRANGEBYSCORE', L.set, '-inf', '(' .. int(t))
   L.enter, L.complete = t, t
   leaders_save(L)
