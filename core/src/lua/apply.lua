@@ -65,6 +65,7 @@ for g = 0, ngroups - 1 do
   end
 end
 for w = 1, 4 do
+  leaders_flush(win[w])
   leaders_trim(win[w])
 end
 

@@ -24,6 +24,7 @@ local function leaders_open(state_key, name, hash, set, caps)
   return {
     state = state_key, name = name, hash = hash, set = set, caps = caps,
     enter = tonumber(v[1]) or 1, complete = tonumber(v[2]) or 1, fill = v[3], hold = v[4],
+    pending = {}, npending = 0,
   }
 end
 
@@ -41,10 +42,31 @@ local function leaders_save(L)
   end
 end
 
--- Adds n (> 0) views of a video.
+-- Adds n (> 0) views of a video. A leader's new score waits in `pending` for leaders_flush: under a skewed load
+-- most views go to leaders, and one ZADD of many members costs far less than one call per video.
 local function leaders_add(L, video, n)
   local c = redis.call('HINCRBY', L.hash, video, n)
-  if c >= L.enter then redis.call('ZADD', L.set, c, video) end
+  if c >= L.enter then
+    if not L.pending[video] then L.npending = L.npending + 1 end
+    L.pending[video] = c
+  end
+end
+
+-- Writes the pending leader scores (before anything reads the leader set: trim, the end of the script).
+local function leaders_flush(L)
+  if L.npending == 0 then return end
+  local args, n = {}, 0
+  for video, c in pairs(L.pending) do
+    args[n + 1], args[n + 2] = int(c), video
+    n = n + 2
+    -- Lua's unpack is bounded by its C stack.
+    if n >= 2000 then
+      redis.call('ZADD', L.set, unpack(args, 1, n))
+      n = 0
+    end
+  end
+  if n > 0 then redis.call('ZADD', L.set, unpack(args, 1, n)) end
+  L.pending, L.npending = {}, 0
 end
 
 -- Subtracts n views of a video; a video left with none leaves the window.
