@@ -66,6 +66,17 @@ pub enum LogRead {
     OwnPending,
 }
 
+/// A script that uses the leader-set functions: `lua/leaders.lua` prepended to it (Redis scripts cannot share
+/// code otherwise, short of Redis Functions).
+macro_rules! window_script {
+    ($file:literal) => {
+        Script::from_lua(concat!(
+            include_str!("lua/leaders.lua"),
+            include_str!($file)
+        ))
+    };
+}
+
 /// How many leaders each window keeps beside its hash (`lua/leaders.lua`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderCaps {
@@ -166,27 +177,11 @@ impl RedisStore {
             timeout,
             clock: Default::default(),
             append_script: Script::from_lua(include_str!("lua/append.lua")),
-            // The scripts that change a window share the leader-set functions of leaders.lua.
-            apply_script: Script::from_lua(concat!(
-                include_str!("lua/leaders.lua"),
-                include_str!("lua/apply.lua")
-            )),
-            retire_script: Script::from_lua(concat!(
-                include_str!("lua/leaders.lua"),
-                include_str!("lua/retire.lua")
-            )),
-            fill_script: Script::from_lua(concat!(
-                include_str!("lua/leaders.lua"),
-                include_str!("lua/fill.lua")
-            )),
-            seal_script: Script::from_lua(concat!(
-                include_str!("lua/leaders.lua"),
-                include_str!("lua/seal.lua")
-            )),
-            read_bucket_script: Script::from_lua(concat!(
-                include_str!("lua/leaders.lua"),
-                include_str!("lua/read_bucket.lua")
-            )),
+            apply_script: window_script!("lua/apply.lua"),
+            retire_script: window_script!("lua/retire.lua"),
+            fill_script: window_script!("lua/fill.lua"),
+            seal_script: window_script!("lua/seal.lua"),
+            read_bucket_script: window_script!("lua/read_bucket.lua"),
         })
     }
 
