@@ -155,7 +155,10 @@ impl RedisStore {
     /// Builds the client and starts connecting. Returns at once: while Redis is unreachable every command
     /// fails within the configured timeout, and the client keeps reconnecting in the background.
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
-        let config = Config::from_url(&cfg.redis_url)?;
+        let mut config = Config::from_url(&cfg.redis_url)?;
+        // fred's default gives up for good when the first connection fails (Redis down, or still loading its
+        // data and answering LOADING); a service started before Redis must keep trying, like after a drop.
+        config.fail_fast = false;
         let timeout = cfg.timeout();
         let client = Builder::from_config(config)
             .with_performance_config(|p| p.default_command_timeout = timeout)

@@ -288,6 +288,43 @@ async fn trim_never_drops_unacknowledged_entries() {
     assert_eq!(store.window_counts(0, Window::All).await.unwrap()["v"], 3);
 }
 
+/// A service started before its Redis (down, then still loading its data) connects once Redis is ready,
+/// without a restart of its own.
+#[tokio::test]
+async fn store_started_before_redis_connects_when_redis_is_ready() {
+    let mut server = topk_testkit::RedisServer::start_persistent();
+    // Enough data that loading it at start takes a moment, answering LOADING meanwhile.
+    let mut conn = server.conn();
+    for chunk in 0..20 {
+        let mut args = vec!["MSET".to_owned()];
+        for i in 0..10_000 {
+            args.push(format!("k{chunk}:{i}"));
+            args.push("x".repeat(64));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        conn.cmd(&args).unwrap();
+    }
+    server.shutdown();
+    let cfg = RedisConfig {
+        redis_url: server.url(),
+        partitions: 2,
+        key_prefix: "late".into(),
+        redis_timeout_ms: 300,
+    };
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    assert!(store.ping().await.is_err(), "Redis is down");
+    server.start_again();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.ping().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never connected to the Redis started after it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.ensure_log_groups().await.unwrap();
+}
+
 /// Redis stopped: commands fail within the timeout instead of hanging.
 #[tokio::test]
 async fn unreachable_redis_fails_fast() {
