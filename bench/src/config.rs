@@ -49,6 +49,10 @@ pub struct BenchConfig {
     /// Videos per partition and seeded minute.
     #[arg(long, default_value_t = 10_000)]
     pub seed_videos: u64,
+    /// Measure only these groups of figures (comma-separated: ingest, freshness, queries, memory, postgres);
+    /// all of them when absent.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub only: Vec<Phase>,
     /// A smoke run that finishes within about two minutes (small sizes, short loads, fewer repeats).
     #[arg(long)]
     pub quick: bool,
@@ -57,7 +61,22 @@ pub struct BenchConfig {
     pub json: bool,
 }
 
+/// A group of figures measured together.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Ingest,
+    Freshness,
+    Queries,
+    Memory,
+    Postgres,
+}
+
 impl BenchConfig {
+    /// Whether `phase` is measured in this run.
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.only.is_empty() || self.only.contains(&phase)
+    }
+
     /// Applies `--quick`.
     pub fn effective(mut self) -> Self {
         if self.quick {

@@ -16,7 +16,7 @@ pub mod sql;
 pub mod stack;
 pub mod workload;
 
-use config::BenchConfig;
+use config::{BenchConfig, Phase};
 use sqlx::postgres::PgPoolOptions;
 use topk_core::config::{DatabaseConfig, RedisConfig};
 use topk_core::redis::RedisStore;
@@ -82,29 +82,41 @@ async fn measure(
     let [ingest_store, naive_store, query_store, seed_store] = &stores;
     let outcome = async {
         let mut out = Vec::new();
-        let (bodies, videos) = phases::workload(cfg)?;
-        {
+        if cfg.runs(Phase::Ingest) || cfg.runs(Phase::Freshness) {
+            let (bodies, videos) = phases::workload(cfg)?;
             let services = stack::Services::start(&ingest_redis, database, true).await?;
-            out.extend(
-                phases::ingest(
-                    cfg,
-                    &services,
-                    ingest_store,
-                    naive_store,
-                    bodies.clone(),
-                    videos,
-                )
-                .await?,
-            );
-            out.extend(phases::freshness(cfg, &services, bodies).await?);
+            if cfg.runs(Phase::Ingest) {
+                out.extend(
+                    phases::ingest(
+                        cfg,
+                        &services,
+                        ingest_store,
+                        naive_store,
+                        bodies.clone(),
+                        videos,
+                    )
+                    .await?,
+                );
+            }
+            if cfg.runs(Phase::Freshness) {
+                out.extend(phases::freshness(cfg, &services, bodies).await?);
+            }
         }
-        phases::prefill_windows(query_store, cfg.videos).await?;
-        {
+        if cfg.runs(Phase::Queries) || cfg.runs(Phase::Memory) {
+            phases::prefill_windows(query_store, cfg.videos).await?;
+        }
+        if cfg.runs(Phase::Queries) {
             let services = stack::Services::start(&query_redis, database, false).await?;
             out.extend(phases::queries(cfg, &services, query_store, &pool).await?);
         }
-        out.extend(phases::memory(query_store, ingest_store).await?);
-        out.extend(phases::postgres(cfg, seed_store, &pool).await?);
+        if cfg.runs(Phase::Memory) {
+            // The day tail is measured on the minutes the ingest load wrote.
+            let loaded = cfg.runs(Phase::Ingest) || cfg.runs(Phase::Freshness);
+            out.extend(phases::memory(query_store, loaded.then_some(ingest_store)).await?);
+        }
+        if cfg.runs(Phase::Postgres) {
+            out.extend(phases::postgres(cfg, seed_store, &pool).await?);
+        }
         anyhow::Ok(out)
     }
     .await;

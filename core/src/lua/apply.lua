@@ -36,6 +36,11 @@ local i = first_id + nids
 local ngroups = tonumber(ARGV[i])
 i = i + 1
 local views = 0
+-- Per window, the batch's views by video, summed over its slices before the window hash is touched once.
+local adds = {{}, {}, {}, {}}
+local function add(by_video, video, n)
+  by_video[video] = (by_video[video] or 0) + n
+end
 for g = 0, ngroups - 1 do
   local s5_key, m_key = KEYS[15 + 2 * g], KEYS[16 + 2 * g]
   local s5, m, npairs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -48,24 +53,23 @@ for g = 0, ngroups - 1 do
     redis.call('ZADD', KEYS[13], m, m)
     redis.call('ZADD', KEYS[14], m, m)
   end
-  for _ = 1, npairs do
+  -- A group's videos are distinct (the batch is aggregated per slice and video).
+  local videos, ns = {}, {}
+  for k = 1, npairs do
     local video, n = ARGV[i], tonumber(ARGV[i + 1])
     i = i + 2
-    if live_minute then
-      redis.call('HINCRBY', s5_key, video, n)
-      leaders_add(win[1], video, n)
-    end
-    if live_hour then leaders_add(win[2], video, n) end
-    if live_day then
-      redis.call('HINCRBY', m_key, video, n)
-      leaders_add(win[3], video, n)
-    end
-    leaders_add(win[4], video, n)
+    videos[k], ns[k] = video, n
+    if live_minute then add(adds[1], video, n) end
+    if live_hour then add(adds[2], video, n) end
+    if live_day then add(adds[3], video, n) end
+    add(adds[4], video, n)
     views = views + n
   end
+  if live_minute then hash_add(s5_key, videos, ns) end
+  if live_day then hash_add(m_key, videos, ns) end
 end
 for w = 1, 4 do
-  leaders_flush(win[w])
+  leaders_add_all(win[w], adds[w])
   leaders_trim(win[w])
 end
 

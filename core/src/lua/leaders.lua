@@ -24,7 +24,6 @@ local function leaders_open(state_key, name, hash, set, caps)
   return {
     state = state_key, name = name, hash = hash, set = set, caps = caps,
     enter = tonumber(v[1]) or 1, complete = tonumber(v[2]) or 1, fill = v[3], hold = v[4],
-    pending = {}, npending = 0,
   }
 end
 
@@ -42,45 +41,97 @@ local function leaders_save(L)
   end
 end
 
--- Adds n (> 0) views of a video. A leader's new score waits in `pending` for leaders_flush: under a skewed load
--- most views go to leaders, and one ZADD of many members costs far less than one call per video.
-local function leaders_add(L, video, n)
-  local c = redis.call('HINCRBY', L.hash, video, n)
-  if c >= L.enter then
-    if not L.pending[video] then L.npending = L.npending + 1 end
-    L.pending[video] = c
-  end
-end
+-- Field updates go in chunks: one HMGET and one HSET (or HDEL) of many fields instead of one HINCRBY per field.
+-- From Lua a call costs several times the field update it makes, and a batch under load touches thousands of
+-- fields. Chunks bound the arguments of one call (Lua's unpack is limited by its C stack).
+local CHUNK = 1000
 
--- Writes the pending leader scores (before anything reads the leader set: trim, the end of the script).
-local function leaders_flush(L)
-  if L.npending == 0 then return end
-  local args, n = {}, 0
-  for video, c in pairs(L.pending) do
-    args[n + 1], args[n + 2] = int(c), video
-    n = n + 2
-    -- Lua's unpack is bounded by its C stack.
-    if n >= 2000 then
-      redis.call('ZADD', L.set, unpack(args, 1, n))
-      n = 0
+-- The counts of `videos` (an array) in `hash`, 0 for a missing field.
+local function hash_counts(hash, videos)
+  local counts = {}
+  for from = 1, #videos, CHUNK do
+    local to = math.min(from + CHUNK - 1, #videos)
+    local got = redis.call('HMGET', hash, unpack(videos, from, to))
+    for j = from, to do
+      counts[j] = tonumber(got[j - from + 1]) or 0
     end
   end
-  if n > 0 then redis.call('ZADD', L.set, unpack(args, 1, n)) end
-  L.pending, L.npending = {}, 0
+  return counts
 end
 
--- Subtracts n views of a video; a video left with none leaves the window.
-local function leaders_subtract(L, video, n)
-  local c = redis.call('HINCRBY', L.hash, video, -n)
-  local was_leader = c + n >= L.enter
-  if c <= 0 then
-    redis.call('HDEL', L.hash, video)
-    if was_leader then redis.call('ZREM', L.set, video) end
-  elseif c >= L.enter then
-    redis.call('ZADD', L.set, c, video)
-  elseif was_leader then
-    redis.call('ZREM', L.set, video)
+-- Adds deltas[j] to field videos[j] of `hash` (videos distinct) and returns the new counts; a field left at 0
+-- or below is deleted.
+local function hash_add(hash, videos, deltas)
+  local counts = hash_counts(hash, videos)
+  for from = 1, #videos, CHUNK do
+    local set, nset, gone, ngone = {}, 0, {}, 0
+    for j = from, math.min(from + CHUNK - 1, #videos) do
+      local c = counts[j] + deltas[j]
+      counts[j] = c
+      if c > 0 then
+        set[nset + 1], set[nset + 2] = videos[j], int(c)
+        nset = nset + 2
+      else
+        ngone = ngone + 1
+        gone[ngone] = videos[j]
+      end
+    end
+    if nset > 0 then redis.call('HSET', hash, unpack(set, 1, nset)) end
+    if ngone > 0 then redis.call('HDEL', hash, unpack(gone, 1, ngone)) end
   end
+  return counts
+end
+
+-- A table video -> n as two arrays (the form hash_add takes); `sign` -1 negates the counts.
+local function as_arrays(by_video, sign)
+  local videos, ns, k = {}, {}, 0
+  for video, n in pairs(by_video) do
+    k = k + 1
+    videos[k], ns[k] = video, sign * n
+  end
+  return videos, ns
+end
+
+-- Runs `command` (ZADD or ZREM) on `set` with `args`, chunked.
+local function set_call(command, set, args, n)
+  for from = 1, n, 2 * CHUNK do
+    redis.call(command, set, unpack(args, from, math.min(from + 2 * CHUNK - 1, n)))
+  end
+end
+
+-- Adds views to a window: by_video maps a video to its new views (> 0). Videos reaching `enter` get their
+-- exact count in the leader set (rule 2 follows: complete >= enter).
+local function leaders_add_all(L, by_video)
+  local videos, ns = as_arrays(by_video, 1)
+  local counts = hash_add(L.hash, videos, ns)
+  local args, n = {}, 0
+  for j = 1, #videos do
+    if counts[j] >= L.enter then
+      args[n + 1], args[n + 2] = int(counts[j]), videos[j]
+      n = n + 2
+    end
+  end
+  set_call('ZADD', L.set, args, n)
+end
+
+-- Subtracts views from a window (by_video: video -> views, each at most the video's count); a video left with
+-- none leaves the window, a leader that falls below `enter` leaves the leader set.
+local function leaders_subtract(L, by_video)
+  local videos, ns = as_arrays(by_video, -1)
+  local counts = hash_add(L.hash, videos, ns)
+  local add, nadd, rem, nrem = {}, 0, {}, 0
+  for j = 1, #videos do
+    local c = counts[j]
+    if c > 0 and c >= L.enter then
+      add[nadd + 1], add[nadd + 2] = int(c), videos[j]
+      nadd = nadd + 2
+    elseif c - ns[j] >= L.enter then
+      nrem = nrem + 1
+      rem[nrem] = videos[j]
+    end
+  end
+  set_call('ZADD', L.set, add, nadd)
+  set_call('ZREM', L.set, rem, nrem)
 end
 
 -- Past MAX leaders, keeps the KEEP highest (and every tie of the last, unless that tie alone would keep the set
@@ -105,12 +156,14 @@ end
 
 -- Whether rule 3 can hold once `counts` (video -> views) are subtracted: MIN leaders stay >= complete, or every
 -- video left does (then leaders_subtract_all drops the thresholds to 1).
-local function leaders_hold_after(L, counts)
+local function leaders_hold_after(L, by_video)
   if L.complete <= 1 then return true end
   local above = redis.call('ZCOUNT', L.set, int(L.complete), '+inf')
   local videos = redis.call('HLEN', L.hash)
-  for video, n in pairs(counts) do
-    local c = tonumber(redis.call('HGET', L.hash, video) or '0')
+  local ids, ns = as_arrays(by_video, 1)
+  local counts = hash_counts(L.hash, ids)
+  for j = 1, #ids do
+    local c, n = counts[j], ns[j]
     if c >= L.complete and c - n < L.complete then above = above - 1 end
     if c > 0 and c - n <= 0 then videos = videos - 1 end
   end
@@ -119,10 +172,8 @@ end
 
 -- Subtracts a slice that leaders_hold_after accepted. With fewer than MIN leaders left, every video left is one,
 -- and thresholds of 1 keep it so for videos that arrive later.
-local function leaders_subtract_all(L, counts)
-  for video, n in pairs(counts) do
-    leaders_subtract(L, video, n)
-  end
+local function leaders_subtract_all(L, by_video)
+  leaders_subtract(L, by_video)
   if L.complete > 1 and redis.call('ZCOUNT', L.set, int(L.complete), '+inf') < L.caps[1] then
     L.enter, L.complete = 1, 1
   end
