@@ -4,7 +4,8 @@
 use crate::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use topk_core::domain::{RankedVideo, TopK, Window};
 use topk_core::http::{ApiError, ErrorBody};
@@ -47,14 +48,15 @@ pub fn parse_query(
 pub async fn topk(
     State(state): State<AppState>,
     query: Result<Query<RankingQuery>, QueryRejection>,
-) -> Result<Json<Vec<RankedVideo>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (window, k) = parse_query(query)?;
-    let ranking = state
+    // The cache keeps each ranking serialized: the body is a copied prefix of its bytes.
+    let body = state
         .rankings
-        .top(&state.store, window, k)
+        .top_json(&state.store, window, k)
         .await
         .map_err(|e| ApiError::unavailable("the rankings (Redis)", &e))?;
-    Ok(Json(ranking))
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The same ranking on the route the product was first specified with.
@@ -65,7 +67,7 @@ pub async fn topk(
 pub async fn view_video(
     state: State<AppState>,
     query: Result<Query<RankingQuery>, QueryRejection>,
-) -> Result<Json<Vec<RankedVideo>>, ApiError> {
+) -> Result<Response, ApiError> {
     topk(state, query).await
 }
 
