@@ -49,6 +49,12 @@ pub struct IngestConfig {
     /// Log entries a worker applies in one atomic step.
     #[arg(long, env = "TOPK_WORKER_BATCH_ENTRIES", default_value_t = 256)]
     pub worker_batch_entries: usize,
+    /// How long a worker waits after applying a batch that emptied its partition's log, so that the next one
+    /// is larger: views of a batch are summed per video and window before Redis sees them, and leader scores
+    /// are written once per batch, so larger batches cost Redis less per view. It adds at most this much to
+    /// the time before a view is ranked. A full batch (a backlog) is followed at once.
+    #[arg(long, env = "TOPK_WORKER_BATCH_WAIT_MS", default_value_t = 200)]
+    pub worker_batch_wait_ms: u64,
     /// How long an entry may stay pending with another worker before it is claimed (that worker is presumed dead).
     #[arg(long, env = "TOPK_CLAIM_IDLE_MS", default_value_t = 30_000)]
     pub claim_idle_ms: u64,
@@ -100,6 +106,10 @@ impl IngestConfig {
                     .map_err(|why| anyhow::anyhow!("TOPK_INGEST_TOKEN / --token: {why}"))
             })
             .transpose()
+    }
+
+    pub fn worker_batch_wait(&self) -> Duration {
+        Duration::from_millis(self.worker_batch_wait_ms)
     }
 
     pub fn claim_idle(&self) -> Duration {

@@ -141,6 +141,7 @@ impl Application {
                     p,
                     consumer.clone(),
                     config.worker_batch_entries,
+                    config.worker_batch_wait(),
                     config.claim_idle(),
                     stop.clone(),
                 ));

@@ -96,11 +96,13 @@ pub async fn step(
 }
 
 /// Runs [`step`] on partition `p` until `stop` is cancelled; the batch in hand is always finished first.
+/// After a batch smaller than `max_entries` (the log is drained) it waits `batch_wait` so views accumulate.
 pub async fn run_partition(
     store: RedisStore,
     p: Partition,
     consumer: String,
     max_entries: usize,
+    batch_wait: Duration,
     claim_idle: Duration,
     stop: CancellationToken,
 ) {
@@ -131,16 +133,19 @@ pub async fn run_partition(
         };
         match result {
             Ok(report) if report.entries > 0 => {
-                idle = Duration::from_millis(1);
                 tracing::debug!(
                     partition = p,
                     entries = report.entries,
                     views = report.views,
                     "applied"
                 );
-                continue;
+                if report.entries >= max_entries {
+                    idle = Duration::from_millis(1);
+                    continue;
+                }
+                idle = batch_wait;
             }
-            Ok(_) => idle = (idle * 2).min(Duration::from_millis(50)),
+            Ok(_) => idle = (idle * 2).clamp(Duration::from_millis(1), Duration::from_millis(50)),
             Err(e) if e.is_missing_group() => {
                 tracing::warn!(
                     partition = p,
