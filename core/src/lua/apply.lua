@@ -36,40 +36,60 @@ local i = first_id + nids
 local ngroups = tonumber(ARGV[i])
 i = i + 1
 local views = 0
--- Per window, the batch's views by video, summed over its slices before the window hash is touched once.
-local adds = {{}, {}, {}, {}}
-local function add(by_video, video, n)
-  by_video[video] = (by_video[video] or 0) + n
-end
+-- Each group's videos and counts, and whether its slice is live in the minute, hour and day windows.
+local groups = {}
 for g = 0, ngroups - 1 do
   local s5_key, m_key = KEYS[15 + 2 * g], KEYS[16 + 2 * g]
   local s5, m, npairs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   i = i + 3
   -- A slice at or behind a window's cursor has been subtracted already: adding to it (or to its bucket)
   -- would never be undone, so the view counts only where its slice is still live.
-  local live_minute, live_hour, live_day = s5 > cur_minute, m > cur_hour, m > cur_day
-  if live_minute then redis.call('ZADD', KEYS[12], s5, s5) end
-  if live_day then
+  local live = {s5 > cur_minute, m > cur_hour, m > cur_day, true}
+  if live[1] then redis.call('ZADD', KEYS[12], s5, s5) end
+  if live[3] then
     redis.call('ZADD', KEYS[13], m, m)
     redis.call('ZADD', KEYS[14], m, m)
   end
   -- A group's videos are distinct (the batch is aggregated per slice and video).
   local videos, ns = {}, {}
   for k = 1, npairs do
-    local video, n = ARGV[i], tonumber(ARGV[i + 1])
+    local n = tonumber(ARGV[i + 1])
+    videos[k], ns[k] = ARGV[i], n
     i = i + 2
-    videos[k], ns[k] = video, n
-    if live_minute then add(adds[1], video, n) end
-    if live_hour then add(adds[2], video, n) end
-    if live_day then add(adds[3], video, n) end
-    add(adds[4], video, n)
     views = views + n
   end
-  if live_minute then hash_add(s5_key, videos, ns) end
-  if live_day then hash_add(m_key, videos, ns) end
+  if live[1] then hash_add(s5_key, videos, ns) end
+  if live[3] then hash_add(m_key, videos, ns) end
+  groups[g + 1] = {videos = videos, ns = ns, live = live}
+end
+
+-- The views by video of the groups live in window w, as two arrays. Nearly every batch is one group, or groups
+-- live in every window, so the sum is made once and shared by the windows (Lua's table work is a large part
+-- of a call's cost).
+local sums = {}
+local function sum_for(w)
+  local key = ''
+  for g = 1, ngroups do key = key .. (groups[g].live[w] and '1' or '0') end
+  if sums[key] then return sums[key][1], sums[key][2] end
+  local videos, ns
+  if key == '1' then
+    videos, ns = groups[1].videos, groups[1].ns
+  else
+    local by_video = {}
+    for g = 1, ngroups do
+      if groups[g].live[w] then
+        local gv, gn = groups[g].videos, groups[g].ns
+        for k = 1, #gv do by_video[gv[k]] = (by_video[gv[k]] or 0) + gn[k] end
+      end
+    end
+    videos, ns = as_arrays(by_video, 1)
+  end
+  sums[key] = {videos, ns}
+  return videos, ns
 end
 for w = 1, 4 do
-  leaders_add_all(win[w], adds[w])
+  local videos, ns = sum_for(w)
+  if #videos > 0 then leaders_add_all(win[w], videos, ns) end
   leaders_trim(win[w])
 end
 

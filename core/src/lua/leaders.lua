@@ -44,6 +44,8 @@ end
 -- Field updates go in chunks: one HMGET and one HSET (or HDEL) of many fields instead of one HINCRBY per field.
 -- From Lua a call costs several times the field update it makes, and a batch under load touches thousands of
 -- fields. Chunks bound the arguments of one call (Lua's unpack is limited by its C stack).
+-- Counts are passed to Redis as Lua numbers, not strings: Redis formats a number argument itself ("%.17g",
+-- exact for integers below 2^53), while a Lua string would be built and interned first, per field.
 local CHUNK = 1000
 
 -- The counts of `videos` (an array) in `hash`, 0 for a missing field.
@@ -69,7 +71,7 @@ local function hash_add(hash, videos, deltas)
       local c = counts[j] + deltas[j]
       counts[j] = c
       if c > 0 then
-        set[nset + 1], set[nset + 2] = videos[j], int(c)
+        set[nset + 1], set[nset + 2] = videos[j], c
         nset = nset + 2
       else
         ngone = ngone + 1
@@ -99,15 +101,14 @@ local function set_call(command, set, args, n)
   end
 end
 
--- Adds views to a window: by_video maps a video to its new views (> 0). Videos reaching `enter` get their
--- exact count in the leader set (rule 2 follows: complete >= enter).
-local function leaders_add_all(L, by_video)
-  local videos, ns = as_arrays(by_video, 1)
+-- Adds views to a window: ns[j] new views (> 0) of videos[j] (videos distinct). Videos reaching `enter` get
+-- their exact count in the leader set (rule 2 follows: complete >= enter).
+local function leaders_add_all(L, videos, ns)
   local counts = hash_add(L.hash, videos, ns)
   local args, n = {}, 0
   for j = 1, #videos do
     if counts[j] >= L.enter then
-      args[n + 1], args[n + 2] = int(counts[j]), videos[j]
+      args[n + 1], args[n + 2] = counts[j], videos[j]
       n = n + 2
     end
   end
@@ -123,7 +124,7 @@ local function leaders_subtract(L, by_video)
   for j = 1, #videos do
     local c = counts[j]
     if c > 0 and c >= L.enter then
-      add[nadd + 1], add[nadd + 2] = int(c), videos[j]
+      add[nadd + 1], add[nadd + 2] = c, videos[j]
       nadd = nadd + 2
     elseif c - ns[j] >= L.enter then
       nrem = nrem + 1
