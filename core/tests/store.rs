@@ -196,6 +196,44 @@ async fn check(store: &RedisStore, events: &[(i64, String, u64)], now: i64) {
     }
 }
 
+/// One batch whose slices differ in liveness: one already retired from the hour window, one only from the minute
+/// window, one live everywhere. Each window must count just its live slices, although a video appears in all three.
+#[tokio::test]
+async fn a_batch_counts_each_slice_only_in_the_windows_where_it_is_live() {
+    let store = store("liveness", 1).await;
+    let groups: [(i64, &[(&str, u64)]); 3] = [
+        (T0 - 2 * 3_600_000 - 60_000, &[("a", 3), ("b", 2)]),
+        (T0 - 90_000, &[("a", 1), ("c", 4)]),
+        (T0, &[("a", 2), ("d", 1)]),
+    ];
+    let mut events = Vec::new();
+    for (at, views) in groups {
+        let parsed: Vec<(VideoId, u64)> = views
+            .iter()
+            .map(|(v, n)| (VideoId::parse(v).unwrap(), *n))
+            .collect();
+        store.append_at(&parsed, at).await.unwrap();
+        events.extend(views.iter().map(|(v, n)| (at, v.to_string(), *n)));
+    }
+    // The cursors pass the two older slices before any of their views is applied.
+    retire_all(&store, T0).await;
+
+    let entries = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
+    let batch = aggregate(&entries);
+    assert_eq!(batch.slices.len(), 3, "one batch, three slices");
+    assert_eq!(
+        store.apply(0, "w", &batch).await.unwrap(),
+        ApplyOutcome::Applied { views: 13 }
+    );
+    assert_eq!(
+        window_counts(&store, Window::Minute).await,
+        HashMap::from([("a".to_owned(), 2), ("d".to_owned(), 1)])
+    );
+    assert_eq!(window_counts(&store, Window::Hour).await["a"], 3);
+    assert_eq!(window_counts(&store, Window::Day).await["a"], 6);
+    check(&store, &events, T0).await;
+}
+
 /// A worker whose entries were claimed by another (it looked dead) applies nothing; the claimer counts them once.
 #[tokio::test]
 async fn claimed_entries_are_applied_once() {
