@@ -7,11 +7,11 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `P:{p}:log` | stream | the log: one entry per accepted batch and partition, fields video id, values count |
-//! | `P:{p}:s5:<slice>` | hash | views per video in one 5-second slice (the minute window's slices) |
-//! | `P:{p}:m:<minute>` | hash | views per video in one minute still open to writes (hour and day slices) |
+//! | `P:{p}:s5:<slice>` | string | one 5-second slice (the minute window's slices): `<video> <views>\n` lines appended per batch, a video on several lines; readers sum them |
+//! | `P:{p}:m:<minute>` | string | one minute still open to writes (hour and day slices), lines as in `s5` |
 //! | `P:{p}:mz:<minute>` | string | a sealed minute: `<video> <views>\n` lines, ~11 bytes a video (the day tail) |
 //! | `P:{p}:s5idx`, `P:{p}:midx` | sorted set | which slices/minutes have a bucket (score = member = slice) |
-//! | `P:{p}:open` | sorted set | minutes whose open hash is not sealed yet (score = member = minute) |
+//! | `P:{p}:open` | sorted set | minutes whose open string is not sealed yet (score = member = minute) |
 //! | `P:{p}:w:<window>` | hash | the window's views per video, kept incrementally |
 //! | `P:{p}:top:<window>` | sorted set | the window's leaders: every video whose count is at least the threshold |
 //! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it |
@@ -88,7 +88,7 @@ impl KeySchema {
     pub fn slice5(&self, p: Partition, slice: i64) -> String {
         self.key(p, &format!("s5:{slice}"))
     }
-    /// A minute's open hash, written by the workers until the minute is sealed.
+    /// A minute's open string of appended lines, written by the workers until the minute is sealed.
     pub fn minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("m:{minute}"))
     }
@@ -96,7 +96,7 @@ impl KeySchema {
     pub fn sealed_minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("mz:{minute}"))
     }
-    /// Minutes with an open hash not yet sealed.
+    /// Minutes with an open string not yet sealed.
     pub fn open_minutes(&self, p: Partition) -> String {
         self.key(p, "open")
     }

@@ -518,8 +518,8 @@ impl RedisStore {
         }
     }
 
-    /// Seals partition `p`'s open minutes before `before_minute` (`lua/seal.lua`): each minute's hash becomes
-    /// one packed blob. Returns the minutes sealed.
+    /// Seals partition `p`'s open minutes before `before_minute` (`lua/seal.lua`): each minute's appended
+    /// lines become one packed blob. Returns the minutes sealed.
     pub async fn seal_minutes(&self, p: Partition, before_minute: i64) -> Result<u32> {
         let k = &self.keys;
         let open: Vec<String> = self
@@ -674,7 +674,7 @@ impl RedisStore {
         Ok(sum)
     }
 
-    /// Every video's views in one slice of `window`: its open hash plus, for minutes, its sealed blob.
+    /// Every video's views in one slice of `window`: its open lines plus, for minutes, its sealed blob.
     async fn slice_counts(
         &self,
         p: Partition,

@@ -21,7 +21,7 @@ pub async fn retire_once(store: &RedisStore, now_ms: i64) -> Result<u32, StoreEr
 }
 
 /// Seals, on every partition, the minutes that ended at least a minute before `now_ms`. A worker that lags
-/// more than that only reopens the minute's hash: sealing again later merges it.
+/// more than that only reopens the minute's open string: sealing again later merges it.
 pub async fn seal_once(store: &RedisStore, now_ms: i64) -> Result<u32, StoreError> {
     let mut sealed = 0;
     for p in store.keys().all_partitions() {

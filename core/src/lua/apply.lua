@@ -51,15 +51,21 @@ for g = 0, ngroups - 1 do
     redis.call('ZADD', KEYS[14], m, m)
   end
   -- A group's videos are distinct (the batch is aggregated per slice and video).
-  local videos, ns = {}, {}
+  local videos, ns, lines = {}, {}, {}
   for k = 1, npairs do
     local n = tonumber(ARGV[i + 1])
     videos[k], ns[k] = ARGV[i], n
+    -- The bucket's lines reuse the argument strings: no number is formatted.
+    lines[4 * k - 3], lines[4 * k - 2], lines[4 * k - 1], lines[4 * k] = ARGV[i], ' ', ARGV[i + 1], '\n'
     i = i + 2
     views = views + n
   end
-  if live[1] then hash_add(s5_key, videos, ns) end
-  if live[3] then hash_add(m_key, videos, ns) end
+  -- Buckets are append-only: one APPEND per group instead of reading and writing a field per video.
+  if live[1] or live[3] then
+    local blob = table.concat(lines)
+    if live[1] then redis.call('APPEND', s5_key, blob) end
+    if live[3] then redis.call('APPEND', m_key, blob) end
+  end
   groups[g + 1] = {videos = videos, ns = ns, live = live}
 end
 

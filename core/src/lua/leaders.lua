@@ -209,20 +209,22 @@ local function leaders_fill_step(L, count, restart)
   return not L.fill
 end
 
--- Reads a bucket (an open hash and, for minutes, a sealed blob) into a table video -> views.
-local function bucket_counts(hash, sealed)
-  local counts = {}
-  local h = redis.call('HGETALL', hash)
-  for j = 1, #h, 2 do
-    counts[h[j]] = tonumber(h[j + 1])
+-- Adds the `<video> <views>\n` lines of `blob` (a video may have several) to the table video -> views.
+local function add_lines(counts, blob)
+  for video, n in string.gmatch(blob, '(%S+) (%d+)\n') do
+    counts[video] = (counts[video] or 0) + tonumber(n)
   end
+end
+
+-- Reads a bucket into a table video -> views: its open string, which apply.lua appends lines to, one per
+-- (batch, video), and for minutes the sealed blob seal.lua compacted them into (one line per video).
+local function bucket_counts(open, sealed)
+  local counts = {}
+  local blob = redis.call('GET', open)
+  if blob then add_lines(counts, blob) end
   if sealed then
-    local blob = redis.call('GET', sealed)
-    if blob then
-      for video, n in string.gmatch(blob, '(%S+) (%d+)\n') do
-        counts[video] = (counts[video] or 0) + tonumber(n)
-      end
-    end
+    blob = redis.call('GET', sealed)
+    if blob then add_lines(counts, blob) end
   end
   return counts
 end

@@ -1,7 +1,7 @@
--- Reads one slice's counts, its open hash and its sealed blob together: seal.lua could otherwise run between
--- two separate reads and move the hash into the blob, so the minute would be read twice or not at all.
+-- Reads one slice's counts, its open string and its sealed blob together: seal.lua could otherwise run between
+-- two separate reads and move the open lines into the blob, so the minute would be read twice or not at all.
 --
--- KEYS: 1 the open hash, 2 the sealed blob (or the hash again when the slice is never sealed)
+-- KEYS: 1 the open string, 2 the sealed blob (or the open string again when the slice is never sealed)
 -- ARGV: 1 '1' when KEYS[2] is a sealed blob
 -- Returns a flat list video, views, video, views, ...
 local sealed = nil

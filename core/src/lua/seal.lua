@@ -1,9 +1,9 @@
--- Seals one minute of a partition: its open hash is merged into the minute's packed blob of `<video> <views>\n`
--- lines (about 11 bytes a video instead of ~56 in a hash), which the day window's tail keeps for 24 hours.
--- A view applied to the minute later (a late entry) opens the hash again; readers always sum the two, so
--- sealing is only compaction and never changes a count.
+-- Seals one minute of a partition: its open string (one `<video> <views>\n` line per batch and video) is
+-- merged into the minute's packed blob of the same lines, one per video (about 11 bytes a video), which the
+-- day window's tail keeps for 24 hours. A view applied to the minute later (a late entry) opens the string
+-- again; readers always sum the two, so sealing is only compaction and never changes a count.
 --
--- KEYS: 1 open-minute index, 2 the minute's open hash, 3 its sealed blob
+-- KEYS: 1 open-minute index, 2 the minute's open string, 3 its sealed blob
 -- ARGV: 1 minute
 -- Returns the number of videos in the sealed blob.
 local counts = bucket_counts(KEYS[2], KEYS[3])
