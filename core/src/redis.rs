@@ -6,7 +6,9 @@
 
 use crate::batch::{decode_fields, encode_fields, AggregatedBatch, EntryId, LogEntry};
 use crate::config::RedisConfig;
-use crate::domain::{merge_rankings, RankedVideo, TopK, VideoId, Window};
+use crate::domain::{
+    first_read_len, lists_to_extend, merge_rankings, RankedVideo, TopK, VideoId, Window,
+};
 use crate::keys::{KeySchema, Partition, CONSUMER_GROUP};
 use crate::sealed;
 use crate::slices::{self, retire_target, window_slices};
@@ -554,12 +556,34 @@ impl RedisStore {
 
     /// The global top `k` of `window`: each partition's top K of its leader set (`ZRANGE ... REV`), merged.
     pub async fn top(&self, window: Window, k: TopK) -> Result<Vec<RankedVideo>> {
-        let lists = futures::future::try_join_all(
-            self.keys
-                .all_partitions()
-                .map(|p| self.range_rev(self.keys.leaders(p, window), Some(k))),
-        )
-        .await?;
+        // A short prefix of each partition's leaders first, then the whole top K of the few partitions that
+        // could hide more of it (see `lists_to_extend`). Each partition's list is one read, as before; a list
+        // read again replaces the first, and the check is repeated on what was read, so a ranking that moved
+        // in between is still checked against the lists merged.
+        let first = first_read_len(k, usize::from(self.keys.partitions()));
+        let read = |p: Partition, n: usize| {
+            self.range_rev(
+                self.keys.leaders(p, window),
+                Some(TopK::new(n).expect("1..=k")),
+            )
+        };
+        let mut lists =
+            futures::future::try_join_all(self.keys.all_partitions().map(|p| read(p, first)))
+                .await?;
+        let mut asked = vec![first; lists.len()];
+        loop {
+            let more = lists_to_extend(&lists, &asked, k);
+            if more.is_empty() {
+                break;
+            }
+            let again =
+                futures::future::try_join_all(more.iter().map(|&i| read(i as Partition, k.get())))
+                    .await?;
+            for (i, list) in more.into_iter().zip(again) {
+                lists[i] = list;
+                asked[i] = k.get();
+            }
+        }
         Ok(merge_rankings(lists, k))
     }
 
@@ -1158,16 +1182,36 @@ impl RedisStore {
     /// CPU seconds the Redis server has used so far (user + system, from INFO cpu): the benchmark divides its
     /// growth by the views applied to get Redis time per view.
     pub async fn server_cpu_seconds(&self) -> Result<f64> {
+        Ok(self
+            .server_info("cpu", &["used_cpu_user", "used_cpu_sys"])
+            .await?
+            .into_iter()
+            .sum())
+    }
+
+    /// Whether Redis is writing a snapshot or rewriting its append-only file (a forked child using a core).
+    pub async fn persistence_busy(&self) -> Result<bool> {
+        let busy = self
+            .server_info(
+                "persistence",
+                &["rdb_bgsave_in_progress", "aof_rewrite_in_progress"],
+            )
+            .await?;
+        Ok(busy.into_iter().any(|v| v > 0.0))
+    }
+
+    /// The numeric values of `fields` in `INFO section`.
+    async fn server_info(&self, section: &str, fields: &[&str]) -> Result<Vec<f64>> {
         let info: String = self
             .client
-            .custom(cmd!("INFO"), vec!["cpu".to_owned()])
+            .custom(cmd!("INFO"), vec![section.to_owned()])
             .await?;
         Ok(info
             .lines()
             .filter_map(|l| l.split_once(':'))
-            .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+            .filter(|(k, _)| fields.contains(k))
             .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-            .sum())
+            .collect())
     }
 
     /// Bytes Redis uses for every window (its hash and its leader set, MEMORY USAGE with every element
