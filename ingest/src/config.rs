@@ -53,7 +53,7 @@ pub struct IngestConfig {
     /// is larger: views of a batch are summed per video and window before Redis sees them, and leader scores
     /// are written once per batch, so larger batches cost Redis less per view. It adds at most this much to
     /// the time before a view is ranked. A full batch (a backlog) is followed at once.
-    #[arg(long, env = "TOPK_WORKER_BATCH_WAIT_MS", default_value_t = 200)]
+    #[arg(long, env = "TOPK_WORKER_BATCH_WAIT_MS", default_value_t = 500)]
     pub worker_batch_wait_ms: u64,
     /// How long an entry may stay pending with another worker before it is claimed (that worker is presumed dead).
     #[arg(long, env = "TOPK_CLAIM_IDLE_MS", default_value_t = 30_000)]
