@@ -44,8 +44,9 @@ end
 -- Field updates go in chunks: one HMGET and one HSET (or HDEL) of many fields instead of one HINCRBY per field.
 -- From Lua a call costs several times the field update it makes, and a batch under load touches thousands of
 -- fields. Chunks bound the arguments of one call (Lua's unpack is limited by its C stack).
--- Counts are passed to Redis as Lua numbers, not strings: Redis formats a number argument itself ("%.17g",
--- exact for integers below 2^53), while a Lua string would be built and interned first, per field.
+-- A new count is formatted once ('%d', an integer conversion) and the string serves the HSET and the leader's
+-- ZADD: a Lua number argument would be formatted by Redis with "%.17g", a slower floating-point conversion,
+-- once per command.
 local CHUNK = 1000
 
 -- The counts of `videos` (an array) in `hash`, 0 for a missing field.
@@ -61,17 +62,20 @@ local function hash_counts(hash, videos)
   return counts
 end
 
--- Adds deltas[j] to field videos[j] of `hash` (videos distinct) and returns the new counts; a field left at 0
--- or below is deleted.
+-- Adds deltas[j] to field videos[j] of `hash` (videos distinct) and returns the new counts and, for those
+-- above 0, the same as strings; a field left at 0 or below is deleted.
 local function hash_add(hash, videos, deltas)
   local counts = hash_counts(hash, videos)
+  local texts = {}
   for from = 1, #videos, CHUNK do
     local set, nset, gone, ngone = {}, 0, {}, 0
     for j = from, math.min(from + CHUNK - 1, #videos) do
       local c = counts[j] + deltas[j]
       counts[j] = c
       if c > 0 then
-        set[nset + 1], set[nset + 2] = videos[j], c
+        local text = int(c)
+        texts[j] = text
+        set[nset + 1], set[nset + 2] = videos[j], text
         nset = nset + 2
       else
         ngone = ngone + 1
@@ -81,7 +85,7 @@ local function hash_add(hash, videos, deltas)
     if nset > 0 then redis.call('HSET', hash, unpack(set, 1, nset)) end
     if ngone > 0 then redis.call('HDEL', hash, unpack(gone, 1, ngone)) end
   end
-  return counts
+  return counts, texts
 end
 
 -- A table video -> n as two arrays (the form hash_add takes); `sign` -1 negates the counts.
@@ -104,11 +108,11 @@ end
 -- Adds views to a window: ns[j] new views (> 0) of videos[j] (videos distinct). Videos reaching `enter` get
 -- their exact count in the leader set (rule 2 follows: complete >= enter).
 local function leaders_add_all(L, videos, ns)
-  local counts = hash_add(L.hash, videos, ns)
+  local counts, texts = hash_add(L.hash, videos, ns)
   local args, n = {}, 0
   for j = 1, #videos do
     if counts[j] >= L.enter then
-      args[n + 1], args[n + 2] = counts[j], videos[j]
+      args[n + 1], args[n + 2] = texts[j], videos[j]
       n = n + 2
     end
   end
@@ -119,12 +123,12 @@ end
 -- none leaves the window, a leader that falls below `enter` leaves the leader set.
 local function leaders_subtract(L, by_video)
   local videos, ns = as_arrays(by_video, -1)
-  local counts = hash_add(L.hash, videos, ns)
+  local counts, texts = hash_add(L.hash, videos, ns)
   local add, nadd, rem, nrem = {}, 0, {}, 0
   for j = 1, #videos do
     local c = counts[j]
     if c > 0 and c >= L.enter then
-      add[nadd + 1], add[nadd + 2] = c, videos[j]
+      add[nadd + 1], add[nadd + 2] = texts[j], videos[j]
       nadd = nadd + 2
     elseif c - ns[j] >= L.enter then
       nrem = nrem + 1
