@@ -415,6 +415,7 @@ impl RedisStore {
             keys.push(k.minute(p, slice.minute));
             args.push(slice.slice5.to_string());
             args.push(slice.minute.to_string());
+            args.push(bucket_lines(&slice.increments));
             args.push(slice.increments.len().to_string());
             for (video, n) in &slice.increments {
                 args.push(video.clone());
@@ -896,6 +897,17 @@ impl RedisStore {
         }
         Ok(out)
     }
+}
+
+/// A slice's increments as the `<video id> <views>\n` lines its append-only buckets hold (ids never hold a
+/// space or a newline, so nothing needs escaping).
+fn bucket_lines(increments: &[(String, u64)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(increments.iter().map(|(v, _)| v.len() + 8).sum());
+    for (video, n) in increments {
+        let _ = writeln!(out, "{video} {n}");
+    }
+    out
 }
 
 /// `[id, [field, value, ...]]`; fields are nil for an entry trimmed while pending.

@@ -17,11 +17,8 @@ for k = 1, #KEYS do
   local n = tonumber(ARGV[i])
   local first, last = i + 1, i + 2 * n
   for from = first, last, 4000 do
-    local args = {KEYS[k], ARGV[2]}
-    for j = from, math.min(from + 3999, last) do
-      args[#args + 1] = ARGV[j]
-    end
-    redis.call('XADD', unpack(args))
+    -- The pairs go straight from ARGV: no table is built per entry.
+    redis.call('XADD', KEYS[k], ARGV[2], unpack(ARGV, from, math.min(from + 3999, last)))
     entries = entries + 1
   end
   i = last + 1

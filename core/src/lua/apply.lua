@@ -7,7 +7,8 @@
 --       12 slice5 index, 13 minute index, 14 open-minute index,
 --       then per group g (from 0): 15+2g slice5 bucket, 16+2g minute bucket
 -- ARGV: 1 group, 2 consumer, 3-5 leader caps (min, keep, max), 6 n ids, the ids, then n groups, then per
---       group: slice5, minute, n pairs, then the pairs (video id, count)
+--       group: slice5, minute, its bucket lines (`<video id> <count>\n` per pair, built by the caller), n pairs,
+--       then the pairs (video id, count)
 -- Returns the number of views applied, or -1 when an entry is no longer this consumer's (nothing changed).
 local log, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local caps = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
@@ -40,8 +41,8 @@ local views = 0
 local groups = {}
 for g = 0, ngroups - 1 do
   local s5_key, m_key = KEYS[15 + 2 * g], KEYS[16 + 2 * g]
-  local s5, m, npairs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+  local s5, m, blob, npairs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
   -- A slice at or behind a window's cursor has been subtracted already: adding to it (or to its bucket)
   -- would never be undone, so the view counts only where its slice is still live.
   local live = {s5 > cur_minute, m > cur_hour, m > cur_day, true}
@@ -51,21 +52,17 @@ for g = 0, ngroups - 1 do
     redis.call('ZADD', KEYS[14], m, m)
   end
   -- A group's videos are distinct (the batch is aggregated per slice and video).
-  local videos, ns, lines = {}, {}, {}
+  local videos, ns = {}, {}
   for k = 1, npairs do
     local n = tonumber(ARGV[i + 1])
     videos[k], ns[k] = ARGV[i], n
-    -- The bucket's lines reuse the argument strings: no number is formatted.
-    lines[4 * k - 3], lines[4 * k - 2], lines[4 * k - 1], lines[4 * k] = ARGV[i], ' ', ARGV[i + 1], '\n'
     i = i + 2
     views = views + n
   end
-  -- Buckets are append-only: one APPEND per group instead of reading and writing a field per video.
-  if live[1] or live[3] then
-    local blob = table.concat(lines)
-    if live[1] then redis.call('APPEND', s5_key, blob) end
-    if live[3] then redis.call('APPEND', m_key, blob) end
-  end
+  -- Buckets are append-only: one APPEND per group instead of reading and writing a field per video. The
+  -- caller formats the lines, which costs Lua nothing.
+  if live[1] then redis.call('APPEND', s5_key, blob) end
+  if live[3] then redis.call('APPEND', m_key, blob) end
   groups[g + 1] = {videos = videos, ns = ns, live = live}
 end
 
