@@ -4,7 +4,7 @@
 //! batch, retire slices, read rankings. Writes that must be atomic are Lua scripts (`lua/`), because a script
 //! runs without interleaving and, unlike MULTI, can decide from what it reads (ownership, cursors).
 
-use crate::batch::{decode_fields, encode_fields, AggregatedBatch, EntryId, LogEntry};
+use crate::batch::{decode_fields, encode_lines, AggregatedBatch, EntryId, LogEntry, LINES_FIELD};
 use crate::config::RedisConfig;
 use crate::domain::{
     first_read_len, lists_to_extend, merge_rankings, RankedVideo, TopK, VideoId, Window,
@@ -294,15 +294,14 @@ impl RedisStore {
                 .push((video, *n));
         }
         let mut keys = Vec::with_capacity(by_partition.len());
-        let mut args = vec![self.append_deadline_ms().await?.to_string(), id.to_owned()];
+        let mut args = vec![
+            self.append_deadline_ms().await?.to_string(),
+            id.to_owned(),
+            LINES_FIELD.to_owned(),
+        ];
         for (p, views) in by_partition {
             keys.push(self.keys.log(p));
-            let fields = encode_fields(views);
-            args.push(fields.len().to_string());
-            for (field, value) in fields {
-                args.push(field);
-                args.push(value);
-            }
+            args.push(encode_lines(views));
         }
         let written: i64 = self
             .append_script
