@@ -358,7 +358,6 @@ pub async fn queries(
     Ok(out)
 }
 
-/// Latencies in ms of `count` GETs from `concurrency` clients, and the requests per second achieved.
 /// Waits until the work the baselines' set-up left behind is done, so it does not land in topk's latencies:
 /// Redis's forked child (the million-member union sets set off a snapshot or an append-only-file rewrite,
 /// which takes a core for seconds) and Postgres's dirty pages from the SQL table (a forced checkpoint).
@@ -380,6 +379,7 @@ async fn settle(store: &RedisStore, pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Latencies in ms of `count` GETs from `concurrency` clients, and the requests per second achieved.
 async fn timed_requests(
     http: &reqwest::Client,
     url: &str,
