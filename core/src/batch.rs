@@ -93,13 +93,19 @@ fn decode_pair(video: &str, count: &str) -> Result<(VideoId, u64), String> {
 ///
 /// Sums can exceed one element's `count` limit (a batch may repeat an id), so counts are plain integers.
 pub fn encode_lines<'a>(views: impl IntoIterator<Item = (&'a VideoId, u64)>) -> String {
-    use std::fmt::Write;
     let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
     for (video, n) in views {
         *sums.entry(video.as_str()).or_default() += n;
     }
-    let mut out = String::with_capacity(sums.keys().map(|v| v.len() + 8).sum());
-    for (video, n) in sums {
+    lines_of(sums)
+}
+
+/// `<video id> <count>\n` per pair: the form of log entries and of append-only buckets (ids never hold a space
+/// or a newline, so nothing needs escaping).
+pub fn lines_of<'a>(pairs: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (video, n) in pairs {
         let _ = writeln!(out, "{video} {n}");
     }
     out

@@ -4,7 +4,9 @@
 //! batch, retire slices, read rankings. Writes that must be atomic are Lua scripts (`lua/`), because a script
 //! runs without interleaving and, unlike MULTI, can decide from what it reads (ownership, cursors).
 
-use crate::batch::{decode_fields, encode_lines, AggregatedBatch, EntryId, LogEntry, LINES_FIELD};
+use crate::batch::{
+    decode_fields, encode_lines, lines_of, AggregatedBatch, EntryId, LogEntry, LINES_FIELD,
+};
 use crate::config::RedisConfig;
 use crate::domain::{
     first_read_len, lists_to_extend, merge_rankings, RankedVideo, TopK, VideoId, Window,
@@ -414,7 +416,9 @@ impl RedisStore {
             keys.push(k.minute(p, slice.minute));
             args.push(slice.slice5.to_string());
             args.push(slice.minute.to_string());
-            args.push(bucket_lines(&slice.increments));
+            args.push(lines_of(
+                slice.increments.iter().map(|(v, n)| (v.as_str(), *n)),
+            ));
             args.push(slice.increments.len().to_string());
             for (video, n) in &slice.increments {
                 args.push(video.clone());
@@ -896,17 +900,6 @@ impl RedisStore {
         }
         Ok(out)
     }
-}
-
-/// A slice's increments as the `<video id> <views>\n` lines its append-only buckets hold (ids never hold a
-/// space or a newline, so nothing needs escaping).
-fn bucket_lines(increments: &[(String, u64)]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(increments.iter().map(|(v, _)| v.len() + 8).sum());
-    for (video, n) in increments {
-        let _ = writeln!(out, "{video} {n}");
-    }
-    out
 }
 
 /// `[id, [field, value, ...]]`; fields are nil for an entry trimmed while pending.
