@@ -560,7 +560,8 @@ impl RedisStore {
         Ok(sealed)
     }
 
-    /// The global top `k` of `window`: each partition's top K of its leader set (`ZRANGE ... REV`), merged.
+    /// The global top `k` of `window`, exact: the partitions' leader sets read (`ZRANGE ... REV`) only as far as
+    /// the top K can reach into each, then merged.
     pub async fn top(&self, window: Window, k: TopK) -> Result<Vec<RankedVideo>> {
         // A short prefix of each partition's leaders first, then the whole top K of the few partitions that
         // could hide more of it (see `lists_to_extend`). Each partition's list is one read, as before; a list
