@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use topk_core::domain::{TopK, Window};
 use topk_core::redis::RedisStore;
-use topk_core::slices;
+use topk_core::slices::{self, MINUTE_MS};
 
 /// Pre-built POST bodies with their number of views, shared by the clients.
 pub type Bodies = Arc<Vec<(Bytes, u64)>>;
@@ -269,7 +269,16 @@ pub async fn queries(
             }
             bar.finish_and_clear();
         }
-        let table = crate::sql::fill(pool, w, n, slices_in_window).await?;
+        // The SQL's rows are per minute, so every video goes into one of the window's minutes: all of them
+        // into the one bucket of the minute window (its 12 slices are 5-second ones, finer than the table).
+        let minutes_in_window =
+            slices::spec(w).map_or(1, |s| (s.slices * s.slice_ms / MINUTE_MS).max(1));
+        let table = crate::sql::fill(pool, w, n, minutes_in_window).await?;
+        let in_window = crate::sql::rows_in_window(pool, &table, w).await?;
+        anyhow::ensure!(
+            in_window == n,
+            "the SQL baseline's {w} window holds {in_window} rows, not {n}"
+        );
         for k in [10usize, 100, 1000] {
             // Before every k: the baselines of the k before wrote a million-member union and read the table.
             settle(store, pool).await?;

@@ -58,6 +58,30 @@ pub async fn fill(
     Ok(Table { name: table, at })
 }
 
+/// The window's condition on `bucket_start`, the query parameter `end` (`$1`, `$2`...) being its end.
+fn window_condition(window: Window, end: &str) -> String {
+    let span = match window {
+        Window::Minute => "1 minute",
+        Window::Hour => "1 hour",
+        Window::Day => "1 day",
+        Window::All => "1000 years",
+    };
+    format!("bucket_start > {end} - interval '{span}' AND bucket_start <= {end}")
+}
+
+/// How many rows the query of [`top`] aggregates: the bench checks it is every video.
+pub async fn rows_in_window(pool: &PgPool, table: &Table, window: Window) -> anyhow::Result<u64> {
+    let (rows,): (i64,) = sqlx::query_as(&format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        table.name,
+        window_condition(window, "$1")
+    ))
+    .bind(table.at)
+    .fetch_one(pool)
+    .await?;
+    Ok(rows.try_into()?)
+}
+
 /// The seed's query: `SUM ... GROUP BY ... ORDER BY ... LIMIT k` over the window.
 pub async fn top(
     pool: &PgPool,
@@ -65,16 +89,11 @@ pub async fn top(
     window: Window,
     k: usize,
 ) -> anyhow::Result<Vec<(String, i64)>> {
-    let span = match window {
-        Window::Minute => "1 minute",
-        Window::Hour => "1 hour",
-        Window::Day => "1 day",
-        Window::All => "1000 years",
-    };
     Ok(sqlx::query_as(&format!(
-        "SELECT video_id, sum(views)::bigint FROM {} WHERE bucket_start > $2 - interval '{span}' \
-         AND bucket_start <= $2 GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $1",
-        table.name
+        "SELECT video_id, sum(views)::bigint FROM {} WHERE {} \
+         GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $1",
+        table.name,
+        window_condition(window, "$2")
     ))
     .bind(k as i64)
     .bind(table.at)
