@@ -792,3 +792,44 @@ async fn a_long_catch_up_goes_in_chunks_and_writes_everything_once() {
         assert_eq!(c.minute_through, now / MIN - 1);
     }
 }
+
+/// Postgres orders video ids by their bytes, as Redis does, whatever the database's default collation: an
+/// analyst's `ORDER BY views DESC, video_id DESC` breaks ties as the rankings do. Every `video_id` column,
+/// daily partitions included, uses the "C" collation (a language collation would put "a" before "B").
+#[tokio::test]
+async fn video_ids_order_by_bytes_in_postgres_as_in_redis() {
+    use topk_core::db::write_minutes;
+    let pool = database("byteorder").await;
+    let day = Utc.timestamp_millis_opt(T0).unwrap().date_naive();
+    topk_core::history::ensure_day_partitions(&pool, day, day)
+        .await
+        .unwrap();
+    let ids = ["a", "B", "b", "Z9", "é", "e", "_x", "10", "9"];
+    let tied: Vec<(&str, u64)> = ids.iter().map(|v| (*v, 3)).collect();
+    write_minutes(&pool, 0, &[(T0 / MIN, ranked(&tied))], T0 / MIN)
+        .await
+        .unwrap();
+
+    let not_bytewise: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND column_name = 'video_id' \
+         AND collation_name IS DISTINCT FROM 'C' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(not_bytewise, vec![], "video_id columns not in byte order");
+
+    let mut by_bytes: Vec<String> = ids.iter().map(|v| (*v).to_owned()).collect();
+    by_bytes.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+    for table in ["video_stats", "video_totals"] {
+        let ordered: Vec<(String,)> = sqlx::query_as(&format!(
+            "SELECT video_id FROM {table} ORDER BY video_id DESC"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let ordered: Vec<String> = ordered.into_iter().map(|(v,)| v).collect();
+        assert_eq!(ordered, by_bytes, "{table}");
+    }
+}
