@@ -201,8 +201,8 @@ local function leaders_fill_step(L, count, restart)
   local r = redis.call('HSCAN', L.hash, L.fill, 'COUNT', count)
   local items = r[2]
   for j = 1, #items, 2 do
-    local c = tonumber(items[j + 1])
-    if c >= L.enter then redis.call('ZADD', L.set, c, items[j]) end
+    -- The hash's count is already an integer string: ZADD takes it as it is, with no Lua number formatting.
+    if tonumber(items[j + 1]) >= L.enter then redis.call('ZADD', L.set, items[j + 1], items[j]) end
   end
   if r[1] == '0' then
     L.complete, L.fill = L.enter, false
