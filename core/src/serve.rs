@@ -6,6 +6,8 @@
 //! - a header read timeout, which also closes idle keep-alive connections;
 //! - a limit on the head's size and on the number of headers (hyper answers 431 above them);
 //! - a bound on open connections (further clients wait in the kernel's listen queue);
+//! - a write timeout: a client that stops reading its responses is cut off once a write has waited the request
+//!   timeout, so it cannot keep one of those connections, or shutdown, forever;
 //! - a whole-request timeout (408 and the connection closed) and a bound on requests in flight (503 with
 //!   `Retry-After` above it, before the body is read), as one middleware.
 //!
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 
 /// Seconds a client is told to wait (`Retry-After`) when the service is too busy to take its request.
@@ -110,8 +113,14 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // Reads need no timeout here: hyper's header timeout covers a request's head and idle time, and the
+        // request timeout its body.
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.request_timeout()));
+        let conn = http.serve_connection(
+            TokioIo::new(Box::pin(stream)),
+            TowerToHyperService::new(app.clone()),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -122,7 +131,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // A client that never reads its responses would hold its connection, and shutdown, forever: bounded here.
+    // A request in hand ends within the request timeout; a response still being written then is dropped.
     let drain = limits.request_timeout();
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
@@ -150,7 +159,8 @@ mod tests {
         done: tokio::task::JoinHandle<std::io::Result<()>>,
     }
 
-    /// Serves a small app on a free port: `/` answers "ok", `/slow` sleeps 600 ms, `POST /echo` reads its body.
+    /// Serves a small app on a free port: `/` answers "ok", `/slow` sleeps 600 ms, `POST /echo` reads its body,
+    /// `/big` answers 64 MiB (more than any socket buffers hold).
     async fn server(limits: HttpConfig) -> Server {
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
@@ -161,7 +171,8 @@ mod tests {
                     "slow"
                 }),
             )
-            .route("/echo", post(|body: String| async move { body }));
+            .route("/echo", post(|body: String| async move { body }))
+            .route("/big", get(|| async { vec![b'x'; 64 << 20] }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
@@ -424,6 +435,45 @@ mod tests {
             );
             let (rest, _) = read_until_closed(&mut first, Duration::from_secs(5));
             assert_eq!(rest, "");
+        })
+        .await
+        .unwrap();
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_cut_off_and_frees_its_connection() {
+        let s = server(HttpConfig {
+            max_connections: 1,
+            ..limits()
+        })
+        .await;
+        let addr = s.addr;
+        tokio::task::spawn_blocking(move || {
+            // Asks for a body far larger than the socket buffers and never reads it: the server's write stalls.
+            let mut stalled = TcpStream::connect(addr).unwrap();
+            stalled
+                .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            // The only connection slot is held until the stalled write times out (the request timeout, 1 s).
+            let started = Instant::now();
+            let answer = exchange(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(500), "{waited:?}");
+            // What the stalled client can still read ends short of the 64 MiB: the server hung up.
+            let (rest, _) = read_until_closed(&mut stalled, Duration::from_secs(10));
+            assert!(
+                rest.starts_with("HTTP/1.1 200 OK"),
+                "{}",
+                &rest[..rest.len().min(100)]
+            );
+            assert!(rest.len() < 64 << 20, "{}", rest.len());
         })
         .await
         .unwrap();
