@@ -11,7 +11,8 @@ pub struct Table {
 }
 
 /// Fills a scratch table for `window` with one row per video (the cheapest layout for the SQL: `videos` rows
-/// spread over the window's `minutes` up to `at`, the minute the fill started).
+/// spread over the window's `minutes` up to `at`, the minute the fill started), its ids in byte order as in
+/// `video_stats`.
 pub async fn fill(
     pool: &PgPool,
     window: Window,
@@ -25,7 +26,7 @@ pub async fn fill(
     sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
         .execute(pool)
         .await?;
-    sqlx::query(&format!("CREATE TABLE {table} (video_id text NOT NULL, bucket_start timestamptz NOT NULL, views bigint NOT NULL)"))
+    sqlx::query(&format!("CREATE TABLE {table} (video_id text COLLATE \"C\" NOT NULL, bucket_start timestamptz NOT NULL, views bigint NOT NULL)"))
         .execute(pool)
         .await?;
     let mut from = 0;
