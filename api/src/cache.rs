@@ -7,8 +7,10 @@
 //! hand, so no request waits for Redis except the very first of a window; a list is at most `ttl` plus one
 //! refresh old, well inside the freshness goal of about a second. Redis sees at most one read per window per
 //! `ttl`, however many requests arrive. Each list is kept serialized too, so a request for the top K copies a
-//! prefix of bytes instead of cloning and encoding K entries (most of a k = 1000 request's time otherwise).
+//! prefix of bytes instead of cloning and encoding K entries (most of a k = 1000 request's time otherwise), and
+//! a request for the whole list (k = 1000, the largest answer) shares the bytes without copying them.
 
+use axum::body::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use topk_core::domain::{RankedVideo, TopK, Window, MAX_K};
@@ -20,7 +22,7 @@ type Ranking = Arc<CachedRanking>;
 #[derive(Debug)]
 pub struct CachedRanking {
     list: Vec<RankedVideo>,
-    json: Vec<u8>,
+    json: Bytes,
     ends: Vec<usize>,
 }
 
@@ -36,7 +38,12 @@ impl CachedRanking {
             serde_json::to_writer(&mut json, entry).expect("a ranked video always serializes");
             ends.push(json.len());
         }
-        Self { list, json, ends }
+        json.push(b']');
+        Self {
+            list,
+            json: json.into(),
+            ends,
+        }
     }
 
     /// The first `k` entries.
@@ -45,15 +52,17 @@ impl CachedRanking {
     }
 
     /// The first `k` entries as a JSON array: the same bytes `serde_json` gives for [`Self::top`].
-    pub fn top_json(&self, k: TopK) -> Vec<u8> {
-        let end = match k.get().min(self.ends.len()) {
-            0 => 1,
-            n => self.ends[n - 1],
-        };
+    pub fn top_json(&self, k: TopK) -> Bytes {
+        let k = k.get();
+        if k >= self.ends.len() {
+            return self.json.clone();
+        }
+        // k >= 1 (a TopK), so entry k - 1 exists and ends where the prefix does.
+        let end = self.ends[k - 1];
         let mut out = Vec::with_capacity(end + 1);
         out.extend_from_slice(&self.json[..end]);
         out.push(b']');
-        out
+        out.into()
     }
 }
 
@@ -109,7 +118,7 @@ impl RankingCache {
         store: &RedisStore,
         window: Window,
         k: TopK,
-    ) -> Result<Vec<u8>, StoreError> {
+    ) -> Result<Bytes, StoreError> {
         Ok(self.ranking(store, window, k).await?.top_json(k))
     }
 

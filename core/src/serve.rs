@@ -313,6 +313,17 @@ mod tests {
         read_until_closed(&mut stream, Duration::from_secs(5)).0
     }
 
+    /// Has `GET /` served on a new connection, waiting for a free slot if need be; returns how long it took.
+    fn time_to_serve(addr: SocketAddr) -> Duration {
+        let started = Instant::now();
+        let answer = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        started.elapsed()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn oversized_or_too_many_headers_get_431() {
         let s = server(HttpConfig {
@@ -421,18 +432,9 @@ mod tests {
         tokio::task::spawn_blocking(move || {
             // The first connection holds the only slot, idle, until the header timeout closes it.
             let mut first = TcpStream::connect(addr).unwrap();
-            let started = Instant::now();
-            let answer = exchange(
-                addr,
-                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            );
-            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
             // Served only once the first connection was closed for idling (500 ms).
-            assert!(
-                started.elapsed() >= Duration::from_millis(400),
-                "{:?}",
-                started.elapsed()
-            );
+            let waited = time_to_serve(addr);
+            assert!(waited >= Duration::from_millis(400), "{waited:?}");
             let (rest, _) = read_until_closed(&mut first, Duration::from_secs(5));
             assert_eq!(rest, "");
         })
@@ -458,13 +460,7 @@ mod tests {
                 .unwrap();
             std::thread::sleep(Duration::from_millis(200));
             // The only connection slot is held until the stalled write times out (the request timeout, 1 s).
-            let started = Instant::now();
-            let answer = exchange(
-                addr,
-                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            );
-            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-            let waited = started.elapsed();
+            let waited = time_to_serve(addr);
             assert!(waited >= Duration::from_millis(500), "{waited:?}");
             // What the stalled client can still read ends short of the 64 MiB: the server hung up.
             let (rest, _) = read_until_closed(&mut stalled, Duration::from_secs(10));
