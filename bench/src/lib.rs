@@ -78,8 +78,9 @@ async fn measure(
         RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}n"))).await?,
         RedisStore::connect(&query_redis).await?,
         RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}s"))).await?,
+        RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}r"))).await?,
     ];
-    let [ingest_store, naive_store, query_store, seed_store] = &stores;
+    let [ingest_store, naive_store, query_store, seed_store, retire_store] = &stores;
     let outcome = async {
         let mut out = Vec::new();
         if cfg.runs(Phase::Ingest) || cfg.runs(Phase::Freshness) {
@@ -97,6 +98,7 @@ async fn measure(
                     )
                     .await?,
                 );
+                out.extend(phases::retirement(cfg, retire_store).await?);
             }
             if cfg.runs(Phase::Freshness) {
                 out.extend(phases::freshness(cfg, &services, bodies).await?);

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use topk_core::domain::{TopK, Window};
+use topk_core::domain::{TopK, VideoId, Window};
 use topk_core::redis::RedisStore;
 use topk_core::slices::{self, MINUTE_MS};
 
@@ -134,6 +134,77 @@ pub async fn ingest(
             Some(&base_cpu),
         ),
     ])
+}
+
+/// `retire_redis_cpu`: Redis time per view spent after the views are counted, sealing their minute and
+/// subtracting their slices from the minute, hour and day windows once they leave them (the ingest load is
+/// too short for the hour and day windows to retire anything, and the naive baseline never subtracts).
+/// Measured on a private key prefix with injected time: one minute of the workload's views is logged and
+/// applied by the real worker step, then sealed and retired by the retirer's own steps at a time past the day
+/// window (and its hour of grace), so every window ends empty, which is checked.
+pub async fn retirement(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Vec<Figure>> {
+    const POST_VIEWS: usize = 1000;
+    let posts = if cfg.quick { 100 } else { 2000 };
+    let mut workload = Workload::new(cfg.videos, cfg.zipf_s, 7)?;
+    store.ensure_log_groups().await?;
+    let now = Utc::now().timestamp_millis();
+    // Two days ago: no running retirer has this prefix, and no window of a real run reaches back that far.
+    let mut minute_start = now - now.rem_euclid(MINUTE_MS) - 2 * 86_400_000;
+    let mut per_view = Vec::new();
+    for r in 0..cfg.repeats {
+        let bar = progress(&format!(
+            "retirement: logging and applying {} views, run {}/{}",
+            posts * POST_VIEWS,
+            r + 1,
+            cfg.repeats
+        ));
+        let mut views = 0u64;
+        for i in 0..posts {
+            let mut post: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+            for _ in 0..POST_VIEWS {
+                *post.entry(workload.video()).or_default() += 1;
+            }
+            let post: Vec<(VideoId, u64)> = post
+                .into_iter()
+                .map(|(v, n)| Ok((VideoId::parse(&v).map_err(anyhow::Error::msg)?, n)))
+                .collect::<anyhow::Result<_>>()?;
+            // Spread over the minute, as a minute of traffic is: every 5-second slice gets its share.
+            let at = minute_start + (i as i64 * MINUTE_MS) / posts as i64;
+            store.append_at(&post, at).await?;
+            views += POST_VIEWS as u64;
+        }
+        for p in store.keys().all_partitions() {
+            while topk_ingest::worker::step(store, p, "bench", 256, Default::default())
+                .await?
+                .entries
+                > 0
+            {}
+        }
+        bar.set_message("sealing and retiring");
+        // Past the day window and the hour a retired minute lingers for the snapshotter.
+        let after_everything = minute_start + 86_400_000 + 3_600_000 + 2 * MINUTE_MS;
+        let cpu_before = store.server_cpu_seconds().await?;
+        topk_ingest::retirer::seal_once(store, after_everything).await?;
+        topk_ingest::retirer::retire_once(store, after_everything).await?;
+        per_view.push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / views as f64);
+        for w in Window::SLIDING {
+            let left = store.top(w, TopK::new(10)?).await?;
+            anyhow::ensure!(
+                left.is_empty(),
+                "retirement left {} videos in the {w} window",
+                left.len()
+            );
+        }
+        minute_start = after_everything + MINUTE_MS;
+        bar.finish_and_clear();
+    }
+    Ok(vec![figure(
+        "retire_redis_cpu",
+        "us/view",
+        Better::Lower,
+        &per_view,
+        None,
+    )])
 }
 
 /// `freshness_p50`, `freshness_p99`: from a POST's answer to the view being counted, under a steady load.

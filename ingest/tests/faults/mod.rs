@@ -606,7 +606,7 @@ pub async fn check_windows(
     faults: u64,
 ) -> Outcome {
     let (mut lost, mut doubled, mut extra) = (0u64, 0u64, 0u64);
-    let mut problems = Vec::new();
+    let (mut problems, mut window_lines) = (Vec::new(), Vec::new());
     for &w in windows {
         let got = counted(store, w).await;
         let mut videos: Vec<&String> = tally
@@ -637,6 +637,11 @@ pub async fn check_windows(
         lost = lost.max(w_lost);
         doubled = doubled.max(w_doubled);
         extra = extra.max(w_extra);
+        // One line per window first: the per-video list below is cut short, and which windows lost views
+        // tells a batch never applied (all four) from a slice judged retired (the sliding ones only).
+        if w_lost > 0 || w_doubled > 0 {
+            window_lines.push(format!("{w}: lost {w_lost}, doubled {w_doubled}"));
+        }
     }
     let names: Vec<String> = windows.iter().map(|w| w.to_string()).collect();
     report(&format!(
@@ -650,7 +655,8 @@ pub async fn check_windows(
     problems.truncate(20);
     assert!(
         lost == 0 && doubled == 0,
-        "{test}: {lost} views lost, {doubled} doubled:\n{}",
+        "{test}: {lost} views lost, {doubled} doubled:\n{}\n{}",
+        window_lines.join("\n"),
         problems.join("\n")
     );
     add_to_suite(faults, tally.views_sent, tally.views_accepted);
