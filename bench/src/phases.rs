@@ -77,6 +77,7 @@ pub async fn ingest(
             .map(|w| naive.keys().baseline(&format!("naive:{w}")))
             .collect();
         let keys = Arc::new(keys);
+        redis_quiet(naive).await?;
         let cpu_before = naive.server_cpu_seconds().await?;
         let stop = stop_after(cfg.duration());
         let started = Instant::now();
@@ -110,6 +111,7 @@ pub async fn ingest(
     }
     for r in 0..cfg.repeats {
         let bar = progress(&format!("ingest over HTTP, run {}/{}", r + 1, cfg.repeats));
+        redis_quiet(store).await?;
         let cpu_before = store.server_cpu_seconds().await?;
         let started = Instant::now();
         let accepted = send(
@@ -196,10 +198,7 @@ pub async fn retirement(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result
         bar.set_message("sealing and retiring");
         // Past the day window (the hour a retired minute lingers is an EXPIRE on Redis's own clock).
         let after_everything = minute_start + 86_400_000 + 3_600_000 + 2 * MINUTE_MS;
-        // The drain's writes can start an append-only-file rewrite, whose page copying Redis would count.
-        while store.persistence_busy().await? {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        redis_quiet(store).await?;
         let cpu_before = store.server_cpu_seconds().await?;
         topk_ingest::retirer::seal_once(store, after_everything).await?;
         topk_ingest::retirer::retire_once(store, after_everything).await?;
@@ -467,6 +466,14 @@ async fn settle(store: &RedisStore, pool: &PgPool) -> anyhow::Result<()> {
         // CHECKPOINT needs a privileged role; without it the run goes on, only less quiet.
         tracing::warn!(error = %e, "could not force a Postgres checkpoint");
     }
+    redis_quiet(store).await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Waits (at most 5 minutes) until Redis runs no background save or append-only-file rewrite: its fork's page
+/// copying is counted in Redis's own CPU time and slows the next measurement, whichever load started it.
+async fn redis_quiet(store: &RedisStore) -> anyhow::Result<()> {
     let started = Instant::now();
     while store.persistence_busy().await? {
         if started.elapsed() > Duration::from_secs(300) {
@@ -475,7 +482,6 @@ async fn settle(store: &RedisStore, pool: &PgPool) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bar.finish_and_clear();
     Ok(())
 }
 

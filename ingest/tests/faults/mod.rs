@@ -638,7 +638,7 @@ pub async fn check_windows(
         doubled = doubled.max(w_doubled);
         extra = extra.max(w_extra);
         // One line per window first: the per-video list below is cut short, and which windows lost views
-        // tells a batch never applied (all four) from a slice judged retired (the sliding ones only).
+        // tells a batch never applied (every window checked) from a slice judged retired (sliding ones only).
         if w_lost > 0 || w_doubled > 0 {
             window_lines.push(format!("{w}: lost {w_lost}, doubled {w_doubled}"));
         }
