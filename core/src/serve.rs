@@ -183,6 +183,22 @@ mod tests {
         Server { addr, stop, done }
     }
 
+    /// Serves the test app with `limits`, runs `client` (blocking socket code) against it, then stops the server
+    /// and checks it stopped cleanly; returns what `client` returned.
+    async fn with_server<T: Send + 'static>(
+        limits: HttpConfig,
+        client: impl FnOnce(SocketAddr) -> T + Send + 'static,
+    ) -> T {
+        let s = server(limits).await;
+        let addr = s.addr;
+        let out = tokio::task::spawn_blocking(move || client(addr))
+            .await
+            .unwrap();
+        s.stop.cancel();
+        s.done.await.unwrap().unwrap();
+        out
+    }
+
     fn limits() -> HttpConfig {
         HttpConfig {
             header_timeout_ms: 500,
@@ -227,9 +243,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_sending_headers_slowly_is_cut_off() {
-        let s = server(limits()).await;
-        let addr = s.addr;
-        let closed_after = tokio::task::spawn_blocking(move || {
+        let closed_after = with_server(limits(), move |addr| {
             let mut stream = TcpStream::connect(addr).unwrap();
             let started = Instant::now();
             // One header line every 100 ms, forever (or until the server hangs up).
@@ -251,19 +265,14 @@ mod tests {
             );
             closed_after
         })
-        .await
-        .unwrap();
+        .await;
         // 500 ms header timeout; the bound only guards against "never".
         assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
-        s.stop.cancel();
-        s.done.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_connection_is_closed_after_the_header_timeout() {
-        let s = server(limits()).await;
-        let addr = s.addr;
-        tokio::task::spawn_blocking(move || {
+        with_server(limits(), move |addr| {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream
                 .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -274,17 +283,12 @@ mod tests {
             assert!(answer.ends_with("ok"), "{answer}");
             assert!(took < Duration::from_secs(4), "{took:?}");
         })
-        .await
-        .unwrap();
-        s.stop.cancel();
-        s.done.await.unwrap().unwrap();
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_body_sent_too_slowly_gets_408_and_the_connection_closed() {
-        let s = server(limits()).await;
-        let addr = s.addr;
-        tokio::task::spawn_blocking(move || {
+        with_server(limits(), move |addr| {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream
                 .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
@@ -300,10 +304,7 @@ mod tests {
             assert!(answer.contains("\"error\""), "not the JSON error: {answer}");
             assert!(took < Duration::from_secs(5), "{took:?}");
         })
-        .await
-        .unwrap();
-        s.stop.cancel();
-        s.done.await.unwrap().unwrap();
+        .await;
     }
 
     fn exchange(addr: SocketAddr, request: &[u8]) -> String {
@@ -326,40 +327,37 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn oversized_or_too_many_headers_get_431() {
-        let s = server(HttpConfig {
-            max_header_bytes: 4096,
-            max_headers: 10,
-            ..limits()
-        })
+        with_server(
+            HttpConfig {
+                max_header_bytes: 4096,
+                max_headers: 10,
+                ..limits()
+            },
+            move |addr| {
+                let big = format!(
+                    "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+                    "a".repeat(5000)
+                );
+                let answer = exchange(addr, big.as_bytes());
+                assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+                let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+                for i in 0..20 {
+                    many.push_str(&format!("X-H{i}: v\r\n"));
+                }
+                many.push_str("Connection: close\r\n\r\n");
+                let answer = exchange(addr, many.as_bytes());
+                assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+                // Within the limits, the same server answers.
+                let answer = exchange(
+                    addr,
+                    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                );
+                assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+            },
+        )
         .await;
-        let addr = s.addr;
-        tokio::task::spawn_blocking(move || {
-            let big = format!(
-                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
-                "a".repeat(5000)
-            );
-            let answer = exchange(addr, big.as_bytes());
-            assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-
-            let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
-            for i in 0..20 {
-                many.push_str(&format!("X-H{i}: v\r\n"));
-            }
-            many.push_str("Connection: close\r\n\r\n");
-            let answer = exchange(addr, many.as_bytes());
-            assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-
-            // Within the limits, the same server answers.
-            let answer = exchange(
-                addr,
-                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            );
-            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-        })
-        .await
-        .unwrap();
-        s.stop.cancel();
-        s.done.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,58 +421,52 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_beyond_the_limit_wait_and_are_served_later() {
-        let s = server(HttpConfig {
-            max_connections: 1,
-            ..limits()
-        })
+        with_server(
+            HttpConfig {
+                max_connections: 1,
+                ..limits()
+            },
+            move |addr| {
+                // The first connection holds the only slot, idle, until the header timeout closes it.
+                let mut first = TcpStream::connect(addr).unwrap();
+                // Served only once the first connection was closed for idling (500 ms).
+                let waited = time_to_serve(addr);
+                assert!(waited >= Duration::from_millis(400), "{waited:?}");
+                let (rest, _) = read_until_closed(&mut first, Duration::from_secs(5));
+                assert_eq!(rest, "");
+            },
+        )
         .await;
-        let addr = s.addr;
-        tokio::task::spawn_blocking(move || {
-            // The first connection holds the only slot, idle, until the header timeout closes it.
-            let mut first = TcpStream::connect(addr).unwrap();
-            // Served only once the first connection was closed for idling (500 ms).
-            let waited = time_to_serve(addr);
-            assert!(waited >= Duration::from_millis(400), "{waited:?}");
-            let (rest, _) = read_until_closed(&mut first, Duration::from_secs(5));
-            assert_eq!(rest, "");
-        })
-        .await
-        .unwrap();
-        s.stop.cancel();
-        s.done.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_stops_reading_is_cut_off_and_frees_its_connection() {
-        let s = server(HttpConfig {
-            max_connections: 1,
-            ..limits()
-        })
+        with_server(
+            HttpConfig {
+                max_connections: 1,
+                ..limits()
+            },
+            move |addr| {
+                // Asks for a body far larger than the socket buffers and never reads it: the server's write stalls.
+                let mut stalled = TcpStream::connect(addr).unwrap();
+                stalled
+                    .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                // The only connection slot is held until the stalled write times out (the request timeout, 1 s).
+                let waited = time_to_serve(addr);
+                assert!(waited >= Duration::from_millis(500), "{waited:?}");
+                // What the stalled client can still read ends short of the 64 MiB: the server hung up.
+                let (rest, _) = read_until_closed(&mut stalled, Duration::from_secs(10));
+                assert!(
+                    rest.starts_with("HTTP/1.1 200 OK"),
+                    "{}",
+                    &rest[..rest.len().min(100)]
+                );
+                assert!(rest.len() < 64 << 20, "{}", rest.len());
+            },
+        )
         .await;
-        let addr = s.addr;
-        tokio::task::spawn_blocking(move || {
-            // Asks for a body far larger than the socket buffers and never reads it: the server's write stalls.
-            let mut stalled = TcpStream::connect(addr).unwrap();
-            stalled
-                .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(200));
-            // The only connection slot is held until the stalled write times out (the request timeout, 1 s).
-            let waited = time_to_serve(addr);
-            assert!(waited >= Duration::from_millis(500), "{waited:?}");
-            // What the stalled client can still read ends short of the 64 MiB: the server hung up.
-            let (rest, _) = read_until_closed(&mut stalled, Duration::from_secs(10));
-            assert!(
-                rest.starts_with("HTTP/1.1 200 OK"),
-                "{}",
-                &rest[..rest.len().min(100)]
-            );
-            assert!(rest.len() < 64 << 20, "{}", rest.len());
-        })
-        .await
-        .unwrap();
-        s.stop.cancel();
-        s.done.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
