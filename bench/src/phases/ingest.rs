@@ -1,0 +1,119 @@
+use super::{progress, redis_quiet, Bodies};
+use crate::config::BenchConfig;
+use crate::figures::{figure, Better, Figure};
+use crate::load::{send, stop_after};
+use crate::stack::{Services, TOKEN};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use topk_core::domain::Window;
+use topk_core::redis::RedisStore;
+
+async fn wait_drained(store: &RedisStore) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut backlog = 0;
+        for p in store.keys().all_partitions() {
+            backlog += store.log_backlog(p).await?;
+        }
+        if backlog == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the workers did not drain the log in 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `ingest`: views/s accepted over HTTP and applied, against one pipelined ZINCRBY per view and window.
+pub async fn ingest(
+    cfg: &BenchConfig,
+    services: &Services,
+    store: &RedisStore,
+    naive: &RedisStore,
+    bodies: Bodies,
+    videos: Arc<Vec<String>>,
+) -> anyhow::Result<Vec<Figure>> {
+    let http = reqwest::Client::new();
+    let (mut ours, mut base, mut ours_cpu, mut base_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The naive baseline first, while the ingest prefix is empty: Redis's CPU time is the whole server's, and
+    // from the first load on, ingest's retirer keeps subtracting that load's slices for a minute and more (that
+    // work then lands in our later repeats instead, which only makes our figure worse).
+    for r in 0..cfg.repeats {
+        let bar = progress(&format!(
+            "naive baseline (ZINCRBY per view and window), run {}/{}",
+            r + 1,
+            cfg.repeats
+        ));
+        let keys: Vec<String> = Window::ALL
+            .iter()
+            .map(|w| naive.keys().baseline(&format!("naive:{w}")))
+            .collect();
+        let keys = Arc::new(keys);
+        redis_quiet(naive).await?;
+        let cpu_before = naive.server_cpu_seconds().await?;
+        let stop = stop_after(cfg.duration());
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..cfg.clients {
+            let (naive, keys, videos, stop) =
+                (naive.clone(), keys.clone(), videos.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut sent = 0u64;
+                let mut at = c * 1000;
+                while !stop.load(Ordering::Relaxed) {
+                    let from = at % videos.len().saturating_sub(1000).max(1);
+                    let chunk: Vec<&str> = videos[from..(from + 1000).min(videos.len())]
+                        .iter()
+                        .map(String::as_str)
+                        .collect();
+                    naive.naive_increment(&keys, &chunk).await?;
+                    sent += chunk.len() as u64;
+                    at += 7919 * (c + 1);
+                }
+                anyhow::Ok(sent)
+            }));
+        }
+        let mut sent = 0;
+        for t in tasks {
+            sent += t.await??;
+        }
+        base_cpu.push((naive.server_cpu_seconds().await? - cpu_before) * 1e6 / sent.max(1) as f64);
+        base.push(sent as f64 / started.elapsed().as_secs_f64());
+        bar.finish_and_clear();
+    }
+    for r in 0..cfg.repeats {
+        let bar = progress(&format!("ingest over HTTP, run {}/{}", r + 1, cfg.repeats));
+        redis_quiet(store).await?;
+        let cpu_before = store.server_cpu_seconds().await?;
+        let started = Instant::now();
+        let accepted = send(
+            &http,
+            &services.ingest_url,
+            TOKEN,
+            bodies.clone(),
+            cfg.clients,
+            None,
+            stop_after(cfg.duration()),
+        )
+        .await;
+        wait_drained(store).await?;
+        ours.push(accepted as f64 / started.elapsed().as_secs_f64());
+        ours_cpu
+            .push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / accepted.max(1) as f64);
+        bar.finish_and_clear();
+    }
+    Ok(vec![
+        figure("ingest", "views/s", Better::Higher, &ours, Some(&base)),
+        figure(
+            "ingest_redis_cpu",
+            "us/view",
+            Better::Lower,
+            &ours_cpu,
+            Some(&base_cpu),
+        ),
+    ])
+}

@@ -1,0 +1,58 @@
+use super::progress;
+use crate::config::BenchConfig;
+use crate::figures::{figure, Better, Figure};
+use chrono::Utc;
+use sqlx::PgPool;
+use std::time::Instant;
+use topk_core::redis::RedisStore;
+use topk_core::slices;
+
+/// `snapshot` and `rebuild`: rows/s from Redis minute buckets into Postgres, and back.
+pub async fn postgres(
+    cfg: &BenchConfig,
+    store: &RedisStore,
+    pool: &PgPool,
+) -> anyhow::Result<Vec<Figure>> {
+    let bar = progress("seeding minute buckets for the snapshot");
+    let keys = store.keys().clone();
+    let now_ms = store.now_ms().await?;
+    let newest = slices::minute_of(now_ms) - 2;
+    for p in keys.all_partitions() {
+        for m in 0..cfg.seed_minutes as i64 {
+            let minute = newest - m;
+            let members: Vec<(String, u64)> = (0..cfg.seed_videos)
+                .map(|j| (format!("s{p}_{j}"), j % 97 + 1))
+                .collect();
+            store
+                .seed_sealed_minute(p, minute, members.iter().map(|(v, n)| (v.as_str(), *n)))
+                .await?;
+        }
+    }
+    bar.finish_and_clear();
+    let (mut snap, mut rebuild) = (Vec::new(), Vec::new());
+    for r in 0..cfg.repeats {
+        let bar = progress(&format!(
+            "snapshot and rebuild-redis, run {}/{}",
+            r + 1,
+            cfg.repeats
+        ));
+        sqlx::query(
+            "TRUNCATE video_stats, video_totals, ingest_checkpoints, global_topk_snapshots",
+        )
+        .execute(pool)
+        .await?;
+        let t = Instant::now();
+        let report = topk_snapshotter::jobs::snapshot_minutes(store, pool, now_ms).await?;
+        snap.push(report.rows as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let restored = topk_snapshotter::rebuild::rebuild(store, pool, now_ms, false).await?;
+        rebuild
+            .push((restored.minute_rows + restored.total_rows) as f64 / t.elapsed().as_secs_f64());
+        bar.finish_and_clear();
+    }
+    tracing::debug!(at = %Utc::now(), "postgres figures done");
+    Ok(vec![
+        figure("snapshot", "rows/s", Better::Higher, &snap, None),
+        figure("rebuild", "rows/s", Better::Higher, &rebuild, None),
+    ])
+}
