@@ -1,0 +1,92 @@
+//! Shared arrange and assert helpers: private Redis prefixes, fresh databases, the real worker step, and
+//! the rows as Postgres holds them.
+
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use topk_core::config::{DatabaseConfig, RedisConfig};
+use topk_core::domain::VideoId;
+use topk_core::redis::RedisStore;
+
+pub const MIN: i64 = 60_000;
+pub const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % MIN;
+
+pub async fn redis(url: &str, label: &str, partitions: u16) -> RedisStore {
+    let cfg = RedisConfig {
+        redis_url: url.to_owned(),
+        partitions,
+        key_prefix: topk_testkit::unique_name(label),
+        redis_timeout_ms: 5_000,
+    };
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    store.ensure_log_groups().await.unwrap();
+    store
+}
+
+pub async fn database(label: &str) -> PgPool {
+    let url = topk_testkit::fresh_database(label);
+    let pool = topk_core::db::pool(&DatabaseConfig { database_url: url }).unwrap();
+    topk_core::db::migrate(&pool).await.unwrap();
+    pool
+}
+
+/// Applies everything in the log with the real worker step.
+pub async fn drain(store: &RedisStore) {
+    for p in store.keys().all_partitions() {
+        while topk_ingest::worker::step(store, p, "w", 50, Default::default())
+            .await
+            .unwrap()
+            .entries
+            > 0
+        {}
+    }
+}
+
+pub async fn retire(store: &RedisStore, now: i64) {
+    topk_ingest::retirer::retire_once(store, now).await.unwrap();
+}
+
+/// Appends `n` views of a few videos at each of `minutes` (offsets from T0, in ms).
+pub async fn feed(store: &RedisStore, times: &[i64]) -> Vec<(i64, String, u64)> {
+    let mut events = Vec::new();
+    for (i, &t) in times.iter().enumerate() {
+        let video = format!("v{}", i % 7);
+        let n = (i % 3 + 1) as u64;
+        store
+            .append_at(&[(VideoId::parse(&video).unwrap(), n)], T0 + t)
+            .await
+            .unwrap();
+        events.push((T0 + t, video, n));
+    }
+    events
+}
+
+pub async fn stats(pool: &PgPool) -> Vec<(String, i64, i64)> {
+    sqlx::query_as("SELECT video_id, (extract(epoch from bucket_start) * 1000)::bigint, views FROM video_stats ORDER BY 1, 2")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+pub async fn totals(pool: &PgPool) -> BTreeMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>("SELECT video_id, total_views FROM video_totals")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+pub fn per_minute(events: &[(i64, String, u64)], before_ms: i64) -> Vec<(String, i64, i64)> {
+    let mut m: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for (t, v, n) in events {
+        let start = t - t.rem_euclid(MIN);
+        if start + MIN <= before_ms {
+            *m.entry((v.clone(), start)).or_default() += *n as i64;
+        }
+    }
+    m.into_iter().map(|((v, s), n)| (v, s, n)).collect()
+}
+
+pub fn spread(count: i64, over_ms: i64) -> Vec<i64> {
+    (0..count).map(|i| i * over_ms / count).collect()
+}
