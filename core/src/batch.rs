@@ -64,16 +64,16 @@ pub fn decode_fields(fields: Vec<(String, String)>) -> Result<Vec<(VideoId, u64)
 
 /// `<video id> <count>\n` lines, each complete; one bad line refuses the whole entry.
 fn decode_lines(lines: &str) -> Result<Vec<(VideoId, u64)>, String> {
-    let Some(body) = lines.strip_suffix('\n') else {
+    if !lines.ends_with('\n') {
         return Err(format!(
             "{LINES_FIELD} is empty or does not end with a newline"
         ));
-    };
-    body.split('\n')
+    }
+    // Every line ends with its newline, so an empty line (`a 1\n\n`) is one line and is refused.
+    crate::lines::split(lines)
         .map(|line| {
-            let (video, count) = line
-                .split_once(' ')
-                .ok_or_else(|| format!("line {line:?} is not `<video id> <count>`"))?;
+            let (video, count) =
+                line.map_err(|line| format!("line {line:?} is not `<video id> <count>`"))?;
             decode_pair(video, count)
         })
         .collect()
@@ -97,18 +97,7 @@ pub fn encode_lines<'a>(views: impl IntoIterator<Item = (&'a VideoId, u64)>) -> 
     for (video, n) in views {
         *sums.entry(video.as_str()).or_default() += n;
     }
-    lines_of(sums)
-}
-
-/// `<video id> <count>\n` per pair: the form of log entries and of append-only buckets (ids never hold a space
-/// or a newline, so nothing needs escaping).
-pub fn lines_of<'a>(pairs: impl IntoIterator<Item = (&'a str, u64)>) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    for (video, n) in pairs {
-        let _ = writeln!(out, "{video} {n}");
-    }
-    out
+    crate::lines::encode(sums)
 }
 
 /// One 5-second slice's increments within an aggregated batch.

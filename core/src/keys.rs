@@ -111,6 +111,11 @@ impl KeySchema {
         format!("{}:{rest}", self.prefix)
     }
 
+    /// A SCAN pattern for the sealed minutes of every partition.
+    pub fn sealed_minute_pattern(&self) -> String {
+        self.pattern("{*}:mz:*")
+    }
+
     /// A SCAN pattern for every key of partition `p`.
     pub fn partition_pattern(&self, p: Partition) -> String {
         self.key(p, "*")

@@ -2,33 +2,39 @@
 //! Redis and Postgres access the services use.
 //!
 //! # Layout
-//! - [`domain`]: parsed types from the edge (`VideoId`, `Window`, `TopK`) and ranking order and merge.
+//! - [`domain`]: parsed types from the edge (`VideoId`, `Window`, `TopK`) and the ranking order.
+//! - [`ranking`]: the exact merge of the partitions' rankings, and how far to read each partition for it.
 //! - [`slices`]: pure slice and window arithmetic on injected times.
 //! - [`keys`]: the Redis key schema and the partition hash: the only place that formats a key.
+//! - [`lines`]: the `<video id> <count>` line format of log entries, minute buckets and sealed minutes.
 //! - [`batch`]: log entries, their codec, and aggregation of a batch per (slice, video).
-//! - [`redis`]: [`redis::RedisStore`], every Redis call (fred lives only here) and the Lua scripts in `lua/`:
-//!   window hashes with leader sets (`lua/leaders.lua`), apply, retire, refill and seal.
 //! - [`sealed`]: the packed form of a closed minute, which the day window's tail keeps.
-//! - [`db`]: the Postgres pool, the migrations (`MIGRATOR`) and every snapshot read and write.
-//! - [`history`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
-//! - [`http`]: the JSON error type, health answers and bearer tokens both services share.
-//! - [`serve`]: the HTTP server loop with limits against slow and hostile clients.
+//! - [`redis`]: [`redis::RedisStore`], every Redis call (fred lives only here), one file per concern (log,
+//!   windows, rankings, buckets, inspect, restore, clock), and the Lua scripts in `redis/lua/`.
+//! - [`db`]: Postgres: the pool, the migrations (`MIGRATOR`), minutes and checkpoints, ranking snapshots,
+//!   restore reads and `video_stats` retention, one file each.
+//! - [`http`]: the JSON error type, health routes, bearer tokens and the server loop both services share.
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
 //! Data moves: receiver → [`redis::RedisStore::append`] (log) → worker [`redis::RedisStore::read_log`] →
 //! [`batch::aggregate`] → [`redis::RedisStore::apply`] (counts + ack in one script) → retirer
-//! [`redis::RedisStore::retire`] and [`redis::RedisStore::seal_minutes`] → API [`redis::RedisStore::top`].
+//! [`redis::RedisStore::retire_all`] and [`redis::RedisStore::seal_all`] → API [`redis::RedisStore::top`];
+//! snapshotter [`redis::RedisStore::minute_counts`] → [`db::write_minutes`].
 
 pub mod batch;
 pub mod config;
 pub mod db;
 pub mod domain;
-pub mod history;
 pub mod http;
 pub mod keys;
+pub mod lines;
+pub mod ranking;
 pub mod redis;
 pub mod sealed;
-pub mod serve;
 pub mod shutdown;
 pub mod slices;
 pub mod telemetry;
+
+// Paths the services used before `serve` and `history` moved into `http` and `db`.
+pub use db::retention as history;
+pub use http::serve;

@@ -1,4 +1,5 @@
-//! The sealed-minute codec: a closed minute's counts packed into one Redis string of `<video> <views>\n` lines.
+//! The sealed-minute form: a closed minute's counts packed into one Redis string of `<video> <views>\n` lines
+//! ([`crate::lines`]).
 //!
 //! The day window's tail holds 1,440 minutes per partition for 24 hours; as hashes they would cost ~56 bytes a
 //! video, as these lines about 11 (a short id, a space, a few digits, a newline). Video ids never hold a space
@@ -7,24 +8,12 @@
 
 /// Packs `(video, views)` pairs; pairs with no views are left out.
 pub fn encode<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>) -> String {
-    let mut out = String::new();
-    for (video, views) in counts {
-        if views > 0 {
-            out.push_str(video);
-            out.push(' ');
-            out.push_str(&views.to_string());
-            out.push('\n');
-        }
-    }
-    out
+    crate::lines::encode(counts.into_iter().filter(|(_, views)| *views > 0))
 }
 
 /// Unpacks a blob; a malformed line (never written by topk) is skipped rather than failing the whole minute.
 pub fn decode(blob: &str) -> impl Iterator<Item = (&str, u64)> {
-    blob.lines().filter_map(|line| {
-        let (video, views) = line.split_once(' ')?;
-        Some((video, views.parse().ok()?))
-    })
+    crate::lines::decode(blob)
 }
 
 #[cfg(test)]

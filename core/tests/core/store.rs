@@ -8,7 +8,10 @@ use topk_core::batch::aggregate;
 use topk_core::config::RedisConfig;
 use topk_core::domain::{TopK, VideoId, Window};
 use topk_core::redis::{ApplyOutcome, LeaderCaps, LogRead, RedisStore};
-use topk_core::slices::{in_window, minute_of};
+use topk_core::slices::minute_of;
+use topk_testkit::fixtures::{
+    apply_log, brute_force_window, redis_config_at, store, window_counts,
+};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -19,63 +22,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn store(label: &str, partitions: u16) -> RedisStore {
-    let cfg = RedisConfig {
-        redis_url: topk_testkit::servers().redis_url.clone(),
-        partitions,
-        key_prefix: topk_testkit::unique_name(label),
-        redis_timeout_ms: 5_000,
-    };
-    let store = RedisStore::connect(&cfg).await.unwrap();
-    store.ensure_log_groups().await.unwrap();
-    store
-}
-
-/// Reads, aggregates and applies every pending entry of every partition, `chunk` entries at a time.
-async fn drain(store: &RedisStore, consumer: &str, chunk: usize) -> u64 {
-    let mut views = 0;
-    for p in store.keys().all_partitions() {
-        loop {
-            let entries = store
-                .read_log(p, consumer, LogRead::New, chunk)
-                .await
-                .unwrap();
-            if entries.is_empty() {
-                break;
-            }
-            match store
-                .apply(p, consumer, &aggregate(&entries))
-                .await
-                .unwrap()
-            {
-                ApplyOutcome::Applied { views: v } => views += v,
-                ApplyOutcome::NotOwned => panic!("a lone consumer lost its entries"),
-            }
-        }
-    }
-    views
-}
-
 async fn seal_all(store: &RedisStore, now: i64) {
     for p in store.keys().all_partitions() {
         store.seal_minutes(p, minute_of(now) + 1).await.unwrap();
     }
-}
-
-async fn retire_all(store: &RedisStore, now: i64) {
-    for p in store.keys().all_partitions() {
-        for w in Window::SLIDING {
-            store.retire(p, w, now).await.unwrap();
-        }
-    }
-}
-
-async fn window_counts(store: &RedisStore, w: Window) -> HashMap<String, u64> {
-    let mut all = HashMap::new();
-    for p in store.keys().all_partitions() {
-        all.extend(store.window_counts(p, w).await.unwrap());
-    }
-    all
 }
 
 async fn reference_counts(store: &RedisStore, w: Window, now: i64) -> HashMap<String, u64> {
@@ -84,16 +34,6 @@ async fn reference_counts(store: &RedisStore, w: Window, now: i64) -> HashMap<St
         all.extend(store.reference_counts(p, w, now).await.unwrap());
     }
     all
-}
-
-fn brute_force(events: &[(i64, String, u64)], w: Window, now: i64) -> HashMap<String, u64> {
-    let mut out: HashMap<String, u64> = HashMap::new();
-    for (at, video, n) in events {
-        if *at <= now && in_window(w, *at, now) {
-            *out.entry(video.clone()).or_default() += n;
-        }
-    }
-    out
 }
 
 /// One step of the random schedule: time advances, a batch arrives, and maybe the workers and the retirer run.
@@ -152,15 +92,15 @@ proptest! {
                 let views: Vec<(VideoId, u64)> = s.views.iter().map(|(v, n)| (VideoId::parse(v).unwrap(), *n)).collect();
                 store.append_at(&views, now).await.unwrap();
                 events.extend(s.views.iter().map(|(v, n)| (now, v.clone(), *n)));
-                if s.apply { drain(&store, "c1", chunk).await; }
-                if s.retire { retire_all(&store, now).await; }
+                if s.apply { apply_log(&store, "c1", chunk).await; }
+                if s.retire { store.retire_all(now).await.unwrap(); }
                 if s.seal { seal_all(&store, now).await; }
                 if s.apply && s.retire {
                     check(&store, &events, now).await;
                 }
             }
-            drain(&store, "c1", chunk).await;
-            retire_all(&store, now).await;
+            apply_log(&store, "c1", chunk).await;
+            store.retire_all(now).await.unwrap();
             check(&store, &events, now).await;
         });
     }
@@ -168,7 +108,7 @@ proptest! {
 
 async fn check(store: &RedisStore, events: &[(i64, String, u64)], now: i64) {
     for w in Window::ALL {
-        let want = brute_force(events, w, now);
+        let want = brute_force_window(events, w, now);
         let got = window_counts(store, w).await;
         assert_eq!(got, want, "window {w} at {now}");
         if w != Window::All {
@@ -216,7 +156,7 @@ async fn a_batch_counts_each_slice_only_in_the_windows_where_it_is_live() {
         events.extend(views.iter().map(|(v, n)| (at, v.to_string(), *n)));
     }
     // The cursors pass the two older slices before any of their views is applied.
-    retire_all(&store, T0).await;
+    store.retire_all(T0).await.unwrap();
 
     let entries = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
     let batch = aggregate(&entries);
@@ -280,7 +220,7 @@ async fn the_largest_batch_fits_in_one_partition() {
         .map(|i| (VideoId::parse(&format!("v{i}")).unwrap(), 2))
         .collect();
     store.append(&views).await.unwrap();
-    assert_eq!(drain(&store, "w", 10).await, 20_000);
+    assert_eq!(apply_log(&store, "w", 10).await, 20_000);
     let all = store.window_counts(0, Window::All).await.unwrap();
     assert_eq!((all.len(), all.values().sum::<u64>()), (10_000, 20_000));
 }
@@ -322,7 +262,7 @@ async fn trim_never_drops_unacknowledged_entries() {
     assert_eq!(store.trim_log(0, T0 + 1_000_000).await.unwrap(), 1);
     assert_eq!(store.log_backlog(0).await.unwrap(), 2);
     store.apply(0, "w", &aggregate(&pending)).await.unwrap();
-    assert_eq!(drain(&store, "w", 10).await, 1);
+    assert_eq!(apply_log(&store, "w", 10).await, 1);
     assert_eq!(store.window_counts(0, Window::All).await.unwrap()["v"], 3);
 }
 
@@ -344,10 +284,8 @@ async fn store_started_before_redis_connects_when_redis_is_ready() {
     }
     server.shutdown();
     let cfg = RedisConfig {
-        redis_url: server.url(),
-        partitions: 2,
-        key_prefix: "late".into(),
         redis_timeout_ms: 300,
+        ..redis_config_at(&server.url(), "late", 2)
     };
     let store = RedisStore::connect(&cfg).await.unwrap();
     assert!(store.ping().await.is_err(), "Redis is down");
@@ -370,10 +308,8 @@ async fn store_started_before_redis_connects_when_redis_is_ready() {
 async fn unreachable_redis_fails_fast() {
     let mut server = topk_testkit::RedisServer::start();
     let cfg = RedisConfig {
-        redis_url: server.url(),
-        partitions: 2,
-        key_prefix: "down".into(),
         redis_timeout_ms: 300,
+        ..redis_config_at(&server.url(), "down", 2)
     };
     let store = RedisStore::connect(&cfg).await.unwrap();
     store.ping().await.unwrap();

@@ -1,0 +1,112 @@
+//! Bearer tokens for writes, compared in constant time, with rotation (several tokens at once).
+
+use axum::http::HeaderValue;
+
+/// Compares a presented secret with the expected one in time that depends only on the presented length:
+/// neither where they differ nor the expected length shows in the timing (the length is folded into the
+/// result instead of returning early; the attacker already knows the presented length).
+pub fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
+    if expected.is_empty() {
+        // Nothing to index; an empty secret is refused at configuration anyway.
+        return presented.is_empty();
+    }
+    let mut diff = u8::from(presented.len() != expected.len());
+    for (i, byte) in presented.iter().enumerate() {
+        // black_box keeps the optimizer from turning the fold into an early exit.
+        diff = std::hint::black_box(diff | (byte ^ expected[i % expected.len()]));
+    }
+    diff == 0
+}
+
+/// The bearer tokens that authorize writes. Several are accepted at once so a token can be rotated without
+/// downtime: deploy `new,old`, move the clients to `new`, then deploy `new` alone.
+#[derive(Clone)]
+pub struct BearerTokens(Vec<String>);
+
+impl BearerTokens {
+    /// Parses a comma-separated list (spaces around items ignored). Refuses an empty list or an empty item: a
+    /// set but empty variable is a mistake, and must not mean "no authentication".
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let tokens: Vec<String> = raw.split(',').map(|t| t.trim().to_owned()).collect();
+        if tokens.iter().any(String::is_empty) {
+            return Err(
+                "the token list has an empty token (a stray comma, or an empty value?)".into(),
+            );
+        }
+        Ok(Self(tokens))
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <one of the tokens>`. Every token is compared, so
+    /// the time does not tell which one (if any) matched.
+    pub fn accepts(&self, authorization: Option<&HeaderValue>) -> bool {
+        let presented = authorization
+            .map(HeaderValue::as_bytes)
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        self.0.iter().fold(false, |ok, token| {
+            ok | constant_time_eq(presented, token.as_bytes())
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for BearerTokens {
+    /// Never prints a token: configurations are logged and shown in panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BearerTokens(<{} redacted>)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"secretsecret", b"secret"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(!constant_time_eq(b"x", b""));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn tokens_parse_as_a_list_and_refuse_empty_items() {
+        let t = BearerTokens::parse("new, old").unwrap();
+        assert_eq!(t.len(), 2);
+        let header = |v: &str| HeaderValue::from_str(v).unwrap();
+        assert!(t.accepts(Some(&header("Bearer new"))));
+        assert!(t.accepts(Some(&header("Bearer old"))));
+        assert!(!t.accepts(Some(&header("Bearer new, old"))));
+        assert!(!t.accepts(Some(&header("Bearer other"))));
+        assert!(!t.accepts(Some(&header("new"))));
+        assert!(!t.accepts(Some(&header("bearer new "))));
+        assert!(!t.accepts(None));
+        for bad in ["", " ", "a,", ",a", "a,,b"] {
+            assert!(BearerTokens::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(!format!("{t:?}").contains("new"));
+    }
+
+    proptest! {
+        /// The comparison agrees with `==` on arbitrary bytes, including different lengths and prefixes.
+        #[test]
+        fn constant_time_eq_is_equality(a in proptest::collection::vec(any::<u8>(), 0..40),
+                                        b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(constant_time_eq(&a, &b), a == b);
+            let mut longer = b.clone();
+            longer.extend_from_slice(&b);
+            prop_assert_eq!(constant_time_eq(&longer, &b), b.is_empty());
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The log: one Redis stream per partition and the workers' consumer group on it. Appending a batch,
+//! reading and claiming entries, trimming what is applied, and where the group stands.
+
+use super::{RedisStore, Result, StoreError};
+use crate::batch::{decode_fields, encode_lines, EntryId, LogEntry, LINES_FIELD};
+use crate::domain::VideoId;
+use crate::keys::{Partition, CONSUMER_GROUP};
+use fred::cmd;
+use fred::prelude::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Which log entries a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRead {
+    /// Entries never delivered to any worker.
+    New,
+    /// Entries delivered to this consumer and not yet acknowledged (after a restart or a lost race).
+    OwnPending,
+}
+
+/// The consumer group's position on one partition's log.
+#[derive(Debug, Clone, Copy, Default)]
+struct GroupState {
+    /// Entries delivered and not yet acknowledged.
+    pending: u64,
+    oldest_pending: Option<EntryId>,
+    last_delivered: Option<EntryId>,
+    /// Entries not yet delivered.
+    lag: u64,
+}
+
+impl RedisStore {
+    /// Creates the consumer group on every partition's log (and the log itself), if missing.
+    pub async fn ensure_log_groups(&self) -> Result<()> {
+        for p in self.keys.all_partitions() {
+            match self.create_group(self.keys.log(p), "0".into()).await {
+                Ok(()) => {}
+                Err(StoreError::Redis(e)) if e.details().contains("BUSYGROUP") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the consumer group on `log` starting after `start` (and the log itself when missing).
+    pub(super) async fn create_group(&self, log: String, start: String) -> Result<()> {
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("XGROUP"),
+                vec![
+                    "CREATE".to_owned(),
+                    log,
+                    CONSUMER_GROUP.into(),
+                    start,
+                    "MKSTREAM".into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Appends a validated batch to the log: one entry per partition it touches, all in one script
+    /// (`lua/append.lua`), so the batch is stored whole or not at all. Returns once Redis has the entries.
+    pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
+        self.append_with_id(views, "*").await
+    }
+
+    /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
+    /// before the log's last entry. For replays and tests that inject time.
+    pub async fn append_at(&self, views: &[(VideoId, u64)], at_ms: i64) -> Result<()> {
+        self.append_with_id(views, &format!("{at_ms}-*")).await
+    }
+
+    async fn append_with_id(&self, views: &[(VideoId, u64)], id: &str) -> Result<()> {
+        let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
+        for (video, n) in views {
+            by_partition
+                .entry(self.keys.partition_of(video))
+                .or_default()
+                .push((video, *n));
+        }
+        let mut keys = Vec::with_capacity(by_partition.len());
+        let mut args = vec![
+            self.append_deadline_ms().await?.to_string(),
+            id.to_owned(),
+            LINES_FIELD.to_owned(),
+        ];
+        for (p, views) in by_partition {
+            keys.push(self.keys.log(p));
+            args.push(encode_lines(views));
+        }
+        let written: i64 = self
+            .scripts
+            .append
+            .evalsha_with_reload(&self.client, keys, args)
+            .await?;
+        if written < 0 {
+            // Redis was frozen or slow: measure the clocks again before the next deadline.
+            self.clock.forget();
+            return Err(StoreError::TooLate);
+        }
+        Ok(())
+    }
+
+    /// Reads up to `count` entries of partition `p`'s log for `consumer`.
+    pub async fn read_log(
+        &self,
+        p: Partition,
+        consumer: &str,
+        from: LogRead,
+        count: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let id = match from {
+            LogRead::New => ">",
+            LogRead::OwnPending => "0",
+        };
+        let reply: Value = self
+            .client
+            .custom(
+                cmd!("XREADGROUP"),
+                vec![
+                    "GROUP".to_owned(),
+                    CONSUMER_GROUP.into(),
+                    consumer.into(),
+                    "COUNT".into(),
+                    count.to_string(),
+                    "STREAMS".into(),
+                    self.keys.log(p),
+                    id.into(),
+                ],
+            )
+            .await?;
+        if reply.is_null() {
+            return Ok(Vec::new());
+        }
+        // [[key, [entry, ...]]]
+        let streams = reply.into_array();
+        let Some(stream) = streams.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let mut parts = stream.into_array().into_iter();
+        let entries = parts.nth(1).map(Value::into_array).unwrap_or_default();
+        entries.into_iter().map(parse_entry).collect()
+    }
+
+    /// Takes over entries that another consumer left pending for at least `min_idle` (a dead worker's).
+    pub async fn claim_stale(
+        &self,
+        p: Partition,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let reply: Value = self
+            .client
+            .custom(
+                cmd!("XAUTOCLAIM"),
+                vec![
+                    self.keys.log(p),
+                    CONSUMER_GROUP.into(),
+                    consumer.into(),
+                    min_idle.as_millis().to_string(),
+                    "0-0".into(),
+                    "COUNT".into(),
+                    count.to_string(),
+                ],
+            )
+            .await?;
+        // [next-start, [entry, ...], [deleted ids]]
+        let entries = reply
+            .into_array()
+            .into_iter()
+            .nth(1)
+            .map(Value::into_array)
+            .unwrap_or_default();
+        entries.into_iter().map(parse_entry).collect()
+    }
+
+    /// Removes acknowledged log entries older than `keep_since_ms`, never an entry still pending or not yet
+    /// delivered. Returns the number removed.
+    pub async fn trim_log(&self, p: Partition, keep_since_ms: i64) -> Result<u64> {
+        let state = self.group_state(p).await?;
+        let mut min_keep = EntryId {
+            ms: keep_since_ms.max(0),
+            seq: 0,
+        };
+        if let Some(oldest) = state.oldest_pending {
+            min_keep = min_keep.min(oldest);
+        }
+        // Entries after the group's last delivered id have not been read yet.
+        if let Some(last) = state.last_delivered {
+            min_keep = min_keep.min(EntryId {
+                ms: last.ms,
+                seq: last.seq + 1,
+            });
+        }
+        let removed: i64 = self
+            .client
+            .custom(
+                cmd!("XTRIM"),
+                vec![self.keys.log(p), "MINID".into(), min_keep.to_string()],
+            )
+            .await?;
+        Ok(removed.max(0) as u64)
+    }
+
+    /// Removes acknowledged log entries older than `retention` before `now_ms` on every partition.
+    pub async fn trim_all(&self, now_ms: i64, retention: Duration) -> Result<u64> {
+        let mut removed = 0;
+        for p in self.keys.all_partitions() {
+            removed += self
+                .trim_log(p, now_ms - retention.as_millis() as i64)
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    /// Entries of partition `p`'s log not yet acknowledged, delivered or not (backlog for health and tests).
+    pub async fn log_backlog(&self, p: Partition) -> Result<u64> {
+        let state = self.group_state(p).await?;
+        Ok(state.pending + state.lag)
+    }
+
+    /// Entries of partition `p`'s log delivered to a worker and not yet acknowledged.
+    pub async fn pending(&self, p: Partition) -> Result<u64> {
+        Ok(self.group_state(p).await?.pending)
+    }
+
+    /// The time up to which partition `p` has applied its log: the event time of its oldest entry not yet
+    /// acknowledged, or `None` when nothing is waiting (the partition is past any time up to now).
+    pub async fn applied_through_ms(&self, p: Partition) -> Result<Option<i64>> {
+        let state = match self.group_state(p).await {
+            // No log yet (ingest never ran, or Redis lost its data): nothing is waiting to be applied.
+            Err(e) if e.is_missing_group() => return Ok(None),
+            other => other?,
+        };
+        let undelivered = self.first_undelivered(p, state.last_delivered).await?;
+        Ok([state.oldest_pending, undelivered]
+            .into_iter()
+            .flatten()
+            .map(|id| id.ms)
+            .min())
+    }
+
+    /// Where the workers' consumer group stands on partition `p`'s log (XPENDING summary and XINFO GROUPS).
+    async fn group_state(&self, p: Partition) -> Result<GroupState> {
+        let log = self.keys.log(p);
+        // [count, smallest pending id, greatest pending id, consumers]
+        let summary = self
+            .client
+            .custom::<Value, _>(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()]);
+        let groups = self
+            .client
+            .custom::<Value, _>(cmd!("XINFO"), vec!["GROUPS".to_owned(), log]);
+        let (summary, groups) = futures::future::try_join(summary, groups).await?;
+        let summary = summary.into_array();
+        let mut state = GroupState {
+            pending: summary.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
+            oldest_pending: summary
+                .get(1)
+                .and_then(Value::as_string)
+                .and_then(|s| EntryId::parse(&s)),
+            ..GroupState::default()
+        };
+        for group in groups.into_array() {
+            let fields = group.into_array();
+            if !fields
+                .iter()
+                .any(|f| f.as_str().as_deref() == Some(CONSUMER_GROUP))
+            {
+                continue;
+            }
+            let mut it = fields.iter();
+            while let (Some(name), Some(value)) = (it.next(), it.next()) {
+                match name.as_str().as_deref() {
+                    Some("last-delivered-id") => {
+                        state.last_delivered = value.as_string().and_then(|s| EntryId::parse(&s))
+                    }
+                    // Redis reports no lag after deletions inside the unread range; then look.
+                    Some("lag") => state.lag = value.as_i64().map_or(u64::MAX, |l| l.max(0) as u64),
+                    _ => {}
+                }
+            }
+        }
+        if state.lag == u64::MAX {
+            state.lag = u64::from(
+                self.first_undelivered(p, state.last_delivered)
+                    .await?
+                    .is_some(),
+            );
+        }
+        Ok(state)
+    }
+
+    /// The first entry of partition `p`'s log after `last_delivered` (any entry when `None`).
+    async fn first_undelivered(
+        &self,
+        p: Partition,
+        last_delivered: Option<EntryId>,
+    ) -> Result<Option<EntryId>> {
+        let start = last_delivered.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let next: Vec<Value> = self
+            .client
+            .custom(
+                cmd!("XRANGE"),
+                vec![
+                    self.keys.log(p),
+                    start,
+                    "+".into(),
+                    "COUNT".into(),
+                    "1".into(),
+                ],
+            )
+            .await?;
+        Ok(next
+            .into_iter()
+            .next()
+            .and_then(|e| e.into_array().into_iter().next())
+            .and_then(|v| v.as_string())
+            .and_then(|s| EntryId::parse(&s)))
+    }
+}
+
+/// `[id, [field, value, ...]]`; fields are nil for an entry trimmed while pending.
+fn parse_entry(entry: Value) -> Result<LogEntry> {
+    let mut parts = entry.into_array().into_iter();
+    let raw_id = parts.next().and_then(|v| v.as_string()).unwrap_or_default();
+    let id = EntryId::parse(&raw_id)
+        .ok_or_else(|| StoreError::Reply(format!("bad stream id {raw_id:?}")))?;
+    let fields = parts.next().unwrap_or(Value::Null);
+    let views = if fields.is_null() {
+        Err("entry was trimmed from the log".to_owned())
+    } else {
+        let flat: Vec<String> = fields
+            .into_array()
+            .into_iter()
+            .map(|v| v.as_string().unwrap_or_default())
+            .collect();
+        let pairs = flat
+            .chunks(2)
+            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .collect();
+        decode_fields(pairs)
+    };
+    Ok(LogEntry { id, views })
+}

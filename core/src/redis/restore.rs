@@ -1,0 +1,225 @@
+//! Restoring Redis from Postgres (`rebuild-redis`), and seeding window state directly (restores, benchmark
+//! fills, tests).
+
+use super::{RedisStore, Result};
+use crate::batch::EntryId;
+use crate::domain::Window;
+use crate::keys::{Partition, CONSUMER_GROUP};
+use crate::sealed;
+use crate::slices::{self, retire_target};
+use fred::cmd;
+use fred::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+
+impl RedisStore {
+    /// Replaces partition `p`'s counts with what Postgres holds (`rebuild-redis`): minute buckets of the day
+    /// window's span, the hour and day windows as their sums, the all-time window, and cursors at `now_ms`.
+    /// The minute window is left empty (Postgres has minutes, not 5-second slices): the log replay refills it.
+    /// The log itself is kept; its consumer group restarts right after `replay_from` (the checkpoint).
+    pub async fn restore_partition(
+        &self,
+        p: Partition,
+        minutes: &BTreeMap<i64, Vec<(String, u64)>>,
+        totals: &[(String, u64)],
+        now_ms: i64,
+        replay_after: Option<EntryId>,
+    ) -> Result<()> {
+        let k = &self.keys;
+        // Clear everything of the partition but its log.
+        let doomed: Vec<String> = self
+            .scan(&k.partition_pattern(p))
+            .await?
+            .into_iter()
+            .filter(|key| *key != k.log(p))
+            .collect();
+        for chunk in doomed.chunks(1000) {
+            let _: i64 = self.client.del(chunk.to_vec()).await?;
+        }
+        let hour = slices::spec(Window::Hour).expect("hour slices");
+        let day = slices::spec(Window::Day).expect("day slices");
+        let (hour_from, day_from) = (retire_target(hour, now_ms), retire_target(day, now_ms));
+        let mut hour_sum: HashMap<&str, u64> = HashMap::new();
+        let mut day_sum: HashMap<&str, u64> = HashMap::new();
+        for (&minute, rows) in minutes {
+            if minute <= day_from || rows.is_empty() {
+                continue;
+            }
+            self.seed_sealed_minute(p, minute, rows.iter().map(|(v, n)| (v.as_str(), *n)))
+                .await?;
+            for (v, n) in rows {
+                *day_sum.entry(v).or_default() += n;
+                if minute > hour_from {
+                    *hour_sum.entry(v).or_default() += n;
+                }
+            }
+        }
+        self.seed_window(p, Window::Hour, hour_sum).await?;
+        self.seed_window(p, Window::Day, day_sum).await?;
+        self.seed_window(p, Window::All, totals.iter().map(|(v, n)| (v.as_str(), *n)))
+            .await?;
+        // Replayed entries after the checkpoint belong to slices newer than these cursors, so they are added;
+        // anything at or before the checkpoint is already in the restored sums.
+        let replay_ms = replay_after.map_or(now_ms, |id| id.ms + 1);
+        let minute_cursor = slices::slice5_of(replay_ms) - 1;
+        let minute_cursor = minute_cursor.max(retire_target(
+            slices::spec(Window::Minute).expect("minute slices"),
+            now_ms,
+        ));
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("HSET"),
+                vec![
+                    k.cursors(p),
+                    "minute".into(),
+                    minute_cursor.to_string(),
+                    "hour".into(),
+                    hour_from.to_string(),
+                    "day".into(),
+                    day_from.to_string(),
+                ],
+            )
+            .await?;
+        // Restart the consumer group after the checkpoint, dropping its pending list: every entry after the
+        // checkpoint is delivered again exactly once (workers must be stopped meanwhile).
+        let log = k.log(p);
+        let _: Result<Value, _> = self
+            .client
+            .custom(
+                cmd!("XGROUP"),
+                vec!["DESTROY".to_owned(), log.clone(), CONSUMER_GROUP.into()],
+            )
+            .await;
+        let start = replay_after.map_or_else(|| "$".to_owned(), |id| id.to_string());
+        self.create_group(log, start).await
+    }
+
+    /// Replaces `window` of partition `p` with `counts`: its hash, its leader set and thresholds (restores,
+    /// benchmark fills). Leaders are every video when they fit under the cap, else those at or above the
+    /// KEEP-th count, which is then the threshold.
+    pub async fn seed_window<'a>(
+        &self,
+        p: Partition,
+        window: Window,
+        counts: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<()> {
+        let k = &self.keys;
+        let (hash, set) = (k.window(p, window), k.leaders(p, window));
+        let _: i64 = self.client.del(vec![hash.clone(), set.clone()]).await?;
+        let mut counts: Vec<(&str, u64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+        for chunk in counts.chunks(1000) {
+            let mut args = vec![hash.clone()];
+            for (video, n) in chunk {
+                args.push((*video).to_owned());
+                args.push(n.to_string());
+            }
+            let _: i64 = self.client.custom(cmd!("HSET"), args).await?;
+        }
+        let mut threshold = 1;
+        if counts.len() > self.caps.max as usize {
+            counts.sort_unstable_by_key(|(_, n)| std::cmp::Reverse(*n));
+            threshold = counts[self.caps.keep as usize - 1].1;
+            counts.retain(|(_, n)| *n >= threshold);
+        }
+        self.zadd_chunks(set, counts.into_iter()).await?;
+        let name = window.as_str();
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("HSET"),
+                vec![
+                    k.leader_state(p),
+                    format!("{name}:enter"),
+                    threshold.to_string(),
+                    format!("{name}:complete"),
+                    threshold.to_string(),
+                ],
+            )
+            .await?;
+        let _: i64 = self
+            .client
+            .hdel(k.leader_state(p), format!("{name}:fill"))
+            .await?;
+        Ok(())
+    }
+
+    /// Writes one closed minute of partition `p` as a sealed blob and indexes it (restores, benchmark fills).
+    pub async fn seed_sealed_minute<'a>(
+        &self,
+        p: Partition,
+        minute: i64,
+        counts: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<()> {
+        let k = &self.keys;
+        let _: () = self
+            .client
+            .set(
+                k.sealed_minute(p, minute),
+                sealed::encode(counts),
+                None,
+                None,
+                false,
+            )
+            .await?;
+        let _: Value = self
+            .client
+            .custom(
+                cmd!("ZADD"),
+                vec![k.minute_index(p), minute.to_string(), minute.to_string()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `(member, score)` pairs to a sorted set, 1000 per command (leader sets, benchmark baselines).
+    pub async fn zadd_chunks<'a>(
+        &self,
+        key: String,
+        members: impl Iterator<Item = (&'a str, u64)>,
+    ) -> Result<()> {
+        let mut args = vec![key.clone()];
+        for (video, n) in members {
+            args.push(n.to_string());
+            args.push(video.to_owned());
+            if args.len() >= 2001 {
+                let _: i64 = self
+                    .client
+                    .custom(
+                        cmd!("ZADD"),
+                        std::mem::replace(&mut args, vec![key.clone()]),
+                    )
+                    .await?;
+            }
+        }
+        if args.len() > 1 {
+            let _: i64 = self.client.custom(cmd!("ZADD"), args).await?;
+        }
+        Ok(())
+    }
+
+    /// Every key matching a full SCAN pattern.
+    pub(super) async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut cursor = "0".to_owned();
+        let mut found = Vec::new();
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .custom(
+                    cmd!("SCAN"),
+                    vec![
+                        cursor,
+                        "MATCH".into(),
+                        pattern.to_owned(),
+                        "COUNT".into(),
+                        "1000".into(),
+                    ],
+                )
+                .await?;
+            found.extend(keys);
+            if next == "0" {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+}

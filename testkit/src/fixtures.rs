@@ -1,0 +1,119 @@
+//! Typed async fixtures over topk's own types, so that test files do not rewrite them: a store on the shared
+//! Redis (or on a server of the test's own), a migrated database, the whole log applied, and the brute-force
+//! window oracle that the maintained windows are checked against.
+
+use crate::servers::{fresh_database, servers, unique_name};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use topk_core::batch::aggregate;
+use topk_core::config::{DatabaseConfig, RedisConfig};
+use topk_core::domain::Window;
+use topk_core::redis::{ApplyOutcome, LogRead, RedisStore};
+use topk_core::slices::in_window;
+
+/// The command timeout of fixture stores: long enough for two busy cores, short enough to fail a test fast.
+pub const TIMEOUT_MS: u64 = 5_000;
+
+/// Settings for a deployment of `partitions` on the Redis at `url`, under a key prefix of its own.
+pub fn redis_config_at(url: &str, label: &str, partitions: u16) -> RedisConfig {
+    RedisConfig {
+        redis_url: url.to_owned(),
+        partitions,
+        key_prefix: unique_name(label),
+        redis_timeout_ms: TIMEOUT_MS,
+    }
+}
+
+/// Settings for a deployment of `partitions` on the shared Redis, under a key prefix of its own.
+pub fn redis_config(label: &str, partitions: u16) -> RedisConfig {
+    redis_config_at(&servers().redis_url, label, partitions)
+}
+
+/// A connected store with its log groups created.
+pub async fn store_for(cfg: &RedisConfig) -> RedisStore {
+    let store = RedisStore::connect(cfg).await.expect("connect the store");
+    store
+        .ensure_log_groups()
+        .await
+        .expect("create the log groups");
+    store
+}
+
+/// A store of `partitions` on the shared Redis under a key prefix of its own, log groups created.
+pub async fn store(label: &str, partitions: u16) -> RedisStore {
+    store_for(&redis_config(label, partitions)).await
+}
+
+/// Settings for a fresh, empty database of this test.
+pub fn database_config(label: &str) -> DatabaseConfig {
+    DatabaseConfig {
+        database_url: fresh_database(label),
+    }
+}
+
+/// A pool on the database at `url`, migrated.
+pub async fn migrated_pool_at(url: &str) -> PgPool {
+    let pool = topk_core::db::pool(&DatabaseConfig {
+        database_url: url.to_owned(),
+    })
+    .expect("database pool");
+    topk_core::db::migrate(&pool)
+        .await
+        .expect("migrate the test database");
+    pool
+}
+
+/// A fresh database of this test, migrated, and a pool on it.
+pub async fn migrated_pool(label: &str) -> PgPool {
+    migrated_pool_at(&database_config(label).database_url).await
+}
+
+/// Reads, aggregates and applies every undelivered entry of every partition as `consumer`, `chunk` entries
+/// at a time, as a worker would. Returns the views applied; panics if the lone consumer loses an entry.
+pub async fn apply_log(store: &RedisStore, consumer: &str, chunk: usize) -> u64 {
+    let mut views = 0;
+    for p in store.keys().all_partitions() {
+        loop {
+            let entries = store
+                .read_log(p, consumer, LogRead::New, chunk)
+                .await
+                .expect("read the log");
+            if entries.is_empty() {
+                break;
+            }
+            match store
+                .apply(p, consumer, &aggregate(&entries))
+                .await
+                .expect("apply a batch")
+            {
+                ApplyOutcome::Applied { views: v } => views += v,
+                ApplyOutcome::NotOwned => panic!("a lone consumer lost its entries"),
+            }
+        }
+    }
+    views
+}
+
+/// Every video's count in `window` summed over the partitions, as the maintained hashes hold it.
+pub async fn window_counts(store: &RedisStore, window: Window) -> HashMap<String, u64> {
+    let mut all = HashMap::new();
+    for p in store.keys().all_partitions() {
+        all.extend(store.window_counts(p, window).await.expect("read a window"));
+    }
+    all
+}
+
+/// The oracle: every video's views in `window` at `now`, counted one event `(time, video, views)` at a time.
+pub fn brute_force_window(
+    events: &[(i64, String, u64)],
+    window: Window,
+    now: i64,
+) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> = HashMap::new();
+    for (at, video, n) in events {
+        if *at <= now && in_window(window, *at, now) {
+            *out.entry(video.clone()).or_default() += n;
+        }
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! A minimal blocking client of the Redis protocol (RESP2), for tests to observe a server independently of the
+//! service's client.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// One reply of the Redis protocol (RESP2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    /// The reply as text (status or bulk string).
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Reply::Status(s) => Some(s.clone()),
+            Reply::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Reply::Int(n) => Some(*n),
+            _ => self.text().and_then(|t| t.parse().ok()),
+        }
+    }
+}
+
+/// A minimal blocking Redis client for tests to observe a server (INFO, DBSIZE, SCAN) independently of the
+/// service's client, so what it measures never depends on the code under test. Reads time out: a frozen
+/// server fails a call rather than hanging the test.
+#[derive(Debug)]
+pub struct RedisConn {
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl RedisConn {
+    /// Connects to a server on a loopback port.
+    pub fn open(port: u16) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Self {
+            reader: std::io::BufReader::new(stream),
+        })
+    }
+
+    /// Connects to a `redis://host:port` URL's port on loopback.
+    pub fn open_url(url: &str) -> std::io::Result<Self> {
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(6379);
+        Self::open(port)
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn cmd(&mut self, args: &[&str]) -> std::io::Result<Reply> {
+        use std::io::Write;
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        self.reader.get_mut().write_all(&out)?;
+        self.read_reply()
+    }
+
+    fn read_line(&mut self) -> std::io::Result<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+
+    fn read_reply(&mut self) -> std::io::Result<Reply> {
+        use std::io::Read;
+        let line = self.read_line()?;
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad RESP reply");
+        let (kind, rest) = line.split_at_checked(1).ok_or_else(bad)?;
+        let n = || rest.parse::<i64>().map_err(|_| bad());
+        Ok(match kind {
+            "+" => Reply::Status(rest.to_owned()),
+            "-" => Reply::Error(rest.to_owned()),
+            ":" => Reply::Int(n()?),
+            "$" if n()? < 0 => Reply::Bulk(None),
+            "$" => {
+                let mut buf = vec![0; n()? as usize + 2];
+                self.reader.read_exact(&mut buf)?;
+                buf.truncate(buf.len() - 2);
+                Reply::Bulk(Some(buf))
+            }
+            "*" if n()? < 0 => Reply::Array(None),
+            "*" => Reply::Array(Some(
+                (0..n()?)
+                    .map(|_| self.read_reply())
+                    .collect::<Result<_, _>>()?,
+            )),
+            _ => return Err(bad()),
+        })
+    }
+
+    /// One numeric field of `INFO section` (e.g. `used_memory` of `memory`).
+    pub fn info_field(&mut self, section: &str, field: &str) -> Option<u64> {
+        let info = self.cmd(&["INFO", section]).ok()?.text()?;
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| *k == field)
+            .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
+    /// Bytes the server uses for its data (`used_memory`).
+    pub fn used_memory(&mut self) -> u64 {
+        self.info_field("memory", "used_memory")
+            .expect("INFO memory")
+    }
+
+    /// Every key whose name starts with `prefix`, optionally only those of a Redis type (SCAN ... TYPE).
+    pub fn keys_with_prefix(&mut self, prefix: &str, kind: Option<&str>) -> Vec<String> {
+        let pattern = format!("{prefix}*");
+        let mut cursor = "0".to_owned();
+        let mut keys = Vec::new();
+        loop {
+            let mut args = vec!["SCAN", &cursor, "MATCH", &pattern, "COUNT", "1000"];
+            if let Some(k) = kind {
+                args.extend(["TYPE", k]);
+            }
+            let reply = self.cmd(&args).expect("SCAN");
+            let Reply::Array(Some(parts)) = reply else {
+                panic!("SCAN replied {reply:?}")
+            };
+            let next = parts[0].text().expect("SCAN cursor");
+            if let Reply::Array(Some(found)) = &parts[1] {
+                keys.extend(found.iter().filter_map(Reply::text));
+            }
+            if next == "0" {
+                return keys;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Total entries of every stream whose key starts with `prefix` (the services' logs are streams).
+    pub fn stream_entries(&mut self, prefix: &str) -> u64 {
+        self.keys_with_prefix(prefix, Some("stream"))
+            .iter()
+            .map(|k| {
+                self.cmd(&["XLEN", k])
+                    .ok()
+                    .and_then(|r| r.int())
+                    .unwrap_or(0)
+                    .max(0) as u64
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,81 @@
+//! The Redis and PostgreSQL shared by one test process, started on first use, and names that keep tests
+//! apart on them (a Redis key prefix, a database per test).
+
+use crate::postgres::{psql, start_postgres};
+use crate::process::watch_and_stop;
+use crate::redis_server::RedisServer;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+/// The servers shared by one test process.
+#[derive(Debug)]
+pub struct Servers {
+    pub redis_url: String,
+    /// URL of the `postgres` maintenance database, for creating test databases.
+    pub postgres_admin_url: String,
+    pg_port: u16,
+}
+
+static SERVERS: OnceLock<Servers> = OnceLock::new();
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The shared Redis and Postgres of this test process, started on first call.
+pub fn servers() -> &'static Servers {
+    SERVERS.get_or_init(|| {
+        let redis_url = std::env::var("TOPK_TEST_REDIS_URL")
+            .ok()
+            .unwrap_or_else(|| {
+                let server = RedisServer::start();
+                let url = server.url();
+                watch_and_stop(&format!("kill {}", server.pid()), &server.dir);
+                std::mem::forget(server);
+                url
+            });
+        let (postgres_admin_url, pg_port) = match std::env::var("TOPK_TEST_DATABASE_URL") {
+            Ok(url) => {
+                let port = url
+                    .rsplit_once(':')
+                    .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+                    .unwrap_or(5432);
+                (url, port)
+            }
+            Err(_) => start_postgres(),
+        };
+        Servers {
+            redis_url,
+            postgres_admin_url,
+            pg_port,
+        }
+    })
+}
+
+/// A name unique within the test run, usable as a Redis key prefix or a database name.
+pub fn unique_name(label: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    format!("t{}_{n}_{label}", std::process::id())
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub fn fresh_database(label: &str) -> String {
+    let s = servers();
+    let name = unique_name(label);
+    psql(s.pg_port, &format!("CREATE DATABASE {name}")).expect("create test database");
+    let base = s
+        .postgres_admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(&s.postgres_admin_url);
+    format!("{base}/{name}")
+}
