@@ -1,0 +1,284 @@
+//! Views over HTTP end to end, through ingest to the API's rankings, and every class of bad input.
+
+use crate::stack::{stack, TOKEN};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+use topk_core::domain::VideoId;
+
+/// A refused request: what it is, body, token, content type, expected status.
+type BadRequest = (
+    &'static str,
+    String,
+    Option<&'static str>,
+    Option<&'static str>,
+    StatusCode,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_posted_over_http_rank_in_every_window_and_the_minute_slides() {
+    let s = stack("e2e", 3, &[]).await;
+    let (status, body) = s
+        .post(&json!([{"videoId": "a"}, {"videoId": "b", "count": 3}, {"videoId": "a"}]))
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::ACCEPTED, json!({"accepted": 5}))
+    );
+    let mut visible = Duration::ZERO;
+    for w in ["minute", "hour", "day", "all"] {
+        visible = visible.max(
+            s.wait_for(w, &[("b", 3), ("a", 2)], Duration::from_secs(1))
+                .await,
+        );
+    }
+    eprintln!("visible in every window {visible:?} after the POST answered");
+
+    // Ties by videoId descending, k honoured, both routes agree.
+    s.post(&json!([{"videoId": "c", "count": 2}])).await;
+    s.wait_for(
+        "all",
+        &[("b", 3), ("c", 2), ("a", 2)],
+        Duration::from_secs(1),
+    )
+    .await;
+    let (_, top2) = s.get("/view/video?k=2&window=all").await;
+    assert_eq!(
+        top2,
+        json!([{"videoId": "b", "views": 3}, {"videoId": "c", "views": 2}])
+    );
+
+    // A view 50 s old (appended with its event time) is in the minute window now and leaves it within seconds,
+    // while it stays in the hour, day and all-time windows.
+    let s2 = stack("slide", 2, &[]).await;
+    let now = s2.store.now_ms().await.unwrap();
+    s2.store
+        .append_at(&[(VideoId::parse("old").unwrap(), 7)], now - 50_000)
+        .await
+        .unwrap();
+    s2.wait_for("minute", &[("old", 7)], Duration::from_secs(2))
+        .await;
+    let slid = s2.wait_for("minute", &[], Duration::from_secs(15)).await;
+    eprintln!("the 50 s old view left the minute window after {slid:?}");
+    for w in ["hour", "day", "all"] {
+        s2.wait_for(w, &[("old", 7)], Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
+    let s = stack("bad", 2, &["--max-batch-len=5", "--max-body-bytes=2000"]).await;
+    s.post(&json!([{"videoId": "seed", "count": 2}])).await;
+    s.wait_for("all", &[("seed", 2)], Duration::from_secs(2))
+        .await;
+    let before = s.state_fingerprint().await;
+
+    let long_id = "x".repeat(65);
+    let cases: Vec<BadRequest> = vec![
+        (
+            "not JSON",
+            "[{".into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "not an array",
+            r#"{"videoId":"a"}"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty batch",
+            "[]".into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "element not an object",
+            r#"[{"videoId":"a"}, 3]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing videoId",
+            r#"[{"videoId":"a"},{"count":1}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id with a space",
+            r#"[{"videoId":"a"},{"videoId":"has space"}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty id",
+            r#"[{"videoId":""}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id too long",
+            format!(r#"[{{"videoId":"{long_id}"}}]"#),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count zero",
+            r#"[{"videoId":"a","count":0}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count too large",
+            r#"[{"videoId":"a","count":1000001}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count negative",
+            r#"[{"videoId":"a","count":-1}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count fractional",
+            r#"[{"videoId":"a","count":1.5}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "count a string",
+            r#"[{"videoId":"a","count":"1"}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown field",
+            r#"[{"videoId":"a","when":1}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "batch too long",
+            serde_json::to_string(&vec![json!({"videoId": "a"}); 6]).unwrap(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "body too large",
+            format!(r#"[{{"videoId":"a","pad":"{}"}}]"#, "p".repeat(3000)),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "not JSON content",
+            r#"[{"videoId":"a"}]"#.into(),
+            Some(TOKEN),
+            Some("text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "no token",
+            r#"[{"videoId":"a"}]"#.into(),
+            None,
+            Some("application/json"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong token",
+            r#"[{"videoId":"a"}]"#.into(),
+            Some("test-tokeN"),
+            Some("application/json"),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (what, body, token, ct, want) in cases {
+        let (status, body) = s.post_raw(body, token, ct).await;
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: no JSON error: {body}"
+        );
+    }
+    let (status, body) = s
+        .post_raw(r#"[{"videoId":"a"},{"videoId":"b c"}]"#, Some(TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("element 1:"),
+        "{body}"
+    );
+
+    for (query, what) in [
+        ("/v1/topk?window=week", "window"),
+        ("/v1/topk?k=5", "window"),
+        ("/v1/topk?window=all&k=0", "k"),
+        ("/v1/topk?window=all&k=1001", "k"),
+        ("/v1/topk?window=all&k=ten", "k"),
+        ("/view/video?window=all&k=-3", "k"),
+    ] {
+        let (status, body) = s.get(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            body["error"].as_str().unwrap().contains(what),
+            "{query}: {body}"
+        );
+    }
+    let (status, body) = s.get("/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.state_fingerprint().await,
+        before,
+        "a refused request changed Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_and_health() {
+    let s = stack("doc", 1, &[]).await;
+    let fetch = |addr: SocketAddr, path: &'static str| {
+        let http = s.http.clone();
+        async move {
+            let r = http
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    for (addr, route) in [(s.api, "/view/video"), (s.ingest, "/v1/views")] {
+        for path in ["/healthz", "/readyz"] {
+            assert_eq!(fetch(addr, path).await.0, StatusCode::OK, "{addr}{path}");
+        }
+        let (status, doc) = fetch(addr, "/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert!(
+            doc["paths"][route].is_object(),
+            "{route} missing from the document"
+        );
+        assert!(doc["paths"]["/readyz"]["get"].is_object());
+    }
+}
