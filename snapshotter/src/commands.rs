@@ -1,6 +1,9 @@
-//! The subcommands' bodies and what they print.
+//! The subcommands' bodies and what they print: [`run`] dispatches, one function per subcommand.
+//!
+//! `verify` prints its report on stdout (one line per problem) so it can be piped; `rebuild-redis` reports
+//! its rate on stderr, beside its progress bar.
 
-use crate::cli::{Cli, Command, StoreArgs};
+use crate::cli::{Cli, Command, MigrateArgs, SnapshotArgs, StoreArgs};
 use crate::schedule::run_scheduled;
 use crate::{jobs, leader, rebuild, verify};
 use sqlx::PgPool;
@@ -10,72 +13,87 @@ use topk_core::redis::RedisStore;
 /// Runs one subcommand to completion.
 pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<()> {
     match cli.command {
-        Command::Migrate(args) => {
-            let pool = topk_core::db::pool(&args.database)?;
-            topk_core::db::migrate(&pool).await?;
-            tracing::info!("migrations applied");
-            Ok(())
-        }
+        Command::Migrate(args) => migrate(&args).await,
         Command::Run(args) => {
             let (store, pool) = connect(&args).await?;
             run_scheduled(store, pool, &args, stop).await
         }
-        Command::Snapshot(args) => {
-            let (store, pool) = connect(&args.store).await?;
-            let lock = leader::Leadership::acquire(&pool, &stop).await;
-            let now = store.now_ms().await?;
-            let minutes = jobs::snapshot_minutes(&store, &pool, now).await?;
-            let rankings = jobs::snapshot_rankings(&store, &pool, now).await?;
-            tracing::info!(
-                minutes = minutes.minutes,
-                rows = minutes.rows,
-                ranking_rows = rankings,
-                "snapshot done"
-            );
-            if let Some(l) = lock {
-                l.release().await;
-            }
-            Ok(())
-        }
-        Command::Verify(args) => {
-            let (store, pool) = connect(&args).await?;
-            let now = store.now_ms().await?;
-            let diffs = verify::verify(&store, &pool, now).await?;
-            for d in &diffs {
-                println!("{d}");
-            }
-            let leaders = verify::leader_problems(&store).await?;
-            for problem in &leaders {
-                println!("{problem}");
-            }
-            if diffs.is_empty() && leaders.is_empty() {
-                println!("no differences");
-                Ok(())
-            } else {
-                anyhow::bail!(
-                    "{} differences: {:?}; {} leader-set problems",
-                    diffs.len(),
-                    verify::summary(&diffs),
-                    leaders.len()
-                )
-            }
-        }
-        Command::RebuildRedis(args) => {
-            let (store, pool) = connect(&args).await?;
-            let now = store.now_ms().await?;
-            let started = std::time::Instant::now();
-            let report = rebuild::rebuild(&store, &pool, now, true).await?;
-            let secs = started.elapsed().as_secs_f64();
-            let rows = report.minute_rows + report.total_rows;
-            eprintln!(
-                "restored {rows} rows in {secs:.2} s ({:.0} rows/s)",
-                rows as f64 / secs.max(1e-9)
-            );
-            Ok(())
-        }
+        Command::Snapshot(args) => snapshot(&args, &stop).await,
+        Command::Verify(args) => verify_report(&args).await,
+        Command::RebuildRedis(args) => rebuild_redis(&args).await,
     }
 }
 
+/// `migrate`: applies the migrations.
+async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let pool = topk_core::db::pool(&args.database)?;
+    topk_core::db::migrate(&pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// `snapshot`: both jobs once, at Redis's time. It waits for the lock like `run`, so a one-off run does not write
+/// beside the scheduled writer; stopped while waiting, it runs once without the lock.
+async fn snapshot(args: &SnapshotArgs, stop: &CancellationToken) -> anyhow::Result<()> {
+    let (store, pool) = connect(&args.store).await?;
+    let lock = leader::Leadership::acquire(&pool, stop).await;
+    let now = store.now_ms().await?;
+    let minutes = jobs::snapshot_minutes(&store, &pool, now).await?;
+    let rankings = jobs::snapshot_rankings(&store, &pool, now).await?;
+    tracing::info!(
+        minutes = minutes.minutes,
+        rows = minutes.rows,
+        ranking_rows = rankings,
+        "snapshot done"
+    );
+    if let Some(l) = lock {
+        l.release().await;
+    }
+    Ok(())
+}
+
+/// `verify`: prints every difference and leader-set problem, or "no differences"; any finding is an error, so
+/// the exit code is non-zero.
+async fn verify_report(args: &StoreArgs) -> anyhow::Result<()> {
+    let (store, pool) = connect(args).await?;
+    let now = store.now_ms().await?;
+    let diffs = verify::verify(&store, &pool, now).await?;
+    for d in &diffs {
+        println!("{d}");
+    }
+    let leaders = verify::leader_problems(&store).await?;
+    for problem in &leaders {
+        println!("{problem}");
+    }
+    if diffs.is_empty() && leaders.is_empty() {
+        println!("no differences");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} differences: {:?}; {} leader-set problems",
+            diffs.len(),
+            verify::summary(&diffs),
+            leaders.len()
+        )
+    }
+}
+
+/// `rebuild-redis`: restores Redis from Postgres at Redis's time, with a progress bar and the rate achieved.
+async fn rebuild_redis(args: &StoreArgs) -> anyhow::Result<()> {
+    let (store, pool) = connect(args).await?;
+    let now = store.now_ms().await?;
+    let started = std::time::Instant::now();
+    let report = rebuild::rebuild(&store, &pool, now, true).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let rows = report.minute_rows + report.total_rows;
+    eprintln!(
+        "restored {rows} rows in {secs:.2} s ({:.0} rows/s)",
+        rows as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Redis and Postgres from the common settings; the pool connects lazily, on first use.
 async fn connect(args: &StoreArgs) -> anyhow::Result<(RedisStore, PgPool)> {
     let store = RedisStore::connect(&args.redis).await?;
     let pool = topk_core::db::pool(&args.database)?;

@@ -1,15 +1,18 @@
 //! topk-snapshotter: Postgres as the system of record for history and recovery.
 //!
 //! # Layout
-//! - [`cli`]: subcommands and settings.
+//! - [`cli`]: subcommands and settings; [`run`] (in `commands.rs`) runs one subcommand and prints its report.
 //! - [`jobs`]: the steps, on injected time: closed minutes to `video_stats`/`video_totals`
-//!   ([`jobs::snapshot_minutes`]), window rankings to `global_topk_snapshots` ([`jobs::snapshot_rankings`]).
+//!   ([`jobs::snapshot_minutes`]), window rankings to `global_topk_snapshots` ([`jobs::snapshot_rankings`]),
+//!   roll-ups and retention of `video_stats` ([`jobs::maintain_history`]).
 //! - [`leader`]: the advisory lock that makes one snapshotter the writer.
+//! - [`run_scheduled`] (in `schedule.rs`): `run`, the jobs on tokio-cron-scheduler while the lock is held,
+//!   with a watchdog that runs the minute job itself when the schedule stalls (missed ticks are dropped by the
+//!   scheduler; catch-up makes that harmless).
 //! - [`rebuild`] restores Redis from Postgres (`rebuild-redis`).
-//! - [`jobs::maintain_history`]: roll-ups and retention of `video_stats` (hourly).
 //! - [`verify`] reports every difference between Redis windows, their slices and Postgres.
-//! - [`run_scheduled`]: the jobs on tokio-cron-scheduler, with a watchdog that runs them itself when the
-//!   schedule stalls (missed ticks are dropped by the scheduler; catch-up makes that harmless).
+//!
+//! Data moves Redis → [`jobs`] → Postgres on the schedule, and Postgres → [`rebuild`] → Redis after a loss.
 
 pub mod cli;
 mod commands;

@@ -1,4 +1,8 @@
-//! The `run` subcommand: the jobs on their cron schedules while this process holds the lock.
+//! The `run` subcommand: the jobs on tokio-cron-scheduler while this process holds the lock, and a watchdog.
+//!
+//! [`run_scheduled`] takes the lock, schedules the three jobs ([`scheduler`]), runs [`tick`] once at start, then
+//! leaves the watchdog in charge until `stop` or a lost lock. Missed ticks are dropped by the scheduler; each
+//! run catches up from the checkpoints, which makes that harmless.
 
 use crate::cli::StoreArgs;
 use crate::{jobs, leader};
@@ -39,6 +43,12 @@ async fn tick(store: &RedisStore, pool: &PgPool, rankings: bool) -> bool {
     ok
 }
 
+/// How often the watchdog looks at the minute job and at the lock.
+const WATCHDOG_PERIOD: Duration = Duration::from_secs(30);
+
+/// The watchdog runs the minute job itself once no run has succeeded for this long (three minute-ticks).
+const STALLED_AFTER_SECS: i64 = 180;
+
 /// Runs the jobs on their cron schedules while this process holds the lock; stands by otherwise.
 pub async fn run_scheduled(
     store: RedisStore,
@@ -51,78 +61,99 @@ pub async fn run_scheduled(
             break;
         };
         let last_minute_run = Arc::new(AtomicI64::new(chrono::Utc::now().timestamp()));
-        let sched = JobScheduler::new().await?;
-        let (s, p, last) = (store.clone(), pool.clone(), last_minute_run.clone());
-        sched
-            .add(Job::new_async(
-                args.minute_schedule.as_str(),
-                move |_, _| {
-                    let (s, p, last) = (s.clone(), p.clone(), last.clone());
-                    Box::pin(async move {
-                        if tick(&s, &p, false).await {
-                            last.store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
-                        }
-                    })
-                },
-            )?)
-            .await?;
-        let (s, p) = (store.clone(), pool.clone());
-        sched
-            .add(Job::new_async(args.topk_schedule.as_str(), move |_, _| {
-                let (s, p) = (s.clone(), p.clone());
-                Box::pin(async move {
-                    if let Ok(now) = s.now_ms().await {
-                        if let Err(e) = jobs::snapshot_rankings(&s, &p, now).await {
-                            tracing::warn!(error = %e, "ranking snapshot failed");
-                        }
-                    }
-                })
-            })?)
-            .await?;
-        let (s, p, policy) = (store.clone(), pool.clone(), args.retention());
-        sched
-            .add(Job::new_async(args.maintenance_schedule.as_str(), move |_, _| {
-                let (s, p) = (s.clone(), p.clone());
-                Box::pin(async move {
-                    let Ok(now) = s.now_ms().await else { return };
-                    match jobs::maintain_history(&p, now, policy).await {
-                        Ok(r) => tracing::info!(rolled_up = r.rows_rolled_up, partitions_dropped = r.partitions_dropped, "history upkeep done"),
-                        Err(e) => tracing::warn!(error = %e, "history upkeep failed; the next run resumes"),
-                    }
-                })
-            })?)
-            .await?;
+        let mut sched = scheduler(&store, &pool, args, &last_minute_run).await?;
         sched.start().await?;
         tick(&store, &pool, true).await;
-        // Watchdog: the scheduler drops missed ticks and has been seen to stop firing repeated jobs under load;
-        // when no minute run succeeded for three minutes, run it here and say so.
-        let mut watchdog = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            tokio::select! {
-                _ = watchdog.tick() => {}
-                _ = stop.cancelled() => break,
-            }
-            if !lock.still_held().await {
-                tracing::warn!(
-                    "lost the snapshotter lock (Postgres connection closed); standing by"
-                );
-                break;
-            }
-            let idle = chrono::Utc::now().timestamp() - last_minute_run.load(Ordering::Relaxed);
-            if idle > 180 {
-                tracing::error!(
-                    idle_secs = idle,
-                    "the minute schedule has stalled; running the job directly"
-                );
-                if tick(&store, &pool, false).await {
-                    last_minute_run.store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
-                }
-            }
-        }
-        let mut sched = sched;
+        watchdog(&store, &pool, &mut lock, &last_minute_run, &stop).await;
         let _ = sched.shutdown().await;
         lock.release().await;
     }
     tracing::info!("snapshotter stopped");
     Ok(())
+}
+
+/// The three jobs on their schedules, not started. The minute job records when it last succeeded in
+/// `last_minute_run` (Unix seconds), for the watchdog.
+async fn scheduler(
+    store: &RedisStore,
+    pool: &PgPool,
+    args: &StoreArgs,
+    last_minute_run: &Arc<AtomicI64>,
+) -> anyhow::Result<JobScheduler> {
+    let sched = JobScheduler::new().await?;
+    let (s, p, last) = (store.clone(), pool.clone(), last_minute_run.clone());
+    sched
+        .add(Job::new_async(
+            args.minute_schedule.as_str(),
+            move |_, _| {
+                let (s, p, last) = (s.clone(), p.clone(), last.clone());
+                Box::pin(async move {
+                    if tick(&s, &p, false).await {
+                        last.store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+                    }
+                })
+            },
+        )?)
+        .await?;
+    let (s, p) = (store.clone(), pool.clone());
+    sched
+        .add(Job::new_async(args.topk_schedule.as_str(), move |_, _| {
+            let (s, p) = (s.clone(), p.clone());
+            Box::pin(async move {
+                if let Ok(now) = s.now_ms().await {
+                    if let Err(e) = jobs::snapshot_rankings(&s, &p, now).await {
+                        tracing::warn!(error = %e, "ranking snapshot failed");
+                    }
+                }
+            })
+        })?)
+        .await?;
+    let (s, p, policy) = (store.clone(), pool.clone(), args.retention());
+    sched
+        .add(Job::new_async(args.maintenance_schedule.as_str(), move |_, _| {
+            let (s, p) = (s.clone(), p.clone());
+            Box::pin(async move {
+                let Ok(now) = s.now_ms().await else { return };
+                match jobs::maintain_history(&p, now, policy).await {
+                    Ok(r) => tracing::info!(rolled_up = r.rows_rolled_up, partitions_dropped = r.partitions_dropped, "history upkeep done"),
+                    Err(e) => tracing::warn!(error = %e, "history upkeep failed; the next run resumes"),
+                }
+            })
+        })?)
+        .await?;
+    Ok(sched)
+}
+
+/// Watches until `stop` or the lock is lost.
+///
+/// The scheduler drops missed ticks and has been seen to stop firing repeated jobs under load: when no minute
+/// run succeeded for [`STALLED_AFTER_SECS`], the watchdog runs it here and says so.
+async fn watchdog(
+    store: &RedisStore,
+    pool: &PgPool,
+    lock: &mut leader::Leadership,
+    last_minute_run: &AtomicI64,
+    stop: &CancellationToken,
+) {
+    let mut every = tokio::time::interval(WATCHDOG_PERIOD);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        if !lock.still_held().await {
+            tracing::warn!("lost the snapshotter lock (Postgres connection closed); standing by");
+            break;
+        }
+        let idle = chrono::Utc::now().timestamp() - last_minute_run.load(Ordering::Relaxed);
+        if idle > STALLED_AFTER_SECS {
+            tracing::error!(
+                idle_secs = idle,
+                "the minute schedule has stalled; running the job directly"
+            );
+            if tick(store, pool, false).await {
+                last_minute_run.store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+            }
+        }
+    }
 }
