@@ -7,10 +7,12 @@ use topk_core::config::{DatabaseConfig, RedisConfig};
 #[derive(Parser, Debug)]
 #[command(name = "topk-snapshotter", version, about)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; `run` is the service, the others run once and exit.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Apply the database migrations and exit.
@@ -25,8 +27,10 @@ pub enum Command {
     Verify(StoreArgs),
 }
 
+/// Settings of `migrate`: Postgres only.
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
+    /// The database to migrate.
     #[command(flatten)]
     pub database: DatabaseConfig,
 }
@@ -34,8 +38,10 @@ pub struct MigrateArgs {
 /// Settings of the commands that use Redis and Postgres.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
+    /// Redis, whose windows and minute buckets are read or restored.
     #[command(flatten)]
     pub redis: RedisConfig,
+    /// Postgres, the history.
     #[command(flatten)]
     pub database: DatabaseConfig,
     /// Cron schedule (with seconds) of the minute job: closed minutes to `video_stats` and `video_totals`.
@@ -63,6 +69,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The history upkeep's policy, from the three age settings.
     pub fn retention(&self) -> topk_core::history::RetentionPolicy {
         topk_core::history::RetentionPolicy {
             hourly_after_days: self.hourly_after_days,
@@ -72,8 +79,10 @@ impl StoreArgs {
     }
 }
 
+/// Settings of `snapshot`.
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
+    /// Redis, Postgres and the schedules (only the stores are used).
     #[command(flatten)]
     pub store: StoreArgs,
     /// Run every job once and exit (the only mode so far).

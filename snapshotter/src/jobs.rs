@@ -21,7 +21,9 @@ const CHUNK_MINUTES: usize = 60;
 /// What the minute job wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MinuteReport {
+    /// Minutes written, counted once per partition.
     pub minutes: u64,
+    /// `video_stats` rows written.
     pub rows: u64,
 }
 

@@ -16,7 +16,9 @@ use topk_core::slices::{self, MINUTE_MS};
 /// What a rebuild restored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RebuildReport {
+    /// `video_stats` rows replayed into the minute buckets.
     pub minute_rows: u64,
+    /// `video_totals` rows restored into the all-time window.
     pub total_rows: u64,
 }
 

@@ -13,11 +13,17 @@ use topk_core::redis::RedisStore;
 /// One disagreement: where, which video, and the two counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
+    /// The partition whose window disagrees.
     pub partition: u16,
+    /// The window that disagrees.
     pub window: Window,
+    /// The video whose counts differ.
     pub video_id: String,
+    /// Its count in the window.
     pub redis: u64,
+    /// The count the reference gives.
     pub expected: u64,
+    /// What the window was compared with, as printed.
     pub against: &'static str,
 }
 
