@@ -2,11 +2,9 @@
 
 use crate::backpressure::Backlog;
 use crate::config::{IngestConfig, Role};
-use crate::openapi::openapi;
-use crate::{receiver, retirer, worker};
+use crate::{openapi, receiver, retirer, worker};
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -25,18 +23,12 @@ pub struct AppState {
     pub backlog: Arc<Backlog>,
 }
 
-/// The receiver's routes.
+/// Every route of the receiver process, merged in this one place; the body limit covers them all.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
-        .route(
-            "/v1/views",
-            post(receiver::post_views).route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                receiver::admit,
-            )),
-        )
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .merge(receiver::router(&state))
+        .merge(openapi::router())
         .merge(topk_core::http::health_routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

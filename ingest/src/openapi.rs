@@ -1,6 +1,8 @@
 //! The OpenAPI document of the receiver, generated from the handlers.
 
-use crate::receiver;
+use crate::{receiver, AppState};
+use axum::routing::get;
+use axum::{Json, Router};
 use topk_core::http::{ErrorBody, Health};
 use utoipa::OpenApi;
 
@@ -30,4 +32,9 @@ impl utoipa::Modify for BearerAuth {
 /// The OpenAPI document of the receiver, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// `GET /openapi.json`: the document above.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(|| async { Json(openapi()) }))
 }

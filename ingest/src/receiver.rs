@@ -6,13 +6,22 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::Response;
-use axum::Json;
+use axum::routing::post;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use topk_core::domain::{VideoId, ViewCount};
 use topk_core::http::{ApiError, ErrorBody};
 use utoipa::ToSchema;
+
+/// The receiver's route, `POST /v1/views`, behind [`admit`] (a route layer, so it guards this route alone).
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new().route(
+        "/v1/views",
+        post(post_views).route_layer(from_fn_with_state(state.clone(), admit)),
+    )
+}
 
 /// One element of a batch.
 #[derive(Debug, Deserialize, ToSchema)]
