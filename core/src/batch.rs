@@ -19,6 +19,18 @@ pub struct EntryId {
 }
 
 impl EntryId {
+    /// The first id after this one: the next sequence, or the next millisecond's first when the sequence is at
+    /// its largest (a rebuild leaves the group at `<ms>-18446744073709551615`).
+    pub fn successor(self) -> Self {
+        match self.seq.checked_add(1) {
+            Some(seq) => Self { ms: self.ms, seq },
+            None => Self {
+                ms: self.ms + 1,
+                seq: 0,
+            },
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         let (ms, seq) = raw.split_once('-')?;
         Some(Self {

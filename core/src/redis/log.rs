@@ -191,10 +191,7 @@ impl RedisStore {
         }
         // Entries after the group's last delivered id have not been read yet.
         if let Some(last) = state.last_delivered {
-            min_keep = min_keep.min(EntryId {
-                ms: last.ms,
-                seq: last.seq + 1,
-            });
+            min_keep = min_keep.min(last.successor());
         }
         let removed: i64 = self
             .client

@@ -266,6 +266,32 @@ async fn trim_never_drops_unacknowledged_entries() {
     assert_eq!(store.window_counts(0, Window::All).await.unwrap()["v"], 3);
 }
 
+/// After `rebuild-redis` the group's last delivered id is the checkpoint's, `<ms>-18446744073709551615`: the
+/// first id after it is the next millisecond's first. Trimming must neither overflow (a panic in the
+/// retirer) nor drop the undelivered entries that follow.
+#[tokio::test]
+async fn trim_after_a_group_at_the_largest_sequence_keeps_what_follows() {
+    let store = store("trim_max_seq", 1).await;
+    let v = VideoId::parse("v").unwrap();
+    for at in [T0, T0 + 1, T0 + 2] {
+        store.append_at(&[(v.clone(), 1)], at).await.unwrap();
+    }
+    let mut conn = topk_testkit::RedisConn::open_url(&topk_testkit::servers().redis_url).unwrap();
+    let set = conn
+        .cmd(&[
+            "XGROUP",
+            "SETID",
+            &store.keys().log(0),
+            "workers",
+            &format!("{T0}-{}", u64::MAX),
+        ])
+        .unwrap();
+    assert_eq!(set.text().as_deref(), Some("OK"), "{set:?}");
+    // The entry at T0 counts as delivered and acknowledged; the two after it are undelivered.
+    assert_eq!(store.trim_log(0, T0 + 1_000_000).await.unwrap(), 1);
+    assert_eq!(apply_log(&store, "w", 10).await, 2);
+}
+
 /// A service started before its Redis (down, then still loading its data) connects once Redis is ready,
 /// without a restart of its own.
 #[tokio::test]
