@@ -93,6 +93,7 @@ impl BenchConfig {
         self
     }
 
+    /// How long each load runs.
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.seconds)
     }

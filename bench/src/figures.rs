@@ -5,10 +5,15 @@ use serde::Serialize;
 /// One reported figure (the `--json` shape).
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
+    /// The figure's name in the terms (`ingest`, `query_p99.hour.k100`...).
     pub name: String,
+    /// The unit of `median`, `min`, `max` and `baseline`.
     pub unit: &'static str,
+    /// The median over the repeats.
     pub median: f64,
+    /// The lowest of the repeats.
     pub min: f64,
+    /// The highest of the repeats.
     pub max: f64,
     /// The baseline's median on the same workload, when the figure has one.
     pub baseline: Option<f64>,

@@ -4,8 +4,8 @@
 //! - [`config`]: sizes and durations (`--quick` for a smoke run).
 //! - [`workload`]: Zipf(s) video ids as POST bodies; [`load`]: concurrent HTTP clients, flat out or paced.
 //! - [`stack`]: `topk-ingest` and `topk-api` as child processes on a private key prefix.
-//! - [`phases`]: ingest, freshness, queries, memory, snapshot and rebuild, each with its baseline;
-//!   [`sql`]: the seed's SQL baseline.
+//! - [`phases`]: one file per group of figures (retirement, ingest, freshness, queries, memory, snapshot and
+//!   rebuild), each with its baseline; [`sql`]: the seed's SQL baseline.
 //! - [`figures`]: median/min/max, ratios, the table and `--json`.
 
 pub mod config;

@@ -13,7 +13,9 @@ pub const TOKEN: &str = "bench-token";
 /// Running services.
 pub struct Services {
     children: Vec<Child>,
+    /// Base URL of `topk-ingest` (nothing listens there when started without it).
     pub ingest_url: String,
+    /// Base URL of `topk-api`.
     pub api_url: String,
 }
 

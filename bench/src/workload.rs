@@ -12,6 +12,7 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// Ranks 1..=`videos` with exponent `s`; the same `seed` draws the same ids.
     pub fn new(videos: u64, s: f64, seed: u64) -> anyhow::Result<Self> {
         Ok(Self {
             zipf: Zipf::new(videos as f64, s)?,

@@ -1,3 +1,5 @@
+//! The `freshness_p50` and `freshness_p99` figures: how soon an accepted view is readable, under load.
+
 use super::{progress, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, quantile, Better, Figure};

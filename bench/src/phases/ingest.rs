@@ -1,3 +1,6 @@
+//! The `ingest` and `ingest_redis_cpu` figures: views/s through the real services and Redis CPU per view,
+//! beside the naive baseline (one pipelined ZINCRBY per view and window).
+
 use super::{progress, redis_quiet, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
@@ -9,6 +12,8 @@ use std::time::{Duration, Instant};
 use topk_core::domain::Window;
 use topk_core::redis::RedisStore;
 
+/// Waits (at most 5 minutes) until the workers have applied everything in the log, so a rate counts applied
+/// views, not only accepted ones.
 async fn wait_drained(store: &RedisStore) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {

@@ -1,3 +1,6 @@
+//! The `memory_window` and `memory_tail` figures: Redis bytes per (video, window) and per sealed (video,
+//! minute).
+
 use crate::figures::{figure, Better, Figure};
 use topk_core::redis::RedisStore;
 use topk_core::slices;

@@ -1,5 +1,9 @@
 //! One function per group of figures; each measures topk and, where the issue names one, its baseline on the
 //! same data, `repeats` times.
+//!
+//! One file per phase: `retirement`, `ingest`, `freshness`, `queries` (with [`prefill_windows`]), `memory` and
+//! `postgres`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
+//! ([`workload`]), the progress spinner ([`progress`]) and the wait for Redis's background saves to end.
 
 mod freshness;
 mod ingest;

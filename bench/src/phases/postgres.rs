@@ -1,3 +1,6 @@
+//! The `snapshot` and `rebuild` figures: rows/s through the snapshotter's own steps, Redis to Postgres and
+//! back.
+
 use super::progress;
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};

@@ -1,3 +1,6 @@
+//! The query figures (`query_p50`, `query_p99`, `query_p999`, `query_rps`, `query_p99_vs_sql`) per window
+//! and k, beside the per-query ZUNIONSTORE and SQL baselines; and the prefill of the windows they read.
+
 use super::{progress, redis_quiet};
 use crate::config::BenchConfig;
 use crate::figures::{figure, quantile, Better, Figure};

@@ -1,3 +1,6 @@
+//! The `retire_redis_cpu` figure: Redis CPU per view to seal its minute and retire its slices, on injected
+//! time and a private prefix, with the real worker and retirer steps.
+
 use super::{progress, redis_quiet};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
