@@ -2,7 +2,8 @@
 
 use crate::backpressure::Backlog;
 use crate::config::{IngestConfig, Role};
-use crate::{openapi, receiver, retirer, worker};
+use crate::worker::{self, WorkerOptions};
+use crate::{openapi, receiver, retirer};
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::Router;
 use std::net::SocketAddr;
@@ -75,26 +76,12 @@ impl Application {
         let config = self.state.config.clone();
         if config.role != Role::Receiver {
             let store = self.state.store.clone();
-            while let Err(e) = store.ensure_log_groups().await {
-                tracing::warn!(error = %e, "waiting for Redis to create the log's consumer groups");
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    _ = stop.cancelled() => return Ok(()),
-                }
+            if !worker::wait_for_log_groups(&store, &stop).await {
+                return Ok(());
             }
-            let consumer = config.consumer();
-            tracing::info!(consumer = %consumer, partitions = config.redis.partitions, "workers starting");
-            for p in store.keys().all_partitions() {
-                tracker.spawn(worker::run_partition(
-                    store.clone(),
-                    p,
-                    consumer.clone(),
-                    config.worker_batch_entries,
-                    config.worker_batch_wait(),
-                    config.claim_idle(),
-                    stop.clone(),
-                ));
-            }
+            let options = WorkerOptions::from_config(&config);
+            tracing::info!(consumer = %options.consumer, partitions = config.redis.partitions, "workers starting");
+            worker::spawn(&tracker, &store, &options, &stop);
             tracker.spawn(retirer::run(
                 store.clone(),
                 config.retire_interval(),

@@ -1,8 +1,10 @@
 //! Workers: one loop per partition reads the log through the consumer group, aggregates the batch, and applies
 //! it with its acknowledgement in one script call ([`RedisStore::apply`]), so each view counts exactly once.
 
+use crate::config::IngestConfig;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use topk_core::batch::aggregate;
 use topk_core::keys::Partition;
 use topk_core::redis::{ApplyOutcome, LogRead, RedisStore, StoreError};
@@ -95,17 +97,76 @@ pub async fn step(
     Ok(report)
 }
 
+/// How every partition's loop ([`run_partition`]) reads and applies the log.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// This process's name in the log's consumer group.
+    pub consumer: String,
+    /// Log entries applied in one atomic step.
+    pub max_entries: usize,
+    /// The pause after a batch that drained the partition, so that views accumulate.
+    pub batch_wait: Duration,
+    /// How long an entry may stay pending with another consumer before it is claimed.
+    pub claim_idle: Duration,
+}
+
+impl WorkerOptions {
+    /// The options a configuration asks for. The consumer name is drawn here, once: without a configured
+    /// name every call gives a new one, and all partitions of a process must share it.
+    pub fn from_config(config: &IngestConfig) -> Self {
+        Self {
+            consumer: config.consumer(),
+            max_entries: config.worker_batch_entries,
+            batch_wait: config.worker_batch_wait(),
+            claim_idle: config.claim_idle(),
+        }
+    }
+}
+
+/// Creates the log's consumer groups, retrying every second while Redis cannot; false when `stop` came first.
+pub async fn wait_for_log_groups(store: &RedisStore, stop: &CancellationToken) -> bool {
+    while let Err(e) = store.ensure_log_groups().await {
+        tracing::warn!(error = %e, "waiting for Redis to create the log's consumer groups");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.cancelled() => return false,
+        }
+    }
+    true
+}
+
+/// Spawns one [`run_partition`] loop per partition into `tracker`.
+pub fn spawn(
+    tracker: &TaskTracker,
+    store: &RedisStore,
+    options: &WorkerOptions,
+    stop: &CancellationToken,
+) {
+    for p in store.keys().all_partitions() {
+        tracker.spawn(run_partition(
+            store.clone(),
+            p,
+            options.clone(),
+            stop.clone(),
+        ));
+    }
+}
+
 /// Runs [`step`] on partition `p` until `stop` is cancelled; the batch in hand is always finished first.
-/// After a batch smaller than `max_entries` (the log is drained) it waits `batch_wait` so views accumulate.
+/// After a batch smaller than `options.max_entries` (the log is drained) it waits `options.batch_wait` so views
+/// accumulate.
 pub async fn run_partition(
     store: RedisStore,
     p: Partition,
-    consumer: String,
-    max_entries: usize,
-    batch_wait: Duration,
-    claim_idle: Duration,
+    options: WorkerOptions,
     stop: CancellationToken,
 ) {
+    let WorkerOptions {
+        consumer,
+        max_entries,
+        batch_wait,
+        claim_idle,
+    } = options;
     // Looking for abandoned entries twice per claim period is enough to take them over promptly.
     let claim_every = (claim_idle / 2).max(Duration::from_millis(100));
     let mut last_claim = Instant::now() - claim_every;
