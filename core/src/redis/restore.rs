@@ -15,7 +15,8 @@ impl RedisStore {
     /// Replaces partition `p`'s counts with what Postgres holds (`rebuild-redis`): minute buckets of the day
     /// window's span, the hour and day windows as their sums, the all-time window, and cursors at `now_ms`.
     /// The minute window is left empty (Postgres has minutes, not 5-second slices): the log replay refills it.
-    /// The log itself is kept; its consumer group restarts right after `replay_from` (the checkpoint).
+    /// The log itself is kept; its consumer group restarts right after `replay_after` (the checkpoint), or at
+    /// the log's start when the partition has no checkpoint. Safe to run again after an interruption.
     pub async fn restore_partition(
         &self,
         p: Partition,
@@ -58,8 +59,9 @@ impl RedisStore {
         self.seed_window(p, Window::All, totals.iter().map(|(v, n)| (v.as_str(), *n)))
             .await?;
         // Replayed entries after the checkpoint belong to slices newer than these cursors, so they are added;
-        // anything at or before the checkpoint is already in the restored sums.
-        let replay_ms = replay_after.map_or(now_ms, |id| id.ms + 1);
+        // anything at or before the checkpoint is already in the restored sums. Without a checkpoint Postgres
+        // holds nothing of the partition, so the whole surviving log is replayed.
+        let replay_ms = replay_after.map_or(0, |id| id.ms + 1);
         let minute_cursor = slices::slice5_of(replay_ms) - 1;
         let minute_cursor = minute_cursor.max(retire_target(
             slices::spec(Window::Minute).expect("minute slices"),
@@ -90,7 +92,7 @@ impl RedisStore {
                 vec!["DESTROY".to_owned(), log.clone(), CONSUMER_GROUP.into()],
             )
             .await;
-        let start = replay_after.map_or_else(|| "$".to_owned(), |id| id.to_string());
+        let start = replay_after.map_or_else(|| "0".to_owned(), |id| id.to_string());
         self.create_group(log, start).await
     }
 

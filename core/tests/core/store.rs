@@ -292,6 +292,40 @@ async fn trim_after_a_group_at_the_largest_sequence_keeps_what_follows() {
     assert_eq!(apply_log(&store, "w", 10).await, 2);
 }
 
+/// `rebuild-redis` for a partition that Postgres has no checkpoint of: the log that survived is replayed
+/// whole into every window, and a rebuild that stopped between dropping the group and creating it again
+/// (the group missing) can simply be run again.
+#[tokio::test]
+async fn a_restore_without_checkpoint_replays_the_surviving_log() {
+    let store = store("restore_no_checkpoint", 1).await;
+    let v = VideoId::parse("v").unwrap();
+    for at in [T0, T0 + 1_000, T0 + 2_000] {
+        store.append_at(&[(v.clone(), 2)], at).await.unwrap();
+    }
+    let now = T0 + 10_000;
+    let none = std::collections::BTreeMap::new();
+    store
+        .restore_partition(0, &none, &[], now, None)
+        .await
+        .unwrap();
+    // As if interrupted between the group's DESTROY and CREATE: run it again on a log with no group.
+    let mut conn = topk_testkit::RedisConn::open_url(&topk_testkit::servers().redis_url).unwrap();
+    conn.cmd(&["XGROUP", "DESTROY", &store.keys().log(0), "workers"])
+        .unwrap();
+    store
+        .restore_partition(0, &none, &[], now, None)
+        .await
+        .unwrap();
+    assert_eq!(apply_log(&store, "w", 10).await, 6);
+    for w in Window::ALL {
+        assert_eq!(
+            window_counts(&store, w).await.get("v"),
+            Some(&6),
+            "{w} after the replay"
+        );
+    }
+}
+
 /// A service started before its Redis (down, then still loading its data) connects once Redis is ready,
 /// without a restart of its own.
 #[tokio::test]
