@@ -65,6 +65,11 @@ impl Application {
         })
     }
 
+    /// The routes with this process's state, for tests that call them without a socket (`oneshot`).
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
     /// Where the receiver listens (None for a worker-only process).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
