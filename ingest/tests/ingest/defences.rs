@@ -1,0 +1,254 @@
+//! The receiver's defences against a real Redis: backpressure, token rotation, tokens kept out of logs.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use topk_core::domain::{VideoId, Window};
+use topk_core::redis::RedisStore;
+use topk_ingest::backpressure::{self, Backlog};
+use topk_ingest::config::IngestConfig;
+use topk_ingest::Application;
+
+struct Running {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn config(prefix: &str, extra: &[&str]) -> IngestConfig {
+    let mut args = vec![
+        "topk-ingest".to_owned(),
+        format!("--redis-url={}", topk_testkit::servers().redis_url),
+        format!("--key-prefix={prefix}"),
+        "--partitions=2".into(),
+        "--addr=127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    IngestConfig::try_parse_from(args).unwrap()
+}
+
+async fn start(config: IngestConfig) -> Running {
+    let app = Application::build(config).await.unwrap();
+    let addr = app
+        .local_addr()
+        .unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+    let stop = CancellationToken::new();
+    let done = tokio::spawn(app.run(stop.clone()));
+    Running { addr, stop, done }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.done.await.unwrap().unwrap();
+    }
+}
+
+async fn post(addr: SocketAddr, token: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/v1/views"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_drained() {
+    // Arrange: a receiver alone (no workers), a backlog limit of 5 entries, and 8 entries in the log.
+    let prefix = topk_testkit::unique_name("backpressure");
+    let receiver_cfg = config(
+        &prefix,
+        &["--role=receiver", "--max-backlog=5", "--token=t"],
+    );
+    let store = RedisStore::connect(&receiver_cfg.redis).await.unwrap();
+    let receiver = start(receiver_cfg).await;
+    for i in 0..8 {
+        let video = VideoId::parse(&format!("fill{i}")).unwrap();
+        store.append(&[(video, 1)]).await.unwrap();
+    }
+    let backlog = Backlog::measure(&store).await.unwrap();
+    assert_eq!(backlog, 8);
+
+    // Act: the receiver notices within a few refreshes (batches it takes meanwhile are answered 202 and kept).
+    let started = Instant::now();
+    let mut accepted = Vec::new();
+    let (refused_id, refused) = loop {
+        let probe = format!("probe{}", accepted.len());
+        let body = format!(r#"[{{"videoId":"{probe}","count":7}}]"#);
+        let response = post(receiver.addr, "t", &body).await;
+        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            break (probe, response);
+        }
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+        accepted.push(probe);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still accepting with a backlog of {backlog}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Assert: 503, Retry-After, a JSON error, and the refused batch is not in the log.
+    assert_eq!(
+        refused.headers().get("retry-after").unwrap(),
+        &backpressure::RETRY_AFTER_SECS.to_string()
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("limit 5"),
+        "{body}"
+    );
+    let before = Backlog::measure(&store).await.unwrap();
+    let again = post(receiver.addr, "t", r#"[{"videoId":"refused2"}]"#).await;
+    assert_eq!(again.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(Backlog::measure(&store).await.unwrap(), before);
+    // The token is still checked first: refusing for load must not tell a stranger anything else.
+    let stranger = post(receiver.addr, "wrong", r#"[{"videoId":"x"}]"#).await;
+    assert_eq!(stranger.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // Drain: workers start and apply the log.
+    let workers = start(config(&prefix, &["--role=worker"])).await;
+    let started = Instant::now();
+    while Backlog::measure(&store).await.unwrap() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the workers did not drain the log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let response = post(receiver.addr, "t", r#"[{"videoId":"after","count":2}]"#).await;
+        if response.status() == reqwest::StatusCode::ACCEPTED {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body, serde_json::json!({"accepted": 2}));
+            break;
+        }
+        assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still refusing after the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every batch answered 202 is counted, and nothing of the refused ones.
+    let started = Instant::now();
+    while Backlog::measure(&store).await.unwrap() > 0 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_time = |video: &str| {
+        let store = store.clone();
+        let video = VideoId::parse(video).unwrap();
+        async move {
+            let counts = store.video_counts(&video).await.unwrap();
+            counts
+                .iter()
+                .find(|(w, _)| *w == Window::All)
+                .map_or(0, |(_, n)| *n)
+        }
+    };
+    for video in &accepted {
+        assert_eq!(all_time(video).await, 7, "{video}");
+    }
+    assert_eq!(all_time(&refused_id).await, 0);
+    assert_eq!(all_time("refused2").await, 0);
+    assert_eq!(all_time("after").await, 2);
+    receiver.stop().await;
+    workers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_rotation_both_tokens_write_and_no_other() {
+    let receiver = start(config(
+        &topk_testkit::unique_name("rotation"),
+        &["--role=receiver", "--token=new-token, old-token"],
+    ))
+    .await;
+    for (token, want) in [
+        ("new-token", reqwest::StatusCode::ACCEPTED),
+        ("old-token", reqwest::StatusCode::ACCEPTED),
+        ("new-token, old-token", reqwest::StatusCode::UNAUTHORIZED),
+        ("new-toke", reqwest::StatusCode::UNAUTHORIZED),
+        ("", reqwest::StatusCode::UNAUTHORIZED),
+    ] {
+        let response = post(receiver.addr, token, r#"[{"videoId":"a"}]"#).await;
+        assert_eq!(response.status(), want, "{token:?}");
+    }
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_token_list_refuses_to_start() {
+    for bad in ["", "a,,b", " , "] {
+        let cfg = config(
+            &topk_testkit::unique_name("empty"),
+            &[&format!("--token={bad}")],
+        );
+        let err = Application::build(cfg).await.err().expect("started");
+        assert!(err.to_string().contains("empty token"), "{err}");
+    }
+}
+
+/// Captures everything logged, at every level.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_never_reach_the_logs() {
+    use tower::ServiceExt;
+    let secret = "s3cret-token-value";
+    let cfg = config(
+        &topk_testkit::unique_name("nolog"),
+        &[
+            "--role=receiver",
+            &format!("--token={secret},other-{secret}"),
+        ],
+    );
+    assert!(!format!("{cfg:?}").contains(secret), "{cfg:?}");
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer({
+            let capture = capture.clone();
+            move || capture.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = Application::build(cfg.clone()).await.unwrap();
+    tracing::info!(config = ?cfg, "configuration");
+    let router = app.router();
+    for token in [secret, &format!("wrong-{secret}")] {
+        for body in [r#"[{"videoId":"a"}]"#, "not json"] {
+            let request = axum::http::Request::post("/v1/views")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert!(response.status().as_u16() < 500);
+        }
+    }
+    let logged = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("configuration"),
+        "the capture works: {logged}"
+    );
+    assert!(!logged.contains(secret), "{logged}");
+}
