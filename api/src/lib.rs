@@ -9,110 +9,13 @@
 //!
 //! A request reads each partition's maintained window (`ZRANGE ... REV`), never a union of slices.
 
+pub mod app;
 pub mod cache;
 pub mod config;
 pub mod history;
+pub mod openapi;
 pub mod rankings;
 pub mod videos;
 
-use axum::extract::FromRef;
-use axum::routing::get;
-use axum::{Json, Router};
-use config::ApiConfig;
-use std::net::SocketAddr;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use topk_core::domain::{RankedVideo, Window};
-use topk_core::http::{ErrorBody, Health};
-use topk_core::redis::RedisStore;
-use utoipa::OpenApi;
-
-/// What every handler shares.
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub store: RedisStore,
-    pub db: sqlx::PgPool,
-    pub rankings: std::sync::Arc<cache::RankingCache>,
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "topk",
-        description = "The most viewed videos of the last minute, hour, day and of all time."
-    ),
-    paths(
-        rankings::topk,
-        rankings::view_video,
-        videos::video,
-        history::history,
-        topk_core::http::healthz,
-        topk_core::http::readyz
-    ),
-    components(schemas(
-        RankedVideo,
-        Window,
-        ErrorBody,
-        Health,
-        videos::VideoViews,
-        history::HistoricRanking
-    ))
-)]
-struct ApiDoc;
-
-/// The OpenAPI document, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
-}
-
-/// Every route of the API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/view/video", get(rankings::view_video))
-        .route("/v1/topk", get(rankings::topk))
-        .route("/v1/topk/history", get(history::history))
-        .route("/v1/videos/{video_id}", get(videos::video))
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .merge(topk_core::http::health_routes())
-        .with_state(state)
-}
-
-/// A built API: bound, not yet serving.
-pub struct Application {
-    listener: TcpListener,
-    state: AppState,
-    http: topk_core::config::HttpConfig,
-}
-
-impl Application {
-    pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
-        let store = RedisStore::connect(&config.redis).await?;
-        let db = topk_core::db::pool(&config.database)?;
-        let listener = TcpListener::bind(config.addr).await?;
-        Ok(Self {
-            listener,
-            state: AppState {
-                store,
-                db,
-                rankings: std::sync::Arc::new(cache::RankingCache::new(
-                    std::time::Duration::from_millis(config.ranking_cache_ms),
-                )),
-            },
-            http: config.http,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener")
-    }
-
-    /// Serves until `stop` is cancelled, then drains in-flight requests.
-    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "api listening");
-        let app = router(self.state.clone());
-        topk_core::serve::serve(self.listener, app, &self.http, stop).await?;
-        self.state.store.quit().await;
-        tracing::info!("api stopped");
-        Ok(())
-    }
-}
+pub use app::{router, AppState, Application};
+pub use openapi::openapi;

@@ -1,0 +1,36 @@
+//! The OpenAPI document of the API, generated from the handlers.
+
+use crate::{history, rankings, videos};
+use topk_core::domain::{RankedVideo, Window};
+use topk_core::http::{ErrorBody, Health};
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "topk",
+        description = "The most viewed videos of the last minute, hour, day and of all time."
+    ),
+    paths(
+        rankings::topk,
+        rankings::view_video,
+        videos::video,
+        history::history,
+        topk_core::http::healthz,
+        topk_core::http::readyz
+    ),
+    components(schemas(
+        RankedVideo,
+        Window,
+        ErrorBody,
+        Health,
+        videos::VideoViews,
+        history::HistoricRanking
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
