@@ -7,9 +7,12 @@ use topk_core::config::{DatabaseConfig, RedisConfig};
 use topk_core::domain::VideoId;
 use topk_core::redis::RedisStore;
 
+/// A minute in ms.
 pub const MIN: i64 = 60_000;
+/// A minute boundary in the past, the origin of the fed events' times.
 pub const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % MIN;
 
+/// A store on a private key prefix of the Redis at `url`, its log groups created as ingest does.
 pub async fn redis(url: &str, label: &str, partitions: u16) -> RedisStore {
     let cfg = RedisConfig {
         redis_url: url.to_owned(),
@@ -22,6 +25,7 @@ pub async fn redis(url: &str, label: &str, partitions: u16) -> RedisStore {
     store
 }
 
+/// A fresh, migrated database.
 pub async fn database(label: &str) -> PgPool {
     let url = topk_testkit::fresh_database(label);
     let pool = topk_core::db::pool(&DatabaseConfig { database_url: url }).unwrap();
@@ -41,11 +45,13 @@ pub async fn drain(store: &RedisStore) {
     }
 }
 
+/// Runs the retirer's step at `now`.
 pub async fn retire(store: &RedisStore, now: i64) {
     topk_ingest::retirer::retire_once(store, now).await.unwrap();
 }
 
-/// Appends `n` views of a few videos at each of `minutes` (offsets from T0, in ms).
+/// Appends 1 to 3 views of one of seven videos at each of `times` (offsets from T0, in ms); returns the events
+/// as (time, video, views).
 pub async fn feed(store: &RedisStore, times: &[i64]) -> Vec<(i64, String, u64)> {
     let mut events = Vec::new();
     for (i, &t) in times.iter().enumerate() {
@@ -60,6 +66,7 @@ pub async fn feed(store: &RedisStore, times: &[i64]) -> Vec<(i64, String, u64)> 
     events
 }
 
+/// `video_stats` as (video, bucket start in ms, views), in order.
 pub async fn stats(pool: &PgPool) -> Vec<(String, i64, i64)> {
     sqlx::query_as("SELECT video_id, (extract(epoch from bucket_start) * 1000)::bigint, views FROM video_stats ORDER BY 1, 2")
         .fetch_all(pool)
@@ -67,6 +74,7 @@ pub async fn stats(pool: &PgPool) -> Vec<(String, i64, i64)> {
         .unwrap()
 }
 
+/// `video_totals` per video.
 pub async fn totals(pool: &PgPool) -> BTreeMap<String, i64> {
     sqlx::query_as::<_, (String, i64)>("SELECT video_id, total_views FROM video_totals")
         .fetch_all(pool)
@@ -76,6 +84,7 @@ pub async fn totals(pool: &PgPool) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// The `video_stats` rows that `events` make for the minutes that end by `before_ms`.
 pub fn per_minute(events: &[(i64, String, u64)], before_ms: i64) -> Vec<(String, i64, i64)> {
     let mut m: BTreeMap<(String, i64), i64> = BTreeMap::new();
     for (t, v, n) in events {
@@ -87,6 +96,7 @@ pub fn per_minute(events: &[(i64, String, u64)], before_ms: i64) -> Vec<(String,
     m.into_iter().map(|((v, s), n)| (v, s, n)).collect()
 }
 
+/// `count` offsets evenly spread over `over_ms`.
 pub fn spread(count: i64, over_ms: i64) -> Vec<i64> {
     (0..count).map(|i| i * over_ms / count).collect()
 }
