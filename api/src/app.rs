@@ -1,11 +1,9 @@
 //! Wiring: the shared state, every route merged, and [`Application`] (build binds, run serves).
 
 use crate::config::ApiConfig;
-use crate::openapi::openapi;
-use crate::{cache, history, rankings, videos};
+use crate::{cache, history, openapi, rankings, videos};
 use axum::extract::FromRef;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,14 +17,13 @@ pub struct AppState {
     pub rankings: std::sync::Arc<cache::RankingCache>,
 }
 
-/// Every route of the API.
+/// Every route of the API: each module's own, merged in this one place.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/view/video", get(rankings::view_video))
-        .route("/v1/topk", get(rankings::topk))
-        .route("/v1/topk/history", get(history::history))
-        .route("/v1/videos/{video_id}", get(videos::video))
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .merge(rankings::router())
+        .merge(history::router())
+        .merge(videos::router())
+        .merge(openapi::router())
         .merge(topk_core::http::health_routes())
         .with_state(state)
 }

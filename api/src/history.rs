@@ -4,12 +4,18 @@ use crate::rankings::{parse_query, RankingQuery};
 use crate::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use topk_core::domain::RankedVideo;
 use topk_core::http::{ApiError, ErrorBody};
 use utoipa::{IntoParams, ToSchema};
+
+/// `GET /v1/topk/history`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/topk/history", get(history))
+}
 
 /// `at` of a history query.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,6 +1,8 @@
 //! The OpenAPI document of the API, generated from the handlers.
 
-use crate::{history, rankings, videos};
+use crate::{history, rankings, videos, AppState};
+use axum::routing::get;
+use axum::{Json, Router};
 use topk_core::domain::{RankedVideo, Window};
 use topk_core::http::{ErrorBody, Health};
 use utoipa::OpenApi;
@@ -33,4 +35,9 @@ struct ApiDoc;
 /// The OpenAPI document, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// `GET /openapi.json`: the document above.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(|| async { Json(openapi()) }))
 }

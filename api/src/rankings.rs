@@ -6,10 +6,19 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use serde::Deserialize;
 use topk_core::domain::{RankedVideo, TopK, Window};
 use topk_core::http::{ApiError, ErrorBody};
 use utoipa::IntoParams;
+
+/// The ranking routes: `GET /v1/topk` and the same ranking on `GET /view/video`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/view/video", get(view_video))
+        .route("/v1/topk", get(topk))
+}
 
 /// Query of a ranking; parsed by hand so every refusal names the allowed values.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -2,11 +2,17 @@
 
 use crate::AppState;
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Serialize;
 use topk_core::domain::VideoId;
 use topk_core::http::{ApiError, ErrorBody};
 use utoipa::ToSchema;
+
+/// `GET /v1/videos/{videoId}`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/videos/{video_id}", get(video))
+}
 
 /// One video's views per window.
 #[derive(Debug, Serialize, ToSchema)]
