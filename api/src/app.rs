@@ -12,8 +12,11 @@ use topk_core::redis::RedisStore;
 /// What every handler shares.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    /// Redis: the live windows and counts.
     pub store: RedisStore,
+    /// Postgres: the ranking snapshots behind history (connected lazily).
     pub db: sqlx::PgPool,
+    /// The merged top list of each window, shared by requests.
     pub rankings: std::sync::Arc<cache::RankingCache>,
 }
 
@@ -36,6 +39,7 @@ pub struct Application {
 }
 
 impl Application {
+    /// Connects to Redis, prepares the Postgres pool and binds the listener (port 0 picks a free one).
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         let store = RedisStore::connect(&config.redis).await?;
         let db = topk_core::db::pool(&config.database)?;
@@ -53,6 +57,7 @@ impl Application {
         })
     }
 
+    /// Where the API listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener")
     }

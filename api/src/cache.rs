@@ -27,6 +27,7 @@ pub struct CachedRanking {
 }
 
 impl CachedRanking {
+    /// Serializes `list` once, noting where each entry ends.
     pub fn new(list: Vec<RankedVideo>) -> Self {
         let mut json = Vec::with_capacity(32 * list.len() + 2);
         let mut ends = Vec::with_capacity(list.len());

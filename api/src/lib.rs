@@ -1,14 +1,20 @@
 //! topk-api: rankings per window, health and the OpenAPI document.
 //!
 //! # Layout
+//! - [`app`]: the shared [`AppState`], [`app::router`] merging every module's routes, and [`Application`]
+//!   (build binds and connects, run serves until stopped).
 //! - [`config`]: settings (flags and environment).
 //! - [`cache`]: the merged top 1000 of each window, shared by requests for a few hundred milliseconds.
 //! - [`rankings`]: `GET /view/video` and `GET /v1/topk`: per-partition top K from Redis, merged.
 //! - [`videos`]: `GET /v1/videos/{videoId}`: one video's views in each window, from Redis.
 //! - [`history`]: `GET /v1/topk/history`: past rankings from Postgres snapshots.
+//! - [`openapi`](mod@openapi): the OpenAPI document, generated from the handlers, and `GET /openapi.json`.
+//!
+//! Each route module owns its `router()`; [`app::router`] merges them with the health routes.
 //!
 //! A request reads each partition's maintained window (`ZRANGE ... REV`), never a union of slices.
 
+// The root re-exports what callers name without a module: other crates, the tests, the binary.
 pub mod app;
 pub mod cache;
 pub mod config;

@@ -17,10 +17,13 @@ use topk_core::redis::RedisStore;
 /// What every handler shares.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    /// Redis: the log the receiver appends to.
     pub store: RedisStore,
+    /// The settings, for the body and batch limits.
     pub config: Arc<IngestConfig>,
     /// The tokens that may write (None: no authentication), parsed once from the configuration.
     pub tokens: Option<Arc<BearerTokens>>,
+    /// The latest backlog measurement the receiver refuses on.
     pub backlog: Arc<Backlog>,
 }
 
@@ -43,6 +46,8 @@ pub struct Application {
 }
 
 impl Application {
+    /// Parses the tokens, connects to Redis (creating the log's consumer groups if it answers) and, unless a
+    /// worker-only process, binds the listener (port 0 picks a free one).
     pub async fn build(config: IngestConfig) -> anyhow::Result<Self> {
         let tokens = config.tokens()?.map(Arc::new);
         let store = RedisStore::connect(&config.redis).await?;

@@ -40,6 +40,7 @@ impl Backlog {
         }
     }
 
+    /// The limit in entries (0: none).
     pub fn limit(&self) -> u64 {
         self.limit
     }

@@ -77,6 +77,7 @@ pub struct IngestConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// The value itself, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -108,14 +109,17 @@ impl IngestConfig {
             .transpose()
     }
 
+    /// [`Self::worker_batch_wait_ms`] as a duration.
     pub fn worker_batch_wait(&self) -> Duration {
         Duration::from_millis(self.worker_batch_wait_ms)
     }
 
+    /// [`Self::claim_idle_ms`] as a duration.
     pub fn claim_idle(&self) -> Duration {
         Duration::from_millis(self.claim_idle_ms)
     }
 
+    /// [`Self::retire_interval_ms`] as a duration.
     pub fn retire_interval(&self) -> Duration {
         Duration::from_millis(self.retire_interval_ms)
     }

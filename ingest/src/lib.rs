@@ -1,15 +1,21 @@
 //! topk-ingest: views in, counted exactly once.
 //!
 //! # Layout
+//! - [`app`]: [`Application`] builds (binds, connects) then runs what the role asks for: the receiver's
+//!   routes, merged in [`app::router`], and the worker and retirer loops, all stopped by one token.
 //! - [`config`]: settings and roles (receiver, worker, or both in one process).
-//! - [`receiver`]: `POST /v1/views`: validate the whole batch, append it to the partitioned log, answer 202.
+//! - [`openapi`](mod@openapi): the receiver's OpenAPI document and `GET /openapi.json`.
+//! - [`receiver`]: `POST /v1/views` and its router: check the token and backlog before the body is read,
+//!   validate the whole batch, append it to the partitioned log, answer 202.
 //! - [`backpressure`]: the log's backlog, measured in the background; over its limit the receiver answers 503.
 //! - [`worker`]: per partition, read the log in a consumer group, aggregate, apply with the acknowledgement in
-//!   one script call; claim what dead workers left pending.
+//!   one script call; claim what dead workers left pending. [`worker::spawn`] starts one loop per partition
+//!   with [`worker::WorkerOptions`].
 //! - [`retirer`]: subtract slices that left a window, once; trim the acknowledged log past its retention.
 //!
 //! Views move: HTTP → [`receiver`] → Redis stream `{p}:log` → [`worker::step`] → window sets → `topk-api`.
 
+// The root re-exports what callers name without a module: other crates, the tests, the binary.
 pub mod app;
 pub mod backpressure;
 pub mod config;

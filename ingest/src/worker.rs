@@ -23,7 +23,9 @@ pub enum Source {
 /// What one step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StepReport {
+    /// Log entries taken.
     pub entries: usize,
+    /// Views applied (0 when another worker owned the entries).
     pub views: u64,
     /// Where the entries came from; `None` when there was nothing to do.
     pub source: Option<Source>,

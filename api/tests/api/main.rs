@@ -1,4 +1,6 @@
-//! The API against a real redis-server, one integration binary:
+//! The API against a real redis-server, one integration binary.
+//!
+//! # Layout
 //! - [`cache`]: the ranking cache shares one read per window for its TTL, then refreshes in the background.
 
 mod cache;

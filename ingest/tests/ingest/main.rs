@@ -1,5 +1,11 @@
-//! Ingest against a real redis-server: HTTP end to end with the API and every class of bad input; the fault
-//! suite ([`faults`]) runs the real processes and breaks them, Redis and Postgres on purpose.
+//! Ingest against a real redis-server, one integration binary.
+//!
+//! # Layout
+//! - [`stack`]: ingest and the API in this process on free ports, isolated by a key prefix.
+//! - [`end_to_end`]: views over HTTP to the API's rankings in every window, and every class of bad input.
+//! - [`defences`]: the receiver's backpressure, token rotation, and tokens kept out of the logs.
+//! - [`batch`]: the batch decoder, with property tests.
+//! - [`faults`]: the fault suite runs the real processes and breaks them, Redis and Postgres on purpose.
 
 mod batch;
 mod defences;

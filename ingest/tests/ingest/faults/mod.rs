@@ -3,9 +3,15 @@
 //! exactly once in every window; a request that got no answer (or a 503) may or may not be counted, so a
 //! video's count must lie between its accepted views and its accepted plus unanswered views.
 //!
-//! Layout:
-//! - this file: the processes ([`Proc`]), the load ([`Sender`], [`Querier`]), what was sent ([`Ledger`]) and
-//!   the exactness check ([`check_windows`]), which prints one summary line per test.
+//! # Layout
+//! Helpers, re-exported here for the tests' `use super::*`:
+//! - [`services`]: the service processes ([`Proc`]) of a deployment on the test's keys ([`Env`]).
+//! - [`traffic`]: the load, views sent ([`Sender`]) and rankings asked ([`Querier`]).
+//! - [`tally`]: what was sent and how each request was answered ([`Tally`]).
+//! - [`checks`]: the exactness check ([`check_windows`]), queries served, the log drained.
+//! - [`report`]: the printed figures, one summary line per test and the suite's running totals.
+//!
+//! Tests:
 //! - [`processes`]: SIGKILL of workers and receivers, SIGTERM of every service.
 //! - [`redis`]: Redis restarted with and without persistence, frozen, down.
 //! - [`postgres`]: Postgres stopped across a minute while everything runs.
