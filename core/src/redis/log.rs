@@ -28,6 +28,8 @@ struct GroupState {
     last_delivered: Option<EntryId>,
     /// Entries not yet delivered.
     lag: u64,
+    /// The first entry after `last_delivered`.
+    first_undelivered: Option<EntryId>,
 }
 
 impl RedisStore {
@@ -169,12 +171,26 @@ impl RedisStore {
             )
             .await?;
         // [next-start, [entry, ...], [deleted ids]]
-        let entries = reply
-            .into_array()
-            .into_iter()
-            .nth(1)
+        let mut parts = reply.into_array().into_iter().skip(1);
+        let entries = parts.next().map(Value::into_array).unwrap_or_default();
+        // Entries that were pending but are gone from the log (deleted by hand, or trimmed by an older build
+        // that could trim pending entries): Redis has dropped them from the pending list, and their views can
+        // no longer be applied. Said loudly, never silently skipped.
+        let deleted: Vec<String> = parts
+            .next()
             .map(Value::into_array)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|id| id.as_string())
+            .collect();
+        if !deleted.is_empty() {
+            tracing::error!(
+                partition = p,
+                entries = deleted.len(),
+                ids = ?deleted,
+                "pending log entries were deleted before they were applied; their views are lost"
+            );
+        }
         entries.into_iter().map(parse_entry).collect()
     }
 
@@ -229,66 +245,46 @@ impl RedisStore {
     /// acknowledged, or `None` when nothing is waiting (the partition is past any time up to now).
     pub async fn applied_through_ms(&self, p: Partition) -> Result<Option<i64>> {
         let state = match self.group_state(p).await {
-            // No log yet (ingest never ran, or Redis lost its data): nothing is waiting to be applied.
-            Err(e) if e.is_missing_group() => return Ok(None),
+            // No group (ingest never ran, or Redis lost its data and no worker has come back): nothing is known
+            // to be applied, so every entry of the log is waiting.
+            Err(e) if e.is_missing_group() => {
+                return Ok(self.first_undelivered(p, None).await?.map(|id| id.ms))
+            }
             other => other?,
         };
-        let undelivered = self.first_undelivered(p, state.last_delivered).await?;
-        Ok([state.oldest_pending, undelivered]
+        Ok([state.oldest_pending, state.first_undelivered]
             .into_iter()
             .flatten()
             .map(|id| id.ms)
             .min())
     }
 
-    /// Where the workers' consumer group stands on partition `p`'s log (XPENDING summary and XINFO GROUPS).
+    /// Where the workers' consumer group stands on partition `p`'s log, read in one step
+    /// (`lua/group_state.lua`), so that no worker's read falls between its parts.
     async fn group_state(&self, p: Partition) -> Result<GroupState> {
-        let log = self.keys.log(p);
-        // [count, smallest pending id, greatest pending id, consumers]
-        let summary = self
-            .client
-            .custom::<Value, _>(cmd!("XPENDING"), vec![log.clone(), CONSUMER_GROUP.into()]);
-        let groups = self
-            .client
-            .custom::<Value, _>(cmd!("XINFO"), vec!["GROUPS".to_owned(), log]);
-        let (summary, groups) = futures::future::try_join(summary, groups).await?;
-        let summary = summary.into_array();
-        let mut state = GroupState {
-            pending: summary.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
-            oldest_pending: summary
-                .get(1)
+        let reply: Vec<Value> = self
+            .scripts
+            .group_state
+            .evalsha_with_reload(&self.client, vec![self.keys.log(p)], vec![CONSUMER_GROUP])
+            .await?;
+        let id = |i: usize| {
+            reply
+                .get(i)
                 .and_then(Value::as_string)
-                .and_then(|s| EntryId::parse(&s)),
-            ..GroupState::default()
+                .and_then(|s| EntryId::parse(&s))
         };
-        for group in groups.into_array() {
-            let fields = group.into_array();
-            if !fields
-                .iter()
-                .any(|f| f.as_str().as_deref() == Some(CONSUMER_GROUP))
-            {
-                continue;
-            }
-            let mut it = fields.iter();
-            while let (Some(name), Some(value)) = (it.next(), it.next()) {
-                match name.as_str().as_deref() {
-                    Some("last-delivered-id") => {
-                        state.last_delivered = value.as_string().and_then(|s| EntryId::parse(&s))
-                    }
-                    // Redis reports no lag after deletions inside the unread range; then look.
-                    Some("lag") => state.lag = value.as_i64().map_or(u64::MAX, |l| l.max(0) as u64),
-                    _ => {}
-                }
-            }
-        }
-        if state.lag == u64::MAX {
-            state.lag = u64::from(
-                self.first_undelivered(p, state.last_delivered)
-                    .await?
-                    .is_some(),
-            );
-        }
-        Ok(state)
+        let first_undelivered = id(4);
+        Ok(GroupState {
+            pending: reply.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
+            oldest_pending: id(1),
+            last_delivered: id(2),
+            // Without Redis's lag, whether anything is undelivered at all.
+            lag: reply
+                .get(3)
+                .and_then(Value::as_i64)
+                .map_or(u64::from(first_undelivered.is_some()), |l| l.max(0) as u64),
+            first_undelivered,
+        })
     }
 
     /// The first entry of partition `p`'s log after `last_delivered` (any entry when `None`).

@@ -23,6 +23,7 @@ pub(super) struct Scripts {
     pub fill: Script,
     pub seal: Script,
     pub read_bucket: Script,
+    pub group_state: Script,
 }
 
 impl Scripts {
@@ -34,6 +35,7 @@ impl Scripts {
             fill: window_script!("lua/fill.lua"),
             seal: window_script!("lua/seal.lua"),
             read_bucket: window_script!("lua/read_bucket.lua"),
+            group_state: Script::from_lua(include_str!("lua/group_state.lua")),
         }
     }
 }

@@ -10,7 +10,7 @@ use topk_core::domain::{TopK, VideoId, Window};
 use topk_core::redis::{ApplyOutcome, LeaderCaps, LogRead, RedisStore};
 use topk_core::slices::minute_of;
 use topk_testkit::fixtures::{
-    apply_log, brute_force_window, redis_config_at, store, window_counts,
+    apply_log, brute_force_window, redis_config, redis_config_at, store, store_for, window_counts,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -324,6 +324,60 @@ async fn a_restore_without_checkpoint_replays_the_surviving_log() {
             "{w} after the replay"
         );
     }
+}
+
+/// A log whose consumer group is missing (Redis restarted empty while receivers kept accepting, before a
+/// worker came back) holds views nobody applied: the partition is applied through nothing after them, so the
+/// snapshotter cannot close their minute.
+#[tokio::test]
+async fn a_log_without_its_group_is_not_taken_as_applied() {
+    let store = RedisStore::connect(&redis_config("no_group", 1))
+        .await
+        .unwrap();
+    let v = VideoId::parse("v").unwrap();
+    store.append_at(&[(v.clone(), 1)], T0).await.unwrap();
+    store.append_at(&[(v, 1)], T0 + 5).await.unwrap();
+    assert_eq!(store.applied_through_ms(0).await.unwrap(), Some(T0));
+}
+
+/// Trimming beside a worker that keeps reading: an entry delivered while the trim reads where the group
+/// stands must stay in the log until it is acknowledged (read in two steps, it looked neither pending nor
+/// undelivered, and the trim deleted it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_beside_a_reading_worker_keeps_every_unacknowledged_entry() {
+    const ENTRIES: usize = 3_000;
+    let cfg = redis_config("trim_race", 1);
+    let (trimmer, worker) = (store_for(&cfg).await, store_for(&cfg).await);
+    let v = VideoId::parse("v").unwrap();
+    for i in 0..ENTRIES {
+        trimmer
+            .append_at(&[(v.clone(), 1)], T0 + i as i64)
+            .await
+            .unwrap();
+    }
+    let reading = tokio::spawn(async move {
+        // Delivered one at a time and never acknowledged: every entry stays pending.
+        while !worker
+            .read_log(0, "w", LogRead::New, 1)
+            .await
+            .unwrap()
+            .is_empty()
+        {}
+    });
+    while !reading.is_finished() {
+        trimmer.trim_log(0, T0 + 1_000_000_000).await.unwrap();
+    }
+    reading.await.unwrap();
+    let pending = trimmer
+        .read_log(0, "w", LogRead::OwnPending, ENTRIES + 1)
+        .await
+        .unwrap();
+    let lost = pending.iter().filter(|e| e.views.is_err()).count();
+    assert_eq!(
+        (pending.len(), lost),
+        (ENTRIES, 0),
+        "entries trimmed while pending"
+    );
 }
 
 /// A service started before its Redis (down, then still loading its data) connects once Redis is ready,
