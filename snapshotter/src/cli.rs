@@ -70,8 +70,8 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     /// The history upkeep's policy, from the three age settings.
-    pub fn retention(&self) -> topk_core::history::RetentionPolicy {
-        topk_core::history::RetentionPolicy {
+    pub fn retention(&self) -> topk_core::db::retention::RetentionPolicy {
+        topk_core::db::retention::RetentionPolicy {
             hourly_after_days: self.hourly_after_days,
             daily_after_days: self.daily_after_days,
             drop_after_days: self.retention_days,

@@ -36,7 +36,7 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
 /// beside the scheduled writer; stopped while waiting, it runs once without the lock.
 async fn snapshot(args: &SnapshotArgs, stop: &CancellationToken) -> anyhow::Result<()> {
     let (store, pool) = connect(&args.store).await?;
-    let lock = leader::Leadership::acquire(&pool, stop).await;
+    let lock = leader::acquire(&pool, stop).await;
     let now = store.now_ms().await?;
     let minutes = jobs::snapshot_minutes(&store, &pool, now).await?;
     let rankings = jobs::snapshot_rankings(&store, &pool, now).await?;

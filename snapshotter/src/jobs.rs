@@ -3,10 +3,10 @@
 use chrono::{TimeZone, Utc};
 use futures::StreamExt;
 use sqlx::PgPool;
+use topk_core::db::{self, retention};
 use topk_core::domain::{RankedVideo, TopK, Window, MAX_K};
 use topk_core::redis::RedisStore;
 use topk_core::slices;
-use topk_core::{db, history};
 
 /// Partitions written at once by the minute job.
 const WRITERS: usize = 4;
@@ -63,7 +63,7 @@ pub async fn snapshot_minutes(
         .chain([today, today + chrono::Duration::days(1)])
         .collect();
     for day in days {
-        history::ensure_day_partitions(pool, day, day).await?;
+        retention::ensure_day_partitions(pool, day, day).await?;
     }
     // Partitions are independent (each has its own checkpoint), so several are written at once: Postgres then
     // works on more than one core. Within a partition minutes go in order, as the checkpoint requires, a chunk
@@ -132,11 +132,11 @@ pub async fn snapshot_rankings(
 pub async fn maintain_history(
     pool: &PgPool,
     now_ms: i64,
-    policy: history::RetentionPolicy,
-) -> anyhow::Result<history::MaintenanceReport> {
+    policy: retention::RetentionPolicy,
+) -> anyhow::Result<retention::MaintenanceReport> {
     let now = Utc
         .timestamp_millis_opt(now_ms)
         .single()
         .expect("time in range");
-    Ok(history::maintain(pool, now, policy).await?)
+    Ok(retention::maintain(pool, now, policy).await?)
 }

@@ -57,7 +57,7 @@ pub async fn run_scheduled(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     while !stop.is_cancelled() {
-        let Some(mut lock) = leader::Leadership::acquire(&pool, &stop).await else {
+        let Some(mut lock) = leader::acquire(&pool, &stop).await else {
             break;
         };
         let last_minute_run = Arc::new(AtomicI64::new(chrono::Utc::now().timestamp()));

@@ -69,8 +69,8 @@ pub async fn retirement(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result
         let after_everything = minute_start + 86_400_000 + 3_600_000 + 2 * MINUTE_MS;
         redis_quiet(store).await?;
         let cpu_before = store.server_cpu_seconds().await?;
-        topk_ingest::retirer::seal_once(store, after_everything).await?;
-        topk_ingest::retirer::retire_once(store, after_everything).await?;
+        store.seal_all(after_everything).await?;
+        store.retire_all(after_everything).await?;
         per_view.push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / views as f64);
         // Every count left the sliding windows (their hashes, not just the leader sets), none left all-time.
         for w in Window::ALL {

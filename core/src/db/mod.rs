@@ -3,13 +3,16 @@
 //! - [`minutes`]: per-minute `video_stats`, `video_totals` and the checkpoints (the snapshotter's write path).
 //! - [`snapshots`]: `global_topk_snapshots`, written and read by time.
 //! - [`restore`]: what `rebuild-redis` reads back.
+//! - [`lock`]: the advisory lock that lets one snapshotter write at a time.
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 
+pub mod lock;
 pub mod minutes;
 pub mod restore;
 pub mod retention;
 pub mod snapshots;
 
+pub use lock::{SnapshotterLock, SNAPSHOTTER_LOCK};
 pub use minutes::{checkpoints, write_minute, write_minutes, Checkpoint, Written};
 pub use restore::{minutes_since, totals};
 pub use snapshots::{topk_history, write_topk_snapshot};
@@ -34,9 +37,6 @@ pub fn pool(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
-
-/// Key of the Postgres advisory lock held by the one snapshotter that writes.
-pub const SNAPSHOTTER_LOCK: i64 = 0x746f_706b_736e_6170; // "topksnap"
 
 /// The start of minute `m` (minutes since the epoch).
 pub fn minute_start(m: i64) -> DateTime<Utc> {

@@ -2,7 +2,6 @@
 
 use crate::helpers::{database, drain, feed, per_minute, redis, spread, stats, totals, MIN, T0};
 use std::collections::BTreeMap;
-use topk_core::config::DatabaseConfig;
 use topk_snapshotter::jobs::snapshot_minutes;
 
 /// Postgres stopped (as in a crash) in the middle of a snapshot run, then back: the next run fills the gap,
@@ -12,8 +11,7 @@ async fn postgres_stopped_during_a_snapshot_leaves_no_gap() {
     let store = redis(&topk_testkit::servers().redis_url, "pgstop", 4).await;
     let mut pg = topk_testkit::PgServer::start();
     let url = pg.create_database("pgstop");
-    let pool = topk_core::db::pool(&DatabaseConfig { database_url: url }).unwrap();
-    topk_core::db::migrate(&pool).await.unwrap();
+    let pool = topk_testkit::fixtures::migrated_pool_at(&url).await;
     let events = feed(&store, &spread(4_000, 600 * MIN)).await;
     drain(&store).await;
     let now = T0 + 601 * MIN;

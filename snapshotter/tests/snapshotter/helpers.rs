@@ -3,9 +3,9 @@
 
 use sqlx::PgPool;
 use std::collections::BTreeMap;
-use topk_core::config::{DatabaseConfig, RedisConfig};
 use topk_core::domain::VideoId;
 use topk_core::redis::RedisStore;
+use topk_testkit::fixtures;
 
 /// A minute in ms.
 pub const MIN: i64 = 60_000;
@@ -14,23 +14,12 @@ pub const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % MIN;
 
 /// A store on a private key prefix of the Redis at `url`, its log groups created as ingest does.
 pub async fn redis(url: &str, label: &str, partitions: u16) -> RedisStore {
-    let cfg = RedisConfig {
-        redis_url: url.to_owned(),
-        partitions,
-        key_prefix: topk_testkit::unique_name(label),
-        redis_timeout_ms: 5_000,
-    };
-    let store = RedisStore::connect(&cfg).await.unwrap();
-    store.ensure_log_groups().await.unwrap();
-    store
+    fixtures::store_for(&fixtures::redis_config_at(url, label, partitions)).await
 }
 
 /// A fresh, migrated database.
 pub async fn database(label: &str) -> PgPool {
-    let url = topk_testkit::fresh_database(label);
-    let pool = topk_core::db::pool(&DatabaseConfig { database_url: url }).unwrap();
-    topk_core::db::migrate(&pool).await.unwrap();
-    pool
+    fixtures::migrated_pool(label).await
 }
 
 /// Applies everything in the log with the real worker step.
@@ -47,7 +36,7 @@ pub async fn drain(store: &RedisStore) {
 
 /// Runs the retirer's step at `now`.
 pub async fn retire(store: &RedisStore, now: i64) {
-    topk_ingest::retirer::retire_once(store, now).await.unwrap();
+    store.retire_all(now).await.unwrap();
 }
 
 /// Appends 1 to 3 views of one of seven videos at each of `times` (offsets from T0, in ms); returns the events

@@ -4,7 +4,6 @@
 use crate::helpers::{database, drain, redis, retire, stats, totals, MIN, T0};
 use chrono::{TimeZone, Utc};
 use clap::Parser;
-use topk_core::config::DatabaseConfig;
 use topk_core::domain::VideoId;
 use topk_snapshotter::jobs::snapshot_rankings;
 
@@ -12,11 +11,7 @@ use topk_snapshotter::jobs::snapshot_rankings;
 async fn history_answers_the_snapshot_at_or_before_a_time() {
     let store = redis(&topk_testkit::servers().redis_url, "history", 2).await;
     let url = topk_testkit::fresh_database("history");
-    let pool = topk_core::db::pool(&DatabaseConfig {
-        database_url: url.clone(),
-    })
-    .unwrap();
-    topk_core::db::migrate(&pool).await.unwrap();
+    let pool = topk_testkit::fixtures::migrated_pool_at(&url).await;
     let cfg = topk_api::config::ApiConfig::try_parse_from([
         "topk-api".to_owned(),
         format!("--redis-url={}", topk_testkit::servers().redis_url),
@@ -104,7 +99,7 @@ async fn history_answers_the_snapshot_at_or_before_a_time() {
 /// month become hourly, hourly past a year daily, and days past the retention are dropped; sums never change.
 #[tokio::test]
 async fn history_is_partitioned_rolled_up_and_pruned() {
-    use topk_core::history::{ensure_day_partitions, maintain, RetentionPolicy};
+    use topk_core::db::retention::{ensure_day_partitions, maintain, RetentionPolicy};
     let pool = database("upkeep").await;
     let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
     let minute = |days_ago: i64, h: u32, m: u32| {

@@ -2,7 +2,6 @@
 
 use crate::helpers::{database, drain, feed, per_minute, redis, spread, stats, totals, MIN, T0};
 use std::collections::BTreeMap;
-use topk_core::config::RedisConfig;
 use topk_core::domain::VideoId;
 use topk_core::redis::RedisStore;
 use topk_snapshotter::jobs::snapshot_minutes;
@@ -10,13 +9,9 @@ use topk_snapshotter::jobs::snapshot_minutes;
 /// A snapshotter started before ingest ever ran (no log, no consumer group) writes nothing and fails nothing.
 #[tokio::test]
 async fn a_snapshot_before_any_log_is_a_no_op() {
-    let cfg = RedisConfig {
-        redis_url: topk_testkit::servers().redis_url.clone(),
-        partitions: 2,
-        key_prefix: topk_testkit::unique_name("nolog"),
-        redis_timeout_ms: 5_000,
-    };
-    let store = RedisStore::connect(&cfg).await.unwrap();
+    let store = RedisStore::connect(&topk_testkit::fixtures::redis_config("nolog", 2))
+        .await
+        .unwrap();
     let pool = database("nolog").await;
     assert_eq!(
         snapshot_minutes(&store, &pool, T0).await.unwrap(),

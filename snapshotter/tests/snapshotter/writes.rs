@@ -107,7 +107,7 @@ async fn video_ids_order_by_bytes_in_postgres_as_in_redis() {
     use topk_core::db::write_minutes;
     let pool = database("byteorder").await;
     let day = Utc.timestamp_millis_opt(T0).unwrap().date_naive();
-    topk_core::history::ensure_day_partitions(&pool, day, day)
+    topk_core::db::retention::ensure_day_partitions(&pool, day, day)
         .await
         .unwrap();
     let ids = ["a", "B", "b", "Z9", "é", "e", "_x", "10", "9"];
