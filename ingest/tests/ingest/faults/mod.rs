@@ -19,7 +19,7 @@
 //! - [`load`]: mixed ingest and queries for a bounded time, memory, log and keys bounded.
 //!
 //! Postgres stopped in the middle of a snapshot is `postgres_stopped_during_a_snapshot_leaves_no_gap` in
-//! `snapshotter/tests/snapshotter.rs`.
+//! `snapshotter/tests/snapshotter/faults.rs`.
 
 mod load;
 mod postgres;
