@@ -22,7 +22,7 @@ pub enum Command {
     /// Run every job once and exit.
     Snapshot(SnapshotArgs),
     /// Rebuild Redis's windows from Postgres after a loss (stop the ingest workers first).
-    RebuildRedis(StoreArgs),
+    RebuildRedis(RebuildArgs),
     /// Compare Redis windows with the sum of their slices and with Postgres; exit non-zero on any difference.
     Verify(StoreArgs),
 }
@@ -88,4 +88,22 @@ pub struct SnapshotArgs {
     /// Run every job once and exit (the only mode so far).
     #[arg(long, default_value_t = true)]
     pub once: bool,
+    /// How long to wait for the snapshotter lock while a running snapshotter holds it, before failing.
+    #[arg(long, env = "TOPK_LOCK_WAIT_SECS", default_value_t = 30)]
+    pub lock_wait_secs: u64,
+}
+
+/// Settings of `rebuild-redis`.
+#[derive(Args, Debug)]
+pub struct RebuildArgs {
+    /// Redis and Postgres (the schedules are not used).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// How long to wait for the snapshotter lock while a running snapshotter holds it, before failing.
+    #[arg(long, env = "TOPK_LOCK_WAIT_SECS", default_value_t = 30)]
+    pub lock_wait_secs: u64,
+    /// Rebuild even though ingest workers read the log within the last 30 s (they would apply entries
+    /// while the windows are replaced, and count them twice).
+    #[arg(long)]
+    pub force: bool,
 }

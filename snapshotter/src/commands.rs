@@ -3,12 +3,16 @@
 //! `verify` prints its report on stdout (one line per problem) so it can be piped; `rebuild-redis` reports
 //! its rate on stderr, beside its progress bar.
 
-use crate::cli::{Cli, Command, MigrateArgs, SnapshotArgs, StoreArgs};
+use crate::cli::{Cli, Command, MigrateArgs, RebuildArgs, SnapshotArgs, StoreArgs};
 use crate::schedule::run_scheduled;
 use crate::{jobs, leader, rebuild, verify};
 use sqlx::PgPool;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use topk_core::redis::RedisStore;
+
+/// A worker seen on the log this recently is taken as running: workers poll the log every few hundred ms.
+const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Runs one subcommand to completion.
 pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<()> {
@@ -20,7 +24,7 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<()> {
         }
         Command::Snapshot(args) => snapshot(&args, &stop).await,
         Command::Verify(args) => verify_report(&args).await,
-        Command::RebuildRedis(args) => rebuild_redis(&args).await,
+        Command::RebuildRedis(args) => rebuild_redis(&args, &stop).await,
     }
 }
 
@@ -32,11 +36,12 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `snapshot`: both jobs once, at Redis's time. It waits for the lock like `run`, so a one-off run does not write
-/// beside the scheduled writer; stopped while waiting, it runs once without the lock.
+/// `snapshot`: both jobs once, at Redis's time, holding the lock so that a one-off run never writes beside the
+/// scheduled writer: it waits `--lock-wait-secs` for a running snapshotter's lock, then fails naming it.
 async fn snapshot(args: &SnapshotArgs, stop: &CancellationToken) -> anyhow::Result<()> {
     let (store, pool) = connect(&args.store).await?;
-    let lock = leader::acquire(&pool, stop).await;
+    let lock =
+        leader::acquire_within(&pool, Duration::from_secs(args.lock_wait_secs), stop).await?;
     let now = store.now_ms().await?;
     let minutes = jobs::snapshot_minutes(&store, &pool, now).await?;
     let rankings = jobs::snapshot_rankings(&store, &pool, now).await?;
@@ -46,9 +51,7 @@ async fn snapshot(args: &SnapshotArgs, stop: &CancellationToken) -> anyhow::Resu
         ranking_rows = rankings,
         "snapshot done"
     );
-    if let Some(l) = lock {
-        l.release().await;
-    }
+    lock.release().await;
     Ok(())
 }
 
@@ -79,11 +82,30 @@ async fn verify_report(args: &StoreArgs) -> anyhow::Result<()> {
 }
 
 /// `rebuild-redis`: restores Redis from Postgres at Redis's time, with a progress bar and the rate achieved.
-async fn rebuild_redis(args: &StoreArgs) -> anyhow::Result<()> {
-    let (store, pool) = connect(args).await?;
+/// It holds the snapshotter lock throughout, so no minute job writes (or moves a checkpoint) meanwhile, and
+/// refuses to run while ingest workers consume the log, unless `--force`.
+async fn rebuild_redis(args: &RebuildArgs, stop: &CancellationToken) -> anyhow::Result<()> {
+    let (store, pool) = connect(&args.store).await?;
+    let active = store.active_consumers(ACTIVE_WITHIN).await?;
+    if !active.is_empty() && !args.force {
+        let names: Vec<String> = active
+            .iter()
+            .map(|(p, name, ms)| format!("{name} on partition {p} ({ms} ms ago)"))
+            .collect();
+        anyhow::bail!(
+            "ingest workers read the log within the last {} s: {}; stop them first (they would count the \
+             replayed entries twice), or pass --force",
+            ACTIVE_WITHIN.as_secs(),
+            names.join(", ")
+        );
+    }
+    let lock =
+        leader::acquire_within(&pool, Duration::from_secs(args.lock_wait_secs), stop).await?;
     let now = store.now_ms().await?;
     let started = std::time::Instant::now();
-    let report = rebuild::rebuild(&store, &pool, now, true).await?;
+    let report = rebuild::rebuild(&store, &pool, now, true).await;
+    lock.release().await;
+    let report = report?;
     let secs = started.elapsed().as_secs_f64();
     let rows = report.minute_rows + report.total_rows;
     eprintln!(

@@ -30,7 +30,6 @@ pub async fn rebuild(
     progress: bool,
 ) -> anyhow::Result<RebuildReport> {
     let keys = store.keys().clone();
-    let checkpoints = db::checkpoints(pool).await?;
     let day = slices::spec(topk_core::domain::Window::Day).expect("day slices");
     let since = db::minute_start(slices::retire_target(day, now_ms));
     let through = db::minute_start(slices::minute_of(now_ms));
@@ -44,12 +43,13 @@ pub async fn rebuild(
             .expect("template"),
     );
     bar.set_message("reading Postgres");
+    let source = db::read_restore_source(pool, since, through).await?;
 
     let mut minutes: Vec<BTreeMap<i64, Vec<(String, u64)>>> =
         vec![BTreeMap::new(); usize::from(keys.partitions())];
     let mut totals: Vec<Vec<(String, u64)>> = vec![Vec::new(); usize::from(keys.partitions())];
     let mut report = RebuildReport::default();
-    for (video, start, views) in db::minutes_since(pool, since, through).await? {
+    for (video, start, views) in source.minutes {
         let Ok(id) = topk_core::domain::VideoId::parse(&video) else {
             continue;
         };
@@ -60,7 +60,7 @@ pub async fn rebuild(
             .push((video, views.max(0) as u64));
         report.minute_rows += 1;
     }
-    for (video, views) in db::totals(pool).await? {
+    for (video, views) in source.totals {
         let Ok(id) = topk_core::domain::VideoId::parse(&video) else {
             continue;
         };
@@ -69,7 +69,7 @@ pub async fn rebuild(
     }
     bar.set_message("writing Redis");
     for p in keys.all_partitions() {
-        let replay_after = checkpoints.get(&p).map(|c| c.last_entry_id);
+        let replay_after = source.checkpoints.get(&p).map(|c| c.last_entry_id);
         let i = usize::from(p);
         store
             .restore_partition(p, &minutes[i], &totals[i], now_ms, replay_after)

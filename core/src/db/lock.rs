@@ -30,6 +30,27 @@ impl SnapshotterLock {
             .is_ok()
     }
 
+    /// Who holds the lock now, for an error that names them: the holder's backend process id, application
+    /// name, client address and session start. `None` when nobody holds it.
+    pub async fn holder(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
+        // A bigint advisory key is stored as classid (its high 32 bits) and objid (its low 32 bits).
+        let row: Option<(i32, String, String, String)> = sqlx::query_as(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'a local socket'), \
+                    coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '?') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid \
+             LIMIT 1",
+        )
+        .bind(SNAPSHOTTER_LOCK)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.map(|(pid, app, from, since)| {
+            let app = if app.is_empty() { "no application name".to_owned() } else { format!("application '{app}'") };
+            format!("Postgres backend {pid} ({app}, from {from}, connected since {since})")
+        }))
+    }
+
     /// Releases the lock explicitly.
     pub async fn release(mut self) {
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")

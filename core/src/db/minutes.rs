@@ -17,10 +17,12 @@ pub struct Checkpoint {
 }
 
 /// Every partition's checkpoint.
-pub async fn checkpoints(pool: &PgPool) -> Result<BTreeMap<u16, Checkpoint>, sqlx::Error> {
+pub async fn checkpoints<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+) -> Result<BTreeMap<u16, Checkpoint>, sqlx::Error> {
     let rows: Vec<(i32, String, DateTime<Utc>)> =
         sqlx::query_as("SELECT partition, last_entry_id, minute_through FROM ingest_checkpoints")
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?;
     Ok(rows
         .into_iter()

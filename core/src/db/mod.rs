@@ -14,7 +14,7 @@ pub mod snapshots;
 
 pub use lock::{SnapshotterLock, SNAPSHOTTER_LOCK};
 pub use minutes::{checkpoints, write_minute, write_minutes, Checkpoint, Written};
-pub use restore::{minutes_since, totals};
+pub use restore::{read_restore_source, totals, RestoreSource};
 pub use snapshots::{topk_history, write_topk_snapshot};
 
 use crate::config::DatabaseConfig;

@@ -15,6 +15,7 @@ mod faults;
 mod helpers;
 mod history;
 mod leader;
+mod one_off;
 mod rebuild;
 mod schedule;
 mod snapshots;
