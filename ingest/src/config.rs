@@ -4,7 +4,7 @@ use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
 use topk_core::config::{HttpConfig, RedisConfig};
-use topk_core::http::BearerTokens;
+use topk_core::http::{BearerTokens, Secret};
 
 /// Which parts of ingest this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,31 +69,6 @@ pub struct IngestConfig {
     /// This worker's consumer name in the log's consumer group; default: unique per process.
     #[arg(long, env = "TOPK_CONSUMER_NAME")]
     pub consumer_name: Option<String>,
-}
-
-/// A secret from the command line or environment; `Debug` never shows it (configurations end up in logs and
-/// panic messages), and parsing never fails, so clap never echoes it in an error either.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
 }
 
 impl IngestConfig {

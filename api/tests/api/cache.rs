@@ -2,35 +2,23 @@
 
 use std::time::Duration;
 use topk_api::cache::RankingCache;
-use topk_core::batch::aggregate;
-use topk_core::config::RedisConfig;
 use topk_core::domain::{TopK, VideoId, Window};
-use topk_core::redis::{LogRead, RedisStore};
+use topk_core::redis::RedisStore;
+use topk_testkit::fixtures::apply_log;
 
 async fn add(store: &RedisStore, video: &str, n: u64) {
     store
         .append(&[(VideoId::parse(video).unwrap(), n)])
         .await
         .unwrap();
-    for p in store.keys().all_partitions() {
-        let entries = store.read_log(p, "w", LogRead::New, 100).await.unwrap();
-        store.apply(p, "w", &aggregate(&entries)).await.unwrap();
-    }
+    apply_log(store, "w", 100).await;
 }
 
 /// Requests within the TTL share one read; after it a background refresh brings new counts; k slices the
 /// shared list exactly.
 #[tokio::test]
 async fn rankings_are_shared_for_the_ttl_then_refreshed() {
-    let store = RedisStore::connect(&RedisConfig {
-        redis_url: topk_testkit::servers().redis_url.clone(),
-        partitions: 3,
-        key_prefix: topk_testkit::unique_name("cache"),
-        redis_timeout_ms: 5_000,
-    })
-    .await
-    .unwrap();
-    store.ensure_log_groups().await.unwrap();
+    let store = topk_testkit::fixtures::store("cache", 3).await;
     add(&store, "a", 2).await;
     add(&store, "b", 1).await;
     let cache = RankingCache::new(Duration::from_millis(300));

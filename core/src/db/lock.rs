@@ -46,7 +46,11 @@ impl SnapshotterLock {
         .fetch_optional(pool)
         .await?;
         Ok(row.map(|(pid, app, from, since)| {
-            let app = if app.is_empty() { "no application name".to_owned() } else { format!("application '{app}'") };
+            let app = if app.is_empty() {
+                "no application name".to_owned()
+            } else {
+                format!("application '{app}'")
+            };
             format!("Postgres backend {pid} ({app}, from {from}, connected since {since})")
         }))
     }

@@ -1,4 +1,5 @@
-//! Bearer tokens for writes, compared in constant time, with rotation (several tokens at once).
+//! Bearer tokens for writes, compared in constant time, with rotation (several tokens at once), and the
+//! redacted [`Secret`] a token is configured as.
 
 use axum::http::HeaderValue;
 
@@ -61,6 +62,31 @@ impl std::fmt::Debug for BearerTokens {
     /// Never prints a token: configurations are logged and shown in panics.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BearerTokens(<{} redacted>)", self.0.len())
+    }
+}
+
+/// A secret from the command line or environment; `Debug` never shows it (configurations end up in logs and
+/// panic messages), and parsing never fails, so clap never echoes it in an error either.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }
 

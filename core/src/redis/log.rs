@@ -232,20 +232,29 @@ impl RedisStore {
 
     /// The workers that read or claimed from any partition's log within `within` (XINFO CONSUMERS): a rebuild
     /// refuses to run beside them. Returns `(partition, consumer, milliseconds since it was last seen)`.
-    pub async fn active_consumers(&self, within: Duration) -> Result<Vec<(Partition, String, u64)>> {
+    pub async fn active_consumers(
+        &self,
+        within: Duration,
+    ) -> Result<Vec<(Partition, String, u64)>> {
         let mut active = Vec::new();
         for p in self.keys.all_partitions() {
             let reply: Result<Vec<Value>, _> = self
                 .client
                 .custom(
                     cmd!("XINFO"),
-                    vec!["CONSUMERS".to_owned(), self.keys.log(p), CONSUMER_GROUP.into()],
+                    vec![
+                        "CONSUMERS".to_owned(),
+                        self.keys.log(p),
+                        CONSUMER_GROUP.into(),
+                    ],
                 )
                 .await;
             let consumers = match reply {
                 Ok(c) => c,
                 // No log or no group: nobody consumes it.
-                Err(e) if e.details().contains("NOGROUP") || e.details().contains("no such key") => {
+                Err(e)
+                    if e.details().contains("NOGROUP") || e.details().contains("no such key") =>
+                {
                     continue
                 }
                 Err(e) => return Err(e.into()),
@@ -258,7 +267,9 @@ impl RedisStore {
                         .find(|kv| kv[0].as_str().as_deref() == Some(name))
                         .and_then(|kv| kv.get(1).cloned())
                 };
-                let name = field("name").and_then(|v| v.as_string()).unwrap_or_default();
+                let name = field("name")
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default();
                 // `inactive` (Redis 7.2+) counts from the last read that returned entries or the last claim;
                 // `idle` from any read attempt, which a polling worker also makes: either is recent for a
                 // worker that runs.

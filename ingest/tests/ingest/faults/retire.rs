@@ -118,9 +118,7 @@ async fn views_arriving_while_their_slice_retires_count_exactly() {
                 let mut n = 0u64;
                 while appending.load(Ordering::SeqCst) {
                     let now = clock.load(Ordering::SeqCst);
-                    n += topk_ingest::retirer::retire_once(&store, now)
-                        .await
-                        .unwrap() as u64;
+                    n += store.retire_all(now).await.unwrap() as u64;
                     tokio::task::yield_now().await;
                 }
                 n
@@ -134,9 +132,7 @@ async fn views_arriving_while_their_slice_retires_count_exactly() {
         drain(&store, Duration::from_secs(10)).await;
 
         let now = clock.load(Ordering::SeqCst);
-        retired += topk_ingest::retirer::retire_once(&store, now)
-            .await
-            .unwrap() as u64;
+        retired += store.retire_all(now).await.unwrap() as u64;
         for w in Window::ALL {
             let want = brute_force(&events, w, now);
             assert_eq!(counted(&store, w).await, want, "round {round}: {w} window");
