@@ -15,6 +15,14 @@ use topk_testkit::fixtures::{
 
 const T0: i64 = 1_700_000_000_000;
 
+/// Logs `n` views of video "v" at each of `times` (one entry each).
+async fn log_views(store: &RedisStore, n: u64, times: &[i64]) {
+    let v = VideoId::parse("v").unwrap();
+    for &at in times {
+        store.append_at(&[(v.clone(), n)], at).await.unwrap();
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -272,10 +280,7 @@ async fn trim_never_drops_unacknowledged_entries() {
 #[tokio::test]
 async fn trim_after_a_group_at_the_largest_sequence_keeps_what_follows() {
     let store = store("trim_max_seq", 1).await;
-    let v = VideoId::parse("v").unwrap();
-    for at in [T0, T0 + 1, T0 + 2] {
-        store.append_at(&[(v.clone(), 1)], at).await.unwrap();
-    }
+    log_views(&store, 1, &[T0, T0 + 1, T0 + 2]).await;
     let mut conn = topk_testkit::RedisConn::open_url(&topk_testkit::servers().redis_url).unwrap();
     let set = conn
         .cmd(&[
@@ -298,10 +303,7 @@ async fn trim_after_a_group_at_the_largest_sequence_keeps_what_follows() {
 #[tokio::test]
 async fn a_restore_without_checkpoint_replays_the_surviving_log() {
     let store = store("restore_no_checkpoint", 1).await;
-    let v = VideoId::parse("v").unwrap();
-    for at in [T0, T0 + 1_000, T0 + 2_000] {
-        store.append_at(&[(v.clone(), 2)], at).await.unwrap();
-    }
+    log_views(&store, 2, &[T0, T0 + 1_000, T0 + 2_000]).await;
     let now = T0 + 10_000;
     let none = std::collections::BTreeMap::new();
     store
@@ -334,9 +336,7 @@ async fn a_log_without_its_group_is_not_taken_as_applied() {
     let store = RedisStore::connect(&redis_config("no_group", 1))
         .await
         .unwrap();
-    let v = VideoId::parse("v").unwrap();
-    store.append_at(&[(v.clone(), 1)], T0).await.unwrap();
-    store.append_at(&[(v, 1)], T0 + 5).await.unwrap();
+    log_views(&store, 1, &[T0, T0 + 5]).await;
     assert_eq!(store.applied_through_ms(0).await.unwrap(), Some(T0));
 }
 

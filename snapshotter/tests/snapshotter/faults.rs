@@ -1,6 +1,6 @@
 //! Postgres failing under a snapshot run: stopped mid-run, and a connection killed before the commit.
 
-use crate::helpers::{database, drain, feed, per_minute, redis, spread, stats, totals, MIN, T0};
+use crate::helpers::{drain, fed, feed, per_minute, redis, spread, stats, totals, MIN, T0};
 use std::collections::BTreeMap;
 use topk_snapshotter::jobs::snapshot_minutes;
 
@@ -69,10 +69,7 @@ async fn postgres_stopped_during_a_snapshot_leaves_no_gap() {
 /// total once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_copy_and_commit_writes_once() {
-    let store = redis(&topk_testkit::servers().redis_url, "copycrash", 2).await;
-    let pool = database("copycrash").await;
-    let events = feed(&store, &spread(300, 10 * MIN)).await;
-    drain(&store).await;
+    let (store, pool, events) = fed("copycrash", 2, 300, 10 * MIN).await;
     let now = T0 + 11 * MIN;
     // An uncommitted total of a fed video makes the snapshotter's totals update wait, after its COPY.
     let mut blocker = pool.begin().await.unwrap();

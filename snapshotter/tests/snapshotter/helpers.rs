@@ -22,6 +22,21 @@ pub async fn database(label: &str) -> PgPool {
     fixtures::migrated_pool(label).await
 }
 
+/// The usual arrangement: a store of `partitions` on the shared Redis, a fresh database, and `count` events
+/// spread over `over_ms` from T0, fed and applied. Returns the store, the database and the events.
+pub async fn fed(
+    label: &str,
+    partitions: u16,
+    count: i64,
+    over_ms: i64,
+) -> (RedisStore, PgPool, Vec<(i64, String, u64)>) {
+    let store = redis(&topk_testkit::servers().redis_url, label, partitions).await;
+    let pool = database(label).await;
+    let events = feed(&store, &spread(count, over_ms)).await;
+    drain(&store).await;
+    (store, pool, events)
+}
+
 /// Applies everything in the log with the real worker step.
 pub async fn drain(store: &RedisStore) {
     for p in store.keys().all_partitions() {

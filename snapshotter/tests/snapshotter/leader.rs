@@ -1,14 +1,11 @@
 //! One writer at a time: concurrent snapshotters and the advisory lock.
 
-use crate::helpers::{database, drain, feed, per_minute, redis, spread, stats, totals, MIN, T0};
+use crate::helpers::{fed, per_minute, stats, totals, MIN, T0};
 use topk_snapshotter::jobs::snapshot_minutes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_snapshotters_at_once_write_once() {
-    let store = redis(&topk_testkit::servers().redis_url, "two", 4).await;
-    let pool = database("two").await;
-    let events = feed(&store, &spread(400, 8 * MIN)).await;
-    drain(&store).await;
+    let (store, pool, events) = fed("two", 4, 400, 8 * MIN).await;
     let now = T0 + 9 * MIN;
     let (a, b) = tokio::join!(
         snapshot_minutes(&store, &pool, now),

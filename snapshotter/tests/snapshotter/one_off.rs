@@ -43,6 +43,12 @@ async fn run(
         .expect("the command did not finish within 30 s")
 }
 
+/// Runs a command that must fail, and returns its error as the operator reads it.
+async fn refused(cfg: &RedisConfig, url: &str, args: &[&str]) -> String {
+    let outcome = run(cfg, url, args, CancellationToken::new()).await;
+    format!("{:#}", outcome.expect_err("the command ran"))
+}
+
 async fn ranking_rows(pool: &PgPool) -> i64 {
     sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM global_topk_snapshots")
         .fetch_one(pool)
@@ -62,16 +68,8 @@ async fn snapshot_once_beside_a_running_snapshotter_fails_naming_it_and_writes_n
     let held = Leadership::try_acquire(&pool).await.unwrap().unwrap();
 
     let waited = std::time::Instant::now();
-    let err = run(
-        &cfg,
-        &url,
-        &["snapshot", "--once", "--lock-wait-secs=1"],
-        CancellationToken::new(),
-    )
-    .await
-    .expect_err("a snapshot ran beside the lock holder");
+    let message = refused(&cfg, &url, &["snapshot", "--once", "--lock-wait-secs=1"]).await;
     assert!(waited.elapsed() >= Duration::from_secs(1));
-    let message = format!("{err:#}");
     assert!(
         message.contains("held by Postgres backend") && message.contains("nothing was written"),
         "{message}"
@@ -118,10 +116,7 @@ async fn rebuild_refuses_beside_a_snapshotter_or_running_workers() {
     let before = window_counts(&store, Window::All).await;
     assert!(!before.is_empty());
 
-    let err = run(&cfg, &url, &["rebuild-redis"], CancellationToken::new())
-        .await
-        .expect_err("a rebuild ran beside a worker");
-    let message = format!("{err:#}");
+    let message = refused(&cfg, &url, &["rebuild-redis"]).await;
     assert!(
         message.contains("w on partition") && message.contains("--force"),
         "{message}"

@@ -1,6 +1,6 @@
 //! `rebuild-redis`: the windows restored after a loss, and the log replayed after the checkpoint.
 
-use crate::helpers::{database, drain, feed, redis, retire, spread, MIN, T0};
+use crate::helpers::{database, drain, fed, feed, redis, retire, spread, MIN, T0};
 use std::collections::{BTreeMap, HashMap};
 use topk_core::domain::{VideoId, Window};
 use topk_core::redis::RedisStore;
@@ -91,10 +91,7 @@ fn flushall(server: &topk_testkit::RedisServer) {
 /// are counted again exactly once.
 #[tokio::test]
 async fn rebuild_replays_the_log_after_the_checkpoint() {
-    let store = redis(&topk_testkit::servers().redis_url, "replay", 2).await;
-    let pool = database("replay").await;
-    feed(&store, &spread(100, 10 * MIN)).await;
-    drain(&store).await;
+    let (store, pool, _) = fed("replay", 2, 100, 10 * MIN).await;
     snapshot_minutes(&store, &pool, T0 + 10 * MIN)
         .await
         .unwrap();

@@ -1,6 +1,6 @@
 //! `run`: the jobs on their schedules while the lock is held, and a clean stop.
 
-use crate::helpers::{database, drain, feed, per_minute, redis, spread, stats, MIN};
+use crate::helpers::{fed, per_minute, stats, MIN};
 use clap::Parser;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -13,11 +13,8 @@ use topk_snapshotter::run_scheduled;
 /// frees the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_writes_at_start_holds_the_lock_and_frees_it_on_stop() {
-    let store = redis(&topk_testkit::servers().redis_url, "sched", 2).await;
-    let pool = database("sched").await;
     // Views in the past: at Redis's own time every minute of them is closed.
-    let events = feed(&store, &spread(100, 5 * MIN)).await;
-    drain(&store).await;
+    let (store, pool, events) = fed("sched", 2, 100, 5 * MIN).await;
     let Command::Run(args) = Cli::try_parse_from(["topk-snapshotter", "run"])
         .unwrap()
         .command

@@ -1,6 +1,6 @@
 //! The minute job: idempotence, catch-up after a stop, open minutes, chunked catch-up.
 
-use crate::helpers::{database, drain, feed, per_minute, redis, spread, stats, totals, MIN, T0};
+use crate::helpers::{database, drain, fed, per_minute, redis, spread, stats, totals, MIN, T0};
 use std::collections::BTreeMap;
 use topk_core::domain::VideoId;
 use topk_core::redis::RedisStore;
@@ -22,10 +22,7 @@ async fn a_snapshot_before_any_log_is_a_no_op() {
 
 #[tokio::test]
 async fn a_snapshot_run_twice_equals_once_and_matches_the_events() {
-    let store = redis(&topk_testkit::servers().redis_url, "twice", 3).await;
-    let pool = database("twice").await;
-    let events = feed(&store, &spread(200, 10 * MIN)).await;
-    drain(&store).await;
+    let (store, pool, events) = fed("twice", 3, 200, 10 * MIN).await;
     let now = T0 + 12 * MIN;
     let first = snapshot_minutes(&store, &pool, now).await.unwrap();
     let after_first = (stats(&pool).await, totals(&pool).await);
@@ -38,10 +35,7 @@ async fn a_snapshot_run_twice_equals_once_and_matches_the_events() {
 
 #[tokio::test]
 async fn catch_up_after_a_stop_leaves_no_gap_and_open_minutes_wait() {
-    let store = redis(&topk_testkit::servers().redis_url, "catchup", 2).await;
-    let pool = database("catchup").await;
-    let events = feed(&store, &spread(300, 15 * MIN)).await;
-    drain(&store).await;
+    let (store, pool, events) = fed("catchup", 2, 300, 15 * MIN).await;
     snapshot_minutes(&store, &pool, T0 + 3 * MIN + 5_000)
         .await
         .unwrap();

@@ -1,16 +1,13 @@
 //! `verify`: a consistent state, then a window changed behind its back.
 
-use crate::helpers::{database, drain, feed, redis, retire, spread, MIN, T0};
+use crate::helpers::{fed, retire, MIN, T0};
 use topk_core::domain::{VideoId, Window};
 use topk_snapshotter::jobs::snapshot_minutes;
 
 /// `verify` finds nothing on a consistent state and reports a window changed behind its back.
 #[tokio::test]
 async fn verify_reports_every_difference() {
-    let store = redis(&topk_testkit::servers().redis_url, "verify", 2).await;
-    let pool = database("verify").await;
-    feed(&store, &spread(120, 20 * MIN)).await;
-    drain(&store).await;
+    let (store, pool, _) = fed("verify", 2, 120, 20 * MIN).await;
     let now = T0 + 21 * MIN;
     snapshot_minutes(&store, &pool, now - MIN).await.unwrap();
     retire(&store, now).await;
