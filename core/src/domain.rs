@@ -23,6 +23,32 @@ pub enum ParseError {
     Window,
     #[error("k must be an integer from 1 to {MAX_K}")]
     K,
+    #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters")]
+    IdempotencyKey,
+}
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// A producer's key for one batch (`Idempotency-Key`): 1 to 128 printable ASCII characters. A batch sent again
+/// with the same key is stored once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let ok = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&raw.len())
+            && raw.bytes().all(|b| (b' '..=b'~').contains(&b));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ParseError::IdempotencyKey)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A video id: 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
@@ -204,5 +230,19 @@ mod tests {
         assert_eq!(TopK::parse("1000").unwrap().get(), 1000);
         assert_eq!(ViewCount::parse(0), Err(ParseError::Count));
         assert_eq!(ViewCount::parse(MAX_VIEW_COUNT + 1), Err(ParseError::Count));
+        assert!(IdempotencyKey::parse("batch 42:retry-ok").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(128)).is_ok());
+        for bad in [
+            "".to_owned(),
+            "k".repeat(129),
+            "tab\there".into(),
+            "é".into(),
+        ] {
+            assert_eq!(
+                IdempotencyKey::parse(&bad),
+                Err(ParseError::IdempotencyKey),
+                "{bad:?}"
+            );
+        }
     }
 }

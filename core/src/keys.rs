@@ -15,10 +15,11 @@
 //! | `P:{p}:w:<window>` | hash | the window's views per video, kept incrementally |
 //! | `P:{p}:top:<window>` | sorted set | the window's leaders: every video whose count is at least the threshold |
 //! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it |
+//! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of its lines there, for the key's retention |
 //! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
 //! | `P:{baseline}:*` | sorted set | the benchmark's baselines only |
 
-use crate::domain::{VideoId, Window};
+use crate::domain::{IdempotencyKey, VideoId, Window};
 
 /// Consumer group the ingest workers share on every partition's log.
 pub const CONSUMER_GROUP: &str = "workers";
@@ -65,6 +66,11 @@ impl KeySchema {
 
     fn key(&self, p: Partition, rest: &str) -> String {
         format!("{}:{{{p}}}:{rest}", self.prefix)
+    }
+
+    /// The record of a batch's `Idempotency-Key` on partition `p`, written with the partition's entry.
+    pub fn idempotency(&self, p: Partition, key: &IdempotencyKey) -> String {
+        self.key(p, &format!("idem:{}", key.as_str()))
     }
 
     pub fn log(&self, p: Partition) -> String {

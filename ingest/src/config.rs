@@ -33,6 +33,11 @@ pub struct IngestConfig {
     /// of its tokens (to rotate one without downtime).
     #[arg(long, env = "TOPK_INGEST_TOKEN", hide_env_values = true)]
     pub token: Option<Secret>,
+    /// How long a batch's `Idempotency-Key` is remembered: the same batch sent again with the same key within
+    /// this time is answered 202 and stored once. Each key costs Redis about 200 bytes per partition its batch
+    /// touches (README, "Retries").
+    #[arg(long, env = "TOPK_IDEMPOTENCY_RETENTION_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_retention_secs: u64,
     /// Which parts to run.
     #[arg(long, env = "TOPK_INGEST_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,

@@ -11,8 +11,10 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use topk_core::domain::{VideoId, ViewCount};
+use std::time::Duration;
+use topk_core::domain::{IdempotencyKey, ParseError, VideoId, ViewCount};
 use topk_core::http::{ApiError, ErrorBody};
+use topk_core::redis::{AppendOutcome, StoreError};
 use utoipa::ToSchema;
 
 /// The receiver's route, `POST /v1/views`, behind [`admit`] (a route layer, so it guards this route alone).
@@ -53,12 +55,17 @@ pub struct Accepted {
     path = "/v1/views",
     request_body(content = Vec<ViewIn>, description = "1 to TOPK_MAX_BATCH_LEN (default 10000) views"),
     security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 128 printable ASCII characters naming this batch: sent again with the same key \
+            (after a 503, a timeout or a lost answer), the batch is answered 202 and stored once")),
     responses(
         (status = 202, description = "every view is in the log", body = Accepted),
         (status = 400, description = "the batch is malformed; nothing was stored", body = ErrorBody),
         (status = 401, description = "missing or wrong token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
         (status = 415, description = "body is not JSON", body = ErrorBody),
+        (status = 422, description = "the Idempotency-Key was used for a different batch within its retention; \
+            nothing was stored", body = ErrorBody),
         (status = 503, description = "the views could not be stored, or the log is over its backlog limit \
             (then with Retry-After); nothing was accepted", body = ErrorBody,
             headers(("Retry-After" = u32, description = "seconds to wait, when the log is backlogged"))),
@@ -90,14 +97,49 @@ pub async fn post_views(
             ApiError::new(status, format!("could not read the body: {rejection}"))
         }
     })?;
+    let key = idempotency_key(&headers)?;
     let views = parse_batch(&body, state.config.max_batch_len)?;
     let accepted = views.iter().map(|(_, n)| n).sum();
-    state
-        .store
-        .append(&views)
-        .await
-        .map_err(|e| ApiError::unavailable("the view log (Redis)", &e))?;
+    let stored = match &key {
+        None => state.store.append(&views).await,
+        Some(key) => {
+            let retention = Duration::from_secs(state.config.idempotency_retention_secs);
+            match state.store.append_idempotent(&views, key, retention).await {
+                Ok(AppendOutcome::AlreadyStored) => {
+                    tracing::debug!(
+                        views = accepted,
+                        "batch sent again under its Idempotency-Key: not stored twice"
+                    );
+                    Ok(())
+                }
+                Ok(AppendOutcome::Stored) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    stored.map_err(|e| match e {
+        StoreError::KeyReused => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this Idempotency-Key was used for a different batch within its retention; nothing was stored \
+             (send a new batch under a new key)",
+        ),
+        e => ApiError::unavailable("the view log (Redis)", &e),
+    })?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
+}
+
+/// The optional `Idempotency-Key` header, parsed (400 when it is there but not a valid key).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let parsed = raw
+        .to_str()
+        .map_err(|_| ParseError::IdempotencyKey)
+        .and_then(IdempotencyKey::parse);
+    parsed
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Runs before `POST /v1/views` reads its body, so a client without the token, or a batch the log has no room

@@ -4,27 +4,33 @@
 use super::{RedisStore, Result};
 use fred::cmd;
 use fred::prelude::*;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// How often the estimate of Redis's clock against ours is refreshed (it only drifts).
+/// How often the reading of Redis's clock is refreshed (the two clocks only drift apart slowly).
 const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 
-/// Redis's clock minus ours, so an append can carry its deadline on Redis's clock.
+/// One reading of Redis's clock and the moment of our monotonic clock it arrived at. Redis's time now is
+/// estimated from it by the monotonic time elapsed since, so a step of our wall clock (NTP, a manual change)
+/// cannot move an append's deadline.
 #[derive(Debug, Default)]
 pub(super) struct ClockOffset {
-    offset_ms: std::sync::atomic::AtomicI64,
-    synced: std::sync::Mutex<Option<std::time::Instant>>,
+    reading: Mutex<Option<(Instant, i64)>>,
 }
 
 impl ClockOffset {
-    /// Forgets the estimate, so the next deadline measures the clocks again (after Redis was frozen or slow).
+    /// Forgets the reading, so the next deadline reads Redis's clock again (after Redis was frozen or slow).
     pub(super) fn forget(&self) {
-        *self.synced.lock().expect("clock lock") = None;
+        *self.reading.lock().expect("clock lock") = None;
     }
-}
 
-fn wall_clock_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    /// Redis's time now, estimated from a reading younger than [`CLOCK_RESYNC`].
+    fn estimate_ms(&self) -> Option<i64> {
+        let reading = *self.reading.lock().expect("clock lock");
+        reading
+            .filter(|(at, _)| at.elapsed() <= CLOCK_RESYNC)
+            .map(|(at, redis_ms)| redis_ms + at.elapsed().as_millis() as i64)
+    }
 }
 
 impl RedisStore {
@@ -35,27 +41,19 @@ impl RedisStore {
             .custom(cmd!("TIME"), Vec::<String>::new())
             .await?;
         let redis_ms = secs * 1000 + micros / 1000;
-        // Taking the reply's arrival as the moment Redis read its clock under-estimates the offset by at most
+        // Taking the reply's arrival as the moment Redis read its clock under-estimates Redis's time by at most
         // the round trip: deadlines then come early (a refusal too many), never late (a write after a 503).
-        self.clock.offset_ms.store(
-            redis_ms - wall_clock_ms(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        *self.clock.synced.lock().expect("clock lock") = Some(std::time::Instant::now());
+        *self.clock.reading.lock().expect("clock lock") = Some((Instant::now(), redis_ms));
         Ok(redis_ms)
     }
 
     /// The latest time on Redis's clock at which an append sent now may still be written: three quarters of
     /// the command timeout, so that the reply has the last quarter to come back before the caller gives up.
     pub(super) async fn append_deadline_ms(&self) -> Result<i64> {
-        let synced = *self.clock.synced.lock().expect("clock lock");
-        if synced.is_none_or(|t| t.elapsed() > CLOCK_RESYNC) {
-            self.now_ms().await?;
-        }
-        let offset = self
-            .clock
-            .offset_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        Ok(wall_clock_ms() + offset + (self.timeout.as_millis() as i64) * 3 / 4)
+        let redis_now = match self.clock.estimate_ms() {
+            Some(ms) => ms,
+            None => self.now_ms().await?,
+        };
+        Ok(redis_now + (self.timeout.as_millis() as i64) * 3 / 4)
     }
 }

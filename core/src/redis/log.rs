@@ -3,12 +3,21 @@
 
 use super::{RedisStore, Result, StoreError};
 use crate::batch::{decode_fields, encode_lines, EntryId, LogEntry, LINES_FIELD};
-use crate::domain::VideoId;
+use crate::domain::{IdempotencyKey, VideoId};
 use crate::keys::{Partition, CONSUMER_GROUP};
 use fred::cmd;
 use fred::prelude::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// What became of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batch's entries are in the log now.
+    Stored,
+    /// An earlier request with the same `Idempotency-Key` stored this batch; nothing was written again.
+    AlreadyStored,
+}
 
 /// Which log entries a read asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,16 +75,36 @@ impl RedisStore {
     /// Appends a validated batch to the log: one entry per partition it touches, all in one script
     /// (`lua/append.lua`), so the batch is stored whole or not at all. Returns once Redis has the entries.
     pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
-        self.append_with_id(views, "*").await
+        self.append_with(views, "*", None).await.map(|_| ())
+    }
+
+    /// [`Self::append`] under a producer's `Idempotency-Key`, recorded on each partition with its entry for
+    /// `retention`: a batch sent again with the same key within it is not stored again
+    /// ([`AppendOutcome::AlreadyStored`]); the same key with another batch is refused
+    /// ([`StoreError::KeyReused`]) and stores nothing.
+    pub async fn append_idempotent(
+        &self,
+        views: &[(VideoId, u64)],
+        key: &IdempotencyKey,
+        retention: Duration,
+    ) -> Result<AppendOutcome> {
+        self.append_with(views, "*", Some((key, retention))).await
     }
 
     /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
     /// before the log's last entry. For replays and tests that inject time.
     pub async fn append_at(&self, views: &[(VideoId, u64)], at_ms: i64) -> Result<()> {
-        self.append_with_id(views, &format!("{at_ms}-*")).await
+        self.append_with(views, &format!("{at_ms}-*"), None)
+            .await
+            .map(|_| ())
     }
 
-    async fn append_with_id(&self, views: &[(VideoId, u64)], id: &str) -> Result<()> {
+    async fn append_with(
+        &self,
+        views: &[(VideoId, u64)],
+        id: &str,
+        key: Option<(&IdempotencyKey, Duration)>,
+    ) -> Result<AppendOutcome> {
         let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
         for (video, n) in views {
             by_partition
@@ -83,27 +112,40 @@ impl RedisStore {
                 .or_default()
                 .push((video, *n));
         }
-        let mut keys = Vec::with_capacity(by_partition.len());
+        let mut keys = Vec::with_capacity(2 * by_partition.len());
+        let mut records = Vec::new();
+        // At least 1 ms: 0 means "no key" to the script.
+        let retention_ms = key.map_or(0, |(_, r)| r.as_millis().max(1));
         let mut args = vec![
             self.append_deadline_ms().await?.to_string(),
             id.to_owned(),
             LINES_FIELD.to_owned(),
+            retention_ms.to_string(),
         ];
         for (p, views) in by_partition {
             keys.push(self.keys.log(p));
+            if let Some((key, _)) = key {
+                records.push(self.keys.idempotency(p, key));
+            }
             args.push(encode_lines(views));
         }
+        keys.extend(records);
         let written: i64 = self
             .scripts
             .append
             .evalsha_with_reload(&self.client, keys, args)
             .await?;
-        if written < 0 {
-            // Redis was frozen or slow: measure the clocks again before the next deadline.
-            self.clock.forget();
-            return Err(StoreError::TooLate);
+        match written {
+            -1 => {
+                // Redis was frozen or slow: read its clock again before the next deadline.
+                self.clock.forget();
+                Err(StoreError::TooLate)
+            }
+            -2 => Err(StoreError::KeyReused),
+            0 if key.is_some() => Ok(AppendOutcome::AlreadyStored),
+            n if n > 0 => Ok(AppendOutcome::Stored),
+            other => Err(StoreError::Reply(format!("append script answered {other}"))),
         }
-        Ok(())
     }
 
     /// Reads up to `count` entries of partition `p`'s log for `consumer`.

@@ -23,7 +23,7 @@ mod restore;
 mod scripts;
 mod windows;
 
-pub use log::LogRead;
+pub use log::{AppendOutcome, LogRead};
 pub use windows::{ApplyOutcome, LeaderCaps};
 
 use crate::config::RedisConfig;
@@ -41,6 +41,9 @@ pub enum StoreError {
     /// The append reached Redis after its caller's deadline (Redis was frozen or slow) and wrote nothing.
     #[error("redis ran the append after its deadline; nothing was written")]
     TooLate,
+    /// The append's `Idempotency-Key` was recorded for a different batch; nothing was written.
+    #[error("the Idempotency-Key was used for a different batch")]
+    KeyReused,
 }
 
 impl StoreError {

@@ -105,6 +105,22 @@ impl Stack {
             .await
     }
 
+    /// Posts `views` under an `Idempotency-Key`.
+    pub async fn post_with_key(&self, views: &Value, key: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("http://{}/v1/views", self.ingest))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(views.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let resp = self
             .http
