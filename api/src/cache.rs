@@ -4,9 +4,14 @@
 //! would put that on every request and make Redis the ceiling of the query rate. Instead the merged top
 //! [`MAX_K`] of each window is kept and every request takes its first K. Once the list is older than `ttl`
 //! (default 200 ms), the next request starts one refresh in the background and is answered from the list in
-//! hand, so no request waits for Redis except the very first of a window; a list is at most `ttl` plus one
-//! refresh old, well inside the freshness goal of about a second. Redis sees at most one read per window per
-//! `ttl`, however many requests arrive. Each list is kept serialized too, so a request for the top K copies a
+//! hand, so no request waits for Redis except the very first of a window. Redis sees at most one read per
+//! window per `ttl`, however many requests arrive.
+//!
+//! A list's age counts from the moment its read *started* (the counts can be no older than that), and a read
+//! that finishes late never replaces a list whose read started later, so the counts served never go back.
+//! The bound the code enforces: a list is served at most [`MAX_AGE_TTLS`] × `ttl` after its read started
+//! (1 s by default); past that, a request reads Redis itself and fails like any other read when Redis is
+//! unreachable. Each list is kept serialized too, so a request for the top K copies a
 //! prefix of bytes instead of cloning and encoding K entries (most of a k = 1000 request's time otherwise), and
 //! a request for the whole list (k = 1000, the largest answer) shares the bytes without copying them.
 
@@ -67,10 +72,40 @@ impl CachedRanking {
     }
 }
 
+/// How many TTLs old a list may be while it is still served (a refresh under way, or failing).
+pub const MAX_AGE_TTLS: u32 = 5;
+
+/// One window's list, stamped with when its read started, and whether a refresh is under way.
 #[derive(Default)]
 struct Entry {
     top: Option<(Instant, Ranking)>,
     refreshing: bool,
+}
+
+impl Entry {
+    /// Keeps `top`, read from a start at `started`, unless the list in hand comes from a later read: a slow
+    /// refresh must not replace what a later direct read put there.
+    fn keep_newer(&mut self, started: Instant, top: Ranking) {
+        if self.top.as_ref().is_none_or(|(at, _)| *at <= started) {
+            self.top = Some((started, top));
+        }
+    }
+
+    /// When the read of the list in hand started.
+    fn read_started(&self) -> Option<Instant> {
+        self.top.as_ref().map(|(at, _)| *at)
+    }
+}
+
+/// Clears the refreshing flag however the refresh ends, a panic included, so a later request can start one.
+struct Refreshing(Arc<Mutex<Entry>>);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        if let Ok(mut entry) = self.0.lock() {
+            entry.refreshing = false;
+        }
+    }
 }
 
 /// The per-window cache.
@@ -97,10 +132,11 @@ impl RankingCache {
         }
     }
 
-    async fn read(store: &RedisStore, window: Window) -> Result<Ranking, StoreError> {
-        Ok(Arc::new(CachedRanking::new(
-            store.top(window, TopK::new(MAX_K).expect("max k")).await?,
-        )))
+    /// Reads the whole top list of `window`; returns it with the moment the read started.
+    async fn read(store: &RedisStore, window: Window) -> Result<(Instant, Ranking), StoreError> {
+        let started = Instant::now();
+        let top = store.top(window, TopK::new(MAX_K).expect("max k")).await?;
+        Ok((started, Arc::new(CachedRanking::new(top))))
     }
 
     /// The top `k` of `window`, at most `ttl` plus one refresh old.
@@ -148,11 +184,11 @@ impl RankingCache {
         if refresh {
             let (store, slot) = (store.clone(), slot.clone());
             tokio::spawn(async move {
+                let _refreshing = Refreshing(slot.clone());
                 let read = Self::read(&store, window).await;
                 let mut entry = slot.lock().expect("cache lock");
-                entry.refreshing = false;
                 match read {
-                    Ok(top) => entry.top = Some((Instant::now(), top)),
+                    Ok((started, top)) => entry.keep_newer(started, top),
                     // Keep serving the list in hand; the next request tries again.
                     Err(e) => {
                         tracing::warn!(error = %e, window = %window, "ranking refresh failed")
@@ -163,8 +199,10 @@ impl RankingCache {
         let top = match current {
             Some(top) if current_is_usable(&slot, self.ttl) => top,
             _ => {
-                let top = Self::read(store, window).await?;
-                slot.lock().expect("cache lock").top = Some((Instant::now(), top.clone()));
+                let (started, top) = Self::read(store, window).await?;
+                slot.lock()
+                    .expect("cache lock")
+                    .keep_newer(started, top.clone());
                 top
             }
         };
@@ -172,14 +210,13 @@ impl RankingCache {
     }
 }
 
-/// A list in hand may be served while a refresh is under way, but never once it is far past its TTL (Redis
-/// unreachable for a while): then the request reads Redis itself and fails like any other read.
+/// A list in hand may be served while a refresh is under way, but never once its read started more than
+/// [`MAX_AGE_TTLS`] TTLs ago (Redis unreachable for a while): then the request reads Redis itself.
 fn current_is_usable(slot: &Mutex<Entry>, ttl: Duration) -> bool {
     slot.lock()
         .expect("cache lock")
-        .top
-        .as_ref()
-        .is_some_and(|(at, _)| at.elapsed() < ttl * 5)
+        .read_started()
+        .is_some_and(|at| at.elapsed() < ttl * MAX_AGE_TTLS)
 }
 
 #[cfg(test)]
@@ -187,7 +224,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn ranking(views: u64) -> Ranking {
+        Arc::new(CachedRanking::new(vec![RankedVideo {
+            video_id: "v".into(),
+            views,
+        }]))
+    }
+
     proptest! {
+        /// Reads finishing in any order leave the list whose read started last: a slow refresh never puts
+        /// older counts back over a later read's.
+        #[test]
+        fn the_list_of_the_latest_started_read_is_kept(order in Just((0..6u64).collect::<Vec<_>>()).prop_shuffle()) {
+            let origin = Instant::now();
+            let mut entry = Entry::default();
+            for i in order {
+                // The read started i ms after the origin and saw i views (counts only grow here).
+                entry.keep_newer(origin + Duration::from_millis(i), ranking(i));
+            }
+            let (at, top) = entry.top.unwrap();
+            prop_assert_eq!(at, origin + Duration::from_millis(5));
+            prop_assert_eq!(top.top(TopK::new(1).unwrap())[0].views, 5);
+        }
+
         /// The cached bytes of any prefix are exactly what serializing that prefix gives.
         #[test]
         fn top_json_is_the_serialized_prefix(
