@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use topk_core::redis::RedisStore;
+use topk_core::supervise::Liveness;
 
 /// What every handler shares.
 #[derive(Clone, FromRef)]
@@ -18,6 +19,9 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     /// The merged top list of each window, shared by requests.
     pub rankings: std::sync::Arc<cache::RankingCache>,
+    /// Whether every background loop runs (`/readyz`). The API has none of its own (each cache refresh is a
+    /// task of one request), so this only fails if one is added and dies.
+    pub liveness: Liveness,
 }
 
 /// Every route of the API: each module's own, merged in this one place.
@@ -52,6 +56,7 @@ impl Application {
                 rankings: std::sync::Arc::new(cache::RankingCache::new(
                     std::time::Duration::from_millis(config.ranking_cache_ms),
                 )),
+                liveness: Liveness::default(),
             },
             http: config.http,
         })

@@ -14,6 +14,7 @@
 //! - [`db`]: Postgres: the pool, the migrations (`MIGRATOR`), minutes and checkpoints, ranking snapshots,
 //!   restore reads and `video_stats` retention, one file each.
 //! - [`http`]: the JSON error type, health routes, bearer tokens and the server loop both services share.
+//! - [`supervise`]: background loops supervised: one that dies stops its process with a non-zero exit.
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
 //! Data moves: receiver → [`redis::RedisStore::append`] (log) → worker [`redis::RedisStore::read_log`] →
@@ -33,6 +34,7 @@ pub mod redis;
 pub mod sealed;
 pub mod shutdown;
 pub mod slices;
+pub mod supervise;
 pub mod telemetry;
 
 // Paths the services used before `serve` and `history` moved into `http` and `db`.

@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
 use topk_core::http::BearerTokens;
 use topk_core::redis::RedisStore;
+use topk_core::supervise::{Liveness, Supervisor};
 
 /// What every handler shares.
 #[derive(Clone, FromRef)]
@@ -25,6 +26,8 @@ pub struct AppState {
     pub tokens: Option<Arc<BearerTokens>>,
     /// The latest backlog measurement the receiver refuses on.
     pub backlog: Arc<Backlog>,
+    /// Whether every background loop of the process still runs (`/readyz`).
+    pub liveness: Liveness,
 }
 
 /// Every route of the receiver process, merged in this one place; the body limit covers them all.
@@ -65,6 +68,7 @@ impl Application {
                 store,
                 tokens,
                 backlog: Arc::new(Backlog::new(config.max_backlog)),
+                liveness: Liveness::default(),
                 config: Arc::new(config),
             },
         })
@@ -81,9 +85,22 @@ impl Application {
     }
 
     /// Runs until `stop` is cancelled: the receiver drains in-flight requests, workers finish the batch in hand.
+    /// Every loop is supervised: one that dies stops the others and the receiver, and `run` returns its cause
+    /// (the binary then exits non-zero for its supervisor to restart it).
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let tracker = TaskTracker::new();
+        self.run_with(stop, |_| {}).await
+    }
+
+    /// [`Self::run`], with `also` adding tasks of its own to the process's supervisor first: tests inject a
+    /// failing loop this way.
+    pub async fn run_with(
+        self,
+        stop: CancellationToken,
+        also: impl FnOnce(&mut Supervisor),
+    ) -> anyhow::Result<()> {
+        let mut tasks = Supervisor::new(stop.clone(), self.state.liveness.clone());
         let config = self.state.config.clone();
+        also(&mut tasks);
         if config.role != Role::Receiver {
             let store = self.state.store.clone();
             if !worker::wait_for_log_groups(&store, &stop).await {
@@ -91,31 +108,48 @@ impl Application {
             }
             let options = WorkerOptions::from_config(&config);
             tracing::info!(consumer = %options.consumer, partitions = config.redis.partitions, "workers starting");
-            worker::spawn(&tracker, &store, &options, &stop);
-            tracker.spawn(retirer::run(
-                store.clone(),
+            worker::spawn(&mut tasks, &store, &options, &stop);
+            let (interval, retention) = (
                 config.retire_interval(),
                 std::time::Duration::from_secs(config.log_retention_secs),
-                stop.clone(),
-            ));
+            );
+            let stop = stop.clone();
+            tasks.spawn("retirer", async move {
+                retirer::run(store, interval, retention, stop).await;
+                Ok(())
+            });
         }
-        if let Some(listener) = self.listener {
+        let served = if let Some(listener) = self.listener {
             tracing::info!(addr = %listener.local_addr()?, "receiver listening");
             if self.state.backlog.limit() > 0 {
-                tracker.spawn(
-                    self.state
-                        .backlog
-                        .clone()
-                        .run(self.state.store.clone(), stop.clone()),
+                let (backlog, store, stop) = (
+                    self.state.backlog.clone(),
+                    self.state.store.clone(),
+                    stop.clone(),
                 );
+                tasks.spawn("backlog measurement", async move {
+                    backlog.run(store, stop).await;
+                    Ok(())
+                });
             }
             let app = router(self.state.clone());
-            topk_core::serve::serve(listener, app, &config.http, stop.clone()).await?;
-        }
-        tracker.close();
-        tracker.wait().await;
+            // The server and the loops run side by side: a dead loop cancels `stop`, which drains the server.
+            let (serving, supervised) = tokio::join!(
+                topk_core::serve::serve(listener, app, &config.http, stop.clone()),
+                tasks.wait()
+            );
+            supervised.and(serving.map_err(anyhow::Error::from))
+        } else {
+            tasks.wait().await
+        };
         self.state.store.quit().await;
-        tracing::info!("ingest stopped");
-        Ok(())
+        match &served {
+            Ok(()) => tracing::info!("ingest stopped"),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "ingest stopped: a background task died"
+            ),
+        }
+        served
     }
 }

@@ -4,10 +4,10 @@
 use crate::config::IngestConfig;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use topk_core::batch::aggregate;
 use topk_core::keys::Partition;
 use topk_core::redis::{ApplyOutcome, LogRead, RedisStore, StoreError};
+use topk_core::supervise::Supervisor;
 
 /// Where a step's entries came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,20 +137,19 @@ pub async fn wait_for_log_groups(store: &RedisStore, stop: &CancellationToken) -
     true
 }
 
-/// Spawns one [`run_partition`] loop per partition into `tracker`.
+/// Spawns one [`run_partition`] loop per partition into the process's supervisor.
 pub fn spawn(
-    tracker: &TaskTracker,
+    tasks: &mut Supervisor,
     store: &RedisStore,
     options: &WorkerOptions,
     stop: &CancellationToken,
 ) {
     for p in store.keys().all_partitions() {
-        tracker.spawn(run_partition(
-            store.clone(),
-            p,
-            options.clone(),
-            stop.clone(),
-        ));
+        let (store, options, stop) = (store.clone(), options.clone(), stop.clone());
+        tasks.spawn("worker", async move {
+            run_partition(store, p, options, stop).await;
+            Ok(())
+        });
     }
 }
 

@@ -2,7 +2,9 @@
 
 use super::{ApiError, ErrorBody};
 use crate::redis::RedisStore;
+use crate::supervise::Liveness;
 use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Json;
 use axum::Router;
@@ -22,11 +24,21 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// `GET /readyz`: Redis answers, so the service can do its work.
+/// `GET /readyz`: every background loop of the process runs and Redis answers, so the service can do its work.
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "Redis is reachable", body = Health),
-    (status = 503, description = "Redis is not reachable", body = ErrorBody)))]
-pub async fn readyz(State(store): State<RedisStore>) -> Result<Json<Health>, ApiError> {
+    (status = 503, description = "Redis is not reachable, or a background loop of the process died (it is \
+        stopping)", body = ErrorBody)))]
+pub async fn readyz(
+    State(store): State<RedisStore>,
+    State(liveness): State<Liveness>,
+) -> Result<Json<Health>, ApiError> {
+    if liveness.failed() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a background task of this process has died; the process is stopping",
+        ));
+    }
     store
         .ping()
         .await
@@ -39,6 +51,7 @@ pub fn health_routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     RedisStore: FromRef<S>,
+    Liveness: FromRef<S>,
 {
     Router::new()
         .route("/healthz", get(healthz))

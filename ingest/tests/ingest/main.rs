@@ -5,6 +5,7 @@
 //! - [`end_to_end`]: views over HTTP to the API's rankings in every window, and every class of bad input.
 //! - [`defences`]: the receiver's backpressure, token rotation, and tokens kept out of the logs.
 //! - [`batch`]: the batch decoder, with property tests.
+//! - [`supervision`]: a background loop that dies stops the process with its cause.
 //! - [`retries`]: a batch sent again under its `Idempotency-Key` counts once.
 //! - [`faults`]: the fault suite runs the real processes and breaks them, Redis and Postgres on purpose.
 
@@ -14,3 +15,4 @@ mod end_to_end;
 mod faults;
 mod retries;
 mod stack;
+mod supervision;
