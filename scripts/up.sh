@@ -4,7 +4,8 @@
 # Safe to run again: whatever is already running (per its pid file) is left alone.
 #
 # Settings (environment): TOPK_HOME (default <repo>/.topk), TOPK_REDIS_PORT (6379), TOPK_PG_PORT (5432),
-# TOPK_API_PORT (8080), TOPK_INGEST_PORT (8081), TOPK_PROFILE (release | debug), and passed on to the
+# TOPK_API_PORT (8080), TOPK_INGEST_PORT (8081), TOPK_PROFILE (release | debug), TOPK_REDIS_APPENDFSYNC
+# (everysec | always: fsync Redis's log every second, or before every answer), and passed on to the
 # services: TOPK_INGEST_TOKEN, TOPK_PARTITIONS and any other TOPK_* of .env.example.
 # Stop with scripts/down.sh.
 set -euo pipefail
@@ -15,7 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 case "${1:-}" in
 "") ;;
 -h | --help)
-	sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *) die "unknown argument '$1' (try --help)" ;;
@@ -23,6 +24,11 @@ esac
 
 check_port_vars
 check_home_path
+TOPK_REDIS_APPENDFSYNC="${TOPK_REDIS_APPENDFSYNC:-everysec}"
+case "$TOPK_REDIS_APPENDFSYNC" in
+everysec | always) ;;
+*) die "TOPK_REDIS_APPENDFSYNC='$TOPK_REDIS_APPENDFSYNC': use everysec or always" ;;
+esac
 TOPK_PROFILE="${TOPK_PROFILE:-release}"
 case "$TOPK_PROFILE" in
 release | debug) ;;
@@ -65,12 +71,13 @@ if pid="$(live_pid "$RUN_DIR/redis.pid" redis-server)"; then
 	info "redis: already running (pid $pid)"
 else
 	require_free_port "$TOPK_REDIS_PORT" Redis TOPK_REDIS_PORT
-	# Append-only with fsync every second: an acknowledged view survives a Redis restart (at most ~1 s
-	# is lost on a machine crash), matching what a real deployment would run. No RDB snapshots besides
+	# Append-only with fsync every second: an acknowledged view survives a Redis restart, but a crash of
+	# the machine (not of Redis) can lose about the last second of views answered 202.
+	# TOPK_REDIS_APPENDFSYNC=always fsyncs before every answer instead (README: Durability). No RDB snapshots besides
 	# (save ""): the log already makes the data durable, and Redis's default rules would fork the whole
 	# dataset every minute under load, a core's worth of work for seconds each time.
 	redis-server --port "$TOPK_REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
-		--appendonly yes --appendfsync everysec --save "" \
+		--appendonly yes --appendfsync "$TOPK_REDIS_APPENDFSYNC" --save "" \
 		--daemonize yes --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log"
 	wait_port "$TOPK_REDIS_PORT" redis-server
 	info "redis: started on 127.0.0.1:$TOPK_REDIS_PORT"

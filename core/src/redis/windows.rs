@@ -56,6 +56,11 @@ impl LeaderCaps {
 /// Videos a refill step reads from a window's hash: short enough that Redis never blocks for long.
 const FILL_STEP: u32 = 2_000;
 
+/// How long a minute bucket outlives the day window, for a late snapshotter: in seconds (its TTL) and in
+/// minutes (its index entry).
+const GRACE_SECS: &str = "3600";
+const GRACE_MINUTES: &str = "60";
+
 impl RedisStore {
     /// Applies an aggregated batch of partition `p` and acknowledges its entries, atomically (`lua/apply.lua`).
     pub async fn apply(
@@ -112,11 +117,12 @@ impl RedisStore {
         let k = &self.keys;
         let target = retire_target(spec, now_ms).to_string();
         // Minute slices serve only the minute window: deleted once retired. Minute buckets serve the hour and
-        // day windows and the snapshotter: after the day window retires one it lingers an hour for snapshots.
-        let (after, drop_from_index) = match window {
-            Window::Minute => ("del", "1"),
-            Window::Hour => ("0", "0"),
-            _ => ("3600", "1"),
+        // day windows and the snapshotter: after the day window retires one, it stays an hour (bucket and index
+        // entry) so that a snapshotter up to an hour late still writes it to Postgres.
+        let (after, index_grace) = match window {
+            Window::Minute => ("del", "0"),
+            Window::Hour => ("0", "-1"),
+            _ => (GRACE_SECS, GRACE_MINUTES),
         };
         let mut expected = String::new();
         let mut retired = 0;
@@ -143,7 +149,7 @@ impl RedisStore {
                 target.clone(),
                 expected.clone(),
                 after.into(),
-                drop_from_index.into(),
+                index_grace.into(),
                 has_sealed.into(),
             ];
             args.extend(self.caps.args());

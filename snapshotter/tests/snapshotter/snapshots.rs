@@ -100,3 +100,21 @@ async fn a_long_catch_up_goes_in_chunks_and_writes_everything_once() {
         assert_eq!(c.minute_through, now / MIN - 1);
     }
 }
+
+/// A snapshotter that comes back less than an hour after the day window retired a minute still writes that
+/// minute: a retired minute keeps its bucket and its index entry for an hour.
+#[tokio::test]
+async fn a_snapshotter_under_an_hour_late_still_writes_what_the_day_window_retired() {
+    let (store, pool, events) = fed("late_day", 2, 50, 2 * MIN).await;
+    let now = T0 + 24 * 60 * MIN + 30 * MIN;
+    store.seal_all(now).await.unwrap();
+    store.retire_all(now).await.unwrap();
+    assert!(
+        topk_testkit::fixtures::window_counts(&store, topk_core::domain::Window::Day)
+            .await
+            .is_empty(),
+        "the day window has retired every minute"
+    );
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    assert_eq!(stats(&pool).await, per_minute(&events, now));
+}

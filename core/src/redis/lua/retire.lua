@@ -6,8 +6,9 @@
 --       6 open bucket of the slice in ARGV[3] (any key of the partition if none), 7 its sealed bucket (or 6)
 -- ARGV: 1 window name, 2 target (retire every slice <= target), 3 expected slice ('' if unknown),
 --       4 what to do with the bucket afterwards: 'del', or a TTL in seconds ('0': keep)
---       5 '1' to drop the slice from the index (the last window that uses it), 6 '1' when KEYS[7] is a sealed
---       bucket, 7-9 leader caps (min, keep, max)
+--       5 how many slices the index keeps behind the one retired ('-1': all; the index serves another window
+--       still; '0': none; the day window keeps an hour of minutes for a late snapshotter), 6 '1' when KEYS[7]
+--       is a sealed bucket, 7-9 leader caps (min, keep, max)
 -- Returns {0, ''} when the window is retired up to the target, {1, slice} when the caller must call again with
 -- that slice's buckets, {2, slice} after subtracting one slice, {3, ''} when a refill of the leader set must
 -- run first (fill.lua), then this call again.
@@ -41,5 +42,8 @@ elseif tonumber(ARGV[4]) > 0 then
   redis.call('EXPIRE', KEYS[6], ARGV[4])
   redis.call('EXPIRE', KEYS[7], ARGV[4])
 end
-if ARGV[5] == '1' then redis.call('ZREM', KEYS[5], nxt[1]) end
+local grace = tonumber(ARGV[5])
+if grace >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(nxt[1]) - grace)
+end
 return {2, nxt[1]}
