@@ -17,9 +17,14 @@
 //! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it |
 //! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of its lines there, for the key's retention |
 //! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
+//! | `P:layout` | string | the deployment's layout, recorded by the first process: `partitions=<P> keys=<version>` |
 //! | `P:{baseline}:*` | sorted set | the benchmark's baselines only |
 
 use crate::domain::{IdempotencyKey, VideoId, Window};
+
+/// The version of this key layout: a build that lays keys out differently must not share a deployment's Redis
+/// with this one.
+pub const LAYOUT_VERSION: u32 = 1;
 
 /// Consumer group the ingest workers share on every partition's log.
 pub const CONSUMER_GROUP: &str = "workers";
@@ -112,6 +117,17 @@ impl KeySchema {
     pub fn minute_index(&self, p: Partition) -> String {
         self.key(p, "midx")
     }
+    /// The deployment's recorded layout (partition count and key layout version): one key, outside any
+    /// partition.
+    pub fn layout(&self) -> String {
+        format!("{}:layout", self.prefix)
+    }
+
+    /// The layout this process is configured with, as [`Self::layout`] records it.
+    pub fn layout_value(&self) -> String {
+        format!("partitions={} keys={LAYOUT_VERSION}", self.partitions)
+    }
+
     /// A SCAN pattern for keys of this deployment: `rest` is matched after the prefix.
     pub fn pattern(&self, rest: &str) -> String {
         format!("{}:{rest}", self.prefix)

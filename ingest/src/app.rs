@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use topk_core::http::BearerTokens;
-use topk_core::redis::RedisStore;
+use topk_core::redis::{RedisStore, StoreError};
 use topk_core::supervise::{Liveness, Supervisor};
 
 /// What every handler shares.
@@ -54,9 +54,11 @@ impl Application {
     pub async fn build(config: IngestConfig) -> anyhow::Result<Self> {
         let tokens = config.tokens()?.map(Arc::new);
         let store = RedisStore::connect(&config.redis).await?;
-        if let Err(e) = store.ensure_log_groups().await {
+        match store.ensure_log_groups().await {
+            Ok(()) => {}
+            Err(e @ StoreError::Layout { .. }) => return Err(e.into()),
             // Redis may come later: the workers create the groups on their first successful step.
-            tracing::warn!(error = %e, "could not create the log's consumer groups yet");
+            Err(e) => tracing::warn!(error = %e, "could not create the log's consumer groups yet"),
         }
         let listener = match config.role {
             Role::Worker => None,
@@ -103,7 +105,7 @@ impl Application {
         also(&mut tasks);
         if config.role != Role::Receiver {
             let store = self.state.store.clone();
-            if !worker::wait_for_log_groups(&store, &stop).await {
+            if !worker::wait_for_log_groups(&store, &stop).await? {
                 return Ok(());
             }
             let options = WorkerOptions::from_config(&config);

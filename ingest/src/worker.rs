@@ -125,16 +125,25 @@ impl WorkerOptions {
     }
 }
 
-/// Creates the log's consumer groups, retrying every second while Redis cannot; false when `stop` came first.
-pub async fn wait_for_log_groups(store: &RedisStore, stop: &CancellationToken) -> bool {
-    while let Err(e) = store.ensure_log_groups().await {
-        tracing::warn!(error = %e, "waiting for Redis to create the log's consumer groups");
+/// Creates the log's consumer groups, retrying every second while Redis cannot; false when `stop` came first,
+/// an error when the deployment's recorded layout is not this process's (retrying cannot fix that).
+pub async fn wait_for_log_groups(
+    store: &RedisStore,
+    stop: &CancellationToken,
+) -> Result<bool, StoreError> {
+    loop {
+        match store.ensure_log_groups().await {
+            Ok(()) => return Ok(true),
+            Err(e @ StoreError::Layout { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for Redis to create the log's consumer groups")
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.cancelled() => return false,
+            _ = stop.cancelled() => return Ok(false),
         }
     }
-    true
 }
 
 /// Spawns one [`run_partition`] loop per partition into the process's supervisor.

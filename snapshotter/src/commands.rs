@@ -9,7 +9,7 @@ use crate::{jobs, leader, rebuild, verify};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use topk_core::redis::RedisStore;
+use topk_core::redis::{RedisStore, StoreError};
 
 /// A worker seen on the log this recently is taken as running: workers poll the log every few hundred ms.
 const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
@@ -115,9 +115,18 @@ async fn rebuild_redis(args: &RebuildArgs, stop: &CancellationToken) -> anyhow::
     Ok(())
 }
 
-/// Redis and Postgres from the common settings; the pool connects lazily, on first use.
+/// Redis and Postgres from the common settings; the pool connects lazily, on first use. A partition count
+/// other than the deployment's is refused here, before anything is read or written.
 async fn connect(args: &StoreArgs) -> anyhow::Result<(RedisStore, PgPool)> {
     let store = RedisStore::connect(&args.redis).await?;
+    match store.check_layout().await {
+        Ok(()) => {}
+        Err(e @ StoreError::Layout { .. }) => return Err(e.into()),
+        // Redis may come later: `run` waits for it, one-off commands fail on their first read.
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the deployment's layout in Redis yet")
+        }
+    }
     let pool = topk_core::db::pool(&args.database)?;
     Ok((store, pool))
 }

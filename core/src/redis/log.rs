@@ -42,8 +42,10 @@ struct GroupState {
 }
 
 impl RedisStore {
-    /// Creates the consumer group on every partition's log (and the log itself), if missing.
+    /// Creates the consumer group on every partition's log (and the log itself), if missing, after checking
+    /// the deployment's layout ([`RedisStore::check_layout`]).
     pub async fn ensure_log_groups(&self) -> Result<()> {
+        self.check_layout().await?;
         for p in self.keys.all_partitions() {
             match self.create_group(self.keys.log(p), "0".into()).await {
                 Ok(()) => {}

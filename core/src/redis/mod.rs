@@ -41,6 +41,16 @@ pub enum StoreError {
     /// The append reached Redis after its caller's deadline (Redis was frozen or slow) and wrote nothing.
     #[error("redis ran the append after its deadline; nothing was written")]
     TooLate,
+    /// This process's partition count or key layout differs from the one the deployment recorded in Redis.
+    #[error(
+        "this deployment's Redis records {recorded}, but this process is configured with {configured}: \
+         TOPK_PARTITIONS is fixed per deployment (a new count needs a new TOPK_KEY_PREFIX and a rebuild), and \
+         every process must run a build with the same key layout"
+    )]
+    Layout {
+        recorded: String,
+        configured: String,
+    },
     /// The append's `Idempotency-Key` was recorded for a different batch; nothing was written.
     #[error("the Idempotency-Key was used for a different batch")]
     KeyReused,
@@ -123,6 +133,31 @@ impl RedisStore {
     /// Closes the connection after in-flight commands finish.
     pub async fn quit(&self) {
         let _ = self.client.quit().await;
+    }
+
+    /// Records this process's layout (partition count, key layout version) if the deployment has none yet,
+    /// and refuses one that differs ([`StoreError::Layout`]): a process with another partition count would
+    /// look for videos in the wrong partitions and drop them from the rankings, or write them there.
+    pub async fn check_layout(&self) -> Result<()> {
+        let configured = self.keys.layout_value();
+        let _: Option<String> = self
+            .client
+            .set(
+                self.keys.layout(),
+                configured.as_str(),
+                None,
+                Some(SetOptions::NX),
+                false,
+            )
+            .await?;
+        let recorded: Option<String> = self.client.get(self.keys.layout()).await?;
+        match recorded {
+            Some(recorded) if recorded != configured => Err(StoreError::Layout {
+                recorded,
+                configured,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Round trip to Redis (readiness).

@@ -475,3 +475,34 @@ async fn top_k_is_exact_when_one_partition_holds_most_of_it() {
         assert_eq!(got, all[..k.min(all.len())].to_vec(), "top {k}");
     }
 }
+
+/// The first process records the deployment's partition count; one configured with another count is refused
+/// with both counts named (it would rank from, or write to, the wrong partitions), and the right count still
+/// starts.
+#[tokio::test]
+async fn a_process_with_another_partition_count_is_refused() {
+    let cfg = redis_config("layout", 4);
+    store_for(&cfg).await;
+    let other = RedisConfig {
+        partitions: 3,
+        ..cfg.clone()
+    };
+    let err = RedisStore::connect(&other)
+        .await
+        .unwrap()
+        .ensure_log_groups()
+        .await
+        .expect_err("a store with 3 partitions started on a deployment of 4");
+    let message = err.to_string();
+    assert!(
+        message.contains("records partitions=4 keys=1")
+            && message.contains("configured with partitions=3"),
+        "{message}"
+    );
+    RedisStore::connect(&cfg)
+        .await
+        .unwrap()
+        .ensure_log_groups()
+        .await
+        .unwrap();
+}

@@ -252,3 +252,22 @@ async fn tokens_never_reach_the_logs() {
     );
     assert!(!logged.contains(secret), "{logged}");
 }
+
+/// A receiver started with a partition count other than the deployment's refuses to start, naming both: it
+/// would write views to the partitions the others never read for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_with_another_partition_count_refuses_to_start() {
+    let prefix = topk_testkit::unique_name("layout");
+    Application::build(config(&prefix, &[])).await.unwrap();
+    let mut other = config(&prefix, &[]);
+    other.redis.partitions = 3;
+    let err = Application::build(other)
+        .await
+        .err()
+        .expect("started with 3 partitions on a deployment of 2");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("partitions=2") && message.contains("partitions=3"),
+        "{message}"
+    );
+}
