@@ -1,10 +1,13 @@
-//! `global_topk_snapshots`: each window's ranking stored every few minutes, and read back by time.
+//! `global_topk_snapshots`: each window's ranking stored every few minutes, and read back by time; and
+//! `ranking_snapshots`, one row per snapshot taken, so an empty window's snapshot is recorded too.
 
 use crate::domain::{RankedVideo, Window};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// Stores one window's ranking at `at` (idempotent: the same snapshot time is written once).
+/// Stores one window's ranking at `at`, and that a snapshot was taken then, in one transaction (idempotent:
+/// the same snapshot time is written once). An empty ranking writes no rank rows but is recorded, so history
+/// answers it as empty rather than with an older ranking.
 pub async fn write_topk_snapshot(
     pool: &PgPool,
     window: Window,
@@ -15,6 +18,17 @@ pub async fn write_topk_snapshot(
     let ranks: Vec<i32> = (1..=ranking.len() as i32).collect();
     let ids: Vec<&str> = ranking.iter().map(|r| r.video_id.as_str()).collect();
     let views: Vec<i64> = ranking.iter().map(|r| r.views as i64).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO ranking_snapshots (time_window, snapshot_time, videos, window_start, window_end) \
+         VALUES ($1, $2, $3, $4, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(window.as_str())
+    .bind(at)
+    .bind(ranks.len() as i32)
+    .bind(window_start)
+    .execute(&mut *tx)
+    .await?;
     let done = sqlx::query(
         "INSERT INTO global_topk_snapshots (time_window, snapshot_time, rank, video_id, views, window_start, window_end) \
          SELECT $1, $2, r, v, n, $3, $2 FROM UNNEST($4::int[], $5::text[], $6::bigint[]) AS t(r, v, n) \
@@ -26,8 +40,9 @@ pub async fn write_topk_snapshot(
     .bind(&ranks)
     .bind(&ids)
     .bind(&views)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -39,7 +54,7 @@ pub async fn topk_history(
     k: usize,
 ) -> Result<Option<(DateTime<Utc>, Vec<RankedVideo>)>, sqlx::Error> {
     let latest: Option<(DateTime<Utc>,)> = sqlx::query_as(
-        "SELECT snapshot_time FROM global_topk_snapshots WHERE time_window = $1 AND snapshot_time <= $2 \
+        "SELECT snapshot_time FROM ranking_snapshots WHERE time_window = $1 AND snapshot_time <= $2 \
          ORDER BY snapshot_time DESC LIMIT 1",
     )
     .bind(window.as_str())

@@ -176,3 +176,35 @@ async fn history_is_partitioned_rolled_up_and_pruned() {
     );
     assert_eq!(stats(&pool).await, want);
 }
+
+/// A ranking snapshot of an empty window is recorded: history at or after it answers an empty list, not the
+/// older, non-empty ranking before it (which is what the rank rows alone would give).
+#[tokio::test]
+async fn an_empty_snapshot_is_history_too() {
+    use topk_core::db::{topk_history, write_topk_snapshot};
+    use topk_core::domain::{RankedVideo, Window};
+    let pool = database("empty_snapshot").await;
+    let at = |m: i64| Utc.timestamp_millis_opt(T0 + m * MIN).single().unwrap();
+    let ranking = vec![RankedVideo {
+        video_id: "v".into(),
+        views: 3,
+    }];
+    write_topk_snapshot(&pool, Window::Minute, at(0), None, &ranking)
+        .await
+        .unwrap();
+    write_topk_snapshot(&pool, Window::Minute, at(5), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        topk_history(&pool, Window::Minute, at(3), 10)
+            .await
+            .unwrap(),
+        Some((at(0), ranking))
+    );
+    assert_eq!(
+        topk_history(&pool, Window::Minute, at(6), 10)
+            .await
+            .unwrap(),
+        Some((at(5), vec![]))
+    );
+}
