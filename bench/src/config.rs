@@ -50,7 +50,8 @@ pub struct BenchConfig {
     /// Videos per partition and seeded minute.
     #[arg(long, default_value_t = 10_000)]
     pub seed_videos: u64,
-    /// Measure only these groups of figures (comma-separated: ingest, freshness, queries, memory, postgres);
+    /// Measure only these groups of figures (comma-separated: ingest, freshness, queries, memory, postgres,
+    /// refill);
     /// all of them when absent.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Phase>,
@@ -70,6 +71,7 @@ pub enum Phase {
     Queries,
     Memory,
     Postgres,
+    Refill,
 }
 
 impl BenchConfig {

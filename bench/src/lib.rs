@@ -79,8 +79,13 @@ async fn measure(
         RedisStore::connect(&query_redis).await?,
         RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}s"))).await?,
         RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}r"))).await?,
+        RedisStore::connect(&RedisConfig {
+            partitions: 1,
+            ..with_prefix(&cfg.redis, &format!("{run_id}f"))
+        })
+        .await?,
     ];
-    let [ingest_store, naive_store, query_store, seed_store, retire_store] = &stores;
+    let [ingest_store, naive_store, query_store, seed_store, retire_store, refill_store] = &stores;
     let outcome = async {
         let mut out = Vec::new();
         if cfg.runs(Phase::Ingest) || cfg.runs(Phase::Freshness) {
@@ -122,6 +127,9 @@ async fn measure(
         }
         if cfg.runs(Phase::Postgres) {
             out.extend(phases::postgres(cfg, seed_store, &pool).await?);
+        }
+        if cfg.runs(Phase::Refill) {
+            out.extend(phases::refill(cfg, refill_store).await?);
         }
         anyhow::Ok(out)
     }

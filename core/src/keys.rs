@@ -14,7 +14,9 @@
 //! | `P:{p}:open` | sorted set | minutes whose open string is not sealed yet (score = member = minute) |
 //! | `P:{p}:w:<window>` | hash | the window's views per video, kept incrementally |
 //! | `P:{p}:top:<window>` | sorted set | the window's leaders: every video whose count is at least the threshold |
-//! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it |
+//! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it; `snapshot`: the newest minute closed for the snapshotter |
+//! | `P:{p}:mf:<minute>` | string | a minute's bucket as it was when the snapshotter closed the minute, until written to Postgres |
+//! | `P:{p}:late` | stream | late views (their minute closed already): fields `minute` and `#lines`, for the snapshotter |
 //! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of its lines there, for the key's retention |
 //! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
 //! | `P:layout` | string | the deployment's layout, recorded by the first process: `partitions=<P> keys=<version>` |
@@ -106,6 +108,16 @@ impl KeySchema {
     /// A minute's sealed blob.
     pub fn sealed_minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("mz:{minute}"))
+    }
+    /// Late views: views applied after their minute's bucket was closed to writes (the snapshotter wrote the
+    /// minute, or the day window retired it), as stream entries of a minute and its lines, for the snapshotter
+    /// to add to history.
+    pub fn late(&self, p: Partition) -> String {
+        self.key(p, "late")
+    }
+    /// A minute's bucket frozen when the snapshotter closed the minute: what it writes to Postgres.
+    pub fn frozen_minute(&self, p: Partition, minute: i64) -> String {
+        self.key(p, &format!("mf:{minute}"))
     }
     /// Minutes with an open string not yet sealed.
     pub fn open_minutes(&self, p: Partition) -> String {

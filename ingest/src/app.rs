@@ -115,11 +115,7 @@ impl Application {
                 config.retire_interval(),
                 std::time::Duration::from_secs(config.log_retention_secs),
             );
-            let stop = stop.clone();
-            tasks.spawn("retirer", async move {
-                retirer::run(store, interval, retention, stop).await;
-                Ok(())
-            });
+            retirer::spawn(&mut tasks, &store, interval, retention, &stop);
         }
         let served = if let Some(listener) = self.listener {
             tracing::info!(addr = %listener.local_addr()?, "receiver listening");

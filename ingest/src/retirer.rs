@@ -1,52 +1,101 @@
 //! The retirer: subtracts every slice that has left a sliding window, exactly once
-//! ([`RedisStore::retire_all`]), seals closed minutes into packed blobs ([`RedisStore::seal_all`]), and trims
-//! acknowledged log entries past their retention ([`RedisStore::trim_all`]). Several retirers may run: each step is atomic and
-//! guarded by the window's cursor.
+//! ([`RedisStore::retire_window`]), seals closed minutes into packed blobs ([`RedisStore::seal_all`]), and
+//! trims acknowledged log entries past their retention ([`RedisStore::trim_all`]). Several retirers may run:
+//! each step is atomic and guarded by the window's cursor.
+//!
+//! Each sliding window retires in a loop of its own, and sealing and trimming in another: a long step of one
+//! window (the day window's leader refill reads every video of its hash, millions at full scale) must not hold
+//! back the minute window, whose slices are due every 5 seconds. The loops touch different keys but for the
+//! minute index the hour and day windows share, and every step is one script, so they may interleave freely.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use topk_core::domain::Window;
 use topk_core::redis::RedisStore;
+use topk_core::supervise::Supervisor;
 
-/// Retires and seals every `interval` on Redis's clock (the clock that stamps the log), trims the log once a
-/// minute.
-pub async fn run(
-    store: RedisStore,
+/// Starts the retirer's loops in the process's supervisor: one per sliding window, and the sealer (which also
+/// trims the log once a minute), each every `interval` on Redis's clock.
+pub fn spawn(
+    tasks: &mut Supervisor,
+    store: &RedisStore,
     interval: Duration,
     retention: Duration,
-    stop: CancellationToken,
+    stop: &CancellationToken,
 ) {
+    for window in Window::SLIDING {
+        let name = match window {
+            Window::Minute => "retirer (minute window)",
+            Window::Hour => "retirer (hour window)",
+            _ => "retirer (day window)",
+        };
+        let (store, stop) = (store.clone(), stop.clone());
+        tasks.spawn(name, async move {
+            every(interval, &store, &stop, |now| {
+                let store = store.clone();
+                async move {
+                    match store.retire_window(window, now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(window = %window, slices = n, "retired"),
+                        Err(e) => {
+                            tracing::warn!(window = %window, error = %e, "retire failed; retrying")
+                        }
+                    }
+                }
+            })
+            .await;
+            Ok(())
+        });
+    }
+    let (store, stop) = (store.clone(), stop.clone());
+    tasks.spawn("sealer", async move {
+        // When the log was last trimmed (Redis ms): once a minute is enough.
+        let last_trim = AtomicI64::new(i64::MIN);
+        every(interval, &store, &stop, |now| {
+            let (store, last_trim) = (store.clone(), &last_trim);
+            async move {
+                match store.seal_all(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(minutes = n, "sealed"),
+                    Err(e) => tracing::warn!(error = %e, "sealing failed; retrying"),
+                }
+                if now.saturating_sub(last_trim.load(Ordering::Relaxed)) >= 60_000 {
+                    last_trim.store(now, Ordering::Relaxed);
+                    match store.trim_all(now, retention).await {
+                        Ok(n) if n > 0 => tracing::info!(entries = n, "trimmed the log"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "log trim failed"),
+                    }
+                }
+            }
+        })
+        .await;
+        Ok(())
+    });
+}
+
+/// Runs `step` with Redis's time (the clock that stamps the log) every `interval` until `stop`; a step that
+/// takes longer delays the next instead of piling up.
+async fn every<F, Fut>(
+    interval: Duration,
+    store: &RedisStore,
+    stop: &CancellationToken,
+    mut step: F,
+) where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_trim = None::<i64>;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let now = match store.now_ms().await {
-            Ok(now) => now,
-            Err(e) => {
-                tracing::warn!(error = %e, "retirer cannot read the Redis clock");
-                continue;
-            }
-        };
-        match store.retire_all(now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(slices = n, "retired"),
-            Err(e) => tracing::warn!(error = %e, "retire failed; retrying"),
-        }
-        match store.seal_all(now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(minutes = n, "sealed"),
-            Err(e) => tracing::warn!(error = %e, "sealing failed; retrying"),
-        }
-        if last_trim.is_none_or(|t| now - t >= 60_000) {
-            last_trim = Some(now);
-            match store.trim_all(now, retention).await {
-                Ok(n) if n > 0 => tracing::info!(entries = n, "trimmed the log"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "log trim failed"),
-            }
+        match store.now_ms().await {
+            Ok(now) => step(now).await,
+            Err(e) => tracing::warn!(error = %e, "retirer cannot read the Redis clock"),
         }
     }
 }

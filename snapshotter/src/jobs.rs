@@ -25,6 +25,8 @@ pub struct MinuteReport {
     pub minutes: u64,
     /// `video_stats` rows written.
     pub rows: u64,
+    /// Late views added to the rows of minutes written before (see [`add_late_views`]).
+    pub late_views: u64,
 }
 
 /// Writes every closed minute not yet in Postgres, per partition, from the partition's checkpoint on.
@@ -52,7 +54,13 @@ pub async fn snapshot_minutes(
         let after = checkpoints
             .get(&p)
             .map_or(i64::MIN / 2, |c| c.minute_through);
-        work.push((p, after, store.bucket_minutes(p, after, open_minute).await?));
+        // Closing freezes each minute's bucket as it is now: what is written below. Views for these minutes
+        // applied from now on go to the late stream too, and reach history through it.
+        work.push((
+            p,
+            after,
+            store.close_minutes(p, after, open_minute - 1).await?,
+        ));
     }
     // Every day written to, today and tomorrow get their partition before rows arrive.
     let today = db::minute_start(slices::minute_of(now_ms)).date_naive();
@@ -75,8 +83,8 @@ pub async fn snapshot_minutes(
             let mut chunk: Vec<(i64, Vec<RankedVideo>)> = Vec::new();
             let mut chunk_rows = 0;
             let count = minutes.len();
-            for (i, minute) in minutes.into_iter().enumerate() {
-                let rows = store.minute_counts(p, minute).await?;
+            for (i, &minute) in minutes.iter().enumerate() {
+                let rows = store.frozen_minute_counts(p, minute).await?;
                 chunk_rows += rows.len();
                 chunk.push((minute, rows));
                 if chunk_rows >= CHUNK_ROWS || chunk.len() >= CHUNK_MINUTES || i + 1 == count {
@@ -93,6 +101,9 @@ pub async fn snapshot_minutes(
             if count == 0 && after < last_closed {
                 db::write_minutes(pool, p, &[], last_closed).await?;
             }
+            // Written (by this run or, for a minute at or before the checkpoint, an earlier one).
+            store.drop_frozen_minutes(p, &minutes).await?;
+            part.late_views = add_late_views(store, pool, p).await?;
             anyhow::Ok(part)
         })
         .buffer_unordered(WRITERS)
@@ -102,8 +113,47 @@ pub async fn snapshot_minutes(
         let part = part?;
         report.minutes += part.minutes;
         report.rows += part.rows;
+        report.late_views += part.late_views;
     }
     Ok(report)
+}
+
+/// Adds partition `p`'s late views (applied after their minute was closed) to the rows of their minutes and to
+/// the totals, once each: in stream order, up to the first whose minute Postgres does not hold yet, in one
+/// transaction with the partition's `late_through` mark; then trims them from the stream. Returns the views
+/// added.
+async fn add_late_views(store: &RedisStore, pool: &PgPool, p: u16) -> anyhow::Result<u64> {
+    const BATCH: usize = 10_000;
+    let mut added = 0;
+    loop {
+        let Some(checkpoint) = db::checkpoints(pool).await?.get(&p).copied() else {
+            return Ok(added);
+        };
+        let entries = store.read_late(p, checkpoint.late_through, BATCH).await?;
+        let ready: Vec<_> = entries
+            .iter()
+            .take_while(|e| e.minute <= checkpoint.minute_through)
+            .collect();
+        let Some(last) = ready.last().map(|e| e.id) else {
+            return Ok(added);
+        };
+        let views: Vec<(String, i64, u64)> = ready
+            .iter()
+            .flat_map(|e| {
+                e.views
+                    .iter()
+                    .map(|(v, n)| (v.as_str().to_owned(), e.minute, *n))
+            })
+            .collect();
+        let count: u64 = views.iter().map(|(_, _, n)| n).sum();
+        if db::add_late_views(pool, p, &views, last).await? {
+            added += count;
+        }
+        store.trim_late(p, last).await?;
+        if ready.len() < entries.len() || entries.len() < BATCH {
+            return Ok(added);
+        }
+    }
 }
 
 /// Stores the top 1000 of each window at `now_ms`. Returns the rows written.

@@ -1,8 +1,8 @@
 //! One function per group of figures; each measures topk and, where the issue names one, its baseline on the
 //! same data, `repeats` times.
 //!
-//! One file per phase: `retirement`, `ingest`, `freshness`, `queries` (with [`prefill_windows`]), `memory` and
-//! `postgres`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
+//! One file per phase: `retirement`, `ingest`, `freshness`, `queries` (with [`prefill_windows`]), `memory`,
+//! `postgres` and `refill`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
 //! ([`workload`]), the progress spinner ([`progress`]) and the wait for Redis's background saves to end.
 
 mod freshness;
@@ -10,6 +10,7 @@ mod ingest;
 mod memory;
 mod postgres;
 mod queries;
+mod refill;
 mod retirement;
 
 pub use freshness::freshness;
@@ -18,6 +19,7 @@ pub use memory::memory;
 pub use postgres::postgres;
 pub use queries::prefill_windows;
 pub use queries::queries;
+pub use refill::refill;
 pub use retirement::retirement;
 
 use crate::config::BenchConfig;

@@ -14,24 +14,28 @@ pub struct Checkpoint {
     pub minute_through: i64,
     /// The newest log entry the written minutes cover; a rebuild replays the log after it.
     pub last_entry_id: EntryId,
+    /// The newest entry of the partition's late stream added to history.
+    pub late_through: EntryId,
 }
 
 /// Every partition's checkpoint.
 pub async fn checkpoints<'e>(
     db: impl sqlx::PgExecutor<'e>,
 ) -> Result<BTreeMap<u16, Checkpoint>, sqlx::Error> {
-    let rows: Vec<(i32, String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT partition, last_entry_id, minute_through FROM ingest_checkpoints")
-            .fetch_all(db)
-            .await?;
+    let rows: Vec<(i32, String, DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT partition, last_entry_id, minute_through, late_through FROM ingest_checkpoints",
+    )
+    .fetch_all(db)
+    .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(p, id, through)| {
+        .filter_map(|(p, id, through, late)| {
             Some((
                 u16::try_from(p).ok()?,
                 Checkpoint {
                     minute_through: crate::slices::minute_of(through.timestamp_millis()),
                     last_entry_id: EntryId::parse(&id)?,
+                    late_through: EntryId::parse(&late)?,
                 },
             ))
         })

@@ -3,15 +3,18 @@
 //! - [`minutes`]: per-minute `video_stats`, `video_totals` and the checkpoints (the snapshotter's write path).
 //! - [`snapshots`]: `global_topk_snapshots`, written and read by time.
 //! - [`restore`]: what `rebuild-redis` reads back.
+//! - [`late`]: views applied after their minute was written, added to its row and the totals.
 //! - [`lock`]: the advisory lock that lets one snapshotter write at a time.
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 
+pub mod late;
 pub mod lock;
 pub mod minutes;
 pub mod restore;
 pub mod retention;
 pub mod snapshots;
 
+pub use late::add_late_views;
 pub use lock::{SnapshotterLock, SNAPSHOTTER_LOCK};
 pub use minutes::{checkpoints, write_minute, write_minutes, Checkpoint, Written};
 pub use restore::{read_restore_source, totals, RestoreSource};

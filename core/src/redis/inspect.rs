@@ -8,6 +8,14 @@ use fred::prelude::*;
 use std::collections::HashMap;
 
 impl RedisStore {
+    /// The newest slice of `window` already retired on partition `p` (`None` before its first retirement).
+    pub async fn cursor(&self, p: Partition, window: Window) -> Result<Option<i64>> {
+        Ok(self
+            .client
+            .hget(self.keys.cursors(p), window.as_str())
+            .await?)
+    }
+
     /// Every video's count in `window` of partition `p` (tests, verification).
     pub async fn window_counts(
         &self,

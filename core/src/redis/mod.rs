@@ -6,6 +6,7 @@
 //! - `windows`: the window scripts (apply with the acknowledgement, retire, refill, seal).
 //! - `rankings`: the global top K and one video's counts, for the API.
 //! - `buckets`: slice and minute buckets read back (closed minutes, reference sums).
+//! - `closed`: minutes closed and frozen for the snapshotter, and the late views that reach history after.
 //! - `inspect`: window hashes and leader sets as they are, for tests and `verify`.
 //! - `restore`: `rebuild-redis`'s restore and seeding of window state.
 //! - `clock`: Redis's clock and the append deadline on it.
@@ -14,6 +15,7 @@
 
 mod buckets;
 mod clock;
+mod closed;
 mod inspect;
 mod log;
 #[cfg(feature = "bench")]
@@ -23,6 +25,7 @@ mod restore;
 mod scripts;
 mod windows;
 
+pub use closed::LateViews;
 pub use log::{AppendOutcome, LogRead};
 pub use windows::{ApplyOutcome, LeaderCaps};
 

@@ -26,12 +26,13 @@ impl RedisStore {
         replay_after: Option<EntryId>,
     ) -> Result<()> {
         let k = &self.keys;
-        // Clear everything of the partition but its log.
+        // Clear everything of the partition but its log and its late views not yet in Postgres.
+        let kept = [k.log(p), k.late(p)];
         let doomed: Vec<String> = self
             .scan(&k.partition_pattern(p))
             .await?
             .into_iter()
-            .filter(|key| *key != k.log(p))
+            .filter(|key| !kept.contains(key))
             .collect();
         for chunk in doomed.chunks(1000) {
             let _: i64 = self.client.del(chunk.to_vec()).await?;

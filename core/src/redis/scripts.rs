@@ -24,6 +24,7 @@ pub(super) struct Scripts {
     pub seal: Script,
     pub read_bucket: Script,
     pub group_state: Script,
+    pub close_minutes: Script,
 }
 
 impl Scripts {
@@ -36,6 +37,7 @@ impl Scripts {
             seal: window_script!("lua/seal.lua"),
             read_bucket: window_script!("lua/read_bucket.lua"),
             group_state: Script::from_lua(include_str!("lua/group_state.lua")),
+            close_minutes: Script::from_lua(include_str!("lua/close_minutes.lua")),
         }
     }
 }

@@ -76,7 +76,12 @@ impl RedisStore {
         let mut keys = vec![k.log(p), k.cursors(p), k.leader_state(p)];
         keys.extend(Window::ALL.map(|w| k.window(p, w)));
         keys.extend(Window::ALL.map(|w| k.leaders(p, w)));
-        keys.extend([k.slice5_index(p), k.minute_index(p), k.open_minutes(p)]);
+        keys.extend([
+            k.slice5_index(p),
+            k.minute_index(p),
+            k.open_minutes(p),
+            k.late(p),
+        ]);
         let mut args = vec![CONSUMER_GROUP.to_owned(), consumer.to_owned()];
         args.extend(self.caps.args());
         args.push(batch.ids.len().to_string());
@@ -174,10 +179,17 @@ impl RedisStore {
     /// Retires, on every partition and sliding window, every slice that has left the window at `now_ms`.
     pub async fn retire_all(&self, now_ms: i64) -> Result<u32> {
         let mut retired = 0;
+        for w in Window::SLIDING {
+            retired += self.retire_window(w, now_ms).await?;
+        }
+        Ok(retired)
+    }
+
+    /// Retires, on every partition, every slice that has left `window` at `now_ms`.
+    pub async fn retire_window(&self, window: Window, now_ms: i64) -> Result<u32> {
+        let mut retired = 0;
         for p in self.keys.all_partitions() {
-            for w in Window::SLIDING {
-                retired += self.retire(p, w, now_ms).await?;
-            }
+            retired += self.retire(p, window, now_ms).await?;
         }
         Ok(retired)
     }

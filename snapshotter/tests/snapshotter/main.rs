@@ -14,6 +14,7 @@ mod cli;
 mod faults;
 mod helpers;
 mod history;
+mod late;
 mod leader;
 mod one_off;
 mod rebuild;

@@ -4,8 +4,8 @@
 -- acknowledged. Ownership is checked first, so a worker whose entries were claimed by another applies nothing.
 --
 -- KEYS: 1 log, 2 cursors, 3 leader state, 4-7 window hashes (minute, hour, day, all), 8-11 their leader sets,
---       12 slice5 index, 13 minute index, 14 open-minute index,
---       then per group g (from 0): 15+2g slice5 bucket, 16+2g minute bucket
+--       12 slice5 index, 13 minute index, 14 open-minute index, 15 late views,
+--       then per group g (from 0): 16+2g slice5 bucket, 17+2g minute bucket
 -- ARGV: 1 group, 2 consumer, 3-5 leader caps (min, keep, max), 6 n ids, the ids, then n groups, then per
 --       group: slice5, minute, its bucket lines (`<video id> <count>\n` per pair, built by the caller), n pairs,
 --       then the pairs (video id, count)
@@ -27,6 +27,8 @@ local function cursor(name)
   return -1
 end
 local cur_minute, cur_hour, cur_day = cursor('minute'), cursor('hour'), cursor('day')
+-- The newest minute the snapshotter has closed: its bucket is being, or has been, written to Postgres.
+local cur_snapshot = cursor('snapshot')
 local names = {'minute', 'hour', 'day', 'all'}
 local win = {}
 for w = 1, 4 do
@@ -40,12 +42,18 @@ local views = 0
 -- Each group's videos and counts, and whether its slice is live in the minute, hour and day windows.
 local groups = {}
 for g = 0, ngroups - 1 do
-  local s5_key, m_key = KEYS[15 + 2 * g], KEYS[16 + 2 * g]
+  local s5_key, m_key = KEYS[16 + 2 * g], KEYS[17 + 2 * g]
   local s5, m, blob, npairs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
   -- A slice at or behind a window's cursor has been subtracted already: adding to it (or to its bucket)
   -- would never be undone, so the view counts only where its slice is still live.
   local live = {s5 > cur_minute, m > cur_hour, m > cur_day, true}
+  -- History takes every view at its own minute. The minute's bucket serves the hour and day windows'
+  -- retirement, so a view live in the day window goes there; the snapshotter writes a minute's bucket as it
+  -- was when it closed the minute. A view for a minute closed already, or behind the day window (no bucket
+  -- will be written for it), also goes to the late stream, from which the snapshotter adds it to the
+  -- minute's row and to the totals.
+  local late = (not live[3]) or m <= cur_snapshot
   if live[1] then redis.call('ZADD', KEYS[12], s5, s5) end
   if live[3] then
     redis.call('ZADD', KEYS[13], m, m)
@@ -63,6 +71,7 @@ for g = 0, ngroups - 1 do
   -- caller formats the lines, which costs Lua nothing.
   if live[1] then redis.call('APPEND', s5_key, blob) end
   if live[3] then redis.call('APPEND', m_key, blob) end
+  if late then redis.call('XADD', KEYS[15], '*', 'minute', m, '#lines', blob) end
   groups[g + 1] = {videos = videos, ns = ns, live = live}
 end
 

@@ -1,0 +1,82 @@
+//! Late views into history: views applied after the snapshotter wrote their minute are added to the minute's
+//! `video_stats` row and to `video_totals`, idempotently, under the partition's `late_through` mark.
+
+use super::{minute_start, SNAPSHOTTER_LOCK};
+use crate::batch::EntryId;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::collections::{BTreeMap, HashMap};
+
+/// Adds `views` (`(video, minute, views)`, from late entries up to `through`) to `video_stats` and
+/// `video_totals`, and moves the partition's `late_through` to `through`, in one transaction. Entries at or
+/// before the mark are added already: the call then changes nothing and returns false.
+pub async fn add_late_views(
+    pool: &PgPool,
+    partition: u16,
+    views: &[(String, i64, u64)],
+    through: EntryId,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // The same lock as the minute writes of this partition: the mark and the rows move together.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind((SNAPSHOTTER_LOCK >> 32) as i32)
+        .bind(i32::from(partition))
+        .execute(&mut *tx)
+        .await?;
+    let mark: Option<(String,)> = sqlx::query_as(
+        "SELECT late_through FROM ingest_checkpoints WHERE partition = $1 FOR UPDATE",
+    )
+    .bind(i32::from(partition))
+    .fetch_optional(&mut *tx)
+    .await?;
+    // Late views are added to minutes the snapshotter wrote, so the checkpoint row exists.
+    let Some(mark) = mark.and_then(|(m,)| EntryId::parse(&m)) else {
+        return Ok(false);
+    };
+    if mark >= through {
+        return Ok(false);
+    }
+    let mut rows: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    let mut totals: HashMap<&str, i64> = HashMap::new();
+    for (video, minute, n) in views {
+        let n = i64::try_from(*n).unwrap_or(i64::MAX);
+        *rows.entry((video.as_str(), *minute)).or_default() += n;
+        *totals.entry(video.as_str()).or_default() += n;
+    }
+    let ids: Vec<&str> = rows.keys().map(|(v, _)| *v).collect();
+    let starts: Vec<DateTime<Utc>> = rows.keys().map(|(_, m)| minute_start(*m)).collect();
+    let counts: Vec<i64> = rows.values().copied().collect();
+    sqlx::query(
+        "INSERT INTO video_stats (video_id, bucket_start, views) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::bigint[]) \
+         ON CONFLICT (video_id, bucket_start) DO UPDATE SET views = video_stats.views + EXCLUDED.views",
+    )
+    .bind(&ids)
+    .bind(&starts)
+    .bind(&counts)
+    .execute(&mut *tx)
+    .await?;
+    let mut totals: Vec<(&str, i64)> = totals.into_iter().collect();
+    totals.sort_unstable();
+    let ids: Vec<&str> = totals.iter().map(|t| t.0).collect();
+    let counts: Vec<i64> = totals.iter().map(|t| t.1).collect();
+    sqlx::query(
+        "INSERT INTO video_totals (video_id, total_views, last_updated) \
+         SELECT v, n, now() FROM UNNEST($1::text[], $2::bigint[]) AS t(v, n) \
+         ON CONFLICT (video_id) DO UPDATE \
+         SET total_views = video_totals.total_views + EXCLUDED.total_views, last_updated = now()",
+    )
+    .bind(&ids)
+    .bind(&counts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE ingest_checkpoints SET late_through = $2, updated_at = now() WHERE partition = $1",
+    )
+    .bind(i32::from(partition))
+    .bind(through.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

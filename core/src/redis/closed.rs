@@ -1,0 +1,163 @@
+//! Minutes closed for the snapshotter, and late views: how history gets every view exactly once.
+//!
+//! The snapshotter closes the minutes it is about to write ([`RedisStore::close_minutes`]): each bucket is
+//! frozen as it is, and from then on a view for a closed minute (or for one behind the day window, which no
+//! bucket will carry to Postgres) also goes to the partition's late stream. The snapshotter writes the frozen
+//! copies, then adds the late stream's views to the rows of their minutes ([`RedisStore::read_late`]).
+
+use super::{RedisStore, Result, StoreError};
+use crate::batch::{decode_fields, EntryId};
+use crate::domain::{ranking_order, RankedVideo, VideoId};
+use crate::keys::Partition;
+use fred::cmd;
+use fred::prelude::*;
+use std::collections::HashMap;
+
+/// One entry of a partition's late stream: views applied after their minute was closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateViews {
+    pub id: EntryId,
+    /// The minute of the views' event time.
+    pub minute: i64,
+    pub views: Vec<(VideoId, u64)>,
+}
+
+impl RedisStore {
+    /// Closes partition `p`'s minutes in `(after, through]` for the snapshotter (`lua/close_minutes.lua`):
+    /// freezes the bucket of each that has one and returns those minutes, oldest first.
+    pub async fn close_minutes(&self, p: Partition, after: i64, through: i64) -> Result<Vec<i64>> {
+        let k = &self.keys;
+        loop {
+            let listed = self
+                .bucket_minutes(p, after, through.saturating_add(1))
+                .await?;
+            let mut keys = vec![k.cursors(p), k.minute_index(p)];
+            let mut args = vec![after.to_string(), through.to_string()];
+            for &m in &listed {
+                keys.extend([k.minute(p, m), k.sealed_minute(p, m), k.frozen_minute(p, m)]);
+                args.push(m.to_string());
+            }
+            let closed: i64 = self
+                .scripts
+                .close_minutes
+                .evalsha_with_reload(&self.client, keys, args)
+                .await?;
+            // -1: a worker indexed another minute between the listing and the script; list again.
+            if closed >= 0 {
+                return Ok(listed);
+            }
+        }
+    }
+
+    /// Every video's views in the frozen copy of a closed minute, most viewed first (empty when the minute
+    /// had no bucket left).
+    pub async fn frozen_minute_counts(
+        &self,
+        p: Partition,
+        minute: i64,
+    ) -> Result<Vec<RankedVideo>> {
+        let blob: Option<String> = self.client.get(self.keys.frozen_minute(p, minute)).await?;
+        let mut sums: HashMap<&str, u64> = HashMap::new();
+        for (video, n) in crate::lines::decode(blob.as_deref().unwrap_or("")) {
+            *sums.entry(video).or_default() += n;
+        }
+        let mut out: Vec<RankedVideo> = sums
+            .into_iter()
+            .map(|(video, views)| RankedVideo {
+                video_id: video.to_owned(),
+                views,
+            })
+            .collect();
+        out.sort_by(ranking_order);
+        Ok(out)
+    }
+
+    /// Whether partition `p` holds a frozen copy of `minute` (closed, not yet written and dropped).
+    pub async fn has_frozen_minute(&self, p: Partition, minute: i64) -> Result<bool> {
+        let n: i64 = self
+            .client
+            .exists(self.keys.frozen_minute(p, minute))
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Drops the frozen copies of minutes written to Postgres.
+    pub async fn drop_frozen_minutes(&self, p: Partition, minutes: &[i64]) -> Result<()> {
+        for chunk in minutes.chunks(500) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|&m| self.keys.frozen_minute(p, m))
+                .collect();
+            let _: i64 = self.client.del(keys).await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `count` entries of partition `p`'s late stream after `after`, oldest first.
+    pub async fn read_late(
+        &self,
+        p: Partition,
+        after: EntryId,
+        count: usize,
+    ) -> Result<Vec<LateViews>> {
+        let reply: Vec<Value> = self
+            .client
+            .custom(
+                cmd!("XRANGE"),
+                vec![
+                    self.keys.late(p),
+                    format!("({after}"),
+                    "+".into(),
+                    "COUNT".into(),
+                    count.to_string(),
+                ],
+            )
+            .await?;
+        reply.into_iter().map(parse_late).collect()
+    }
+
+    /// Removes late entries up to `through`, once Postgres holds them.
+    pub async fn trim_late(&self, p: Partition, through: EntryId) -> Result<()> {
+        let _: i64 = self
+            .client
+            .custom(
+                cmd!("XTRIM"),
+                vec![
+                    self.keys.late(p),
+                    "MINID".into(),
+                    through.successor().to_string(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// `[id, [field, value, ...]]` with fields `minute` and `#lines`.
+fn parse_late(entry: Value) -> Result<LateViews> {
+    let mut parts = entry.into_array().into_iter();
+    let raw_id = parts.next().and_then(|v| v.as_string()).unwrap_or_default();
+    let id = EntryId::parse(&raw_id)
+        .ok_or_else(|| StoreError::Reply(format!("bad late entry id {raw_id:?}")))?;
+    let flat: Vec<String> = parts
+        .next()
+        .map(Value::into_array)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.as_string())
+        .collect();
+    let mut minute = None;
+    let mut fields = Vec::new();
+    for pair in flat.chunks(2) {
+        match pair {
+            [name, value] if name == "minute" => minute = value.parse().ok(),
+            [name, value] => fields.push((name.clone(), value.clone())),
+            _ => {}
+        }
+    }
+    let minute =
+        minute.ok_or_else(|| StoreError::Reply(format!("late entry {id} has no minute")))?;
+    let views = decode_fields(fields)
+        .map_err(|why| StoreError::Reply(format!("late entry {id}: {why}")))?;
+    Ok(LateViews { id, minute, views })
+}

@@ -1,0 +1,118 @@
+//! Event time and late views: every view reaches history at its own minute exactly once, however late it is
+//! applied (after the snapshotter wrote its minute, or after the day window retired it), and `verify` agrees
+//! with what Postgres and Redis hold. Checked against a brute-force model over random event times.
+
+use crate::helpers::{database, per_minute, redis, stats, totals, MIN, T0};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use topk_core::domain::{VideoId, Window};
+use topk_snapshotter::jobs::snapshot_minutes;
+use topk_snapshotter::verify::verify;
+use topk_testkit::fixtures::{apply_log, window_counts};
+
+const DAY: i64 = 24 * 60 * MIN;
+
+/// One step of the schedule: time moves on, views are logged at the new time, and maybe the workers, the
+/// retirer and the snapshotter run at it. Workers that skip steps apply views late, after time has moved on
+/// by up to a day or more.
+#[derive(Debug, Clone)]
+struct Step {
+    advance_ms: i64,
+    views: Vec<(u8, u64)>,
+    apply: bool,
+    retire: bool,
+    snapshot: bool,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        prop_oneof![
+            6 => 0i64..3 * MIN,
+            2 => 50 * MIN..70 * MIN,
+            1 => DAY - 5 * MIN..DAY + 90 * MIN,
+        ],
+        proptest::collection::vec((0u8..6, 1u64..4), 0..4),
+        prop::bool::weighted(0.4),
+        prop::bool::weighted(0.5),
+        prop::bool::weighted(0.5),
+    )
+        .prop_map(|(advance_ms, views, apply, retire, snapshot)| Step {
+            advance_ms,
+            views,
+            apply,
+            retire,
+            snapshot,
+        })
+}
+
+async fn check(steps: Vec<Step>, case: usize) {
+    let store = redis(
+        &topk_testkit::servers().redis_url,
+        &format!("late{case}"),
+        2,
+    )
+    .await;
+    let pool = database(&format!("late{case}")).await;
+    let mut now = T0;
+    let mut events = Vec::new();
+    for s in &steps {
+        now += s.advance_ms;
+        for (v, n) in &s.views {
+            let video = format!("v{v}");
+            store
+                .append_at(&[(VideoId::parse(&video).unwrap(), *n)], now)
+                .await
+                .unwrap();
+            events.push((now, video, *n));
+        }
+        if s.apply {
+            apply_log(&store, "w", 7).await;
+        }
+        if s.retire {
+            store.retire_all(now).await.unwrap();
+            store.seal_all(now).await.unwrap();
+        }
+        if s.snapshot {
+            snapshot_minutes(&store, &pool, now).await.unwrap();
+        }
+    }
+    // Everything applied, retired and written: every minute of the events is closed by now.
+    now += 2 * MIN;
+    apply_log(&store, "w", 7).await;
+    store.retire_all(now).await.unwrap();
+    store.seal_all(now).await.unwrap();
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+
+    assert_eq!(stats(&pool).await, per_minute(&events, now), "video_stats");
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, v, n) in &events {
+        *want.entry(v.clone()).or_default() += *n as i64;
+    }
+    assert_eq!(totals(&pool).await, want, "video_totals");
+    let all: BTreeMap<String, i64> = window_counts(&store, Window::All)
+        .await
+        .into_iter()
+        .map(|(v, n)| (v, n as i64))
+        .collect();
+    assert_eq!(all, want, "the all-time window");
+    let diffs = verify(&store, &pool, now).await.unwrap();
+    assert!(diffs.is_empty(), "verify: {diffs:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Views logged at random times and applied late (time moves on by minutes, an hour or more than a day
+    /// between workers' runs), with the retirer and the snapshotter running at random moments: Postgres ends
+    /// with every view once at its own minute and in the totals, as the model counts them.
+    #[test]
+    fn every_view_reaches_history_at_its_minute_once(steps in proptest::collection::vec(step(), 1..20)) {
+        static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(check(steps, case));
+    }
+}
