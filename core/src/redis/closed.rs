@@ -7,7 +7,7 @@
 
 use super::{RedisStore, Result, StoreError};
 use crate::batch::{decode_fields, EntryId};
-use crate::domain::{ranking_order, RankedVideo, VideoId};
+use crate::domain::{ranking_order, RankedVideo, VideoId, Window};
 use crate::keys::Partition;
 use fred::cmd;
 use fred::prelude::*;
@@ -81,14 +81,24 @@ impl RedisStore {
         Ok(n > 0)
     }
 
-    /// Drops the frozen copies of minutes written to Postgres.
+    /// Drops the frozen copies of minutes written to Postgres, and the index entries the day window kept for
+    /// those of them it has retired meanwhile (`lua/retire.lua`).
     pub async fn drop_frozen_minutes(&self, p: Partition, minutes: &[i64]) -> Result<()> {
+        let day_cursor = self.cursor(p, Window::Day).await?.unwrap_or(-1);
         for chunk in minutes.chunks(500) {
             let keys: Vec<String> = chunk
                 .iter()
                 .map(|&m| self.keys.frozen_minute(p, m))
                 .collect();
             let _: i64 = self.client.del(keys).await?;
+            let retired: Vec<String> = chunk
+                .iter()
+                .filter(|&&m| m <= day_cursor)
+                .map(|m| m.to_string())
+                .collect();
+            if !retired.is_empty() {
+                let _: i64 = self.client.zrem(self.keys.minute_index(p), retired).await?;
+            }
         }
         Ok(())
     }

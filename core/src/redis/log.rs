@@ -10,6 +10,9 @@ use fred::prelude::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// How long late views wait in Redis for a snapshotter before they are dropped.
+pub const LATE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
 /// What became of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOutcome {
@@ -263,12 +266,26 @@ impl RedisStore {
         Ok(removed.max(0) as u64)
     }
 
-    /// Removes acknowledged log entries older than `retention` before `now_ms` on every partition.
+    /// Removes acknowledged log entries older than `retention` before `now_ms` on every partition, and late
+    /// views older than [`LATE_RETENTION`] that no snapshotter took (a backstop: the snapshotter trims what it
+    /// adds to history within seconds).
     pub async fn trim_all(&self, now_ms: i64, retention: Duration) -> Result<u64> {
         let mut removed = 0;
         for p in self.keys.all_partitions() {
             removed += self
                 .trim_log(p, now_ms - retention.as_millis() as i64)
+                .await?;
+            let oldest_kept = now_ms - LATE_RETENTION.as_millis() as i64;
+            let _: i64 = self
+                .client
+                .custom(
+                    cmd!("XTRIM"),
+                    vec![
+                        self.keys.late(p),
+                        "MINID".into(),
+                        oldest_kept.max(0).to_string(),
+                    ],
+                )
                 .await?;
         }
         Ok(removed)

@@ -56,11 +56,6 @@ impl LeaderCaps {
 /// Videos a refill step reads from a window's hash: short enough that Redis never blocks for long.
 const FILL_STEP: u32 = 2_000;
 
-/// How long a minute bucket outlives the day window, for a late snapshotter: in seconds (its TTL) and in
-/// minutes (its index entry).
-const GRACE_SECS: &str = "3600";
-const GRACE_MINUTES: &str = "60";
-
 impl RedisStore {
     /// Applies an aggregated batch of partition `p` and acknowledges its entries, atomically (`lua/apply.lua`).
     pub async fn apply(
@@ -122,12 +117,12 @@ impl RedisStore {
         let k = &self.keys;
         let target = retire_target(spec, now_ms).to_string();
         // Minute slices serve only the minute window: deleted once retired. Minute buckets serve the hour and
-        // day windows and the snapshotter: after the day window retires one, it stays an hour (bucket and index
-        // entry) so that a snapshotter up to an hour late still writes it to Postgres.
-        let (after, index_grace) = match window {
-            Window::Minute => ("del", "0"),
-            Window::Hour => ("0", "-1"),
-            _ => (GRACE_SECS, GRACE_MINUTES),
+        // day windows and history: the day window, their last user, deletes them, after handing a minute the
+        // snapshotter has not closed yet to the late stream (`lua/retire.lua`).
+        let (after, drop_from_index, hand_over) = match window {
+            Window::Minute => ("del", "1", "0"),
+            Window::Hour => ("0", "0", "0"),
+            _ => ("del", "1", "1"),
         };
         let mut expected = String::new();
         let mut retired = 0;
@@ -140,6 +135,10 @@ impl RedisStore {
                 Err(_) => (k.slice_index(p, window), None),
             };
             let has_sealed = if sealed.is_some() { "1" } else { "0" };
+            let frozen = match (window, expected.parse::<i64>()) {
+                (Window::Day, Ok(minute)) => k.frozen_minute(p, minute),
+                _ => bucket.clone(),
+            };
             let keys = vec![
                 k.cursors(p),
                 k.leader_state(p),
@@ -148,16 +147,19 @@ impl RedisStore {
                 k.slice_index(p, window),
                 bucket.clone(),
                 sealed.unwrap_or(bucket),
+                k.late(p),
+                frozen,
             ];
             let mut args = vec![
                 window.as_str().to_owned(),
                 target.clone(),
                 expected.clone(),
                 after.into(),
-                index_grace.into(),
+                drop_from_index.into(),
                 has_sealed.into(),
             ];
             args.extend(self.caps.args());
+            args.push(hand_over.into());
             let (code, slice): (i64, String) = self
                 .scripts
                 .retire
