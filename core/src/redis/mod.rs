@@ -2,7 +2,8 @@
 //! the services.
 //!
 //! [`RedisStore`] speaks the domain. Its methods are split by concern, one file each:
-//! - [`log`](self::log): the per-partition log and its consumer group (append, read, claim, trim, backlog).
+//! - [`log`](self::log): the per-partition log (append, read, claim, trim).
+//! - `group`: where the consumer group stands (backlog, applied-through time, active workers).
 //! - `windows`: the window scripts (apply with the acknowledgement, retire, refill, seal).
 //! - `rankings`: the global top K and one video's counts, for the API.
 //! - `buckets`: slice and minute buckets read back (closed minutes, reference sums).
@@ -16,6 +17,7 @@
 mod buckets;
 mod clock;
 mod closed;
+mod group;
 mod inspect;
 mod log;
 #[cfg(feature = "bench")]
