@@ -1,5 +1,5 @@
 //! The log: one Redis stream per partition and the workers' consumer group on it. Appending a batch,
-//! reading and claiming entries, trimming what is applied, and where the group stands.
+//! reading and claiming entries, trimming what is applied (where the group stands: `group.rs`).
 
 use super::{RedisStore, Result, StoreError};
 use crate::batch::{decode_fields, encode_lines, EntryId, LogEntry, LINES_FIELD};
