@@ -37,6 +37,5 @@ pub mod slices;
 pub mod supervise;
 pub mod telemetry;
 
-// Paths the services used before `serve` and `history` moved into `http` and `db`.
-pub use db::retention as history;
+// The server loop is used by both services by this short path.
 pub use http::serve;
