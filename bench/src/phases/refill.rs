@@ -18,9 +18,9 @@ use topk_core::supervise::{Liveness, Supervisor};
 /// How often the retirer runs, as ingest's default.
 const INTERVAL: Duration = Duration::from_millis(250);
 
-/// Per repeat and mode: one partition whose day window holds `videos` videos, all in one minute that is due
-/// for retirement as the retirer starts. Retiring it would leave too few leaders above the threshold, so the
-/// day window's leader set is refilled first. Meanwhile the minute window's cursor is sampled every 10 ms:
+/// Per repeat and mode: one partition whose day window holds `videos` videos; a tenth of them, every leader,
+/// are in the one minute due for retirement as the retirer starts. Retiring it would leave no leader above the
+/// threshold, so the day window's leader set is refilled first, over the whole hash. Meanwhile the minute window's cursor is sampled every 10 ms:
 /// how long its oldest slice not yet retired has been due. The figure is the worst of a run.
 pub async fn refill(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Vec<Figure>> {
     let (mut ours, mut baseline, mut durations) = (Vec::new(), Vec::new(), Vec::new());
@@ -74,13 +74,22 @@ async fn run_once(store: &RedisStore, videos: u64, sequential: bool) -> anyhow::
     let day = slices::spec(Window::Day).expect("day slices");
     let seeded_at = t0 - slices::MINUTE_MS;
     let minute = retire_target(day, seeded_at) + 1;
-    let rows: Vec<(String, u64)> = (0..videos)
-        .map(|i| (format!("v{i}"), i % 1000 + 1))
-        .collect();
-    let minutes = BTreeMap::from([(minute, rows)]);
+    // A tenth of the videos, the most viewed (every leader), in the minute due; the rest in the next minute.
+    // Retiring the first leaves no leader above the threshold, so the whole hash is read to refill first.
+    let due = videos / 10;
+    let rows = |range: std::ops::Range<u64>, base: u64| -> Vec<(String, u64)> {
+        range.map(|i| (format!("v{i}"), base + i % 999)).collect()
+    };
+    let minutes = BTreeMap::from([
+        (minute, rows(0..due, 1_000)),
+        (minute + 1, rows(due..videos, 1)),
+    ]);
     store
         .restore_partition(0, &minutes, &[], seeded_at, None)
         .await?;
+    // The minute window starts caught up, so that what is measured is what the day window's step holds back.
+    let t0 = store.now_ms().await?;
+    store.retire(0, Window::Minute, t0).await?;
 
     let stop = CancellationToken::new();
     let mut tasks = Supervisor::new(stop.clone(), Liveness::default());
