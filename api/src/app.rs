@@ -7,7 +7,7 @@ use axum::Router;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use topk_core::redis::{RedisStore, StoreError};
+use topk_core::redis::RedisStore;
 use topk_core::supervise::Liveness;
 
 /// What every handler shares.
@@ -46,14 +46,8 @@ impl Application {
     /// Connects to Redis, prepares the Postgres pool and binds the listener (port 0 picks a free one).
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         let store = RedisStore::connect(&config.redis).await?;
-        match store.check_layout().await {
-            Ok(()) => {}
-            Err(e @ StoreError::Layout { .. }) => return Err(e.into()),
-            // Redis may come later; the rankings answer 503 meanwhile.
-            Err(e) => {
-                tracing::warn!(error = %e, "could not check the deployment's layout in Redis yet")
-            }
-        }
+        // Redis may come later (the rankings answer 503 meanwhile); another layout may not.
+        store.check_layout_at_start().await?;
         let db = topk_core::db::pool(&config.database)?;
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {

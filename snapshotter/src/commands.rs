@@ -9,7 +9,7 @@ use crate::{jobs, leader, rebuild, verify};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use topk_core::redis::{RedisStore, StoreError};
+use topk_core::redis::RedisStore;
 
 /// A worker seen on the log this recently is taken as running: workers poll the log every few hundred ms.
 const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
@@ -119,14 +119,9 @@ async fn rebuild_redis(args: &RebuildArgs, stop: &CancellationToken) -> anyhow::
 /// other than the deployment's is refused here, before anything is read or written.
 async fn connect(args: &StoreArgs) -> anyhow::Result<(RedisStore, PgPool)> {
     let store = RedisStore::connect(&args.redis).await?;
-    match store.check_layout().await {
-        Ok(()) => {}
-        Err(e @ StoreError::Layout { .. }) => return Err(e.into()),
-        // Redis may come later: `run` waits for it, one-off commands fail on their first read.
-        Err(e) => {
-            tracing::warn!(error = %e, "could not check the deployment's layout in Redis yet")
-        }
-    }
+    // Redis may come later (`run` waits for it, one-off commands fail on their first read); another layout
+    // may not.
+    store.check_layout_at_start().await?;
     let pool = topk_core::db::pool(&args.database)?;
     Ok((store, pool))
 }

@@ -1,6 +1,7 @@
 //! Late views into history: views applied after the snapshotter wrote their minute are added to the minute's
 //! `video_stats` row and to `video_totals`, idempotently, under the partition's `late_through` mark.
 
+use super::minutes::add_to_totals;
 use super::{minute_start, SNAPSHOTTER_LOCK};
 use crate::batch::EntryId;
 use chrono::{DateTime, Utc};
@@ -56,20 +57,7 @@ pub async fn add_late_views(
     .bind(&counts)
     .execute(&mut *tx)
     .await?;
-    let mut totals: Vec<(&str, i64)> = totals.into_iter().collect();
-    totals.sort_unstable();
-    let ids: Vec<&str> = totals.iter().map(|t| t.0).collect();
-    let counts: Vec<i64> = totals.iter().map(|t| t.1).collect();
-    sqlx::query(
-        "INSERT INTO video_totals (video_id, total_views, last_updated) \
-         SELECT v, n, now() FROM UNNEST($1::text[], $2::bigint[]) AS t(v, n) \
-         ON CONFLICT (video_id) DO UPDATE \
-         SET total_views = video_totals.total_views + EXCLUDED.total_views, last_updated = now()",
-    )
-    .bind(&ids)
-    .bind(&counts)
-    .execute(&mut *tx)
-    .await?;
+    add_to_totals(&mut tx, totals).await?;
     sqlx::query(
         "UPDATE ingest_checkpoints SET late_through = $2, updated_at = now() WHERE partition = $1",
     )

@@ -184,20 +184,7 @@ async fn write_minutes_via(
                 .await?;
             }
         }
-        let mut totals: Vec<(&str, i64)> = totals.into_iter().collect();
-        totals.sort_unstable();
-        let ids: Vec<&str> = totals.iter().map(|t| t.0).collect();
-        let views: Vec<i64> = totals.iter().map(|t| t.1).collect();
-        sqlx::query(
-            "INSERT INTO video_totals (video_id, total_views, last_updated) \
-             SELECT v, n, now() FROM UNNEST($1::text[], $2::bigint[]) AS t(v, n) \
-             ON CONFLICT (video_id) DO UPDATE \
-             SET total_views = video_totals.total_views + EXCLUDED.total_views, last_updated = now()",
-        )
-        .bind(&ids)
-        .bind(&views)
-        .execute(&mut *tx)
-        .await?;
+        add_to_totals(&mut tx, totals).await?;
     }
     let last_ms = (through + 1) * crate::slices::MINUTE_MS - 1;
     sqlx::query(
@@ -212,6 +199,29 @@ async fn write_minutes_via(
     .await?;
     tx.commit().await?;
     Ok(written)
+}
+
+/// Adds each video's views to `video_totals`, one row per video, in id order (each index lookup lands next to
+/// the previous one).
+pub(super) async fn add_to_totals(
+    tx: &mut sqlx::PgConnection,
+    totals: HashMap<&str, i64>,
+) -> Result<(), sqlx::Error> {
+    let mut totals: Vec<(&str, i64)> = totals.into_iter().collect();
+    totals.sort_unstable();
+    let ids: Vec<&str> = totals.iter().map(|t| t.0).collect();
+    let views: Vec<i64> = totals.iter().map(|t| t.1).collect();
+    sqlx::query(
+        "INSERT INTO video_totals (video_id, total_views, last_updated) \
+         SELECT v, n, now() FROM UNNEST($1::text[], $2::bigint[]) AS t(v, n) \
+         ON CONFLICT (video_id) DO UPDATE \
+         SET total_views = video_totals.total_views + EXCLUDED.total_views, last_updated = now()",
+    )
+    .bind(&ids)
+    .bind(&views)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Microseconds from the Unix epoch to Postgres's (2000-01-01), the origin of a binary `timestamptz`.

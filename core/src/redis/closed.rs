@@ -128,16 +128,7 @@ impl RedisStore {
 
     /// Removes late entries up to `through`, once Postgres holds them.
     pub async fn trim_late(&self, p: Partition, through: EntryId) -> Result<()> {
-        let _: i64 = self
-            .client
-            .custom(
-                cmd!("XTRIM"),
-                vec![
-                    self.keys.late(p),
-                    "MINID".into(),
-                    through.successor().to_string(),
-                ],
-            )
+        self.trim_before(self.keys.late(p), through.successor().to_string())
             .await?;
         Ok(())
     }

@@ -243,14 +243,10 @@ impl RedisStore {
         if let Some(last) = state.last_delivered {
             min_keep = min_keep.min(last.successor());
         }
-        let removed: i64 = self
-            .client
-            .custom(
-                cmd!("XTRIM"),
-                vec![self.keys.log(p), "MINID".into(), min_keep.to_string()],
-            )
+        let removed = self
+            .trim_before(self.keys.log(p), min_keep.to_string())
             .await?;
-        Ok(removed.max(0) as u64)
+        Ok(removed)
     }
 
     /// Removes acknowledged log entries older than `retention` before `now_ms` on every partition, and late
@@ -263,19 +259,21 @@ impl RedisStore {
                 .trim_log(p, now_ms - retention.as_millis() as i64)
                 .await?;
             let oldest_kept = now_ms - LATE_RETENTION.as_millis() as i64;
-            let _: i64 = self
-                .client
-                .custom(
-                    cmd!("XTRIM"),
-                    vec![
-                        self.keys.late(p),
-                        "MINID".into(),
-                        oldest_kept.max(0).to_string(),
-                    ],
-                )
+            self.trim_before(self.keys.late(p), oldest_kept.max(0).to_string())
                 .await?;
         }
         Ok(removed)
+    }
+}
+
+impl RedisStore {
+    /// Deletes the entries of the stream at `key` older than `min_id` (XTRIM MINID); returns how many.
+    pub(super) async fn trim_before(&self, key: String, min_id: String) -> Result<u64> {
+        let removed: i64 = self
+            .client
+            .custom(cmd!("XTRIM"), vec![key, "MINID".into(), min_id])
+            .await?;
+        Ok(removed.max(0) as u64)
     }
 }
 

@@ -165,6 +165,19 @@ impl RedisStore {
         }
     }
 
+    /// [`Self::check_layout`] at a process's start: a layout that differs is an error (the process must not
+    /// start); Redis not answering yet is only logged, since a service may start before its Redis.
+    pub async fn check_layout_at_start(&self) -> Result<()> {
+        match self.check_layout().await {
+            Err(e @ StoreError::Layout { .. }) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the deployment's layout in Redis yet");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
     /// Round trip to Redis (readiness).
     pub async fn ping(&self) -> Result<()> {
         let _: String = self.client.ping(None).await?;
