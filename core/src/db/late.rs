@@ -1,8 +1,8 @@
 //! Late views into history: views applied after the snapshotter wrote their minute are added to the minute's
 //! `video_stats` row and to `video_totals`, idempotently, under the partition's `late_through` mark.
 
-use super::minutes::add_to_totals;
-use super::{minute_start, SNAPSHOTTER_LOCK};
+use super::minute_start;
+use super::minutes::{add_to_totals, lock_partition};
 use crate::batch::EntryId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -19,11 +19,7 @@ pub async fn add_late_views(
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // The same lock as the minute writes of this partition: the mark and the rows move together.
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind((SNAPSHOTTER_LOCK >> 32) as i32)
-        .bind(i32::from(partition))
-        .execute(&mut *tx)
-        .await?;
+    lock_partition(&mut tx, partition).await?;
     let mark: Option<(String,)> = sqlx::query_as(
         "SELECT late_through FROM ingest_checkpoints WHERE partition = $1 FOR UPDATE",
     )

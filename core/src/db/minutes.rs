@@ -120,12 +120,7 @@ async fn write_minutes_via(
     path: StatsPath,
 ) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // Serializes writers of one partition even before its checkpoint row exists (FOR UPDATE locks nothing then).
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind((SNAPSHOTTER_LOCK >> 32) as i32)
-        .bind(i32::from(partition))
-        .execute(&mut *tx)
-        .await?;
+    lock_partition(&mut tx, partition).await?;
     let done: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "SELECT minute_through FROM ingest_checkpoints WHERE partition = $1 FOR UPDATE",
     )
@@ -199,6 +194,20 @@ async fn write_minutes_via(
     .await?;
     tx.commit().await?;
     Ok(written)
+}
+
+/// Serializes the writers of one partition's history (minutes and late views) until the transaction ends, even
+/// before its checkpoint row exists (FOR UPDATE locks nothing then).
+pub(super) async fn lock_partition(
+    tx: &mut sqlx::PgConnection,
+    partition: u16,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind((SNAPSHOTTER_LOCK >> 32) as i32)
+        .bind(i32::from(partition))
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// Adds each video's views to `video_totals`, one row per video, in id order (each index lookup lands next to

@@ -32,11 +32,18 @@ async fn run_writes_at_start_holds_the_lock_and_frees_it_on_stop() {
         assert!(Instant::now() < deadline, "run did not write the minutes");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (ranking_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM global_topk_snapshots")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert!(ranking_rows > 0, "run did not write the rankings");
+    // The rankings follow the minutes in the same first run: wait for them too.
+    loop {
+        let (ranking_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM global_topk_snapshots")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if ranking_rows > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "run did not write the rankings");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         Leadership::try_acquire(&pool).await.unwrap().is_none(),
         "a second snapshotter took the lock while run held it"
