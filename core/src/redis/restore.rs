@@ -68,21 +68,21 @@ impl RedisStore {
             slices::spec(Window::Minute).expect("minute slices"),
             now_ms,
         ));
-        let _: Value = self
-            .client
-            .custom(
-                cmd!("HSET"),
-                vec![
-                    k.cursors(p),
-                    "minute".into(),
-                    minute_cursor.to_string(),
-                    "hour".into(),
-                    hour_from.to_string(),
-                    "day".into(),
-                    day_from.to_string(),
-                ],
-            )
-            .await?;
+        let mut cursors = vec![
+            k.cursors(p),
+            "minute".into(),
+            minute_cursor.to_string(),
+            "hour".into(),
+            hour_from.to_string(),
+            "day".into(),
+            day_from.to_string(),
+        ];
+        // Every minute through the checkpoint is in Postgres: closed, so that the day window never hands the
+        // restored minutes to the late stream (they would be written twice).
+        if let Some(id) = replay_after {
+            cursors.extend(["snapshot".into(), slices::minute_of(id.ms).to_string()]);
+        }
+        let _: Value = self.client.custom(cmd!("HSET"), cursors).await?;
         // Restart the consumer group after the checkpoint, dropping its pending list: every entry after the
         // checkpoint is delivered again exactly once (workers must be stopped meanwhile).
         let log = k.log(p);

@@ -1,6 +1,6 @@
 //! `rebuild-redis`: the windows restored after a loss, and the log replayed after the checkpoint.
 
-use crate::helpers::{database, drain, fed, feed, redis, retire, spread, MIN, T0};
+use crate::helpers::{database, drain, fed, feed, redis, retire, spread, stats, totals, MIN, T0};
 use std::collections::{BTreeMap, HashMap};
 use topk_core::domain::{VideoId, Window};
 use topk_core::redis::RedisStore;
@@ -119,4 +119,21 @@ async fn rebuild_replays_the_log_after_the_checkpoint() {
     for w in [Window::Hour, Window::Day, Window::All] {
         assert_eq!(after[&w], before[&w], "{w} after replay");
     }
+}
+
+/// The minutes a rebuild restores from Postgres are written already: when the day window retires them, they
+/// must not reach history a second time (through the late stream), and the history stays as it was.
+#[tokio::test]
+async fn restored_minutes_are_not_written_again_when_the_day_retires_them() {
+    let (store, pool, _) = fed("restored_once", 2, 100, 10 * MIN).await;
+    let now = T0 + 11 * MIN;
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    let history = (stats(&pool).await, totals(&pool).await);
+    assert!(!history.0.is_empty());
+
+    rebuild(&store, &pool, now, false).await.unwrap();
+    let day_later = now + 24 * 60 * MIN + 2 * MIN;
+    retire(&store, day_later).await;
+    snapshot_minutes(&store, &pool, day_later).await.unwrap();
+    assert_eq!((stats(&pool).await, totals(&pool).await), history);
 }

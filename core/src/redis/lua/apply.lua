@@ -27,7 +27,9 @@ local function cursor(name)
   return -1
 end
 local cur_minute, cur_hour, cur_day = cursor('minute'), cursor('hour'), cursor('day')
--- The newest minute the snapshotter has closed: its bucket is being, or has been, written to Postgres.
+-- The newest minute the snapshotter has closed: its bucket is being, or has been, written to Postgres. Without
+-- it no snapshotter runs on this partition, and no late view is kept for one.
+local has_snapshot = redis.call('HEXISTS', KEYS[2], 'snapshot') == 1
 local cur_snapshot = cursor('snapshot')
 local names = {'minute', 'hour', 'day', 'all'}
 local win = {}
@@ -53,7 +55,7 @@ for g = 0, ngroups - 1 do
   -- was when it closed the minute. A view for a minute closed already, or behind the day window (no bucket
   -- will be written for it), also goes to the late stream, from which the snapshotter adds it to the
   -- minute's row and to the totals.
-  local late = (not live[3]) or m <= cur_snapshot
+  local late = has_snapshot and ((not live[3]) or m <= cur_snapshot)
   if live[1] then redis.call('ZADD', KEYS[12], s5, s5) end
   if live[3] then
     redis.call('ZADD', KEYS[13], m, m)

@@ -39,14 +39,16 @@ leaders_trim(L)
 redis.call('HSET', KEYS[1], name, nxt[1])
 local keep_index = false
 if ARGV[10] == '1' then
-  local snapshot = tonumber(redis.call('HGET', KEYS[1], 'snapshot') or '-1')
-  if tonumber(nxt[1]) > snapshot then
+  -- No snapshot cursor: no snapshotter has closed a minute of this partition (none runs, or Redis was just
+  -- rebuilt without checkpoints): nothing is handed over, as nothing would take it.
+  local snapshot = redis.call('HGET', KEYS[1], 'snapshot')
+  if snapshot and tonumber(nxt[1]) > tonumber(snapshot) then
     local lines = redis.call('GET', KEYS[6]) or ''
     if sealed then lines = (redis.call('GET', sealed) or '') .. lines end
     if lines ~= '' then
       redis.call('XADD', KEYS[8], '*', 'minute', nxt[1], '#lines', lines)
     end
-  elseif redis.call('EXISTS', KEYS[9]) == 1 then
+  elseif snapshot and redis.call('EXISTS', KEYS[9]) == 1 then
     -- Closed and frozen, not yet written: the minute job must find it in the index again.
     keep_index = true
   end
