@@ -21,16 +21,17 @@ for j = first_id, first_id + nids - 1 do
   end
 end
 
-local function cursor(name)
-  local c = redis.call('HGET', KEYS[2], name)
-  if c then return tonumber(c) end
+-- The windows' retire cursors and the newest minute the snapshotter has closed (its bucket is being, or has
+-- been, written to Postgres), in one read. Without a snapshot cursor no snapshotter runs on this partition, and
+-- no late view is kept for one.
+local cursors = redis.call('HMGET', KEYS[2], 'minute', 'hour', 'day', 'snapshot')
+local function cursor(i)
+  if cursors[i] then return tonumber(cursors[i]) end
   return -1
 end
-local cur_minute, cur_hour, cur_day = cursor('minute'), cursor('hour'), cursor('day')
--- The newest minute the snapshotter has closed: its bucket is being, or has been, written to Postgres. Without
--- it no snapshotter runs on this partition, and no late view is kept for one.
-local has_snapshot = redis.call('HEXISTS', KEYS[2], 'snapshot') == 1
-local cur_snapshot = cursor('snapshot')
+local cur_minute, cur_hour, cur_day = cursor(1), cursor(2), cursor(3)
+local has_snapshot = cursors[4] ~= false
+local cur_snapshot = cursor(4)
 local names = {'minute', 'hour', 'day', 'all'}
 local win = {}
 for w = 1, 4 do
