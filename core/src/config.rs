@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Where Redis is and how the deployment's keys are laid out.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisConfig {
-    /// Redis (single node) URL.
+    /// Redis URL: `redis://host:port` for one node, `redis-cluster://host:port?node=host:port&node=...` for
+    /// Redis Cluster (any reachable nodes; the rest are discovered).
     #[arg(long, env = "TOPK_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Number of partitions, fixed per deployment: videos hash to one of them.
@@ -18,6 +19,10 @@ pub struct RedisConfig {
     /// Timeout of every Redis command and of connecting, in milliseconds (the client's default is none).
     #[arg(long, env = "TOPK_REDIS_TIMEOUT_MS", default_value_t = 2000)]
     pub redis_timeout_ms: u64,
+    /// Replicas that must confirm a batch's log entries (WAIT) before it is answered 202; 0 answers once the
+    /// primary has them (a failover right after can lose them).
+    #[arg(long, env = "TOPK_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub wait_replicas: u32,
 }
 
 impl RedisConfig {

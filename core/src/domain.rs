@@ -46,6 +46,11 @@ impl IdempotencyKey {
         }
     }
 
+    /// A fresh key for a batch sent without one (on Redis Cluster every batch is appended under a key).
+    pub fn generate() -> Self {
+        Self(format!("topk-{}", uuid::Uuid::new_v4()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,5 +1,6 @@
-//! The receiver: `POST /v1/views` validates a whole batch, then appends it to the log in one transaction.
-//! It answers 202 only once Redis holds the entries.
+//! The receiver: `POST /v1/views` validates a whole batch, then appends it to the log (one script on one
+//! node; on Redis Cluster one per partition, made whole by the batch's `Idempotency-Key`). It answers 202
+//! only once Redis holds the entries (and, with `TOPK_REDIS_WAIT_REPLICAS`, its replicas).
 
 use crate::AppState;
 use axum::body::Bytes;
@@ -66,9 +67,12 @@ pub struct Accepted {
         (status = 415, description = "body is not JSON", body = ErrorBody),
         (status = 422, description = "the Idempotency-Key was used for a different batch within its retention; \
             nothing was stored", body = ErrorBody),
-        (status = 503, description = "the views could not be stored, or the log is over its backlog limit \
-            (then with Retry-After); nothing was accepted", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "seconds to wait, when the log is backlogged"))),
+        (status = 503, description = "the views could not be stored (or not confirmed on \
+            TOPK_REDIS_WAIT_REPLICAS replicas), or the log is over its backlog limit (then with Retry-After). On \
+            Redis Cluster part of the batch may be stored: the answer then carries the Idempotency-Key (header \
+            and body) to send it again with, which stores exactly what is missing", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "seconds to wait, when the log is backlogged"),
+                ("Idempotency-Key" = String, description = "the key to send a partly stored batch again with"))),
     )
 )]
 pub async fn post_views(
@@ -123,6 +127,16 @@ pub async fn post_views(
             "this Idempotency-Key was used for a different batch within its retention; nothing was stored \
              (send a new batch under a new key)",
         ),
+        StoreError::Incomplete { key, cause } => {
+            ApiError::unavailable("the view log (Redis)", &cause).with_idempotency_key(
+                key.as_str(),
+                format!(
+                    "the view log (Redis) is unavailable: part of the batch may be stored; send it again with \
+                     the header Idempotency-Key: {} to store exactly what is missing",
+                    key.as_str()
+                ),
+            )
+        }
         e => ApiError::unavailable("the view log (Redis)", &e),
     })?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))

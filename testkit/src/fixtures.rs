@@ -21,6 +21,7 @@ pub fn redis_config_at(url: &str, label: &str, partitions: u16) -> RedisConfig {
         partitions,
         key_prefix: unique_name(label),
         redis_timeout_ms: TIMEOUT_MS,
+        wait_replicas: 0,
     }
 }
 

@@ -9,10 +9,15 @@ use utoipa::ToSchema;
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// What was wrong, for a person to read.
     #[schema(example = "element 2: videoId must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
     pub error: String,
+    /// On a 503 for a batch that may be partly stored (Redis Cluster): the key to send it again with, which
+    /// stores exactly what is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// An error answer: a status and a message. Internal causes are logged, never sent.
@@ -22,6 +27,8 @@ pub struct ApiError {
     message: String,
     /// Seconds sent in `Retry-After`, for answers that say "come back later".
     retry_after: Option<u32>,
+    /// The `Idempotency-Key` to send a batch again with (a batch partly stored on Redis Cluster).
+    idempotency_key: Option<String>,
 }
 
 impl ApiError {
@@ -30,7 +37,16 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            idempotency_key: None,
         }
+    }
+
+    /// The same answer with another message, sending `key` back in `Idempotency-Key` and in the body, for a
+    /// producer to retry with.
+    pub fn with_idempotency_key(mut self, key: &str, message: String) -> Self {
+        self.message = message;
+        self.idempotency_key = Some(key.to_owned());
+        self
     }
 
     /// 503 with `Retry-After`: the service is healthy but will not take more work right now.
@@ -69,9 +85,13 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
+                idempotency_key: self.idempotency_key.clone(),
             }),
         )
             .into_response();
+        if let Some(key) = self.idempotency_key.and_then(|k| HeaderValue::from_str(&k).ok()) {
+            response.headers_mut().insert("idempotency-key", key);
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

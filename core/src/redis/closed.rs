@@ -9,7 +9,6 @@ use super::{RedisStore, Result, StoreError};
 use crate::batch::{decode_fields, EntryId};
 use crate::domain::{ranking_order, RankedVideo, VideoId, Window};
 use crate::keys::Partition;
-use fred::cmd;
 use fred::prelude::*;
 use std::collections::HashMap;
 
@@ -37,10 +36,7 @@ impl RedisStore {
                 keys.extend([k.minute(p, m), k.sealed_minute(p, m), k.frozen_minute(p, m)]);
                 args.push(m.to_string());
             }
-            let closed: i64 = self
-                .scripts
-                .close_minutes
-                .evalsha_with_reload(&self.client, keys, args)
+            let closed: i64 = self.eval(&self.scripts.close_minutes, keys, args)
                 .await?;
             // -1: a worker indexed another minute between the listing and the script; list again.
             if closed >= 0 {
@@ -110,10 +106,7 @@ impl RedisStore {
         after: EntryId,
         count: usize,
     ) -> Result<Vec<LateViews>> {
-        let reply: Vec<Value> = self
-            .client
-            .custom(
-                cmd!("XRANGE"),
+        let reply: Vec<Value> = self.on_first_key("XRANGE",
                 vec![
                     self.keys.late(p),
                     format!("({after}"),

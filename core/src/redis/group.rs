@@ -1,10 +1,9 @@
 //! Where the workers' consumer group stands on each partition's log: pending and undelivered entries, how far
 //! the log is applied (the snapshotter closes minutes by it), and which workers read it recently.
 
-use super::{RedisStore, Result};
+use super::{RedisStore, Result, StoreError};
 use crate::batch::EntryId;
 use crate::keys::{Partition, CONSUMER_GROUP};
-use fred::cmd;
 use fred::prelude::*;
 use std::time::Duration;
 
@@ -30,26 +29,23 @@ impl RedisStore {
     ) -> Result<Vec<(Partition, String, u64)>> {
         let mut active = Vec::new();
         for p in self.keys.all_partitions() {
+            let log = self.keys.log(p);
             let reply: Result<Vec<Value>, _> = self
-                .client
-                .custom(
-                    cmd!("XINFO"),
-                    vec![
-                        "CONSUMERS".to_owned(),
-                        self.keys.log(p),
-                        CONSUMER_GROUP.into(),
-                    ],
+                .on_key(
+                    "XINFO",
+                    &log,
+                    vec!["CONSUMERS".to_owned(), log.clone(), CONSUMER_GROUP.into()],
                 )
                 .await;
             let consumers = match reply {
                 Ok(c) => c,
                 // No log or no group: nobody consumes it.
-                Err(e)
+                Err(StoreError::Redis(e))
                     if e.details().contains("NOGROUP") || e.details().contains("no such key") =>
                 {
                     continue
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
             for consumer in consumers {
                 let fields = consumer.into_array();
@@ -111,10 +107,7 @@ impl RedisStore {
     /// Where the workers' consumer group stands on partition `p`'s log, read in one step
     /// (`lua/group_state.lua`), so that no worker's read falls between its parts.
     pub(super) async fn group_state(&self, p: Partition) -> Result<GroupState> {
-        let reply: Vec<Value> = self
-            .scripts
-            .group_state
-            .evalsha_with_reload(&self.client, vec![self.keys.log(p)], vec![CONSUMER_GROUP])
+        let reply: Vec<Value> = self.eval(&self.scripts.group_state, vec![self.keys.log(p)], vec![CONSUMER_GROUP])
             .await?;
         let id = |i: usize| {
             reply
@@ -143,10 +136,7 @@ impl RedisStore {
         last_delivered: Option<EntryId>,
     ) -> Result<Option<EntryId>> {
         let start = last_delivered.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let next: Vec<Value> = self
-            .client
-            .custom(
-                cmd!("XRANGE"),
+        let next: Vec<Value> = self.on_first_key("XRANGE",
                 vec![
                     self.keys.log(p),
                     start,

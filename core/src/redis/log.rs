@@ -1,26 +1,14 @@
-//! The log: one Redis stream per partition and the workers' consumer group on it. Appending a batch,
-//! reading and claiming entries, trimming what is applied (where the group stands: `group.rs`).
+//! The log: one Redis stream per partition and the workers' consumer group on it. Reading and claiming
+//! entries, trimming what is applied (appending: `append.rs`; where the group stands: `group.rs`).
 
 use super::{RedisStore, Result, StoreError};
-use crate::batch::{decode_fields, encode_lines, EntryId, LogEntry, LINES_FIELD};
-use crate::domain::{IdempotencyKey, VideoId};
+use crate::batch::{decode_fields, EntryId, LogEntry};
 use crate::keys::{Partition, CONSUMER_GROUP};
-use fred::cmd;
 use fred::prelude::*;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long late views wait in Redis for a snapshotter before they are dropped.
 pub const LATE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
-
-/// What became of an append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppendOutcome {
-    /// The batch's entries are in the log now.
-    Stored,
-    /// An earlier request with the same `Idempotency-Key` stored this batch; nothing was written again.
-    AlreadyStored,
-}
 
 /// Which log entries a read asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +37,9 @@ impl RedisStore {
     /// Creates the consumer group on `log` starting after `start` (and the log itself when missing).
     pub(super) async fn create_group(&self, log: String, start: String) -> Result<()> {
         let _: Value = self
-            .client
-            .custom(
-                cmd!("XGROUP"),
+            .on_key(
+                "XGROUP",
+                &log.clone(),
                 vec![
                     "CREATE".to_owned(),
                     log,
@@ -62,82 +50,6 @@ impl RedisStore {
             )
             .await?;
         Ok(())
-    }
-
-    /// Appends a validated batch to the log: one entry per partition it touches, all in one script
-    /// (`lua/append.lua`), so the batch is stored whole or not at all. Returns once Redis has the entries.
-    pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
-        self.append_with(views, "*", None).await.map(|_| ())
-    }
-
-    /// [`Self::append`] under a producer's `Idempotency-Key`, recorded on each partition with its entry for
-    /// `retention`: a batch sent again with the same key within it is not stored again
-    /// ([`AppendOutcome::AlreadyStored`]); the same key with another batch is refused
-    /// ([`StoreError::KeyReused`]) and stores nothing.
-    pub async fn append_idempotent(
-        &self,
-        views: &[(VideoId, u64)],
-        key: &IdempotencyKey,
-        retention: Duration,
-    ) -> Result<AppendOutcome> {
-        self.append_with(views, "*", Some((key, retention))).await
-    }
-
-    /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
-    /// before the log's last entry. For replays and tests that inject time.
-    pub async fn append_at(&self, views: &[(VideoId, u64)], at_ms: i64) -> Result<()> {
-        self.append_with(views, &format!("{at_ms}-*"), None)
-            .await
-            .map(|_| ())
-    }
-
-    async fn append_with(
-        &self,
-        views: &[(VideoId, u64)],
-        id: &str,
-        key: Option<(&IdempotencyKey, Duration)>,
-    ) -> Result<AppendOutcome> {
-        let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
-        for (video, n) in views {
-            by_partition
-                .entry(self.keys.partition_of(video))
-                .or_default()
-                .push((video, *n));
-        }
-        let mut keys = Vec::with_capacity(2 * by_partition.len());
-        let mut records = Vec::new();
-        // At least 1 ms: 0 means "no key" to the script.
-        let retention_ms = key.map_or(0, |(_, r)| r.as_millis().max(1));
-        let mut args = vec![
-            self.append_deadline_ms().await?.to_string(),
-            id.to_owned(),
-            LINES_FIELD.to_owned(),
-            retention_ms.to_string(),
-        ];
-        for (p, views) in by_partition {
-            keys.push(self.keys.log(p));
-            if let Some((key, _)) = key {
-                records.push(self.keys.idempotency(p, key));
-            }
-            args.push(encode_lines(views));
-        }
-        keys.extend(records);
-        let written: i64 = self
-            .scripts
-            .append
-            .evalsha_with_reload(&self.client, keys, args)
-            .await?;
-        match written {
-            -1 => {
-                // Redis was frozen or slow: read its clock again before the next deadline.
-                self.clock.forget();
-                Err(StoreError::TooLate)
-            }
-            -2 => Err(StoreError::KeyReused),
-            0 if key.is_some() => Ok(AppendOutcome::AlreadyStored),
-            n if n > 0 => Ok(AppendOutcome::Stored),
-            other => Err(StoreError::Reply(format!("append script answered {other}"))),
-        }
     }
 
     /// Reads up to `count` entries of partition `p`'s log for `consumer`.
@@ -152,10 +64,11 @@ impl RedisStore {
             LogRead::New => ">",
             LogRead::OwnPending => "0",
         };
+        let log = self.keys.log(p);
         let reply: Value = self
-            .client
-            .custom(
-                cmd!("XREADGROUP"),
+            .on_key(
+                "XREADGROUP",
+                &log,
                 vec![
                     "GROUP".to_owned(),
                     CONSUMER_GROUP.into(),
@@ -163,7 +76,7 @@ impl RedisStore {
                     "COUNT".into(),
                     count.to_string(),
                     "STREAMS".into(),
-                    self.keys.log(p),
+                    log.clone(),
                     id.into(),
                 ],
             )
@@ -189,12 +102,13 @@ impl RedisStore {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<LogEntry>> {
+        let log = self.keys.log(p);
         let reply: Value = self
-            .client
-            .custom(
-                cmd!("XAUTOCLAIM"),
+            .on_key(
+                "XAUTOCLAIM",
+                &log,
                 vec![
-                    self.keys.log(p),
+                    log.clone(),
                     CONSUMER_GROUP.into(),
                     consumer.into(),
                     min_idle.as_millis().to_string(),
@@ -270,8 +184,7 @@ impl RedisStore {
     /// Deletes the entries of the stream at `key` older than `min_id` (XTRIM MINID); returns how many.
     pub(super) async fn trim_before(&self, key: String, min_id: String) -> Result<u64> {
         let removed: i64 = self
-            .client
-            .custom(cmd!("XTRIM"), vec![key, "MINID".into(), min_id])
+            .on_key("XTRIM", &key.clone(), vec![key, "MINID".into(), min_id])
             .await?;
         Ok(removed.max(0) as u64)
     }

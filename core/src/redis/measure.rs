@@ -6,6 +6,7 @@ use crate::domain::{RankedVideo, TopK, Window};
 use crate::sealed;
 use fred::cmd;
 use fred::prelude::*;
+use fred::types::{ClusterHash, CustomCommand};
 
 impl RedisStore {
     /// The naive ingest baseline: one ZINCRBY per view into every sorted set in `keys`, pipelined, with no log
@@ -58,20 +59,61 @@ impl RedisStore {
         Ok(busy.into_iter().any(|v| v > 0.0))
     }
 
-    /// The numeric values of `fields` in `INFO section`.
-    async fn server_info(&self, section: &str, fields: &[&str]) -> Result<Vec<f64>> {
-        let info: String = self
-            .client
-            .custom(cmd!("INFO"), vec![section.to_owned()])
-            .await?;
-        Ok(info
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(k, _)| fields.contains(k))
-            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-            .collect())
+    /// CPU seconds each primary has used so far (one entry, named "", on a single node).
+    pub async fn server_cpu_seconds_per_node(&self) -> Result<Vec<(String, f64)>> {
+        let mut out = Vec::new();
+        for node in self.primaries() {
+            let info: String = self.on_node(node.clone(), "INFO", vec!["cpu".to_owned()]).await?;
+            let used = parse_info(&info, &["used_cpu_user", "used_cpu_sys"]).into_iter().sum();
+            out.push((node.map_or_else(String::new, |n| n.to_string()), used));
+        }
+        Ok(out)
     }
 
+    /// The primaries: every node of a cluster, or `None` for the one node.
+    fn primaries(&self) -> Vec<Option<Server>> {
+        match self.client.cached_cluster_state() {
+            Some(state) if self.cluster => state.unique_primary_nodes().into_iter().map(Some).collect(),
+            _ => vec![None],
+        }
+    }
+
+    /// A command on one node (`None`: the one node).
+    async fn on_node<R: FromValue>(&self, node: Option<Server>, name: &'static str, args: Vec<String>) -> Result<R> {
+        let command = CustomCommand::new_static(name, ClusterHash::Random, false);
+        Ok(match node {
+            Some(node) => self.client.with_cluster_node(node).custom(command, args).await?,
+            None => self.client.custom(command, args).await?,
+        })
+    }
+
+    /// The numeric values of `fields` in `INFO section`, summed over the primaries.
+    async fn server_info(&self, section: &str, fields: &[&str]) -> Result<Vec<f64>> {
+        let mut sums = vec![0.0; fields.len()];
+        for node in self.primaries() {
+            let info: String = self.on_node(node, "INFO", vec![section.to_owned()]).await?;
+            for (sum, v) in sums.iter_mut().zip(parse_info(&info, fields)) {
+                *sum += v;
+            }
+        }
+        Ok(sums)
+    }
+}
+
+/// The numeric values of `fields` in an INFO reply, in the order of `fields`.
+fn parse_info(info: &str, fields: &[&str]) -> Vec<f64> {
+    let values: std::collections::HashMap<&str, f64> = info
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter_map(|(k, v)| Some((k, v.trim().parse::<f64>().ok()?)))
+        .collect();
+    fields
+        .iter()
+        .map(|f| values.get(f).copied().unwrap_or(0.0))
+        .collect()
+}
+
+impl RedisStore {
     /// Bytes Redis uses for every window (its hash and its leader set, MEMORY USAGE with every element
     /// sampled) and how many (video, window) pairs they hold.
     pub async fn window_memory(&self) -> Result<(u64, u64)> {
@@ -91,7 +133,7 @@ impl RedisStore {
     /// they hold.
     pub async fn sealed_minute_memory(&self) -> Result<(u64, u64)> {
         let (mut bytes, mut pairs) = (0u64, 0u64);
-        for key in self.scan(&self.keys.sealed_minute_pattern()).await? {
+        for key in self.scan_everywhere(&self.keys.sealed_minute_pattern()).await? {
             bytes += self.memory_usage(key.clone()).await?;
             let blob: Option<String> = self.client.get(key).await?;
             pairs += sealed::decode(blob.as_deref().unwrap_or("")).count() as u64;
@@ -101,9 +143,9 @@ impl RedisStore {
 
     async fn memory_usage(&self, key: String) -> Result<u64> {
         let used: Option<i64> = self
-            .client
-            .custom(
-                cmd!("MEMORY"),
+            .on_key(
+                "MEMORY",
+                &key.clone(),
                 vec!["USAGE".to_owned(), key, "SAMPLES".into(), "0".into()],
             )
             .await?;
@@ -112,16 +154,42 @@ impl RedisStore {
 
     /// Every key under this deployment's prefix whose name matches `pattern` after the prefix (SCAN).
     pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>> {
-        self.scan(&self.keys.pattern(pattern)).await
+        self.scan_everywhere(&self.keys.pattern(pattern)).await
+    }
+
+    /// Every key matching a full SCAN pattern, on every primary.
+    async fn scan_everywhere(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for node in self.primaries() {
+            let mut cursor = "0".to_owned();
+            loop {
+                let args = vec![cursor, "MATCH".into(), pattern.to_owned(), "COUNT".into(), "1000".into()];
+                let (next, keys): (String, Vec<String>) = self.on_node(node.clone(), "SCAN", args).await?;
+                found.extend(keys);
+                if next == "0" {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(found)
     }
 
     /// Deletes every key under this deployment's prefix (benchmark clean-up; never used by the services).
     pub async fn delete_all_keys(&self) -> Result<u64> {
         let keys = self.keys_matching("*").await?;
         let mut deleted = 0;
+        // One key per command: on a cluster the keys of one DEL must share a slot.
         for chunk in keys.chunks(1000) {
-            let n: i64 = self.client.del(chunk.to_vec()).await?;
-            deleted += n.max(0) as u64;
+            let counts = futures::future::join_all(
+                chunk
+                    .iter()
+                    .map(|key| self.on_first_key::<i64>("DEL", vec![key.clone()])),
+            )
+            .await;
+            for n in counts {
+                deleted += n?.max(0) as u64;
+            }
         }
         Ok(deleted)
     }

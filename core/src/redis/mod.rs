@@ -2,7 +2,8 @@
 //! the services.
 //!
 //! [`RedisStore`] speaks the domain. Its methods are split by concern, one file each:
-//! - [`log`](self::log): the per-partition log (append, read, claim, trim).
+//! - `append`: a batch into the per-partition log (one script on a node, one per partition on a cluster).
+//! - [`log`](self::log): the per-partition log (read, claim, trim).
 //! - `group`: where the consumer group stands (backlog, applied-through time, active workers).
 //! - `windows`: the window scripts (apply with the acknowledgement, retire, refill, seal).
 //! - `rankings`: the global top K and one video's counts, for the API.
@@ -12,8 +13,10 @@
 //! - `restore`: `rebuild-redis`'s restore and seeding of window state.
 //! - `clock`: Redis's clock and the append deadline on it.
 //! - `scripts`: the Lua scripts in `lua/`.
+//! - `route`: which node a command goes to, and which failures are retried (Redis Cluster).
 //! - `measure` (feature `bench`): the benchmark's baselines and measurements.
 
+mod append;
 mod buckets;
 mod clock;
 mod closed;
@@ -24,14 +27,17 @@ mod log;
 mod measure;
 mod rankings;
 mod restore;
+mod route;
 mod scripts;
 mod windows;
 
 pub use closed::LateViews;
-pub use log::{AppendOutcome, LogRead};
+pub use append::AppendOutcome;
+pub use log::LogRead;
 pub use windows::{ApplyOutcome, LeaderCaps};
 
 use crate::config::RedisConfig;
+use crate::domain::IdempotencyKey;
 use crate::keys::KeySchema;
 use fred::prelude::*;
 use std::time::Duration;
@@ -59,6 +65,17 @@ pub enum StoreError {
     /// The append's `Idempotency-Key` was recorded for a different batch; nothing was written.
     #[error("the Idempotency-Key was used for a different batch")]
     KeyReused,
+    /// Fewer replicas than `TOPK_REDIS_WAIT_REPLICAS` confirmed the entries in time (or a partition changed
+    /// owner meanwhile): they are stored, but a failover now could lose them.
+    #[error("only {acked} of {wanted} replicas confirmed the entries in time")]
+    NotReplicated { acked: u32, wanted: u32 },
+    /// On Redis Cluster, a part of the batch could not be stored (or confirmed): other parts may be. Sending
+    /// the batch again under `key` stores exactly what is missing.
+    #[error("the batch may be partly stored ({cause}); send it again with Idempotency-Key {}", key.as_str())]
+    Incomplete {
+        key: IdempotencyKey,
+        cause: Box<StoreError>,
+    },
 }
 
 impl StoreError {
@@ -79,6 +96,12 @@ pub struct RedisStore {
     timeout: Duration,
     clock: std::sync::Arc<clock::ClockOffset>,
     scripts: scripts::Scripts,
+    /// The URL names a Redis Cluster: no command may touch two partitions.
+    cluster: bool,
+    /// Replicas that must confirm an append before it returns (WAIT).
+    wait_replicas: u32,
+    /// How long a partition remembers the key an append without one was given on a cluster.
+    generated_key_retention: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -94,6 +117,7 @@ impl RedisStore {
     /// fails within the configured timeout, and the client keeps reconnecting in the background.
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
         let mut config = Config::from_url(&cfg.redis_url)?;
+        let cluster = config.server.is_clustered();
         // fred's default gives up for good when the first connection fails (Redis down, or still loading its
         // data and answering LOADING); a service started before Redis must keep trying, like after a drop.
         config.fail_fast = false;
@@ -118,7 +142,22 @@ impl RedisStore {
             timeout,
             clock: Default::default(),
             scripts: scripts::Scripts::load(),
+            cluster,
+            wait_replicas: cfg.wait_replicas,
+            generated_key_retention: Duration::from_secs(300),
         })
+    }
+
+    /// The same store remembering the keys it generates for appends without one (on a cluster) for
+    /// `retention`, like producers' keys.
+    pub fn with_generated_key_retention(mut self, retention: Duration) -> Self {
+        self.generated_key_retention = retention;
+        self
+    }
+
+    /// Whether this store runs on Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// The same store with other leader caps: tests use tiny ones so that trims and refills happen often.

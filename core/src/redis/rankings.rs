@@ -5,7 +5,6 @@ use super::{RedisStore, Result, StoreError};
 use crate::domain::{RankedVideo, TopK, VideoId, Window};
 use crate::keys::Partition;
 use crate::ranking::{first_read_len, lists_to_extend, merge_rankings};
-use fred::cmd;
 use fred::prelude::*;
 
 impl RedisStore {
@@ -60,10 +59,7 @@ impl RedisStore {
 
     pub(super) async fn range_rev(&self, key: String, k: Option<TopK>) -> Result<Vec<RankedVideo>> {
         let stop = k.map_or(-1, |k| k.get() as i64 - 1);
-        let reply: Vec<Value> = self
-            .client
-            .custom(
-                cmd!("ZRANGE"),
+        let reply: Vec<Value> = self.on_first_key("ZRANGE",
                 vec![
                     key,
                     "0".into(),

@@ -7,7 +7,6 @@ use crate::domain::Window;
 use crate::keys::{Partition, CONSUMER_GROUP};
 use crate::sealed;
 use crate::slices::{self, retire_target};
-use fred::cmd;
 use fred::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,7 +28,7 @@ impl RedisStore {
         // Clear everything of the partition but its log and its late views not yet in Postgres.
         let kept = [k.log(p), k.late(p)];
         let doomed: Vec<String> = self
-            .scan(&k.partition_pattern(p))
+            .scan_partition(p, &k.partition_pattern(p))
             .await?
             .into_iter()
             .filter(|key| !kept.contains(key))
@@ -82,14 +81,14 @@ impl RedisStore {
         if let Some(id) = replay_after {
             cursors.extend(["snapshot".into(), slices::minute_of(id.ms).to_string()]);
         }
-        let _: Value = self.client.custom(cmd!("HSET"), cursors).await?;
+        let _: Value = self.on_first_key("HSET", cursors).await?;
         // Restart the consumer group after the checkpoint, dropping its pending list: every entry after the
         // checkpoint is delivered again exactly once (workers must be stopped meanwhile).
         let log = k.log(p);
         let _: Result<Value, _> = self
-            .client
-            .custom(
-                cmd!("XGROUP"),
+            .on_key(
+                "XGROUP",
+                &log,
                 vec!["DESTROY".to_owned(), log.clone(), CONSUMER_GROUP.into()],
             )
             .await;
@@ -116,7 +115,7 @@ impl RedisStore {
                 args.push((*video).to_owned());
                 args.push(n.to_string());
             }
-            let _: i64 = self.client.custom(cmd!("HSET"), args).await?;
+            let _: i64 = self.on_first_key("HSET", args).await?;
         }
         let mut threshold = 1;
         if counts.len() > self.caps.max as usize {
@@ -126,10 +125,7 @@ impl RedisStore {
         }
         self.zadd_chunks(set, counts.into_iter()).await?;
         let name = window.as_str();
-        let _: Value = self
-            .client
-            .custom(
-                cmd!("HSET"),
+        let _: Value = self.on_first_key("HSET",
                 vec![
                     k.leader_state(p),
                     format!("{name}:enter"),
@@ -164,10 +160,7 @@ impl RedisStore {
                 false,
             )
             .await?;
-        let _: Value = self
-            .client
-            .custom(
-                cmd!("ZADD"),
+        let _: Value = self.on_first_key("ZADD",
                 vec![k.minute_index(p), minute.to_string(), minute.to_string()],
             )
             .await?;
@@ -185,39 +178,32 @@ impl RedisStore {
             args.push(n.to_string());
             args.push(video.to_owned());
             if args.len() >= 2001 {
-                let _: i64 = self
-                    .client
-                    .custom(
-                        cmd!("ZADD"),
+                let _: i64 = self.on_first_key("ZADD",
                         std::mem::replace(&mut args, vec![key.clone()]),
                     )
                     .await?;
             }
         }
         if args.len() > 1 {
-            let _: i64 = self.client.custom(cmd!("ZADD"), args).await?;
+            let _: i64 = self.on_first_key("ZADD", args).await?;
         }
         Ok(())
     }
 
-    /// Every key matching a full SCAN pattern.
-    pub(super) async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+    /// Every key of partition `p` matching a full SCAN pattern (scanned on the node that owns the partition).
+    pub(super) async fn scan_partition(&self, p: Partition, pattern: &str) -> Result<Vec<String>> {
+        let node = self.keys.log(p);
         let mut cursor = "0".to_owned();
         let mut found = Vec::new();
         loop {
-            let (next, keys): (String, Vec<String>) = self
-                .client
-                .custom(
-                    cmd!("SCAN"),
-                    vec![
-                        cursor,
-                        "MATCH".into(),
-                        pattern.to_owned(),
-                        "COUNT".into(),
-                        "1000".into(),
-                    ],
-                )
-                .await?;
+            let args = vec![
+                cursor,
+                "MATCH".into(),
+                pattern.to_owned(),
+                "COUNT".into(),
+                "1000".into(),
+            ];
+            let (next, keys): (String, Vec<String>) = self.on_key("SCAN", &node, args).await?;
             found.extend(keys);
             if next == "0" {
                 return Ok(found);

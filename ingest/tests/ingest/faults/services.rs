@@ -72,6 +72,7 @@ impl Env {
             partitions: self.partitions,
             key_prefix: self.prefix.clone(),
             redis_timeout_ms: 5_000,
+            wait_replicas: 0,
         })
         .await
         .unwrap()

@@ -1,0 +1,321 @@
+//! Appending a batch to the log: one entry per partition it touches (`lua/append.lua`).
+//!
+//! On one node the batch is one script, stored whole or not at all. On Redis Cluster no script may touch two
+//! partitions (their slots live on different nodes), so each partition's entry is its own script, and the
+//! batch is made exactly-once by its `Idempotency-Key` instead: every partition records the key with its
+//! entry, so sending the batch again with the same key stores only the parts that are missing. A batch sent
+//! without a key gets one generated here; when a part fails, the error carries that key
+//! ([`StoreError::Incomplete`]) so the producer can complete the batch with it.
+//!
+//! With `wait_replicas` > 0, an append returns only once WAIT confirms its entries on that many replicas of
+//! every node that took a part, so a failover after the answer cannot lose them.
+
+use super::route::slot_of;
+use super::{RedisStore, Result, StoreError};
+use crate::batch::{encode_lines, LINES_FIELD};
+use crate::domain::{IdempotencyKey, VideoId};
+use crate::keys::Partition;
+use fred::interfaces::ClusterInterface;
+use futures::future::join_all;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What became of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batch's entries are in the log now.
+    Stored,
+    /// An earlier request with the same `Idempotency-Key` stored this batch; nothing was written again.
+    AlreadyStored,
+}
+
+/// First pause before a failed part of a batch is sent again under its key.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// One partition's part of a batch: its `<video> <n>` lines.
+type Part = (Partition, String);
+
+/// The key a batch is appended under, and how long each partition keeps its record.
+#[derive(Clone, Copy)]
+struct Keyed<'a> {
+    key: &'a IdempotencyKey,
+    retention: Duration,
+    /// The SHA-1 of the whole batch: a partition's record holds it, so the same key with another batch is
+    /// told apart on every partition, not only on those whose lines differ.
+    fingerprint: &'a str,
+}
+
+impl RedisStore {
+    /// Appends a validated batch to the log. Returns once Redis has the entries (and, with `wait_replicas`,
+    /// its replicas). On one node the batch is stored whole or not at all; on a cluster, see the module.
+    pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
+        if self.cluster {
+            let key = IdempotencyKey::generate();
+            return self
+                .append_idempotent(views, &key, self.generated_key_retention)
+                .await
+                .map(|_| ());
+        }
+        self.append_with(views, "*", None).await.map(|_| ())
+    }
+
+    /// [`Self::append`] under a producer's `Idempotency-Key`, recorded on each partition with its entry for
+    /// `retention`: a batch sent again with the same key within it stores only what is missing
+    /// ([`AppendOutcome::AlreadyStored`] when nothing was); the same key with another batch is refused
+    /// ([`StoreError::KeyReused`]) and stores nothing.
+    pub async fn append_idempotent(
+        &self,
+        views: &[(VideoId, u64)],
+        key: &IdempotencyKey,
+        retention: Duration,
+    ) -> Result<AppendOutcome> {
+        self.append_with(views, "*", Some((key, retention))).await
+    }
+
+    /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
+    /// before the log's last entry. For replays and tests that inject time.
+    pub async fn append_at(&self, views: &[(VideoId, u64)], at_ms: i64) -> Result<()> {
+        self.append_with(views, &format!("{at_ms}-*"), None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn append_with(
+        &self,
+        views: &[(VideoId, u64)],
+        id: &str,
+        key: Option<(&IdempotencyKey, Duration)>,
+    ) -> Result<AppendOutcome> {
+        let parts = self.split(views);
+        let fingerprint = batch_fingerprint(&parts);
+        let keyed = key.map(|(key, retention)| Keyed {
+            key,
+            retention,
+            fingerprint: &fingerprint,
+        });
+        let owners = self.owners(parts.iter().map(|(p, _)| *p));
+        let outcome = if self.cluster {
+            self.append_each(&parts, id, keyed).await
+        } else {
+            self.append_parts(&parts, id, keyed).await
+        };
+        let outcome = match outcome {
+            Ok(outcome) => self.wait_for_replicas(&owners).await.map(|()| outcome),
+            Err(e) => Err(e),
+        };
+        match (outcome, keyed) {
+            (Err(e), Some(k)) if self.cluster && !matches!(e, StoreError::KeyReused) => {
+                Err(StoreError::Incomplete {
+                    key: k.key.clone(),
+                    cause: Box::new(e),
+                })
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// The batch's views grouped by partition, as each partition's lines.
+    fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
+        let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
+        for (video, n) in views {
+            by_partition
+                .entry(self.keys.partition_of(video))
+                .or_default()
+                .push((video, *n));
+        }
+        by_partition
+            .into_iter()
+            .map(|(p, views)| (p, encode_lines(views)))
+            .collect()
+    }
+
+    /// On a cluster: one script per partition, all at once, and the parts that fail sent again under the key
+    /// until the store's timeout. The same key with another batch is checked on every partition first, so
+    /// that such a batch stores nothing.
+    async fn append_each(
+        &self,
+        parts: &[Part],
+        id: &str,
+        keyed: Option<Keyed<'_>>,
+    ) -> Result<AppendOutcome> {
+        let Some(keyed) = keyed else {
+            // Only replays and tests append without a key (`append_at`): each part once, no retry.
+            return self.append_concurrently(parts, id, None).await.1;
+        };
+        self.refuse_reused_key(parts, keyed).await?;
+        let give_up = Instant::now() + self.timeout;
+        let mut pending: Vec<Part> = parts.to_vec();
+        let mut stored_any = false;
+        let mut pause = RETRY_PAUSE;
+        loop {
+            let (failed, outcome) = self.append_concurrently(&pending, id, Some(keyed)).await;
+            match outcome {
+                Ok(AppendOutcome::Stored) => stored_any = true,
+                Ok(AppendOutcome::AlreadyStored) => {}
+                Err(StoreError::KeyReused) => return Err(StoreError::KeyReused),
+                Err(e) if Instant::now() + pause >= give_up => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, parts = failed.len(), "appending again under the batch's key");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    pending = failed;
+                    continue;
+                }
+            }
+            return Ok(if stored_any {
+                AppendOutcome::Stored
+            } else {
+                AppendOutcome::AlreadyStored
+            });
+        }
+    }
+
+    /// Appends each part on its own, concurrently. Returns the parts that failed and the combined outcome
+    /// (the first error, or whether any part was stored).
+    async fn append_concurrently(
+        &self,
+        parts: &[Part],
+        id: &str,
+        keyed: Option<Keyed<'_>>,
+    ) -> (Vec<Part>, Result<AppendOutcome>) {
+        let results = join_all(
+            parts
+                .iter()
+                .map(|part| self.append_parts(std::slice::from_ref(part), id, keyed)),
+        )
+        .await;
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        let mut stored = false;
+        for (part, result) in parts.iter().zip(results) {
+            match result {
+                Ok(AppendOutcome::Stored) => stored = true,
+                Ok(AppendOutcome::AlreadyStored) => {}
+                Err(e) => {
+                    failed.push(part.clone());
+                    // A reused key is the verdict that matters most: it is never retried.
+                    if first_error.is_none() || matches!(e, StoreError::KeyReused) {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        let outcome = match first_error {
+            Some(e) => Err(e),
+            None if stored || keyed.is_none() => Ok(AppendOutcome::Stored),
+            None => Ok(AppendOutcome::AlreadyStored),
+        };
+        (failed, outcome)
+    }
+
+    /// Refuses (before writing anything) a key that any of the batch's partitions recorded for another batch.
+    async fn refuse_reused_key(&self, parts: &[Part], keyed: Keyed<'_>) -> Result<()> {
+        let records = join_all(parts.iter().map(|(p, _)| {
+            let record = self.keys.idempotency(*p, keyed.key);
+            async move { self.on_key::<Option<String>, _>("GET", &record, vec![record.clone()]).await }
+        }))
+        .await;
+        for record in records {
+            if record?.is_some_and(|seen| seen != keyed.fingerprint) {
+                return Err(StoreError::KeyReused);
+            }
+        }
+        Ok(())
+    }
+
+    /// One call of `lua/append.lua` for `parts` (all on one node: one partition on a cluster).
+    async fn append_parts(
+        &self,
+        parts: &[Part],
+        id: &str,
+        keyed: Option<Keyed<'_>>,
+    ) -> Result<AppendOutcome> {
+        let mut keys: Vec<String> = parts.iter().map(|(p, _)| self.keys.log(*p)).collect();
+        if let Some(k) = keyed {
+            keys.extend(parts.iter().map(|(p, _)| self.keys.idempotency(*p, k.key)));
+        }
+        // At least 1 ms: 0 means "no key" to the script.
+        let retention_ms = keyed.map_or(0, |k| k.retention.as_millis().max(1));
+        let mut args = vec![
+            self.append_deadline_ms().await?.to_string(),
+            id.to_owned(),
+            LINES_FIELD.to_owned(),
+            retention_ms.to_string(),
+            keyed.map_or_else(String::new, |k| k.fingerprint.to_owned()),
+        ];
+        args.extend(parts.iter().map(|(_, lines)| lines.clone()));
+        let written: i64 = self.eval(&self.scripts.append, keys, args).await?;
+        match written {
+            -1 => {
+                // Redis was frozen or slow: read its clock again before the next deadline.
+                self.clock.forget();
+                Err(StoreError::TooLate)
+            }
+            -2 => Err(StoreError::KeyReused),
+            0 if keyed.is_some() => Ok(AppendOutcome::AlreadyStored),
+            n if n > 0 => Ok(AppendOutcome::Stored),
+            other => Err(StoreError::Reply(format!("append script answered {other}"))),
+        }
+    }
+
+    /// Which node owns each partition now (on one node: nobody in particular), recorded before an append so
+    /// that [`Self::wait_for_replicas`] can tell when a partition moved in between.
+    fn owners(&self, partitions: impl Iterator<Item = Partition>) -> BTreeMap<Partition, String> {
+        let state = if self.cluster {
+            self.client.cached_cluster_state()
+        } else {
+            None
+        };
+        partitions
+            .map(|p| {
+                let owner = state
+                    .as_ref()
+                    .and_then(|s| s.get_server(slot_of(&self.keys.log(p))))
+                    .map_or_else(String::new, ToString::to_string);
+                (p, owner)
+            })
+            .collect()
+    }
+
+    /// With `wait_replicas` > 0: WAIT on every node that took a part of the batch (on the connection that
+    /// carried the write) until that many replicas have it, within half the store's timeout. Fails with
+    /// [`StoreError::NotReplicated`] when fewer confirm, or when a partition changed owner since the append
+    /// (a failover in between: the new primary's WAIT would say nothing of the write).
+    async fn wait_for_replicas(&self, owners: &BTreeMap<Partition, String>) -> Result<()> {
+        let wanted = self.wait_replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        // One WAIT per node, routed by the slot of one of its partitions.
+        let mut one_per_node: BTreeMap<&str, Partition> = BTreeMap::new();
+        for (p, owner) in owners {
+            one_per_node.entry(owner).or_insert(*p);
+        }
+        let wait_ms = (self.timeout.as_millis() / 2).max(1).to_string();
+        let acks = join_all(one_per_node.values().map(|p| {
+            let log = self.keys.log(*p);
+            let args = vec![wanted.to_string(), wait_ms.clone()];
+            async move { self.on_key::<i64, _>("WAIT", &log, args).await }
+        }))
+        .await;
+        for ack in acks {
+            let acked = ack?.max(0) as u32;
+            if acked < wanted {
+                return Err(StoreError::NotReplicated { acked, wanted });
+            }
+        }
+        if self.owners(owners.keys().copied()) != *owners {
+            return Err(StoreError::NotReplicated { acked: 0, wanted });
+        }
+        Ok(())
+    }
+}
+
+/// The SHA-1 of a whole batch, as its partitions' lines in partition order.
+fn batch_fingerprint(parts: &[Part]) -> String {
+    let mut all = String::new();
+    for (p, lines) in parts {
+        all.push_str(&format!("#{p}\n{lines}"));
+    }
+    fred::util::sha1_hash(&all)
+}
