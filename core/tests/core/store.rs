@@ -9,6 +9,7 @@ use topk_core::config::RedisConfig;
 use topk_core::domain::{TopK, VideoId, Window};
 use topk_core::redis::{ApplyOutcome, LeaderCaps, LogRead, RedisStore};
 use topk_core::slices::minute_of;
+use topk_testkit::cluster_url;
 use topk_testkit::fixtures::{
     apply_log, brute_force_window, redis_config, redis_config_at, store, store_for, window_counts,
 };
@@ -89,29 +90,55 @@ proptest! {
                                                partitions in 1u16..4, chunk in 1usize..5,
                                                tiny_caps in any::<bool>()) {
         runtime().block_on(async {
-            let mut store = store("prop", partitions).await;
-            if tiny_caps {
-                store = store.with_leader_caps(LeaderCaps { min: 3, keep: 4, max: 6 });
-            }
-            let mut now = T0;
-            let mut events: Vec<(i64, String, u64)> = Vec::new();
-            for s in &steps {
-                now += s.advance_ms;
-                let views: Vec<(VideoId, u64)> = s.views.iter().map(|(v, n)| (VideoId::parse(v).unwrap(), *n)).collect();
-                store.append_at(&views, now).await.unwrap();
-                events.extend(s.views.iter().map(|(v, n)| (now, v.clone(), *n)));
-                if s.apply { apply_log(&store, "c1", chunk).await; }
-                if s.retire { store.retire_all(now).await.unwrap(); }
-                if s.seal { seal_all(&store, now).await; }
-                if s.apply && s.retire {
-                    check(&store, &events, now).await;
-                }
-            }
-            apply_log(&store, "c1", chunk).await;
-            store.retire_all(now).await.unwrap();
-            check(&store, &events, now).await;
+            run_steps(store("prop", partitions).await, &steps, chunk, tiny_caps).await;
         });
     }
+
+    /// The same on a Redis Cluster (3 primaries): every script stays on one partition's slot, and the
+    /// windows are the same as on one node.
+    #[test]
+    fn windows_match_brute_force_on_a_cluster(steps in proptest::collection::vec(step(), 1..25),
+                                              chunk in 1usize..5, tiny_caps in any::<bool>()) {
+        runtime().block_on(async {
+            let store = store_for(&redis_config_at(&cluster_url(), "prop_cluster", 6)).await;
+            run_steps(store, &steps, chunk, tiny_caps).await;
+        });
+    }
+}
+
+/// Runs `steps` (append, apply, retire, seal) on `store`, checking every window whenever the log is applied
+/// and retired, and once at the end.
+async fn run_steps(mut store: RedisStore, steps: &[Step], chunk: usize, tiny_caps: bool) {
+    if tiny_caps {
+        store = store.with_leader_caps(LeaderCaps { min: 3, keep: 4, max: 6 });
+    }
+    let mut now = T0;
+    let mut events: Vec<(i64, String, u64)> = Vec::new();
+    for s in steps {
+        now += s.advance_ms;
+        let views: Vec<(VideoId, u64)> = s
+            .views
+            .iter()
+            .map(|(v, n)| (VideoId::parse(v).unwrap(), *n))
+            .collect();
+        store.append_at(&views, now).await.unwrap();
+        events.extend(s.views.iter().map(|(v, n)| (now, v.clone(), *n)));
+        if s.apply {
+            apply_log(&store, "c1", chunk).await;
+        }
+        if s.retire {
+            store.retire_all(now).await.unwrap();
+        }
+        if s.seal {
+            seal_all(&store, now).await;
+        }
+        if s.apply && s.retire {
+            check(&store, &events, now).await;
+        }
+    }
+    apply_log(&store, "c1", chunk).await;
+    store.retire_all(now).await.unwrap();
+    check(&store, &events, now).await;
 }
 
 async fn check(store: &RedisStore, events: &[(i64, String, u64)], now: i64) {
