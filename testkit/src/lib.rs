@@ -1,15 +1,21 @@
 //! Test support: a private `redis-server` and PostgreSQL for one test run, and isolation per test.
 //!
-//! The servers start on first use, on free loopback ports, with data in a temporary folder, and a watchdog
-//! shell stops them and removes the folder when the test process exits (statics are never dropped).
-//! `TOPK_TEST_REDIS_URL` / `TOPK_TEST_DATABASE_URL` (a server URL ending in `/postgres`) reuse running servers.
+//! The servers (and a Redis Cluster, for the tests that ask for one with [`cluster_url`]) start on first
+//! use, on free loopback ports, with data in a temporary folder, and a watchdog shell stops them and removes
+//! the folder when the test process exits (statics are never dropped).
+//! `TOPK_TEST_REDIS_URL` / `TOPK_TEST_DATABASE_URL` (a server URL ending in `/postgres`) /
+//! `TOPK_TEST_REDIS_CLUSTER_URL` (a `redis-cluster://` URL) reuse running servers.
 //! Each test isolates itself with [`unique_name`] (a Redis key prefix) and [`fresh_database`].
 //! Tests that kill, freeze or restart Redis start their own with [`RedisServer::start`] (or
 //! [`RedisServer::start_persistent`]), and observe any server with [`RedisConn`], a client of their own.
+//! Tests that kill or freeze a cluster node, or move a slot, start their own [`RedisCluster`].
 //!
 //! # Layout
-//! - [`servers`]: the shared servers of a test process, [`unique_name`] and [`fresh_database`].
+//! - [`servers`]: the shared servers of a test process (and its shared cluster, [`cluster_url`]),
+//!   [`unique_name`] and [`fresh_database`].
 //! - [`redis_server`]: [`RedisServer`], a redis-server a test owns.
+//! - [`redis_cluster`]: [`RedisCluster`], a Redis Cluster a test owns (kill, freeze, failover, live slot
+//!   migration), and [`slot_of`], a key's hash slot.
 //! - [`resp`]: [`RedisConn`], a blocking RESP client to observe a server.
 //! - [`postgres`]: [`PgServer`], `psql` and the PostgreSQL programs.
 //! - [`process`]: signals, ports, and the watchdog that cleans up after the test process.
@@ -19,12 +25,14 @@
 pub mod fixtures;
 pub mod postgres;
 pub mod process;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod resp;
 pub mod servers;
 
 pub use postgres::{pg_bin, psql, PgServer};
 pub use process::{free_port, signal, wait_port};
+pub use redis_cluster::{slot_of, RedisCluster, SlotRange};
 pub use redis_server::RedisServer;
 pub use resp::{RedisConn, Reply};
-pub use servers::{fresh_database, servers, unique_name, Servers};
+pub use servers::{cluster_url, fresh_database, servers, unique_name, Servers};

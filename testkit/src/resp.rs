@@ -30,6 +30,22 @@ impl Reply {
             _ => self.text().and_then(|t| t.parse().ok()),
         }
     }
+
+    /// The elements of an array reply (None for any other reply, a null array included).
+    pub fn array(&self) -> Option<&[Reply]> {
+        match self {
+            Reply::Array(Some(items)) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The message of an error reply.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Reply::Error(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// A minimal blocking Redis client for tests to observe a server (INFO, DBSIZE, SCAN) independently of the

@@ -1,8 +1,10 @@
 //! The Redis and PostgreSQL shared by one test process, started on first use, and names that keep tests
-//! apart on them (a Redis key prefix, a database per test).
+//! apart on them (a Redis key prefix, a database per test); and a Redis Cluster shared the same way, started
+//! only for the tests that ask for it.
 
 use crate::postgres::{psql, start_postgres};
 use crate::process::watch_and_stop;
+use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -17,6 +19,11 @@ pub struct Servers {
 }
 
 static SERVERS: OnceLock<Servers> = OnceLock::new();
+
+static CLUSTER_URL: OnceLock<String> = OnceLock::new();
+
+/// The node timeout of the shared cluster: nothing kills its nodes, so it only bounds a stray hiccup.
+const SHARED_CLUSTER_NODE_TIMEOUT_MS: u64 = 5_000;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -48,6 +55,26 @@ pub fn servers() -> &'static Servers {
             pg_port,
         }
     })
+}
+
+/// The `redis-cluster://` URL of the Redis Cluster shared by this test process (3 primaries with one replica
+/// each), started on first call; `TOPK_TEST_REDIS_CLUSTER_URL` reuses a running one instead. Tests keep
+/// apart on it with [`unique_name`] as on the shared Redis; one that kills a node or moves a slot starts a
+/// [`RedisCluster`] of its own.
+pub fn cluster_url() -> String {
+    CLUSTER_URL
+        .get_or_init(|| {
+            std::env::var("TOPK_TEST_REDIS_CLUSTER_URL")
+                .ok()
+                .unwrap_or_else(|| {
+                    let cluster = RedisCluster::start(3, SHARED_CLUSTER_NODE_TIMEOUT_MS);
+                    let url = cluster.url();
+                    // Its watchdog (started with it) stops the nodes once this process exits.
+                    std::mem::forget(cluster);
+                    url
+                })
+        })
+        .clone()
 }
 
 /// A name unique within the test run, usable as a Redis key prefix or a database name.
