@@ -56,6 +56,13 @@ fi
 # Redis: SIGTERM through our pid file does what SHUTDOWN does (flush the append-only file, then exit),
 # and unlike `redis-cli -p PORT shutdown` it cannot reach another Redis that now holds the port.
 stop_pid "$RUN_DIR/redis.pid" redis redis-server
+# The nodes of a Redis Cluster (TOPK_REDIS_CLUSTER), whatever their number: each saves its nodes file and
+# append-only file on SIGTERM, so the next up.sh finds the cluster formed, with its data.
+for pid_file in "$RUN_DIR"/redis-*.pid; do
+	[[ -e "$pid_file" ]] || continue
+	node="${pid_file##*/redis-}"
+	stop_pid "$pid_file" "redis cluster node ${node%.pid}" redis-server
+done
 
 if [[ "$purge" == true ]]; then
 	# Only delete a folder that up.sh made, never a TOPK_HOME pointed at something else by mistake.

@@ -5,6 +5,8 @@
 # Layout of TOPK_HOME (default <repo>/.topk, ignored by git):
 #   redis/   Redis data (append-only file)      pg/    PostgreSQL cluster (also its unix socket)
 #   logs/    one log per process                run/   one pid file per process that up.sh started
+# With TOPK_REDIS_CLUSTER=N, each Redis Cluster node has its own folder redis/node-<port>/ (its append-only
+# file and nodes-<port>.conf), log logs/redis-<port>.log and pid file run/redis-<port>.pid.
 
 # The repository root, whatever directory the script was called from.
 TOPK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +21,8 @@ TOPK_REDIS_PORT="${TOPK_REDIS_PORT:-6379}"
 TOPK_PG_PORT="${TOPK_PG_PORT:-5432}"
 TOPK_API_PORT="${TOPK_API_PORT:-8080}"
 TOPK_INGEST_PORT="${TOPK_INGEST_PORT:-8081}"
+# Primaries of a local Redis Cluster (one replica each); 0 or unset: a single Redis node.
+TOPK_REDIS_CLUSTER="${TOPK_REDIS_CLUSTER:-0}"
 
 REDIS_DIR="$TOPK_HOME/redis"
 PG_DATA="$TOPK_HOME/pg"
@@ -54,6 +58,50 @@ check_port_vars() {
 			die "$name='${!name}' is not a port number"
 		fi
 	done
+}
+
+# TOPK_REDIS_CLUSTER: 0 (one node) or N >= 3 primaries, whose 2N nodes take the ports TOPK_REDIS_PORT ..
+# TOPK_REDIS_PORT + 2N - 1 and each the cluster bus port 10000 above its own.
+check_redis_cluster_var() {
+	[[ "$TOPK_REDIS_CLUSTER" =~ ^[0-9]{1,3}$ ]] ||
+		die "TOPK_REDIS_CLUSTER='$TOPK_REDIS_CLUSTER': use 0 (a single Redis) or the number of primaries (3 or more)"
+	TOPK_REDIS_CLUSTER=$((10#$TOPK_REDIS_CLUSTER))
+	((TOPK_REDIS_CLUSTER == 0)) && return 0
+	((TOPK_REDIS_CLUSTER >= 3)) ||
+		die "TOPK_REDIS_CLUSTER=$TOPK_REDIS_CLUSTER: a Redis Cluster needs at least 3 primaries (0 runs a single Redis)"
+	local highest=$((10#$TOPK_REDIS_PORT + 2 * TOPK_REDIS_CLUSTER - 1))
+	((highest <= 55535)) ||
+		die "TOPK_REDIS_CLUSTER=$TOPK_REDIS_CLUSTER from TOPK_REDIS_PORT=$TOPK_REDIS_PORT needs ports up to $highest, whose cluster bus port ($((highest + 10000))) is past 65535; use a TOPK_REDIS_PORT of at most $((55535 - 2 * TOPK_REDIS_CLUSTER + 1))"
+}
+
+# The ports of the Redis Cluster nodes, one a line: TOPK_REDIS_PORT and the 2N - 1 after it.
+redis_cluster_ports() {
+	local i
+	for ((i = 0; i < 2 * TOPK_REDIS_CLUSTER; i++)); do
+		printf '%s\n' $((10#$TOPK_REDIS_PORT + i))
+	done
+}
+
+# One field of `CLUSTER INFO` of the node on PORT (empty when it does not answer).
+redis_cluster_info() {
+	redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+# The redis-cluster:// URL (fred's form: one node in the authority, the others as `node` parameters) of
+# the primaries that serve slots, as the node on PORT sees them.
+redis_cluster_url() {
+	local port="$1" primaries=() url line sep='?' i
+	while read -r line; do
+		primaries+=("$line")
+	done < <(redis-cli -p "$port" cluster nodes 2>/dev/null | tr -d '\r' |
+		awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { split($2, a, "@"); print a[1] }' | sort -t: -k2,2n)
+	((${#primaries[@]} > 0)) || return 1
+	url="redis-cluster://${primaries[0]}"
+	for ((i = 1; i < ${#primaries[@]}; i++)); do
+		url+="${sep}node=${primaries[$i]}"
+		sep='&'
+	done
+	printf '%s\n' "$url"
 }
 
 # pg_ctl hands its -o options to a shell, and the socket path has a length limit: keep TOPK_HOME plain.

@@ -7,6 +7,8 @@
 # TOPK_API_PORT (8080), TOPK_INGEST_PORT (8081), TOPK_PROFILE (release | debug), TOPK_REDIS_APPENDFSYNC
 # (everysec | always: fsync Redis's log every second, or before every answer), and passed on to the
 # services: TOPK_INGEST_TOKEN, TOPK_PARTITIONS and any other TOPK_* of .env.example.
+# TOPK_REDIS_CLUSTER=N (N >= 3; 0 or unset: one Redis) runs a Redis Cluster instead: N primaries with one
+# replica each on ports TOPK_REDIS_PORT .. TOPK_REDIS_PORT + 2N - 1 (and their bus ports, 10000 above).
 # Stop with scripts/down.sh.
 set -euo pipefail
 
@@ -16,13 +18,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 case "${1:-}" in
 "") ;;
 -h | --help)
-	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *) die "unknown argument '$1' (try --help)" ;;
 esac
 
 check_port_vars
+check_redis_cluster_var
 check_home_path
 TOPK_REDIS_APPENDFSYNC="${TOPK_REDIS_APPENDFSYNC:-everysec}"
 case "$TOPK_REDIS_APPENDFSYNC" in
@@ -67,23 +70,109 @@ require_free_port() {
 }
 
 # --- Redis --------------------------------------------------------------------------------------
-if pid="$(live_pid "$RUN_DIR/redis.pid" redis-server)"; then
-	info "redis: already running (pid $pid)"
+# Append-only with fsync every second: an acknowledged view survives a Redis restart, but a crash of
+# the machine (not of Redis) can lose about the last second of views answered 202.
+# TOPK_REDIS_APPENDFSYNC=always fsyncs before every answer instead (README: Durability). No RDB snapshots besides
+# (save ""): the log already makes the data durable, and Redis's default rules would fork the whole
+# dataset every minute under load, a core's worth of work for seconds each time.
+# A cluster's nodes are set up the same way, each in its own folder.
+cluster_pids=()
+for f in "$RUN_DIR"/redis-*.pid; do
+	[[ -e "$f" ]] || continue
+	pid="$(live_pid "$f" redis-server)" && cluster_pids+=("$pid")
+done
+if ((TOPK_REDIS_CLUSTER == 0)); then
+	((${#cluster_pids[@]} == 0)) ||
+		die "Redis Cluster nodes of an earlier up.sh are running (pids ${cluster_pids[*]}): set TOPK_REDIS_CLUSTER as then, or run scripts/down.sh first"
+	if pid="$(live_pid "$RUN_DIR/redis.pid" redis-server)"; then
+		info "redis: already running (pid $pid)"
+	else
+		require_free_port "$TOPK_REDIS_PORT" Redis TOPK_REDIS_PORT
+		redis-server --port "$TOPK_REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
+			--appendonly yes --appendfsync "$TOPK_REDIS_APPENDFSYNC" --save "" \
+			--daemonize yes --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log"
+		wait_port "$TOPK_REDIS_PORT" redis-server
+		info "redis: started on 127.0.0.1:$TOPK_REDIS_PORT"
+	fi
+	port_open "$TOPK_REDIS_PORT" ||
+		die "our Redis does not listen on $TOPK_REDIS_PORT: started with other ports? run scripts/down.sh first"
+	redis_url="redis://127.0.0.1:$TOPK_REDIS_PORT"
 else
-	require_free_port "$TOPK_REDIS_PORT" Redis TOPK_REDIS_PORT
-	# Append-only with fsync every second: an acknowledged view survives a Redis restart, but a crash of
-	# the machine (not of Redis) can lose about the last second of views answered 202.
-	# TOPK_REDIS_APPENDFSYNC=always fsyncs before every answer instead (README: Durability). No RDB snapshots besides
-	# (save ""): the log already makes the data durable, and Redis's default rules would fork the whole
-	# dataset every minute under load, a core's worth of work for seconds each time.
-	redis-server --port "$TOPK_REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
-		--appendonly yes --appendfsync "$TOPK_REDIS_APPENDFSYNC" --save "" \
-		--daemonize yes --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log"
-	wait_port "$TOPK_REDIS_PORT" redis-server
-	info "redis: started on 127.0.0.1:$TOPK_REDIS_PORT"
+	if pid="$(live_pid "$RUN_DIR/redis.pid" redis-server)"; then
+		die "the single Redis of an earlier up.sh is running (pid $pid): run scripts/down.sh first to switch to a cluster"
+	fi
+	mapfile -t node_ports < <(redis_cluster_ports)
+	started=()
+	for port in "${node_ports[@]}"; do
+		if pid="$(live_pid "$RUN_DIR/redis-$port.pid" redis-server)"; then
+			continue
+		fi
+		require_free_port "$port" "Redis Cluster node" TOPK_REDIS_PORT
+		require_free_port $((port + 10000)) "the cluster bus of Redis node $port" TOPK_REDIS_PORT
+		mkdir -p "$REDIS_DIR/node-$port"
+		# A node timeout of 5 s (Redis's default is 15 s): a dead primary's replica takes over within seconds.
+		redis-server --port "$port" --bind 127.0.0.1 --dir "$REDIS_DIR/node-$port" \
+			--cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 5000 \
+			--appendonly yes --appendfsync "$TOPK_REDIS_APPENDFSYNC" --save "" \
+			--daemonize yes --pidfile "$RUN_DIR/redis-$port.pid" --logfile "$LOG_DIR/redis-$port.log"
+		started+=("$port")
+	done
+	for port in "${started[@]}"; do
+		wait_port "$port" "redis-server (cluster node)"
+	done
+	for port in "${node_ports[@]}"; do
+		port_open "$port" ||
+			die "our Redis node does not listen on $port: started with other ports? run scripts/down.sh first"
+		# A restarted node answers LOADING until it has read its append-only file.
+		for ((i = 0; i < 600; i++)); do
+			[[ "$(redis-cli -p "$port" ping 2>/dev/null)" == PONG ]] && break
+			sleep 0.1
+		done
+	done
+	if ((${#started[@]} > 0)); then
+		info "redis: started cluster nodes on ${started[*]}"
+	else
+		info "redis: cluster nodes already running on ${node_ports[*]}"
+	fi
+
+	# Formed already (a node that restarts reads its nodes file), brand new (every node alone and without
+	# slots), or anything else, which up.sh does not repair.
+	want_nodes=$((2 * TOPK_REDIS_CLUSTER))
+	fresh=0 formed=0
+	for port in "${node_ports[@]}"; do
+		known="$(redis_cluster_info "$port" cluster_known_nodes)"
+		assigned="$(redis_cluster_info "$port" cluster_slots_assigned)"
+		if [[ "$known" == 1 && "$assigned" == 0 ]]; then
+			fresh=$((fresh + 1))
+		elif [[ "$known" == "$want_nodes" && "$assigned" == 16384 ]]; then
+			formed=$((formed + 1))
+		else
+			die "Redis node $port is in another cluster than the one asked for (it knows ${known:-?} nodes, $want_nodes wanted, and ${assigned:-?} slots are assigned): scripts/down.sh --purge starts afresh (deleting the data), or use another TOPK_HOME"
+		fi
+	done
+	if ((fresh == ${#node_ports[@]})); then
+		info "redis: creating a cluster of $TOPK_REDIS_CLUSTER primaries with one replica each"
+		addrs=()
+		for port in "${node_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
+		redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+			>>"$LOG_DIR/redis-cluster-create.log" 2>&1 </dev/null || {
+			tail -n 20 "$LOG_DIR/redis-cluster-create.log" >&2 || true
+			die "redis-cli --cluster create failed; see $LOG_DIR/redis-cluster-create.log"
+		}
+	elif ((formed != ${#node_ports[@]})); then
+		die "some Redis nodes are in a cluster and some are new ($formed formed, $fresh new): scripts/down.sh --purge starts afresh (deleting the data), or use another TOPK_HOME"
+	fi
+	for port in "${node_ports[@]}"; do
+		for ((i = 0; i < 600; i++)); do
+			[[ "$(redis_cluster_info "$port" cluster_state)" == ok ]] && break
+			sleep 0.1
+		done
+		[[ "$(redis_cluster_info "$port" cluster_state)" == ok ]] ||
+			die "Redis node $port does not report cluster_state:ok within 60 s; see $LOG_DIR/redis-$port.log"
+	done
+	redis_url="$(redis_cluster_url "${node_ports[0]}")" || die "could not read the cluster's primaries from node ${node_ports[0]}"
+	info "redis: cluster ok: $redis_url"
 fi
-port_open "$TOPK_REDIS_PORT" ||
-	die "our Redis does not listen on $TOPK_REDIS_PORT: started with other ports? run scripts/down.sh first"
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 if [[ ! -s "$PG_DATA/PG_VERSION" ]]; then
@@ -125,7 +214,7 @@ if [[ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'topk'")" != 1
 fi
 
 # --- the services -------------------------------------------------------------------------------
-export TOPK_REDIS_URL="redis://127.0.0.1:$TOPK_REDIS_PORT"
+export TOPK_REDIS_URL="$redis_url"
 export TOPK_DATABASE_URL="postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk"
 export TOPK_API_ADDR="127.0.0.1:$TOPK_API_PORT"
 export TOPK_INGEST_ADDR="127.0.0.1:$TOPK_INGEST_PORT"
@@ -199,12 +288,18 @@ auth=""
 [[ -n "${TOPK_INGEST_TOKEN:-}" ]] && auth=" -H \"Authorization: Bearer \$TOPK_INGEST_TOKEN\""
 down_cmd="scripts/down.sh"
 [[ "$TOPK_HOME" == "$TOPK_ROOT/.topk" ]] || down_cmd="TOPK_HOME=$TOPK_HOME scripts/down.sh"
+redis_summary="127.0.0.1:$TOPK_REDIS_PORT"
+if ((TOPK_REDIS_CLUSTER > 0)); then
+	redis_summary="cluster of $TOPK_REDIS_CLUSTER primaries + $TOPK_REDIS_CLUSTER replicas on 127.0.0.1:$TOPK_REDIS_PORT-$((TOPK_REDIS_PORT + 2 * TOPK_REDIS_CLUSTER - 1))
+            TOPK_REDIS_URL=$redis_url"
+fi
 cat <<EOF
 
 topk is up ($TOPK_PROFILE build).
   ingest:   http://127.0.0.1:$TOPK_INGEST_PORT   (POST /v1/views)
   api:      http://127.0.0.1:$TOPK_API_PORT   (GET /v1/topk, /view/video, /healthz, /readyz)
-  redis:    127.0.0.1:$TOPK_REDIS_PORT    postgres: postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk
+  redis:    $redis_summary
+  postgres: postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk
 
 Try:
   curl -i -X POST http://127.0.0.1:$TOPK_INGEST_PORT/v1/views -H 'Content-Type: application/json'$auth \\
