@@ -43,6 +43,14 @@ struct Keyed<'a> {
     /// The SHA-1 of the whole batch: a partition's record holds it, so the same key with another batch is
     /// told apart on every partition, not only on those whose lines differ.
     fingerprint: &'a str,
+    fresh: Fresh,
+}
+
+/// Whether a key was generated for this append (it cannot have been used before).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
 }
 
 impl RedisStore {
@@ -50,11 +58,10 @@ impl RedisStore {
     /// its replicas). On one node the batch is stored whole or not at all; on a cluster, see the module.
     pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
         if self.cluster {
+            // A fresh key cannot have been used before: no need to look for it first.
             let key = IdempotencyKey::generate();
-            return self
-                .append_idempotent(views, &key, self.generated_key_retention)
-                .await
-                .map(|_| ());
+            let keyed = Some((&key, self.generated_key_retention, Fresh::Yes));
+            return self.append_with(views, "*", keyed).await.map(|_| ());
         }
         self.append_with(views, "*", None).await.map(|_| ())
     }
@@ -69,7 +76,8 @@ impl RedisStore {
         key: &IdempotencyKey,
         retention: Duration,
     ) -> Result<AppendOutcome> {
-        self.append_with(views, "*", Some((key, retention))).await
+        self.append_with(views, "*", Some((key, retention, Fresh::No)))
+            .await
     }
 
     /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
@@ -84,14 +92,15 @@ impl RedisStore {
         &self,
         views: &[(VideoId, u64)],
         id: &str,
-        key: Option<(&IdempotencyKey, Duration)>,
+        key: Option<(&IdempotencyKey, Duration, Fresh)>,
     ) -> Result<AppendOutcome> {
         let parts = self.split(views);
         let fingerprint = batch_fingerprint(&parts);
-        let keyed = key.map(|(key, retention)| Keyed {
+        let keyed = key.map(|(key, retention, fresh)| Keyed {
             key,
             retention,
             fingerprint: &fingerprint,
+            fresh,
         });
         let owners = self.owners(parts.iter().map(|(p, _)| *p));
         let outcome = if self.cluster {
@@ -142,7 +151,9 @@ impl RedisStore {
             // Only replays and tests append without a key (`append_at`): each part once, no retry.
             return self.append_concurrently(parts, id, None).await.1;
         };
-        self.refuse_reused_key(parts, keyed).await?;
+        if keyed.fresh == Fresh::No {
+            self.refuse_reused_key(parts, keyed).await?;
+        }
         let give_up = Instant::now() + self.timeout;
         let mut pending: Vec<Part> = parts.to_vec();
         let mut stored_any = false;
@@ -237,7 +248,7 @@ impl RedisStore {
         // At least 1 ms: 0 means "no key" to the script.
         let retention_ms = keyed.map_or(0, |k| k.retention.as_millis().max(1));
         let mut args = vec![
-            self.append_deadline_ms().await?.to_string(),
+            self.append_deadline_ms(&keys[0]).await?.to_string(),
             id.to_owned(),
             LINES_FIELD.to_owned(),
             retention_ms.to_string(),

@@ -2,8 +2,6 @@
 //! append carries on it (`lua/append.lua` writes nothing after it).
 
 use super::{RedisStore, Result};
-use fred::cmd;
-use fred::prelude::*;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,10 +34,13 @@ impl ClockOffset {
 impl RedisStore {
     /// Redis's clock in milliseconds: the clock that stamps log entries, so retirement uses the same one.
     pub async fn now_ms(&self) -> Result<i64> {
-        let (secs, micros): (i64, i64) = self
-            .client
-            .custom(cmd!("TIME"), Vec::<String>::new())
-            .await?;
+        self.now_ms_on(&self.keys.log(0)).await
+    }
+
+    /// [`Self::now_ms`] read on the node that owns `key` (on a cluster, each node has its clock; they differ
+    /// by what NTP leaves, far less than the deadlines built on them).
+    pub(super) async fn now_ms_on(&self, key: &str) -> Result<i64> {
+        let (secs, micros): (i64, i64) = self.on_key("TIME", key, Vec::<String>::new()).await?;
         let redis_ms = secs * 1000 + micros / 1000;
         // Taking the reply's arrival as the moment Redis read its clock under-estimates Redis's time by at most
         // the round trip: deadlines then come early (a refusal too many), never late (a write after a 503).
@@ -49,10 +50,11 @@ impl RedisStore {
 
     /// The latest time on Redis's clock at which an append sent now may still be written: three quarters of
     /// the command timeout, so that the reply has the last quarter to come back before the caller gives up.
-    pub(super) async fn append_deadline_ms(&self) -> Result<i64> {
+    /// `key`: a key of the partition appended to, whose node is asked when the clock must be read again.
+    pub(super) async fn append_deadline_ms(&self, key: &str) -> Result<i64> {
         let redis_now = match self.clock.estimate_ms() {
             Some(ms) => ms,
-            None => self.now_ms().await?,
+            None => self.now_ms_on(key).await?,
         };
         Ok(redis_now + (self.timeout.as_millis() as i64) * 3 / 4)
     }

@@ -54,7 +54,9 @@ impl RedisStore {
         }
     }
 
-    /// Runs `script` on the node that owns its keys (they share one partition's slot).
+    /// Runs `script` on the node that owns its keys (they share one partition's slot). A node that does not
+    /// know the script yet (new, restarted, or promoted) gets it first, that node alone: loading it on every
+    /// node would make one unreachable node stop the writes to all the others.
     pub(super) async fn eval<R: FromValue, T: Into<Value>>(
         &self,
         script: &Script,
@@ -63,9 +65,24 @@ impl RedisStore {
     ) -> Result<R> {
         let args: Vec<Value> = args.into_iter().map(Into::into).collect();
         self.retry_not_run(|| async {
-            Ok(script
-                .evalsha_with_reload(&self.client, keys.clone(), args.clone())
-                .await?)
+            match self
+                .client
+                .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+                .await
+            {
+                Err(e) if e.details().starts_with("NOSCRIPT") => {
+                    let lua = script.lua().map(|l| l.to_string()).unwrap_or_default();
+                    let node = keys.first().cloned().unwrap_or_default();
+                    let _: String = self
+                        .on_key("SCRIPT", &node, vec!["LOAD".to_owned(), lua])
+                        .await?;
+                    Ok(self
+                        .client
+                        .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+                        .await?)
+                }
+                other => Ok(other?),
+            }
         })
         .await
     }

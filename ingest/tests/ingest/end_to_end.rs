@@ -1,6 +1,6 @@
 //! Views over HTTP end to end, through ingest to the API's rankings, and every class of bad input.
 
-use crate::stack::{stack, TOKEN};
+use crate::stack::{stack, stack_on, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -18,7 +18,17 @@ type BadRequest = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_posted_over_http_rank_in_every_window_and_the_minute_slides() {
-    let s = stack("e2e", 3, &[]).await;
+    rank_in_every_window_and_slide(&topk_testkit::servers().redis_url).await;
+}
+
+/// The same on a Redis Cluster of 3 primaries, partitions spread over them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_posted_over_http_rank_in_every_window_on_a_cluster() {
+    rank_in_every_window_and_slide(&topk_testkit::cluster_url()).await;
+}
+
+async fn rank_in_every_window_and_slide(redis_url: &str) {
+    let s = stack_on(redis_url, "e2e", 6, &[]).await;
     let (status, body) = s
         .post(&json!([{"videoId": "a"}, {"videoId": "b", "count": 3}, {"videoId": "a"}]))
         .await;
@@ -51,7 +61,7 @@ async fn views_posted_over_http_rank_in_every_window_and_the_minute_slides() {
 
     // A view 50 s old (appended with its event time) is in the minute window now and leaves it within seconds,
     // while it stays in the hour, day and all-time windows.
-    let s2 = stack("slide", 2, &[]).await;
+    let s2 = stack_on(redis_url, "slide", 3, &[]).await;
     let now = s2.store.now_ms().await.unwrap();
     s2.store
         .append_at(&[(VideoId::parse("old").unwrap(), 7)], now - 50_000)

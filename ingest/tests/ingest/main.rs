@@ -7,9 +7,11 @@
 //! - [`batch`]: the batch decoder, with property tests.
 //! - [`supervision`]: a background loop that dies stops the process with its cause.
 //! - [`retries`]: a batch sent again under its `Idempotency-Key` counts once.
+//! - [`cluster`]: Redis Cluster under faults: a primary killed, a slot migrated live, a node frozen.
 //! - [`faults`]: the fault suite runs the real processes and breaks them, Redis and Postgres on purpose.
 
 mod batch;
+mod cluster;
 mod defences;
 mod end_to_end;
 mod faults;

@@ -1,6 +1,6 @@
 //! Retry-safe writes: a batch sent again under its `Idempotency-Key` is answered 202 and counted once.
 
-use crate::stack::stack;
+use crate::stack::{stack, stack_on, Stack};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -10,7 +10,17 @@ use std::time::Duration;
 /// stores nothing; a malformed key is a 400; without a key a batch sent twice counts twice, as documented.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_sent_again_under_its_key_counts_once() {
-    let s = stack("idempotency", 3, &[]).await;
+    sent_again_under_its_key(stack("idempotency", 3, &[]).await).await;
+}
+
+/// The same on a Redis Cluster, where the batch is one append per partition, each under the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_sent_again_under_its_key_counts_once_on_a_cluster() {
+    let s = stack_on(&topk_testkit::cluster_url(), "idempotency_cluster", 6, &[]).await;
+    sent_again_under_its_key(s).await;
+}
+
+async fn sent_again_under_its_key(s: Stack) {
     let batch =
         json!([{"videoId": "a", "count": 2}, {"videoId": "b"}, {"videoId": "c", "count": 3}]);
     for _ in 0..3 {

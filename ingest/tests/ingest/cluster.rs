@@ -1,0 +1,279 @@
+//! Redis Cluster under faults, each test on a cluster of its own (3 primaries, one replica each): a primary
+//! killed under load, a partition's slot migrated live under load, a batch across every node while one node
+//! is frozen. Producers send every batch under an `Idempotency-Key` and send it again after a 503 or a lost
+//! answer; afterwards every view answered 202 must count exactly once in every window, and a view never
+//! answered 202 at most once.
+
+use crate::stack::{stack_on, Stack, TOKEN};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use topk_core::domain::{VideoId, Window};
+use topk_testkit::fixtures::window_counts;
+use topk_testkit::{slot_of, RedisCluster};
+
+/// Videos per batch: with 6 partitions, a batch touches every node.
+const VIDEOS_PER_BATCH: usize = 12;
+
+/// One batch: unique videos, so that any view lost or doubled shows in its video's count.
+fn batch(producer: usize, i: usize) -> Vec<(String, u64)> {
+    (0..VIDEOS_PER_BATCH)
+        .map(|j| (format!("p{producer}b{i}v{j}"), 1 + (j % 3) as u64))
+        .collect()
+}
+
+/// What the producers saw.
+#[derive(Default)]
+struct Seen {
+    /// Batches answered 202.
+    accepted: Vec<Vec<(String, u64)>>,
+    /// Batches never answered 202 (every try failed until the producer gave up).
+    unanswered: Vec<Vec<(String, u64)>>,
+    /// Tries answered 503 or with no answer, each sent again under the batch's key.
+    retried: u64,
+}
+
+impl Seen {
+    fn views(batches: &[Vec<(String, u64)>]) -> u64 {
+        batches.iter().flatten().map(|(_, n)| n).sum()
+    }
+}
+
+/// Posts `batches` batches in a row under keys of their own, each sent again under its key after a 503 or a
+/// lost answer, until 202 or `give_up` per batch.
+async fn produce(s: Arc<Stack>, producer: usize, batches: usize, give_up: Duration) -> Seen {
+    let mut seen = Seen::default();
+    for i in 0..batches {
+        let views = batch(producer, i);
+        let body = Value::Array(
+            views
+                .iter()
+                .map(|(v, n)| json!({"videoId": v, "count": n}))
+                .collect(),
+        )
+        .to_string();
+        let key = format!("p{producer}-b{i}");
+        let started = Instant::now();
+        loop {
+            let sent = s
+                .http
+                .post(format!("http://{}/v1/views", s.ingest))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .header("idempotency-key", &key)
+                .timeout(Duration::from_secs(10))
+                .body(body.clone())
+                .send()
+                .await;
+            let status = sent.as_ref().map(|r| r.status()).ok();
+            if status == Some(StatusCode::ACCEPTED) {
+                seen.accepted.push(views);
+                break;
+            }
+            assert_ne!(
+                status,
+                Some(StatusCode::UNPROCESSABLE_ENTITY),
+                "a batch sent again under its own key was taken for another"
+            );
+            seen.retried += 1;
+            if started.elapsed() > give_up {
+                seen.unanswered.push(views);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    seen
+}
+
+/// Runs two producers of `batches` batches each while `fault` runs (in a thread of its own, since the
+/// cluster's helpers block), then checks every window once the workers have applied the log.
+async fn load_through(s: Stack, batches: usize, fault: impl FnOnce() + Send + 'static) -> Seen {
+    let s = Arc::new(s);
+    let started = Instant::now();
+    let producers: Vec<_> = (0..2)
+        .map(|p| tokio::spawn(produce(s.clone(), p, batches, Duration::from_secs(30))))
+        .collect();
+    let fault = tokio::task::spawn_blocking(fault);
+    let mut seen = Seen::default();
+    for p in producers {
+        let one = p.await.unwrap();
+        seen.accepted.extend(one.accepted);
+        seen.unanswered.extend(one.unanswered);
+        seen.retried += one.retried;
+    }
+    fault.await.unwrap();
+    check_exactly_once(&s, &seen, started).await;
+    seen
+}
+
+/// Waits (at most 60 s) until every window holds each accepted view once and each unanswered one at most
+/// once; panics with the differences otherwise. The minute window is checked when the run was short enough
+/// that nothing has left it yet.
+async fn check_exactly_once(s: &Stack, seen: &Seen, started: Instant) {
+    let mut windows = vec![Window::Hour, Window::Day, Window::All];
+    if started.elapsed() < Duration::from_secs(45) {
+        windows.push(Window::Minute);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut wrong = Vec::new();
+        for &w in &windows {
+            let counts = match tokio::time::timeout(Duration::from_secs(10), window_counts(&s.store, w)).await {
+                Ok(c) => c,
+                Err(_) => {
+                    wrong.push(format!("{w:?}: could not be read"));
+                    continue;
+                }
+            };
+            for (video, n) in seen.accepted.iter().flatten() {
+                let got = counts.get(video).copied().unwrap_or(0);
+                if got != *n {
+                    wrong.push(format!("{w:?} {video}: {got}, accepted {n}"));
+                }
+            }
+            for (video, n) in seen.unanswered.iter().flatten() {
+                let got = counts.get(video).copied().unwrap_or(0);
+                if got != 0 && got != *n {
+                    wrong.push(format!("{w:?} {video}: {got}, unanswered {n}"));
+                }
+            }
+            let known: HashMap<&str, ()> = seen
+                .accepted
+                .iter()
+                .chain(&seen.unanswered)
+                .flatten()
+                .map(|(v, _)| (v.as_str(), ()))
+                .collect();
+            wrong.extend(
+                counts
+                    .keys()
+                    .filter(|v| !known.contains_key(v.as_str()))
+                    .map(|v| format!("{w:?} {v}: never sent")),
+            );
+        }
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} counts wrong, e.g. {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn report(what: &str, seen: &Seen) {
+    eprintln!(
+        "{what}: {} views accepted in {} batches, {} unanswered batches ({} views), {} tries sent again under \
+         their key; lost 0, doubled 0",
+        Seen::views(&seen.accepted),
+        seen.accepted.len(),
+        seen.unanswered.len(),
+        Seen::views(&seen.unanswered),
+        seen.retried,
+    );
+}
+
+/// The primary that owns partition 0 is SIGKILLed under load and its replica takes over. With
+/// `TOPK_REDIS_WAIT_REPLICAS=1` every batch answered 202 had reached the replica, so nothing answered is lost,
+/// and the keys make every retry store only what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
+    let cluster = Arc::new(RedisCluster::start(3, 1_000));
+    let s = stack_on(&cluster.url(), "failover", 6, &["--wait-replicas=1"]).await;
+    let victim = cluster.primary_for_slot(slot_of(&s.store.keys().log(0)));
+    let c = cluster.clone();
+    let seen = load_through(s, 60, move || {
+        std::thread::sleep(Duration::from_millis(1_500));
+        c.kill(victim);
+        let promoted = c.wait_failover(victim);
+        eprintln!("primary {victim} killed; replica {promoted} promoted");
+    })
+    .await;
+    report("failover", &seen);
+    assert!(seen.retried > 0, "the kill met no batch: the test proved nothing");
+}
+
+/// Partition 0's slot moves to another primary key by key (MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE) while
+/// producers and workers run: commands meet ASK and TRYAGAIN mid-move, and nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_migrated_live_under_load_loses_and_doubles_nothing() {
+    let cluster = Arc::new(RedisCluster::start(3, 5_000));
+    let s = stack_on(&cluster.url(), "migration", 6, &[]).await;
+    let slot = slot_of(&s.store.keys().log(0));
+    let from = cluster.primary_for_slot(slot);
+    let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
+    let c = cluster.clone();
+    let seen = load_through(s, 60, move || {
+        std::thread::sleep(Duration::from_millis(1_000));
+        c.migrate_slot_with(slot, to, 2, Duration::from_millis(100));
+        assert_eq!(c.primary_for_slot(slot), to);
+        eprintln!("slot {slot} (partition 0) moved from {from} to {to}");
+    })
+    .await;
+    report("migration", &seen);
+}
+
+/// A batch across every node while one primary is frozen (SIGSTOP, shorter than the failover timeout): the
+/// producer sent no key, gets a 503 that names one, and the parts on the other nodes are stored. Once the node
+/// runs again (its queued append arrives after its deadline and writes nothing), the batch sent again under
+/// that key is answered 202 and every view counts exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_partly_stored_is_completed_once_by_its_key() {
+    let cluster = RedisCluster::start(3, 20_000);
+    let s = stack_on(&cluster.url(), "partial", 6, &[]).await;
+    let keys = s.store.keys().clone();
+    let node_of = |p: u16| cluster.primary_for_slot(slot_of(&keys.log(p)));
+    // One video per partition, so the batch touches every node.
+    let mut views: Vec<(String, u64)> = Vec::new();
+    for p in 0..6u16 {
+        let video = (0..)
+            .map(|i| format!("part{p}x{i}"))
+            .find(|v| keys.partition_of(&VideoId::parse(v).unwrap()) == p)
+            .unwrap();
+        views.push((video, u64::from(p) + 1));
+    }
+    let body = Value::Array(
+        views
+            .iter()
+            .map(|(v, n)| json!({"videoId": v, "count": n}))
+            .collect(),
+    );
+    let frozen = node_of(0);
+    cluster.pause(frozen);
+    let asked = Instant::now();
+    let (status, answer) = s.post(&body).await;
+    eprintln!("answered {status} after {:?}: {answer}", asked.elapsed());
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let key = answer["idempotencyKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the 503 names no key: {answer}"))
+        .to_owned();
+    assert!(answer["error"].as_str().unwrap().contains(&key), "{answer}");
+    // The parts on the running nodes are in the log already.
+    for p in (0..6u16).filter(|&p| node_of(p) != frozen) {
+        let logged = s.store.log_backlog(p).await.unwrap() > 0
+            || s.store.window_counts(p, Window::All).await.unwrap().len() == 1;
+        assert!(logged, "partition {p} on a running node stored nothing");
+    }
+    cluster.resume(frozen);
+    // The append queued on the frozen node runs now, past its deadline: it must write nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, answer) = s.post_with_key(&body, &key).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let seen = Seen {
+        accepted: vec![views],
+        ..Seen::default()
+    };
+    check_exactly_once(&s, &seen, Instant::now()).await;
+    // And again: nothing more.
+    let (status, _) = s.post_with_key(&body, &key).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    check_exactly_once(&s, &seen, Instant::now()).await;
+}
