@@ -8,6 +8,7 @@ use crate::stack::{stack_on, Stack, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use topk_core::domain::{VideoId, Window};
@@ -41,11 +42,14 @@ impl Seen {
     }
 }
 
-/// Posts `batches` batches in a row under keys of their own, each sent again under its key after a 503 or a
-/// lost answer, until 202 or `give_up` per batch.
-async fn produce(s: Arc<Stack>, producer: usize, batches: usize, give_up: Duration) -> Seen {
+/// Posts batches in a row under keys of their own until `done`, each sent again under its key after a 503 or
+/// a lost answer, until 202 or `give_up` per batch.
+async fn produce(s: Arc<Stack>, producer: usize, done: Arc<AtomicBool>, give_up: Duration) -> Seen {
     let mut seen = Seen::default();
-    for i in 0..batches {
+    for i in 0.. {
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
         let views = batch(producer, i);
         let body = Value::Array(
             views
@@ -88,15 +92,21 @@ async fn produce(s: Arc<Stack>, producer: usize, batches: usize, give_up: Durati
     seen
 }
 
-/// Runs two producers of `batches` batches each while `fault` runs (in a thread of its own, since the
-/// cluster's helpers block), then checks every window once the workers have applied the log.
-async fn load_through(s: Stack, batches: usize, fault: impl FnOnce() + Send + 'static) -> Seen {
+/// Runs two producers while `fault` runs (in a thread of its own, since the cluster's helpers block) and for
+/// a second after, then checks every window once the workers have applied the log.
+async fn load_through(s: Stack, fault: impl FnOnce() + Send + 'static) -> Seen {
     let s = Arc::new(s);
     let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (0..2)
-        .map(|p| tokio::spawn(produce(s.clone(), p, batches, Duration::from_secs(30))))
+        .map(|p| tokio::spawn(produce(s.clone(), p, done.clone(), Duration::from_secs(30))))
         .collect();
-    let fault = tokio::task::spawn_blocking(fault);
+    let stop = done.clone();
+    let fault = tokio::task::spawn_blocking(move || {
+        fault();
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+    });
     let mut seen = Seen::default();
     for p in producers {
         let one = p.await.unwrap();
@@ -179,20 +189,25 @@ fn report(what: &str, seen: &Seen) {
     );
 }
 
-/// The primary that owns partition 0 is SIGKILLed under load and its replica takes over. With
-/// `TOPK_REDIS_WAIT_REPLICAS=1` every batch answered 202 had reached the replica, so nothing answered is lost,
-/// and the keys make every retry store only what is missing.
+/// The primary that owns partition 0 is SIGKILLed under load and its replica takes over; the killed node then
+/// comes back as the new primary's replica. With `TOPK_REDIS_WAIT_REPLICAS=1` every batch answered 202 had
+/// reached the replica, so nothing answered is lost, and the keys make every retry store only what is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
     let cluster = Arc::new(RedisCluster::start(3, 1_000));
     let s = stack_on(&cluster.url(), "failover", 6, &["--wait-replicas=1"]).await;
     let victim = cluster.primary_for_slot(slot_of(&s.store.keys().log(0)));
     let c = cluster.clone();
-    let seen = load_through(s, 60, move || {
+    let seen = load_through(s, move || {
         std::thread::sleep(Duration::from_millis(1_500));
         c.kill(victim);
         let promoted = c.wait_failover(victim);
-        eprintln!("primary {victim} killed; replica {promoted} promoted");
+        // The promoted replica has no replica of its own: with WAIT 1 its partitions answer 503 until the
+        // killed node is back as its replica.
+        std::thread::sleep(Duration::from_millis(500));
+        c.start_again(victim);
+        c.wait_ok();
+        eprintln!("primary {victim} killed; replica {promoted} promoted; {victim} back as its replica");
     })
     .await;
     report("failover", &seen);
@@ -209,7 +224,7 @@ async fn a_partition_migrated_live_under_load_loses_and_doubles_nothing() {
     let from = cluster.primary_for_slot(slot);
     let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
     let c = cluster.clone();
-    let seen = load_through(s, 60, move || {
+    let seen = load_through(s, move || {
         std::thread::sleep(Duration::from_millis(1_000));
         c.migrate_slot_with(slot, to, 2, Duration::from_millis(100));
         assert_eq!(c.primary_for_slot(slot), to);
