@@ -57,12 +57,6 @@ impl RedisStore {
     /// Appends a validated batch to the log. Returns once Redis has the entries (and, with `wait_replicas`,
     /// its replicas). On one node the batch is stored whole or not at all; on a cluster, see the module.
     pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
-        if self.cluster {
-            // A fresh key cannot have been used before: no need to look for it first.
-            let key = IdempotencyKey::generate();
-            let keyed = Some((&key, self.generated_key_retention, Fresh::Yes));
-            return self.append_with(views, "*", keyed).await.map(|_| ());
-        }
         self.append_with(views, "*", None).await.map(|_| ())
     }
 
@@ -94,6 +88,16 @@ impl RedisStore {
         id: &str,
         key: Option<(&IdempotencyKey, Duration, Fresh)>,
     ) -> Result<AppendOutcome> {
+        // On a cluster every append has a key: one is generated for a batch sent without (a fresh key cannot
+        // have been used before, so it is not looked for first).
+        let generated;
+        let key = match key {
+            None if self.cluster => {
+                generated = IdempotencyKey::generate();
+                Some((&generated, self.generated_key_retention, Fresh::Yes))
+            }
+            key => key,
+        };
         let parts = self.split(views);
         let fingerprint = batch_fingerprint(&parts);
         let keyed = key.map(|(key, retention, fresh)| Keyed {
@@ -103,10 +107,9 @@ impl RedisStore {
             fresh,
         });
         let owners = self.owners(parts.iter().map(|(p, _)| *p));
-        let outcome = if self.cluster {
-            self.append_each(&parts, id, keyed).await
-        } else {
-            self.append_parts(&parts, id, keyed).await
+        let outcome = match keyed {
+            Some(keyed) if self.cluster => self.append_each(&parts, id, keyed).await,
+            keyed => self.append_parts(&parts, id, keyed).await,
         };
         let outcome = match outcome {
             Ok(outcome) => self.wait_for_replicas(&owners).await.map(|()| outcome),
@@ -145,12 +148,8 @@ impl RedisStore {
         &self,
         parts: &[Part],
         id: &str,
-        keyed: Option<Keyed<'_>>,
+        keyed: Keyed<'_>,
     ) -> Result<AppendOutcome> {
-        let Some(keyed) = keyed else {
-            // Only replays and tests append without a key (`append_at`): each part once, no retry.
-            return self.append_concurrently(parts, id, None).await.1;
-        };
         if keyed.fresh == Fresh::No {
             self.refuse_reused_key(parts, keyed).await?;
         }

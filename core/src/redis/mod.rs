@@ -87,6 +87,24 @@ impl StoreError {
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Runs the client's connection task, and starts it again whenever it ends on an error. fred ends that task
+/// for good when handling a redirection fails (an ASK during a slot migration that runs out of attempts, or
+/// whose ASKING reply is read among pipelined replies): every command would time out from then on. A quit
+/// ends the task without an error, and the loop with it.
+fn keep_connected(client: Client) {
+    tokio::spawn(async move {
+        loop {
+            match client.connect().await {
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the Redis client's connection task failed; starting it again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(Ok(())) | Err(_) => return,
+            }
+        }
+    });
+}
+
 /// The domain's view of Redis.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -127,12 +145,16 @@ impl RedisStore {
             .with_connection_config(|c| {
                 c.connection_timeout = timeout;
                 c.internal_command_timeout = timeout;
-                // A command is never resent after a connection drop: a resent XADD could log a batch twice.
-                c.max_command_attempts = 1;
+                // On one node a command is never resent after a connection drop: a resent append could log a
+                // batch twice. On a cluster the client counts a command sent on after MOVED or ASK (which did
+                // not run it) as another attempt, so it needs more; a resend after a drop is safe there, since
+                // every append carries a key (`append.rs`) and every other write is a script that checks the
+                // state it changes (ownership of the entries, cursors).
+                c.max_command_attempts = if cluster { 3 } else { 1 };
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build()?;
-        client.connect();
+        keep_connected(client.clone());
         // Give the first connection a moment so a healthy start is ready at once; not fatal when Redis is down.
         let _ = tokio::time::timeout(timeout, client.wait_for_connect()).await;
         Ok(Self {
