@@ -137,3 +137,61 @@ async fn restored_minutes_are_not_written_again_when_the_day_retires_them() {
     snapshot_minutes(&store, &pool, day_later).await.unwrap();
     assert_eq!((stats(&pool).await, totals(&pool).await), history);
 }
+
+/// On a Redis Cluster (partitions on 3 primaries): every primary flushed, rebuild-redis restores the hour, day
+/// and all-time windows; `verify` then finds nothing, and finds a window changed behind its back on its node.
+#[tokio::test]
+async fn rebuild_and_verify_on_a_cluster() {
+    let cluster = topk_testkit::RedisCluster::start(3, 5_000);
+    let store = redis(&cluster.url(), "rebuild_cluster", 6).await;
+    let pool = database("rebuild_cluster").await;
+    let times: Vec<i64> = spread(300, 120 * MIN)
+        .into_iter()
+        .map(|t| t + 30 * 60 * MIN)
+        .collect();
+    feed(&store, &times).await;
+    drain(&store).await;
+    let now = T0 + 30 * 60 * MIN + 121 * MIN;
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    retire(&store, now).await;
+    let before = windows(&store).await;
+    assert!(topk_snapshotter::verify::verify(&store, &pool, now)
+        .await
+        .unwrap()
+        .is_empty());
+
+    for port in cluster.primaries() {
+        cluster.conn(port).cmd(&["FLUSHALL"]).unwrap();
+    }
+    assert!(windows(&store).await.values().all(BTreeMap::is_empty));
+    store.ensure_log_groups().await.unwrap();
+    let report = rebuild(&store, &pool, now, false).await.unwrap();
+    assert!(report.minute_rows > 0 && report.total_rows > 0);
+    let after = windows(&store).await;
+    for w in [Window::Hour, Window::Day, Window::All] {
+        assert_eq!(after[&w], before[&w], "{w} after a rebuild on a cluster");
+    }
+    let diffs = topk_snapshotter::verify::verify(&store, &pool, now)
+        .await
+        .unwrap();
+    assert!(diffs.is_empty(), "{diffs:?}");
+
+    let video = after[&Window::Hour].keys().next().unwrap().clone();
+    let p = store
+        .keys()
+        .partition_of(&VideoId::parse(&video).unwrap());
+    let hash = store.keys().window(p, Window::Hour);
+    let node = cluster.primary_for_slot(topk_testkit::slot_of(&hash));
+    cluster
+        .conn(node)
+        .cmd(&["HINCRBY", &hash, &video, "1"])
+        .unwrap();
+    let diffs = topk_snapshotter::verify::verify(&store, &pool, now)
+        .await
+        .unwrap();
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(
+        (diffs[0].window, diffs[0].video_id.as_str()),
+        (Window::Hour, video.as_str())
+    );
+}
