@@ -53,9 +53,11 @@ impl Application {
     /// worker-only process, binds the listener (port 0 picks a free one).
     pub async fn build(config: IngestConfig) -> anyhow::Result<Self> {
         let tokens = config.tokens()?.map(Arc::new);
-        let store = RedisStore::connect(&config.redis).await?.with_generated_key_retention(
-            std::time::Duration::from_secs(config.idempotency_retention_secs),
-        );
+        let store = RedisStore::connect(&config.redis)
+            .await?
+            .with_generated_key_retention(std::time::Duration::from_secs(
+                config.idempotency_retention_secs,
+            ));
         match store.ensure_log_groups().await {
             Ok(()) => {}
             Err(e @ StoreError::Layout { .. }) => return Err(e.into()),

@@ -89,7 +89,10 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let Some(key) = self.idempotency_key.and_then(|k| HeaderValue::from_str(&k).ok()) {
+        if let Some(key) = self
+            .idempotency_key
+            .and_then(|k| HeaderValue::from_str(&k).ok())
+        {
             response.headers_mut().insert("idempotency-key", key);
         }
         if let Some(secs) = self.retry_after {

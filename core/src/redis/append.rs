@@ -222,7 +222,10 @@ impl RedisStore {
     async fn refuse_reused_key(&self, parts: &[Part], keyed: Keyed<'_>) -> Result<()> {
         let records = join_all(parts.iter().map(|(p, _)| {
             let record = self.keys.idempotency(*p, keyed.key);
-            async move { self.on_key::<Option<String>, _>("GET", &record, vec![record.clone()]).await }
+            async move {
+                self.on_key::<Option<String>, _>("GET", &record, vec![record.clone()])
+                    .await
+            }
         }))
         .await;
         for record in records {

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 impl RedisStore {
     /// Minutes of partition `p` that have a bucket, in `(after, before)`, oldest first.
     pub async fn bucket_minutes(&self, p: Partition, after: i64, before: i64) -> Result<Vec<i64>> {
-        let found: Vec<String> = self.on_first_key("ZRANGEBYSCORE",
+        let found: Vec<String> = self
+            .on_first_key(
+                "ZRANGEBYSCORE",
                 vec![
                     self.keys.minute_index(p),
                     format!("({after}"),
@@ -78,7 +80,8 @@ impl RedisStore {
         let sealed = k.sealed_slice_bucket(p, window, slice);
         let flag = if sealed.is_some() { "1" } else { "0" };
         let keys = vec![hash.clone(), sealed.unwrap_or(hash)];
-        let flat: Vec<String> = self.eval(&self.scripts.read_bucket, keys, vec![flag.to_owned()])
+        let flat: Vec<String> = self
+            .eval(&self.scripts.read_bucket, keys, vec![flag.to_owned()])
             .await?;
         Ok(flat
             .chunks(2)

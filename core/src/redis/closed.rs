@@ -36,8 +36,7 @@ impl RedisStore {
                 keys.extend([k.minute(p, m), k.sealed_minute(p, m), k.frozen_minute(p, m)]);
                 args.push(m.to_string());
             }
-            let closed: i64 = self.eval(&self.scripts.close_minutes, keys, args)
-                .await?;
+            let closed: i64 = self.eval(&self.scripts.close_minutes, keys, args).await?;
             // -1: a worker indexed another minute between the listing and the script; list again.
             if closed >= 0 {
                 return Ok(listed);
@@ -106,7 +105,9 @@ impl RedisStore {
         after: EntryId,
         count: usize,
     ) -> Result<Vec<LateViews>> {
-        let reply: Vec<Value> = self.on_first_key("XRANGE",
+        let reply: Vec<Value> = self
+            .on_first_key(
+                "XRANGE",
                 vec![
                     self.keys.late(p),
                     format!("({after}"),

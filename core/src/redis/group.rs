@@ -107,7 +107,12 @@ impl RedisStore {
     /// Where the workers' consumer group stands on partition `p`'s log, read in one step
     /// (`lua/group_state.lua`), so that no worker's read falls between its parts.
     pub(super) async fn group_state(&self, p: Partition) -> Result<GroupState> {
-        let reply: Vec<Value> = self.eval(&self.scripts.group_state, vec![self.keys.log(p)], vec![CONSUMER_GROUP])
+        let reply: Vec<Value> = self
+            .eval(
+                &self.scripts.group_state,
+                vec![self.keys.log(p)],
+                vec![CONSUMER_GROUP],
+            )
             .await?;
         let id = |i: usize| {
             reply
@@ -136,7 +141,9 @@ impl RedisStore {
         last_delivered: Option<EntryId>,
     ) -> Result<Option<EntryId>> {
         let start = last_delivered.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let next: Vec<Value> = self.on_first_key("XRANGE",
+        let next: Vec<Value> = self
+            .on_first_key(
+                "XRANGE",
                 vec![
                     self.keys.log(p),
                     start,

@@ -31,8 +31,8 @@ mod route;
 mod scripts;
 mod windows;
 
-pub use closed::LateViews;
 pub use append::AppendOutcome;
+pub use closed::LateViews;
 pub use log::LogRead;
 pub use windows::{ApplyOutcome, LeaderCaps};
 

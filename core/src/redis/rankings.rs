@@ -59,7 +59,9 @@ impl RedisStore {
 
     pub(super) async fn range_rev(&self, key: String, k: Option<TopK>) -> Result<Vec<RankedVideo>> {
         let stop = k.map_or(-1, |k| k.get() as i64 - 1);
-        let reply: Vec<Value> = self.on_first_key("ZRANGE",
+        let reply: Vec<Value> = self
+            .on_first_key(
+                "ZRANGE",
                 vec![
                     key,
                     "0".into(),

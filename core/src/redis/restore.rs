@@ -125,7 +125,9 @@ impl RedisStore {
         }
         self.zadd_chunks(set, counts.into_iter()).await?;
         let name = window.as_str();
-        let _: Value = self.on_first_key("HSET",
+        let _: Value = self
+            .on_first_key(
+                "HSET",
                 vec![
                     k.leader_state(p),
                     format!("{name}:enter"),
@@ -160,7 +162,9 @@ impl RedisStore {
                 false,
             )
             .await?;
-        let _: Value = self.on_first_key("ZADD",
+        let _: Value = self
+            .on_first_key(
+                "ZADD",
                 vec![k.minute_index(p), minute.to_string(), minute.to_string()],
             )
             .await?;
@@ -178,9 +182,8 @@ impl RedisStore {
             args.push(n.to_string());
             args.push(video.to_owned());
             if args.len() >= 2001 {
-                let _: i64 = self.on_first_key("ZADD",
-                        std::mem::replace(&mut args, vec![key.clone()]),
-                    )
+                let _: i64 = self
+                    .on_first_key("ZADD", std::mem::replace(&mut args, vec![key.clone()]))
                     .await?;
             }
         }

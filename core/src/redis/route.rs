@@ -27,9 +27,16 @@ impl StoreError {
             return false;
         };
         let details = e.details().trim_start();
-        ["TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK", "LOADING", "MASTERDOWN"]
-            .iter()
-            .any(|reply| details.starts_with(reply))
+        [
+            "TRYAGAIN",
+            "CLUSTERDOWN",
+            "MOVED",
+            "ASK",
+            "LOADING",
+            "MASTERDOWN",
+        ]
+        .iter()
+        .any(|reply| details.starts_with(reply))
     }
 }
 
@@ -98,10 +105,7 @@ impl RedisStore {
         let args: Vec<Value> = args.into_iter().map(Into::into).collect();
         let command = CustomCommand::new_static(name, ClusterHash::Custom(slot_of(key)), false);
         self.retry_not_run(|| async {
-            Ok(self
-                .client
-                .custom(command.clone(), args.clone())
-                .await?)
+            Ok(self.client.custom(command.clone(), args.clone()).await?)
         })
         .await
     }

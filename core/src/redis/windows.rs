@@ -94,8 +94,7 @@ impl RedisStore {
                 args.push(n.to_string());
             }
         }
-        let views: i64 = self.eval(&self.scripts.apply, keys, args)
-            .await?;
+        let views: i64 = self.eval(&self.scripts.apply, keys, args).await?;
         Ok(match u64::try_from(views) {
             Ok(views) => ApplyOutcome::Applied { views },
             Err(_) => ApplyOutcome::NotOwned,
@@ -155,8 +154,7 @@ impl RedisStore {
             ];
             args.extend(self.caps.args());
             args.push(hand_over.into());
-            let (code, slice): (i64, String) = self.eval(&self.scripts.retire, keys, args)
-                .await?;
+            let (code, slice): (i64, String) = self.eval(&self.scripts.retire, keys, args).await?;
             match code {
                 0 => return Ok(retired),
                 1 => expected = slice,
@@ -200,7 +198,8 @@ impl RedisStore {
             let restart = if steps == 0 { "1" } else { "0" };
             let mut step_args = args.clone();
             step_args.push(restart.to_owned());
-            let more: i64 = self.eval(&self.scripts.fill, keys.clone(), step_args)
+            let more: i64 = self
+                .eval(&self.scripts.fill, keys.clone(), step_args)
                 .await?;
             steps += 1;
             if more == 0 {
@@ -219,7 +218,9 @@ impl RedisStore {
     /// lines become one packed blob. Returns the minutes sealed.
     pub async fn seal_minutes(&self, p: Partition, before_minute: i64) -> Result<u32> {
         let k = &self.keys;
-        let open: Vec<String> = self.on_first_key("ZRANGEBYSCORE",
+        let open: Vec<String> = self
+            .on_first_key(
+                "ZRANGEBYSCORE",
                 vec![
                     k.open_minutes(p),
                     "-inf".to_owned(),
@@ -229,7 +230,10 @@ impl RedisStore {
             .await?;
         let mut sealed = 0;
         for minute in open.iter().filter_map(|m| m.parse::<i64>().ok()) {
-            let _: i64 = self.eval(&self.scripts.seal, vec![
+            let _: i64 = self
+                .eval(
+                    &self.scripts.seal,
+                    vec![
                         k.open_minutes(p),
                         k.minute(p, minute),
                         k.sealed_minute(p, minute),

@@ -110,7 +110,11 @@ proptest! {
 /// and retired, and once at the end.
 async fn run_steps(mut store: RedisStore, steps: &[Step], chunk: usize, tiny_caps: bool) {
     if tiny_caps {
-        store = store.with_leader_caps(LeaderCaps { min: 3, keep: 4, max: 6 });
+        store = store.with_leader_caps(LeaderCaps {
+            min: 3,
+            keep: 4,
+            max: 6,
+        });
     }
     let mut now = T0;
     let mut events: Vec<(i64, String, u64)> = Vec::new();

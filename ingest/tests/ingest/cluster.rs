@@ -131,13 +131,16 @@ async fn check_exactly_once(s: &Stack, seen: &Seen, started: Instant) {
     loop {
         let mut wrong = Vec::new();
         for &w in &windows {
-            let counts = match tokio::time::timeout(Duration::from_secs(10), window_counts(&s.store, w)).await {
-                Ok(c) => c,
-                Err(_) => {
-                    wrong.push(format!("{w:?}: could not be read"));
-                    continue;
-                }
-            };
+            let counts =
+                match tokio::time::timeout(Duration::from_secs(10), window_counts(&s.store, w))
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(_) => {
+                        wrong.push(format!("{w:?}: could not be read"));
+                        continue;
+                    }
+                };
             for (video, n) in seen.accepted.iter().flatten() {
                 let got = counts.get(video).copied().unwrap_or(0);
                 if got != *n {
@@ -207,11 +210,16 @@ async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(500));
         c.start_again(victim);
         c.wait_ok();
-        eprintln!("primary {victim} killed; replica {promoted} promoted; {victim} back as its replica");
+        eprintln!(
+            "primary {victim} killed; replica {promoted} promoted; {victim} back as its replica"
+        );
     })
     .await;
     report("failover", &seen);
-    assert!(seen.retried > 0, "the kill met no batch: the test proved nothing");
+    assert!(
+        seen.retried > 0,
+        "the kill met no batch: the test proved nothing"
+    );
 }
 
 /// Partition 0's slot moves to another primary key by key (MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE) while

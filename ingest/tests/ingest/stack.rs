@@ -50,7 +50,12 @@ pub async fn stack(label: &str, partitions: u16, ingest_extra: &[&str]) -> Stack
 }
 
 /// [`stack`] on a given Redis (a `redis-cluster://` URL for a cluster).
-pub async fn stack_on(redis_url: &str, label: &str, partitions: u16, ingest_extra: &[&str]) -> Stack {
+pub async fn stack_on(
+    redis_url: &str,
+    label: &str,
+    partitions: u16,
+    ingest_extra: &[&str],
+) -> Stack {
     let prefix = topk_testkit::unique_name(label);
     let stop = CancellationToken::new();
     let mut ingest_args = env_args(redis_url, &prefix, partitions, ingest_extra);

@@ -177,9 +177,7 @@ async fn rebuild_and_verify_on_a_cluster() {
     assert!(diffs.is_empty(), "{diffs:?}");
 
     let video = after[&Window::Hour].keys().next().unwrap().clone();
-    let p = store
-        .keys()
-        .partition_of(&VideoId::parse(&video).unwrap());
+    let p = store.keys().partition_of(&VideoId::parse(&video).unwrap());
     let hash = store.keys().window(p, Window::Hour);
     let node = cluster.primary_for_slot(topk_testkit::slot_of(&hash));
     cluster
