@@ -9,7 +9,7 @@
 //! - [`lines`]: the `<video id> <count>` line format of log entries, minute buckets and sealed minutes.
 //! - [`batch`]: log entries, their codec, and aggregation of a batch per (slice, video).
 //! - [`sealed`]: the packed form of a closed minute, which the day window's tail keeps.
-//! - [`redis`]: [`redis::RedisStore`], every Redis call (fred lives only here), one file per concern (log,
+//! - [`redis`]: [`redis::RedisStore`], every Redis call (the Redis client, redis-rs, lives only here), one file per concern (log,
 //!   windows, rankings, buckets, inspect, restore, clock), and the Lua scripts in `redis/lua/`.
 //! - [`db`]: Postgres: the pool, the migrations (`MIGRATOR`), minutes and checkpoints, ranking snapshots,
 //!   restore reads and `video_stats` retention, one file each.

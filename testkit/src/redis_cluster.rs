@@ -222,7 +222,7 @@ impl RedisCluster {
     }
 
     /// A `redis-cluster://` URL naming every primary (the first in the authority, the others as `node`
-    /// parameters), the form fred reads; a client finds the replicas from any of them.
+    /// parameters), the form topk reads; a client finds the replicas from any of them.
     pub fn url(&self) -> String {
         let primaries = self.primaries();
         let mut url = format!("redis-cluster://127.0.0.1:{}", primaries[0]);

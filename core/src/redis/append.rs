@@ -10,14 +10,14 @@
 //! With `wait_replicas` > 0, an append returns only once WAIT confirms its entries on that many replicas of
 //! every node that took a part, so a failover after the answer cannot lose them.
 
-use super::route::slot_of;
+use super::client::{Value, ValueExt};
 use super::{RedisStore, Result, StoreError};
 use crate::batch::{encode_lines, LINES_FIELD};
 use crate::domain::{IdempotencyKey, VideoId};
 use crate::keys::Partition;
-use fred::interfaces::ClusterInterface;
 use futures::future::join_all;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What became of an append.
@@ -34,6 +34,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// One partition's part of a batch: its `<video> <n>` lines.
 type Part = (Partition, String);
+
+/// The primaries that took a part of a batch, by replication ID (it changes when a replica takes over), each
+/// with a key of a partition it holds, for WAIT.
+type Writers = Mutex<BTreeMap<String, String>>;
 
 /// The key a batch is appended under, and how long each partition keeps its record.
 #[derive(Clone, Copy)]
@@ -106,13 +110,16 @@ impl RedisStore {
             fingerprint: &fingerprint,
             fresh,
         });
-        let owners = self.owners(parts.iter().map(|(p, _)| *p));
+        let writers = Writers::default();
         let outcome = match keyed {
-            Some(keyed) if self.cluster => self.append_each(&parts, id, keyed).await,
-            keyed => self.append_parts(&parts, id, keyed).await,
+            Some(keyed) if self.cluster => self.append_each(&parts, id, keyed, &writers).await,
+            keyed => self.append_parts(&parts, id, keyed, &writers).await,
         };
         let outcome = match outcome {
-            Ok(outcome) => self.wait_for_replicas(&owners).await.map(|()| outcome),
+            Ok(outcome) => self
+                .wait_for_replicas(writers.into_inner().expect("writers lock"))
+                .await
+                .map(|()| outcome),
             Err(e) => Err(e),
         };
         match (outcome, keyed) {
@@ -149,6 +156,7 @@ impl RedisStore {
         parts: &[Part],
         id: &str,
         keyed: Keyed<'_>,
+        writers: &Writers,
     ) -> Result<AppendOutcome> {
         if keyed.fresh == Fresh::No {
             self.refuse_reused_key(parts, keyed).await?;
@@ -158,7 +166,9 @@ impl RedisStore {
         let mut stored_any = false;
         let mut pause = RETRY_PAUSE;
         loop {
-            let (failed, outcome) = self.append_concurrently(&pending, id, Some(keyed)).await;
+            let (failed, outcome) = self
+                .append_concurrently(&pending, id, Some(keyed), writers)
+                .await;
             match outcome {
                 Ok(AppendOutcome::Stored) => stored_any = true,
                 Ok(AppendOutcome::AlreadyStored) => {}
@@ -187,11 +197,12 @@ impl RedisStore {
         parts: &[Part],
         id: &str,
         keyed: Option<Keyed<'_>>,
+        writers: &Writers,
     ) -> (Vec<Part>, Result<AppendOutcome>) {
         let results = join_all(
             parts
                 .iter()
-                .map(|part| self.append_parts(std::slice::from_ref(part), id, keyed)),
+                .map(|part| self.append_parts(std::slice::from_ref(part), id, keyed, writers)),
         )
         .await;
         let mut failed = Vec::new();
@@ -236,12 +247,14 @@ impl RedisStore {
         Ok(())
     }
 
-    /// One call of `lua/append.lua` for `parts` (all on one node: one partition on a cluster).
+    /// One call of `lua/append.lua` for `parts` (all on one node: one partition on a cluster). With
+    /// `wait_replicas`, the script names the primary that ran it (its replication ID), added to `writers`.
     async fn append_parts(
         &self,
         parts: &[Part],
         id: &str,
         keyed: Option<Keyed<'_>>,
+        writers: &Writers,
     ) -> Result<AppendOutcome> {
         let mut keys: Vec<String> = parts.iter().map(|(p, _)| self.keys.log(*p)).collect();
         if let Some(k) = keyed {
@@ -255,9 +268,19 @@ impl RedisStore {
             LINES_FIELD.to_owned(),
             retention_ms.to_string(),
             keyed.map_or_else(String::new, |k| k.fingerprint.to_owned()),
+            u8::from(self.wait_replicas > 0).to_string(),
         ];
         args.extend(parts.iter().map(|(_, lines)| lines.clone()));
-        let written: i64 = self.eval(&self.scripts.append, keys, args).await?;
+        let first_key = keys[0].clone();
+        let reply: Vec<Value> = self.eval(&self.scripts.append, keys, args).await?;
+        let written = reply.first().and_then(ValueExt::as_i64).unwrap_or(i64::MIN);
+        if let Some(replid) = reply.get(1).and_then(ValueExt::as_string) {
+            writers
+                .lock()
+                .expect("writers lock")
+                .entry(replid)
+                .or_insert(first_key);
+        }
         match written {
             -1 => {
                 // Redis was frozen or slow: read its clock again before the next deadline.
@@ -271,56 +294,72 @@ impl RedisStore {
         }
     }
 
-    /// Which node owns each partition now (on one node: nobody in particular), recorded before an append so
-    /// that [`Self::wait_for_replicas`] can tell when a partition moved in between.
-    fn owners(&self, partitions: impl Iterator<Item = Partition>) -> BTreeMap<Partition, String> {
-        let state = if self.cluster {
-            self.client.cached_cluster_state()
-        } else {
-            None
-        };
-        partitions
-            .map(|p| {
-                let owner = state
-                    .as_ref()
-                    .and_then(|s| s.get_server(slot_of(&self.keys.log(p))))
-                    .map_or_else(String::new, ToString::to_string);
-                (p, owner)
-            })
-            .collect()
-    }
-
-    /// With `wait_replicas` > 0: WAIT on every node that took a part of the batch (on the connection that
-    /// carried the write) until that many replicas have it, within half the store's timeout. Fails with
-    /// [`StoreError::NotReplicated`] when fewer confirm, or when a partition changed owner since the append
-    /// (a failover in between: the new primary's WAIT would say nothing of the write).
-    async fn wait_for_replicas(&self, owners: &BTreeMap<Partition, String>) -> Result<()> {
+    /// With `wait_replicas` > 0: on every primary that took a part of the batch, WAIT until that many
+    /// replicas have it, then check it on the primary itself (INFO: the same replication ID, and that many
+    /// replicas at or past the offset it had after the write). The check makes the answer independent of the
+    /// connection WAIT ran on: after a reconnect WAIT knows nothing of the write, and after a failover the new
+    /// primary's ID differs. Fails with [`StoreError::NotReplicated`] when the replicas do not confirm within
+    /// half the store's timeout.
+    async fn wait_for_replicas(&self, writers: BTreeMap<String, String>) -> Result<()> {
         let wanted = self.wait_replicas;
         if wanted == 0 {
             return Ok(());
         }
-        // One WAIT per node, routed by the slot of one of its partitions.
-        let mut one_per_node: BTreeMap<&str, Partition> = BTreeMap::new();
-        for (p, owner) in owners {
-            one_per_node.entry(owner).or_insert(*p);
-        }
-        let wait_ms = (self.timeout.as_millis() / 2).max(1).to_string();
-        let acks = join_all(one_per_node.values().map(|p| {
-            let log = self.keys.log(*p);
-            let args = vec![wanted.to_string(), wait_ms.clone()];
-            async move { self.on_key::<i64, _>("WAIT", &log, args).await }
+        let give_up = Instant::now() + self.timeout / 2;
+        let checks = join_all(writers.iter().map(|(replid, key)| async move {
+            let (_, target) = self.replication(key, replid).await?;
+            loop {
+                let left = give_up
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .max(1);
+                let _: i64 = self
+                    .on_key("WAIT", key, vec![wanted.to_string(), left.to_string()])
+                    .await?;
+                let (acked, _) = self.replication(key, replid).await?;
+                let confirmed = acked.iter().filter(|&&offset| offset >= target).count() as u32;
+                if confirmed >= wanted {
+                    return Ok(());
+                }
+                if Instant::now() >= give_up {
+                    return Err(StoreError::NotReplicated {
+                        acked: confirmed,
+                        wanted,
+                    });
+                }
+            }
         }))
         .await;
-        for ack in acks {
-            let acked = ack?.max(0) as u32;
-            if acked < wanted {
-                return Err(StoreError::NotReplicated { acked, wanted });
-            }
+        checks.into_iter().collect()
+    }
+
+    /// The replicas' acknowledged offsets and the primary's own offset, from INFO on the node that owns `key`,
+    /// which must still be the primary with replication ID `replid`.
+    async fn replication(&self, key: &str, replid: &str) -> Result<(Vec<u64>, u64)> {
+        let info: String = self.on_key("INFO", key, vec!["replication"]).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("master_replid") != Some(replid) || field("role") != Some("master") {
+            // Another primary took over since the write: it may not have it.
+            return Err(StoreError::NotReplicated {
+                acked: 0,
+                wanted: self.wait_replicas,
+            });
         }
-        if self.owners(owners.keys().copied()) != *owners {
-            return Err(StoreError::NotReplicated { acked: 0, wanted });
-        }
-        Ok(())
+        let offset = field("master_repl_offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        // slave0:ip=...,port=...,state=online,offset=123,lag=0
+        let acked = info
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset=")))
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        Ok((acked, offset))
     }
 }
 
@@ -330,5 +369,5 @@ fn batch_fingerprint(parts: &[Part]) -> String {
     for (p, lines) in parts {
         all.push_str(&format!("#{p}\n{lines}"));
     }
-    fred::util::sha1_hash(&all)
+    sha1_smol::Sha1::from(all).digest().to_string()
 }

@@ -5,7 +5,6 @@ use super::{RedisStore, Result, StoreError};
 use crate::domain::{RankedVideo, Window};
 use crate::keys::Partition;
 use crate::slices::{self, window_slices};
-use fred::prelude::*;
 use std::collections::HashMap;
 
 impl RedisStore {
@@ -50,13 +49,13 @@ impl RedisStore {
         let range = window_slices(spec, now_ms);
         // Only slices that have a bucket are indexed; reading the index spares 1,440 reads for a day.
         let found: Vec<i64> = self
-            .client
-            .zrangebyscore(
-                self.keys.slice_index(p, window),
-                *range.start(),
-                *range.end(),
-                false,
-                None,
+            .on_first_key(
+                "ZRANGEBYSCORE",
+                vec![
+                    self.keys.slice_index(p, window),
+                    range.start().to_string(),
+                    range.end().to_string(),
+                ],
             )
             .await?;
         let mut sum: HashMap<String, u64> = HashMap::new();

@@ -5,11 +5,11 @@
 //! bucket will carry to Postgres) also goes to the partition's late stream. The snapshotter writes the frozen
 //! copies, then adds the late stream's views to the rows of their minutes ([`RedisStore::read_late`]).
 
+use super::client::{Value, ValueExt};
 use super::{RedisStore, Result, StoreError};
 use crate::batch::{decode_fields, EntryId};
 use crate::domain::{ranking_order, RankedVideo, VideoId, Window};
 use crate::keys::Partition;
-use fred::prelude::*;
 use std::collections::HashMap;
 
 /// One entry of a partition's late stream: views applied after their minute was closed.
@@ -51,7 +51,8 @@ impl RedisStore {
         p: Partition,
         minute: i64,
     ) -> Result<Vec<RankedVideo>> {
-        let blob: Option<String> = self.client.get(self.keys.frozen_minute(p, minute)).await?;
+        let key = self.keys.frozen_minute(p, minute);
+        let blob: Option<String> = self.on_first_key("GET", vec![key]).await?;
         let mut sums: HashMap<&str, u64> = HashMap::new();
         for (video, n) in crate::lines::decode(blob.as_deref().unwrap_or("")) {
             *sums.entry(video).or_default() += n;
@@ -70,8 +71,7 @@ impl RedisStore {
     /// Whether partition `p` holds a frozen copy of `minute` (closed, not yet written and dropped).
     pub async fn has_frozen_minute(&self, p: Partition, minute: i64) -> Result<bool> {
         let n: i64 = self
-            .client
-            .exists(self.keys.frozen_minute(p, minute))
+            .on_first_key("EXISTS", vec![self.keys.frozen_minute(p, minute)])
             .await?;
         Ok(n > 0)
     }
@@ -85,14 +85,16 @@ impl RedisStore {
                 .iter()
                 .map(|&m| self.keys.frozen_minute(p, m))
                 .collect();
-            let _: i64 = self.client.del(keys).await?;
+            let _: i64 = self.on_first_key("DEL", keys).await?;
             let retired: Vec<String> = chunk
                 .iter()
                 .filter(|&&m| m <= day_cursor)
                 .map(|m| m.to_string())
                 .collect();
             if !retired.is_empty() {
-                let _: i64 = self.client.zrem(self.keys.minute_index(p), retired).await?;
+                let mut args = vec![self.keys.minute_index(p)];
+                args.extend(retired);
+                let _: i64 = self.on_first_key("ZREM", args).await?;
             }
         }
         Ok(())

@@ -1,10 +1,10 @@
 //! Where the workers' consumer group stands on each partition's log: pending and undelivered entries, how far
 //! the log is applied (the snapshotter closes minutes by it), and which workers read it recently.
 
+use super::client::{Value, ValueExt};
 use super::{RedisStore, Result, StoreError};
 use crate::batch::EntryId;
 use crate::keys::{Partition, CONSUMER_GROUP};
-use fred::prelude::*;
 use std::time::Duration;
 
 /// The consumer group's position on one partition's log.
@@ -41,7 +41,8 @@ impl RedisStore {
                 Ok(c) => c,
                 // No log or no group: nobody consumes it.
                 Err(StoreError::Redis(e))
-                    if e.details().contains("NOGROUP") || e.details().contains("no such key") =>
+                    if e.to_string().contains("NOGROUP")
+                        || e.to_string().contains("no such key") =>
                 {
                     continue
                 }
@@ -52,7 +53,7 @@ impl RedisStore {
                 let field = |name: &str| {
                     fields
                         .chunks(2)
-                        .find(|kv| kv[0].as_str().as_deref() == Some(name))
+                        .find(|kv| kv[0].as_string().as_deref() == Some(name))
                         .and_then(|kv| kv.get(1).cloned())
                 };
                 let name = field("name")

@@ -4,16 +4,16 @@
 use super::{RedisStore, Result};
 use crate::domain::Window;
 use crate::keys::Partition;
-use fred::prelude::*;
 use std::collections::HashMap;
 
 impl RedisStore {
     /// The newest slice of `window` already retired on partition `p` (`None` before its first retirement).
     pub async fn cursor(&self, p: Partition, window: Window) -> Result<Option<i64>> {
-        Ok(self
-            .client
-            .hget(self.keys.cursors(p), window.as_str())
-            .await?)
+        self.on_first_key(
+            "HGET",
+            vec![self.keys.cursors(p), window.as_str().to_owned()],
+        )
+        .await
     }
 
     /// Every video's count in `window` of partition `p` (tests, verification).
@@ -42,10 +42,13 @@ impl RedisStore {
         let leaders = self.leader_counts(p, window).await?;
         let name = window.as_str();
         let state: Vec<Option<u64>> = self
-            .client
-            .hmget(
-                self.keys.leader_state(p),
-                vec![format!("{name}:enter"), format!("{name}:complete")],
+            .on_first_key(
+                "HMGET",
+                vec![
+                    self.keys.leader_state(p),
+                    format!("{name}:enter"),
+                    format!("{name}:complete"),
+                ],
             )
             .await?;
         let enter = state.first().copied().flatten().unwrap_or(1);
@@ -81,7 +84,7 @@ impl RedisStore {
 
     /// A hash of counts per video (HGETALL).
     async fn hash_counts(&self, key: String) -> Result<HashMap<String, u64>> {
-        let all: HashMap<String, i64> = self.client.hgetall(key).await?;
+        let all: HashMap<String, i64> = self.on_first_key("HGETALL", vec![key]).await?;
         Ok(all
             .into_iter()
             .map(|(video, n)| (video, n.max(0) as u64))

@@ -1,10 +1,10 @@
 //! The log: one Redis stream per partition and the workers' consumer group on it. Reading and claiming
 //! entries, trimming what is applied (appending: `append.rs`; where the group stands: `group.rs`).
 
+use super::client::{Value, ValueExt};
 use super::{RedisStore, Result, StoreError};
 use crate::batch::{decode_fields, EntryId, LogEntry};
 use crate::keys::{Partition, CONSUMER_GROUP};
-use fred::prelude::*;
 use std::time::Duration;
 
 /// How long late views wait in Redis for a snapshotter before they are dropped.
@@ -27,7 +27,7 @@ impl RedisStore {
         for p in self.keys.all_partitions() {
             match self.create_group(self.keys.log(p), "0".into()).await {
                 Ok(()) => {}
-                Err(StoreError::Redis(e)) if e.details().contains("BUSYGROUP") => {}
+                Err(StoreError::Redis(e)) if e.to_string().contains("BUSYGROUP") => {}
                 Err(e) => return Err(e),
             }
         }
@@ -196,7 +196,7 @@ fn parse_entry(entry: Value) -> Result<LogEntry> {
     let raw_id = parts.next().and_then(|v| v.as_string()).unwrap_or_default();
     let id = EntryId::parse(&raw_id)
         .ok_or_else(|| StoreError::Reply(format!("bad stream id {raw_id:?}")))?;
-    let fields = parts.next().unwrap_or(Value::Null);
+    let fields = parts.next().unwrap_or(Value::Nil);
     let views = if fields.is_null() {
         Err("entry was trimmed from the log".to_owned())
     } else {

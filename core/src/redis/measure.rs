@@ -1,25 +1,25 @@
 //! What only the benchmark needs (behind core's `bench` feature, out of the services' store API): the naive
 //! baseline's writes, the card's union query, and measurements of Redis's time and memory.
 
+use super::client::{Route, Value, ValueExt};
 use super::{RedisStore, Result};
 use crate::domain::{RankedVideo, TopK, Window};
 use crate::sealed;
-use fred::cmd;
-use fred::prelude::*;
-use fred::types::{ClusterHash, CustomCommand};
+use ::redis::FromRedisValue;
 
 impl RedisStore {
     /// The naive ingest baseline: one ZINCRBY per view into every sorted set in `keys`, pipelined, with no log
     /// and no aggregation.
     pub async fn naive_increment(&self, keys: &[String], videos: &[&str]) -> Result<()> {
-        let pipe = self.client.pipeline();
+        let mut pipe = ::redis::pipe();
         for video in videos {
             for key in keys {
-                let _: () = pipe.zincrby(key.as_str(), 1.0, *video).await?;
+                pipe.zincr(key.as_str(), *video, 1).ignore();
             }
         }
-        let _: Vec<Value> = pipe.all().await?;
-        Ok(())
+        // The baseline's keys share the `{baseline}` tag: one node.
+        let node = keys.first().cloned().unwrap_or_default();
+        self.conn.query_pipeline(&pipe, Route::Key(node)).await
     }
 
     /// ZUNIONSTORE of `sources` into `scratch`, then its top `k` (all members when `None`); `scratch` is
@@ -32,9 +32,9 @@ impl RedisStore {
     ) -> Result<Vec<RankedVideo>> {
         let mut args = vec![scratch.clone(), sources.len().to_string()];
         args.extend(sources.iter().cloned());
-        let _: i64 = self.client.custom(cmd!("ZUNIONSTORE"), args).await?;
+        let _: i64 = self.on_first_key("ZUNIONSTORE", args).await?;
         let top = self.range_rev(scratch.clone(), k).await;
-        let _: i64 = self.client.del(scratch).await?;
+        let _: i64 = self.on_first_key("DEL", vec![scratch]).await?;
         top
     }
 
@@ -62,35 +62,60 @@ impl RedisStore {
     /// CPU seconds each primary has used so far (one entry, named "", on a single node).
     pub async fn server_cpu_seconds_per_node(&self) -> Result<Vec<(String, f64)>> {
         let mut out = Vec::new();
-        for node in self.primaries() {
-            let info: String = self.on_node(node.clone(), "INFO", vec!["cpu".to_owned()]).await?;
-            let used = parse_info(&info, &["used_cpu_user", "used_cpu_sys"]).into_iter().sum();
-            out.push((node.map_or_else(String::new, |n| n.to_string()), used));
+        for node in self.primaries().await? {
+            let info: String = self
+                .on_node(node.clone(), "INFO", vec!["cpu".to_owned()])
+                .await?;
+            let used = parse_info(&info, &["used_cpu_user", "used_cpu_sys"])
+                .into_iter()
+                .sum();
+            out.push((node.unwrap_or_default(), used));
         }
         Ok(out)
     }
 
     /// The primaries: every node of a cluster, or `None` for the one node.
-    fn primaries(&self) -> Vec<Option<Server>> {
-        match self.client.cached_cluster_state() {
-            Some(state) if self.cluster => state.unique_primary_nodes().into_iter().map(Some).collect(),
-            _ => vec![None],
+    async fn primaries(&self) -> Result<Vec<Option<String>>> {
+        if !self.cluster {
+            return Ok(vec![None]);
         }
+        // CLUSTER SLOTS: [[start, end, [host, port, id], replicas...], ...]
+        let node = self.keys.log(0);
+        let slots: Vec<Value> = self.on_key("CLUSTER", &node, vec!["SLOTS"]).await?;
+        let mut primaries: Vec<String> = slots
+            .into_iter()
+            .filter_map(|range| {
+                let primary = range.into_array().into_iter().nth(2)?.into_array();
+                let host = primary.first()?.as_string()?;
+                let port = primary.get(1)?.as_i64()?;
+                Some(format!("{host}:{port}"))
+            })
+            .collect();
+        primaries.sort();
+        primaries.dedup();
+        Ok(primaries.into_iter().map(Some).collect())
     }
 
     /// A command on one node (`None`: the one node).
-    async fn on_node<R: FromValue>(&self, node: Option<Server>, name: &'static str, args: Vec<String>) -> Result<R> {
-        let command = CustomCommand::new_static(name, ClusterHash::Random, false);
-        Ok(match node {
-            Some(node) => self.client.with_cluster_node(node).custom(command, args).await?,
-            None => self.client.custom(command, args).await?,
-        })
+    async fn on_node<R: FromRedisValue>(
+        &self,
+        node: Option<String>,
+        name: &'static str,
+        args: Vec<String>,
+    ) -> Result<R> {
+        let mut cmd = ::redis::cmd(name);
+        cmd.arg(args);
+        let route = match node {
+            Some(node) => Route::Node(node),
+            None => Route::Key(self.keys.log(0)),
+        };
+        self.conn.query(&cmd, route).await
     }
 
     /// The numeric values of `fields` in `INFO section`, summed over the primaries.
     async fn server_info(&self, section: &str, fields: &[&str]) -> Result<Vec<f64>> {
         let mut sums = vec![0.0; fields.len()];
-        for node in self.primaries() {
+        for node in self.primaries().await? {
             let info: String = self.on_node(node, "INFO", vec![section.to_owned()]).await?;
             for (sum, v) in sums.iter_mut().zip(parse_info(&info, fields)) {
                 *sum += v;
@@ -122,7 +147,9 @@ impl RedisStore {
             for w in Window::ALL {
                 bytes += self.memory_usage(self.keys.window(p, w)).await?;
                 bytes += self.memory_usage(self.keys.leaders(p, w)).await?;
-                let n: i64 = self.client.hlen(self.keys.window(p, w)).await?;
+                let n: i64 = self
+                    .on_first_key("HLEN", vec![self.keys.window(p, w)])
+                    .await?;
                 videos += n.max(0) as u64;
             }
         }
@@ -133,9 +160,12 @@ impl RedisStore {
     /// they hold.
     pub async fn sealed_minute_memory(&self) -> Result<(u64, u64)> {
         let (mut bytes, mut pairs) = (0u64, 0u64);
-        for key in self.scan_everywhere(&self.keys.sealed_minute_pattern()).await? {
+        for key in self
+            .scan_everywhere(&self.keys.sealed_minute_pattern())
+            .await?
+        {
             bytes += self.memory_usage(key.clone()).await?;
-            let blob: Option<String> = self.client.get(key).await?;
+            let blob: Option<String> = self.on_first_key("GET", vec![key]).await?;
             pairs += sealed::decode(blob.as_deref().unwrap_or("")).count() as u64;
         }
         Ok((bytes, pairs))
@@ -160,11 +190,18 @@ impl RedisStore {
     /// Every key matching a full SCAN pattern, on every primary.
     async fn scan_everywhere(&self, pattern: &str) -> Result<Vec<String>> {
         let mut found = Vec::new();
-        for node in self.primaries() {
+        for node in self.primaries().await? {
             let mut cursor = "0".to_owned();
             loop {
-                let args = vec![cursor, "MATCH".into(), pattern.to_owned(), "COUNT".into(), "1000".into()];
-                let (next, keys): (String, Vec<String>) = self.on_node(node.clone(), "SCAN", args).await?;
+                let args = vec![
+                    cursor,
+                    "MATCH".into(),
+                    pattern.to_owned(),
+                    "COUNT".into(),
+                    "1000".into(),
+                ];
+                let (next, keys): (String, Vec<String>) =
+                    self.on_node(node.clone(), "SCAN", args).await?;
                 found.extend(keys);
                 if next == "0" {
                     break;

@@ -1,5 +1,5 @@
-//! Every use of the Redis client (fred) lives in this folder, so the client can be swapped without touching
-//! the services.
+//! Every use of the Redis client (redis-rs) lives in this folder, so the client can be swapped without
+//! touching the services.
 //!
 //! [`RedisStore`] speaks the domain. Its methods are split by concern, one file each:
 //! - `append`: a batch into the per-partition log (one script on a node, one per partition on a cluster).
@@ -13,11 +13,13 @@
 //! - `restore`: `rebuild-redis`'s restore and seeding of window state.
 //! - `clock`: Redis's clock and the append deadline on it.
 //! - `scripts`: the Lua scripts in `lua/`.
-//! - `route`: which node a command goes to, and which failures are retried (Redis Cluster).
+//! - `client`: the connection to one node or to a Redis Cluster, and where each command goes.
+//! - `route`: commands about a partition, and which failures are retried.
 //! - `measure` (feature `bench`): the benchmark's baselines and measurements.
 
 mod append;
 mod buckets;
+mod client;
 mod clock;
 mod closed;
 mod group;
@@ -39,14 +41,13 @@ pub use windows::{ApplyOutcome, LeaderCaps};
 use crate::config::RedisConfig;
 use crate::domain::IdempotencyKey;
 use crate::keys::KeySchema;
-use fred::prelude::*;
 use std::time::Duration;
 
 /// A Redis failure, as the services need to tell them apart.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
-    Redis(#[from] fred::error::Error),
+    Redis(#[from] ::redis::RedisError),
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
     /// The append reached Redis after its caller's deadline (Redis was frozen or slow) and wrote nothing.
@@ -81,34 +82,16 @@ pub enum StoreError {
 impl StoreError {
     /// The log's consumer group is missing: Redis lost its data (restarted empty) since the group was created.
     pub fn is_missing_group(&self) -> bool {
-        matches!(self, StoreError::Redis(e) if e.details().contains("NOGROUP"))
+        matches!(self, StoreError::Redis(e) if e.code() == Some("NOGROUP"))
     }
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Runs the client's connection task, and starts it again whenever it ends on an error. fred ends that task
-/// for good when handling a redirection fails (an ASK during a slot migration that runs out of attempts, or
-/// whose ASKING reply is read among pipelined replies): every command would time out from then on. A quit
-/// ends the task without an error, and the loop with it.
-fn keep_connected(client: Client) {
-    tokio::spawn(async move {
-        loop {
-            match client.connect().await {
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "the Redis client's connection task failed; starting it again");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Ok(Ok(())) | Err(_) => return,
-            }
-        }
-    });
-}
-
 /// The domain's view of Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: Client,
+    conn: client::Connection,
     keys: KeySchema,
     caps: LeaderCaps,
     timeout: Duration,
@@ -134,31 +117,11 @@ impl RedisStore {
     /// Builds the client and starts connecting. Returns at once: while Redis is unreachable every command
     /// fails within the configured timeout, and the client keeps reconnecting in the background.
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
-        let mut config = Config::from_url(&cfg.redis_url)?;
-        let cluster = config.server.is_clustered();
-        // fred's default gives up for good when the first connection fails (Redis down, or still loading its
-        // data and answering LOADING); a service started before Redis must keep trying, like after a drop.
-        config.fail_fast = false;
         let timeout = cfg.timeout();
-        let client = Builder::from_config(config)
-            .with_performance_config(|p| p.default_command_timeout = timeout)
-            .with_connection_config(|c| {
-                c.connection_timeout = timeout;
-                c.internal_command_timeout = timeout;
-                // On one node a command is never resent after a connection drop: a resent append could log a
-                // batch twice. On a cluster the client counts a command sent on after MOVED or ASK (which did
-                // not run it) as another attempt, so it needs more; a resend after a drop is safe there, since
-                // every append carries a key (`append.rs`) and every other write is a script that checks the
-                // state it changes (ownership of the entries, cursors).
-                c.max_command_attempts = if cluster { 3 } else { 1 };
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .build()?;
-        keep_connected(client.clone());
-        // Give the first connection a moment so a healthy start is ready at once; not fatal when Redis is down.
-        let _ = tokio::time::timeout(timeout, client.wait_for_connect()).await;
-        Ok(Self {
-            client,
+        let conn = client::Connection::open(&cfg.redis_url, timeout)?;
+        let cluster = conn.is_cluster();
+        let store = Self {
+            conn,
             keys: KeySchema::new(cfg.key_prefix.clone(), cfg.partitions),
             caps: LeaderCaps::default(),
             timeout,
@@ -167,7 +130,10 @@ impl RedisStore {
             cluster,
             wait_replicas: cfg.wait_replicas,
             generated_key_retention: Duration::from_secs(300),
-        })
+        };
+        // Give the first connection a moment so a healthy start is ready at once; not fatal when Redis is down.
+        let _ = store.ping().await;
+        Ok(store)
     }
 
     /// The same store remembering the keys it generates for appends without one (on a cluster) for
@@ -196,27 +162,20 @@ impl RedisStore {
         &self.keys
     }
 
-    /// Closes the connection after in-flight commands finish.
-    pub async fn quit(&self) {
-        let _ = self.client.quit().await;
-    }
+    /// Lets the connection go: it closes once the last command in flight has its answer and the last clone
+    /// of the store is dropped.
+    pub async fn quit(&self) {}
 
     /// Records this process's layout (partition count, key layout version) if the deployment has none yet,
     /// and refuses one that differs ([`StoreError::Layout`]): a process with another partition count would
     /// look for videos in the wrong partitions and drop them from the rankings, or write them there.
     pub async fn check_layout(&self) -> Result<()> {
         let configured = self.keys.layout_value();
+        let layout = self.keys.layout();
         let _: Option<String> = self
-            .client
-            .set(
-                self.keys.layout(),
-                configured.as_str(),
-                None,
-                Some(SetOptions::NX),
-                false,
-            )
+            .on_key("SET", &layout, vec![layout.as_str(), &configured, "NX"])
             .await?;
-        let recorded: Option<String> = self.client.get(self.keys.layout()).await?;
+        let recorded: Option<String> = self.on_key("GET", &layout, vec![&layout]).await?;
         match recorded {
             Some(recorded) if recorded != configured => Err(StoreError::Layout {
                 recorded,
@@ -241,7 +200,9 @@ impl RedisStore {
 
     /// Round trip to Redis (readiness).
     pub async fn ping(&self) -> Result<()> {
-        let _: String = self.client.ping(None).await?;
+        let _: String = self
+            .on_key("PING", &self.keys.log(0), Vec::<String>::new())
+            .await?;
         Ok(())
     }
 }

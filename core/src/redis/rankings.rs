@@ -1,11 +1,11 @@
 //! Ranking reads for the API: the exact global top K of a window from the partitions' leader sets, and one
 //! video's counts.
 
+use super::client::{Value, ValueExt};
 use super::{RedisStore, Result, StoreError};
 use crate::domain::{RankedVideo, TopK, VideoId, Window};
 use crate::keys::Partition;
 use crate::ranking::{first_read_len, lists_to_extend, merge_rankings};
-use fred::prelude::*;
 
 impl RedisStore {
     /// The global top `k` of `window`, exact: the partitions' leader sets read (`ZRANGE ... REV`) only as far as
@@ -45,11 +45,13 @@ impl RedisStore {
     /// One video's views in every window, from its partition.
     pub async fn video_counts(&self, video: &VideoId) -> Result<Vec<(Window, u64)>> {
         let p = self.keys.partition_of(video);
-        let pipe = self.client.pipeline();
-        for w in Window::ALL {
-            let _: () = pipe.hget(self.keys.window(p, w), video.as_str()).await?;
-        }
-        let counts: Vec<Option<i64>> = pipe.all().await?;
+        let counts: Vec<Option<i64>> = futures::future::try_join_all(Window::ALL.map(|w| {
+            self.on_first_key(
+                "HGET",
+                vec![self.keys.window(p, w), video.as_str().to_owned()],
+            )
+        }))
+        .await?;
         Ok(Window::ALL
             .into_iter()
             .zip(counts)
@@ -75,7 +77,7 @@ impl RedisStore {
         let mut it = reply.into_iter();
         while let (Some(member), Some(score)) = (it.next(), it.next()) {
             let video_id = member
-                .into_string()
+                .as_string()
                 .ok_or_else(|| StoreError::Reply("member is not text".into()))?;
             let views = score
                 .as_string()

@@ -1,13 +1,13 @@
 //! Restoring Redis from Postgres (`rebuild-redis`), and seeding window state directly (restores, benchmark
 //! fills, tests).
 
+use super::client::Value;
 use super::{RedisStore, Result};
 use crate::batch::EntryId;
 use crate::domain::Window;
 use crate::keys::{Partition, CONSUMER_GROUP};
 use crate::sealed;
 use crate::slices::{self, retire_target};
-use fred::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
 impl RedisStore {
@@ -34,7 +34,7 @@ impl RedisStore {
             .filter(|key| !kept.contains(key))
             .collect();
         for chunk in doomed.chunks(1000) {
-            let _: i64 = self.client.del(chunk.to_vec()).await?;
+            let _: i64 = self.on_first_key("DEL", chunk.to_vec()).await?;
         }
         let hour = slices::spec(Window::Hour).expect("hour slices");
         let day = slices::spec(Window::Day).expect("day slices");
@@ -107,7 +107,9 @@ impl RedisStore {
     ) -> Result<()> {
         let k = &self.keys;
         let (hash, set) = (k.window(p, window), k.leaders(p, window));
-        let _: i64 = self.client.del(vec![hash.clone(), set.clone()]).await?;
+        let _: i64 = self
+            .on_first_key("DEL", vec![hash.clone(), set.clone()])
+            .await?;
         let mut counts: Vec<(&str, u64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
         for chunk in counts.chunks(1000) {
             let mut args = vec![hash.clone()];
@@ -138,8 +140,7 @@ impl RedisStore {
             )
             .await?;
         let _: i64 = self
-            .client
-            .hdel(k.leader_state(p), format!("{name}:fill"))
+            .on_first_key("HDEL", vec![k.leader_state(p), format!("{name}:fill")])
             .await?;
         Ok(())
     }
@@ -152,14 +153,10 @@ impl RedisStore {
         counts: impl IntoIterator<Item = (&'a str, u64)>,
     ) -> Result<()> {
         let k = &self.keys;
-        let _: () = self
-            .client
-            .set(
-                k.sealed_minute(p, minute),
-                sealed::encode(counts),
-                None,
-                None,
-                false,
+        let _: Value = self
+            .on_first_key(
+                "SET",
+                vec![k.sealed_minute(p, minute), sealed::encode(counts)],
             )
             .await?;
         let _: Value = self

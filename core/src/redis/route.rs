@@ -1,24 +1,21 @@
-//! Where a command goes and when it is sent again. Every command carries the hash slot of the key it is about,
-//! so on Redis Cluster it goes straight to the node that owns the key's partition (fred follows MOVED and ASK
-//! itself: a redirected command has not run). Replies that say the command did not run (TRYAGAIN while a slot
-//! is half migrated, CLUSTERDOWN during a failover, LOADING) are retried here with a short backoff until the
-//! store's timeout; a lost connection is not, since the command may have run (appends retry those under
-//! their idempotency key, `log.rs`).
+//! Sending a command about a partition, and sending it again when Redis says it did not run it.
+//!
+//! Every command names a key of its partition, so on Redis Cluster it goes straight to the node that owns
+//! the partition (`client.rs`). The cluster connection itself follows MOVED and ASK and retries TRYAGAIN and
+//! CLUSTERDOWN; what still comes back saying the command did not run (LOADING after a restart, TRYAGAIN for
+//! longer than the client's retries while a slot moves) is retried here with a short backoff until the store's
+//! timeout. A command lost with its connection on one node is not: it may have run (appends retry those under
+//! their idempotency key, `append.rs`).
 
+use super::client::{Route, Value};
+use super::scripts::Lua;
 use super::{RedisStore, Result, StoreError};
-use fred::prelude::*;
-use fred::types::scripts::Script;
-use fred::types::{ClusterHash, CustomCommand};
+use ::redis::{Cmd, FromRedisValue, ToRedisArgs};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// First and longest pause between two tries of a command the cluster did not run.
+/// First and longest pause between two tries of a command Redis did not run.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(250));
-
-/// The hash slot of `key` (its `{partition}` tag decides it).
-pub(super) fn slot_of(key: &str) -> u16 {
-    fred::util::redis_keyslot(key.as_bytes())
-}
 
 impl StoreError {
     /// Redis answered that it did not run the command: sending it again cannot double anything.
@@ -26,17 +23,10 @@ impl StoreError {
         let StoreError::Redis(e) = self else {
             return false;
         };
-        let details = e.details().trim_start();
-        [
-            "TRYAGAIN",
-            "CLUSTERDOWN",
-            "MOVED",
-            "ASK",
-            "LOADING",
-            "MASTERDOWN",
-        ]
-        .iter()
-        .any(|reply| details.starts_with(reply))
+        matches!(
+            e.code(),
+            Some("TRYAGAIN" | "CLUSTERDOWN" | "MOVED" | "ASK" | "LOADING" | "MASTERDOWN")
+        )
     }
 }
 
@@ -64,59 +54,62 @@ impl RedisStore {
     /// Runs `script` on the node that owns its keys (they share one partition's slot). A node that does not
     /// know the script yet (new, restarted, or promoted) gets it first, that node alone: loading it on every
     /// node would make one unreachable node stop the writes to all the others.
-    pub(super) async fn eval<R: FromValue, T: Into<Value>>(
+    pub(super) async fn eval<R: FromRedisValue, T: ToRedisArgs>(
         &self,
-        script: &Script,
+        script: &Lua,
         keys: Vec<String>,
         args: Vec<T>,
     ) -> Result<R> {
-        let args: Vec<Value> = args.into_iter().map(Into::into).collect();
+        let node = keys.first().cloned().unwrap_or_default();
+        let mut evalsha = ::redis::cmd("EVALSHA");
+        evalsha.arg(&script.sha).arg(keys.len()).arg(&keys);
+        for a in &args {
+            evalsha.arg(a);
+        }
         self.retry_not_run(|| async {
-            match self
-                .client
-                .evalsha(script.sha1().clone(), keys.clone(), args.clone())
-                .await
-            {
-                Err(e) if e.details().starts_with("NOSCRIPT") => {
-                    let lua = script.lua().map(|l| l.to_string()).unwrap_or_default();
-                    let node = keys.first().cloned().unwrap_or_default();
-                    let _: String = self
-                        .on_key("SCRIPT", &node, vec!["LOAD".to_owned(), lua])
-                        .await?;
-                    Ok(self
-                        .client
-                        .evalsha(script.sha1().clone(), keys.clone(), args.clone())
-                        .await?)
+            match self.query::<Value>(&evalsha, &node).await {
+                Err(StoreError::Redis(e)) if e.code() == Some("NOSCRIPT") => {
+                    let mut load = ::redis::cmd("SCRIPT");
+                    load.arg("LOAD").arg(script.source);
+                    let _: String = self.query(&load, &node).await?;
+                    self.query(&evalsha, &node).await
                 }
-                other => Ok(other?),
+                other => other,
             }
+            .and_then(|reply| {
+                ::redis::from_redis_value(reply).map_err(|e| StoreError::Reply(e.to_string()))
+            })
         })
         .await
     }
 
     /// Sends the command `name` with `args` to the node that owns `key`'s slot. `key` is the command's key
     /// (for commands like SCAN that have none: a key of the partition whose node is meant).
-    pub(super) async fn on_key<R: FromValue, T: Into<Value>>(
+    pub(super) async fn on_key<R: FromRedisValue, T: ToRedisArgs>(
         &self,
         name: &'static str,
         key: &str,
         args: Vec<T>,
     ) -> Result<R> {
-        let args: Vec<Value> = args.into_iter().map(Into::into).collect();
-        let command = CustomCommand::new_static(name, ClusterHash::Custom(slot_of(key)), false);
-        self.retry_not_run(|| async {
-            Ok(self.client.custom(command.clone(), args.clone()).await?)
-        })
-        .await
+        let mut cmd = ::redis::cmd(name);
+        for a in &args {
+            cmd.arg(a);
+        }
+        self.retry_not_run(|| self.query(&cmd, key)).await
     }
 
     /// [`Self::on_key`] for a command whose first argument is its key.
-    pub(super) async fn on_first_key<R: FromValue>(
+    pub(super) async fn on_first_key<R: FromRedisValue>(
         &self,
         name: &'static str,
         args: Vec<String>,
     ) -> Result<R> {
         let key = args.first().cloned().unwrap_or_default();
         self.on_key(name, &key, args).await
+    }
+
+    /// `cmd` once, on the node that owns `key`.
+    async fn query<R: FromRedisValue>(&self, cmd: &Cmd, key: &str) -> Result<R> {
+        self.conn.query(cmd, Route::Key(key.to_owned())).await
     }
 }

@@ -16,14 +16,16 @@
 --
 -- KEYS: the partitions' logs, then (with a key) the key's record on each of them, in the same order.
 -- ARGV: 1 deadline (ms, Redis clock), 2 entry id ('*' or '<ms>-*'), 3 the entries' field name, 4 the key's
--- retention in ms (0: no key), 5 the batch's fingerprint (with a key), then per partition its lines.
--- Returns the entries written (0: every partition already had this batch), -1 past the deadline, or -2 when
--- the key was used for another batch.
+-- retention in ms (0: no key), 5 the batch's fingerprint (with a key), 6 '1' when the caller will wait for
+-- replicas, then per partition its lines.
+-- Returns {the entries written (0: every partition already had this batch), -1 past the deadline, or -2 when
+-- the key was used for another batch}, followed, when ARGV[6] is '1' and something may need replicating, by
+-- this primary's replication ID (the caller checks the replicas of the very primary that ran the script).
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[1]) then
-  return -1
+  return {-1}
 end
-local n = #ARGV - 5
+local n = #ARGV - 6
 local keyed = tonumber(ARGV[4]) > 0
 local stored = {}
 if keyed then
@@ -31,7 +33,7 @@ if keyed then
     local seen = redis.call('GET', KEYS[n + k])
     if seen then
       if seen ~= ARGV[5] then
-        return -2
+        return {-2}
       end
       stored[k] = true
     end
@@ -42,11 +44,14 @@ for k = 1, n do
   if stored[k] then
     redis.call('PEXPIRE', KEYS[n + k], ARGV[4])
   else
-    redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], ARGV[5 + k])
+    redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], ARGV[6 + k])
     if keyed then
       redis.call('SET', KEYS[n + k], ARGV[5], 'PX', ARGV[4])
     end
     written = written + 1
   end
 end
-return written
+if ARGV[6] == '1' then
+  return {written, string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')}
+end
+return {written}

@@ -1,0 +1,256 @@
+//! The Redis client (redis-rs), behind one small type: a connection to one node or to a Redis Cluster, and
+//! where each command goes.
+//!
+//! - One node: a [`ConnectionManager`] (one multiplexed connection, reconnected in the background). A command
+//!   lost with its connection fails and is never sent again: a resent append could log a batch twice.
+//! - Redis Cluster: redis-rs's cluster connection, which follows MOVED and ASK, waits and retries on TRYAGAIN
+//!   and CLUSTERDOWN, refreshes its slot map after a failover, and resends a command lost with its connection.
+//!   That resend is safe here: every append on a cluster carries a key (`append.rs`), and every other write
+//!   is a script that checks the state it changes (entry ownership, cursors).
+//!
+//! Every command names a key of the partition it is about ([`Route::Key`]), so on a cluster it goes to the
+//! node that owns that partition even when it has no key of its own (TIME, SCAN, WAIT, SCRIPT LOAD).
+
+use super::{Result, StoreError};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use ::redis::{Cmd, FromRedisValue};
+use std::time::Duration;
+
+pub use ::redis::Value;
+
+/// Tries of one command on a cluster (redirections, TRYAGAIN, a reconnect), within the command timeout.
+const CLUSTER_RETRIES: u32 = 6;
+
+/// Where a command goes.
+#[derive(Debug, Clone)]
+pub(super) enum Route {
+    /// The primary that owns this key's hash slot (a partition's keys share the slot of its `{p}` tag).
+    Key(String),
+    /// This node, `host:port` (benchmark measurements of every primary).
+    Node(String),
+}
+
+/// A connection to one Redis node or to a Redis Cluster.
+#[derive(Clone)]
+pub(super) struct Connection {
+    kind: Kind,
+    /// The longest a command may take, waiting for a connection included.
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// Connects to `url` in the background: `redis://` or `rediss://` for one node,
+    /// `redis-cluster://host:port?node=host:port&...` (or `rediss-cluster://`) for a cluster. While Redis is
+    /// unreachable, commands fail within `timeout`; the connection keeps trying.
+    pub fn open(url: &str, timeout: Duration) -> Result<Self> {
+        match cluster_nodes(url)? {
+            Some(nodes) => {
+                let client = ClusterClientBuilder::new(nodes)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .overall_response_timeout(Some(timeout))
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(10)
+                    .max_retry_wait(250)
+                    .build()?;
+                let config = ::redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout);
+                Ok(Self {
+                    kind: Kind::Cluster(client.get_pending_async_connection_with_config(config)),
+                    timeout,
+                })
+            }
+            None => {
+                let client = ::redis::Client::open(url)?;
+                // One reconnection try per failed command: a command waits for the reconnection in progress,
+                // and a long series of tries would hold every command past its timeout while Redis is down.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                Ok(Self {
+                    kind: Kind::Single(ConnectionManager::new_lazy_with_config(client, config)?),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster(_))
+    }
+
+    /// Sends `cmd` where `route` says and converts the reply; fails after the timeout whatever the client is
+    /// waiting for (an answer, or a connection to send on).
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd, route: Route) -> Result<T> {
+        let reply = tokio::time::timeout(self.timeout, self.send(cmd, route))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} ms", self.timeout.as_millis()),
+                )
+            })
+            .map_err(::redis::RedisError::from)??;
+        // An error reply comes back as a value; it is the command's error.
+        let reply = reply.extract_error()?;
+        ::redis::from_redis_value(reply).map_err(|e| StoreError::Reply(e.to_string()))
+    }
+
+    async fn send(&self, cmd: &Cmd, route: Route) -> Result<Value> {
+        Ok(match &self.kind {
+            Kind::Single(conn) => conn.clone().send_packed_command(cmd).await?,
+            Kind::Cluster(conn) => {
+                let routing = match route {
+                    Route::Key(key) => SingleNodeRoutingInfo::SpecificNode(
+                        ::redis::cluster_routing::Route::with_key(key, SlotAddr::Master),
+                    ),
+                    Route::Node(addr) => {
+                        let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, "6379"));
+                        SingleNodeRoutingInfo::ByAddress {
+                            host: host.to_owned(),
+                            port: port.parse().unwrap_or(6379),
+                        }
+                    }
+                };
+                conn.clone()
+                    .route_command(cmd.clone(), RoutingInfo::SingleNode(routing))
+                    .await?
+            }
+        })
+    }
+}
+
+impl Connection {
+    /// Sends `pipe` (commands on one node: on a cluster, the node that owns `route`'s key).
+    #[cfg(feature = "bench")]
+    pub async fn query_pipeline(&self, pipe: &::redis::Pipeline, route: Route) -> Result<()> {
+        match &self.kind {
+            Kind::Single(conn) => {
+                let _: () = pipe.query_async(&mut conn.clone()).await?;
+            }
+            Kind::Cluster(conn) => {
+                let Route::Key(key) = route else {
+                    return Err(StoreError::Reply("a pipeline is routed by a key".into()));
+                };
+                let route = ::redis::cluster_routing::Route::with_key(key, SlotAddr::Master);
+                let replies = conn
+                    .clone()
+                    .route_pipeline(
+                        pipe.clone(),
+                        0,
+                        pipe.len(),
+                        SingleNodeRoutingInfo::SpecificNode(route),
+                    )
+                    .await?;
+                for reply in replies {
+                    reply.extract_error()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The seed nodes of a `redis-cluster://` URL as `redis://host:port` URLs (`None` for a single-node URL).
+fn cluster_nodes(url: &str) -> Result<Option<Vec<String>>> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("redis-cluster", rest)) => ("redis", rest),
+        Some(("rediss-cluster", rest)) => ("rediss", rest),
+        _ => return Ok(None),
+    };
+    let (first, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let first = first.trim_end_matches('/');
+    let bad = || {
+        StoreError::Reply(format!("bad Redis Cluster URL {url:?}: expected {scheme}-cluster://host:port?node=host:port&..."))
+    };
+    if first.is_empty() {
+        return Err(bad());
+    }
+    let mut nodes = vec![format!("{scheme}://{first}")];
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("node", node)) if !node.is_empty() => nodes.push(format!("{scheme}://{node}")),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(Some(nodes))
+}
+
+/// Reading replies without a schema (stream entries, script results).
+pub(super) trait ValueExt: Sized {
+    fn into_array(self) -> Vec<Value>;
+    fn as_string(&self) -> Option<String>;
+    fn as_i64(&self) -> Option<i64>;
+    fn is_null(&self) -> bool;
+}
+
+impl ValueExt for Value {
+    fn into_array(self) -> Vec<Value> {
+        match self {
+            Value::Array(items) | Value::Set(items) => items,
+            Value::Nil => Vec::new(),
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            other => vec![other],
+        }
+    }
+
+    fn as_string(&self) -> Option<String> {
+        match self {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            Value::VerbatimString { text, .. } => Some(text.clone()),
+            Value::Int(n) => Some(n.to_string()),
+            Value::Double(d) => Some(d.to_string()),
+            Value::Okay => Some("OK".to_owned()),
+            _ => None,
+        }
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            other => other.as_string()?.parse().ok(),
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self, Value::Nil)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_nodes;
+
+    #[test]
+    fn cluster_urls_name_their_seed_nodes() {
+        assert_eq!(cluster_nodes("redis://127.0.0.1:6379").unwrap(), None);
+        assert_eq!(
+            cluster_nodes("redis-cluster://a:7000?node=b:7001&node=c:7002").unwrap(),
+            Some(vec![
+                "redis://a:7000".to_owned(),
+                "redis://b:7001".to_owned(),
+                "redis://c:7002".to_owned()
+            ])
+        );
+        assert_eq!(
+            cluster_nodes("rediss-cluster://a:7000").unwrap(),
+            Some(vec!["rediss://a:7000".to_owned()])
+        );
+        assert!(cluster_nodes("redis-cluster://a:7000?host=b").is_err());
+        assert!(cluster_nodes("redis-cluster://?node=b:1").is_err());
+    }
+}
