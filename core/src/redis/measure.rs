@@ -191,23 +191,8 @@ impl RedisStore {
     async fn scan_everywhere(&self, pattern: &str) -> Result<Vec<String>> {
         let mut found = Vec::new();
         for node in self.primaries().await? {
-            let mut cursor = "0".to_owned();
-            loop {
-                let args = vec![
-                    cursor,
-                    "MATCH".into(),
-                    pattern.to_owned(),
-                    "COUNT".into(),
-                    "1000".into(),
-                ];
-                let (next, keys): (String, Vec<String>) =
-                    self.on_node(node.clone(), "SCAN", args).await?;
-                found.extend(keys);
-                if next == "0" {
-                    break;
-                }
-                cursor = next;
-            }
+            let route = node.map_or_else(|| Route::Key(self.keys.log(0)), Route::Node);
+            found.extend(self.scan(route, pattern).await?);
         }
         Ok(found)
     }

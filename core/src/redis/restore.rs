@@ -1,7 +1,7 @@
 //! Restoring Redis from Postgres (`rebuild-redis`), and seeding window state directly (restores, benchmark
 //! fills, tests).
 
-use super::client::Value;
+use super::client::{Route, Value};
 use super::{RedisStore, Result};
 use crate::batch::EntryId;
 use crate::domain::Window;
@@ -192,18 +192,23 @@ impl RedisStore {
 
     /// Every key of partition `p` matching a full SCAN pattern (scanned on the node that owns the partition).
     pub(super) async fn scan_partition(&self, p: Partition, pattern: &str) -> Result<Vec<String>> {
-        let node = self.keys.log(p);
+        self.scan(Route::Key(self.keys.log(p)), pattern).await
+    }
+
+    /// Every key matching a full SCAN pattern on the node `route` names.
+    pub(super) async fn scan(&self, route: Route, pattern: &str) -> Result<Vec<String>> {
         let mut cursor = "0".to_owned();
         let mut found = Vec::new();
         loop {
-            let args = vec![
-                cursor,
-                "MATCH".into(),
-                pattern.to_owned(),
-                "COUNT".into(),
-                "1000".into(),
-            ];
-            let (next, keys): (String, Vec<String>) = self.on_key("SCAN", &node, args).await?;
+            let mut scan = ::redis::cmd("SCAN");
+            scan.arg(&cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (String, Vec<String>) = self
+                .retry_not_run(|| self.conn.query(&scan, route.clone()))
+                .await?;
             found.extend(keys);
             if next == "0" {
                 return Ok(found);
