@@ -79,21 +79,83 @@ impl RedisStore {
         if !self.cluster {
             return Ok(vec![None]);
         }
-        // CLUSTER SLOTS: [[start, end, [host, port, id], replicas...], ...]
-        let node = self.keys.log(0);
-        let slots: Vec<Value> = self.on_key("CLUSTER", &node, vec!["SLOTS"]).await?;
-        let mut primaries: Vec<String> = slots
+        let mut primaries: Vec<String> = self
+            .slot_ranges()
+            .await?
             .into_iter()
-            .filter_map(|range| {
-                let primary = range.into_array().into_iter().nth(2)?.into_array();
-                let host = primary.first()?.as_string()?;
-                let port = primary.get(1)?.as_i64()?;
-                Some(format!("{host}:{port}"))
-            })
+            .map(|(_, _, node)| node)
             .collect();
         primaries.sort();
         primaries.dedup();
         Ok(primaries.into_iter().map(Some).collect())
+    }
+
+    /// The cluster's slot ranges and the primary (`host:port`) that serves each (CLUSTER SLOTS).
+    async fn slot_ranges(&self) -> Result<Vec<(i64, i64, String)>> {
+        // [[start, end, [host, port, id], replicas...], ...]
+        let node = self.keys.log(0);
+        let slots: Vec<Value> = self.on_key("CLUSTER", &node, vec!["SLOTS"]).await?;
+        Ok(slots
+            .into_iter()
+            .filter_map(|range| {
+                let mut range = range.into_array().into_iter();
+                let start = range.next()?.as_i64()?;
+                let end = range.next()?.as_i64()?;
+                let primary = range.next()?.into_array();
+                let host = primary.first()?.as_string()?;
+                let port = primary.get(1)?.as_i64()?;
+                Some((start, end, format!("{host}:{port}")))
+            })
+            .collect())
+    }
+
+    /// The primary that owns each partition (the slot of its keys' `{p}` tag), in partition order, named as in
+    /// [`Self::server_cpu_seconds_per_node`]: "" for every partition on one node.
+    pub async fn partition_nodes(&self) -> Result<Vec<String>> {
+        if !self.cluster {
+            return Ok(vec![String::new(); usize::from(self.keys.partitions())]);
+        }
+        let ranges = self.slot_ranges().await?;
+        let mut nodes = Vec::new();
+        for p in self.keys.all_partitions() {
+            let log = self.keys.log(p);
+            let slot: i64 = self.on_key("CLUSTER", &log, vec!["KEYSLOT", &log]).await?;
+            let node = ranges
+                .iter()
+                .find(|(start, end, _)| (*start..=*end).contains(&slot))
+                .map(|(_, _, node)| node.clone())
+                .unwrap_or_default();
+            nodes.push(node);
+        }
+        Ok(nodes)
+    }
+
+    /// Whether a replica has not yet acknowledged all of its primary's writes (INFO replication: a replica's
+    /// `offset` below `master_repl_offset`): it is still replaying them, using a core (a replayed ZUNIONSTORE
+    /// of the benchmark's baseline takes seconds). Replicas acknowledge once a second.
+    pub async fn replicas_behind(&self) -> Result<bool> {
+        for node in self.primaries().await? {
+            let info: String = self
+                .on_node(node, "INFO", vec!["replication".to_owned()])
+                .await?;
+            let primary = parse_info(&info, &["master_repl_offset"])[0];
+            let behind = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("offset="))
+                .filter_map(|l| {
+                    l.split("offset=")
+                        .nth(1)?
+                        .split(',')
+                        .next()?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .any(|acked| acked < primary);
+            if behind {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A command on one node (`None`: the one node).
