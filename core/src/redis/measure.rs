@@ -59,30 +59,96 @@ impl RedisStore {
         Ok(busy.into_iter().any(|v| v > 0.0))
     }
 
+    /// Whether a replica has not yet acknowledged all of its primary's writes (INFO replication: a replica's
+    /// `offset` below `master_repl_offset`): it is still replaying them, using a core (a replayed ZUNIONSTORE
+    /// of the benchmark's baseline takes seconds). Replicas acknowledge once a second.
+    pub async fn replicas_behind(&self) -> Result<bool> {
+        for node in self.primaries() {
+            let info: String = self
+                .on_node(node, "INFO", vec!["replication".to_owned()])
+                .await?;
+            let primary = parse_info(&info, &["master_repl_offset"])[0];
+            let behind = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("offset="))
+                .filter_map(|l| {
+                    l.split("offset=")
+                        .nth(1)?
+                        .split(',')
+                        .next()?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .any(|acked| acked < primary);
+            if behind {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// CPU seconds each primary has used so far (one entry, named "", on a single node).
     pub async fn server_cpu_seconds_per_node(&self) -> Result<Vec<(String, f64)>> {
         let mut out = Vec::new();
         for node in self.primaries() {
-            let info: String = self.on_node(node.clone(), "INFO", vec!["cpu".to_owned()]).await?;
-            let used = parse_info(&info, &["used_cpu_user", "used_cpu_sys"]).into_iter().sum();
+            let info: String = self
+                .on_node(node.clone(), "INFO", vec!["cpu".to_owned()])
+                .await?;
+            let used = parse_info(&info, &["used_cpu_user", "used_cpu_sys"])
+                .into_iter()
+                .sum();
             out.push((node.map_or_else(String::new, |n| n.to_string()), used));
         }
         Ok(out)
     }
 
+    /// The primary that owns each partition (the slot of its keys' `{p}` tag), in partition order, named as in
+    /// [`Self::server_cpu_seconds_per_node`]: "" for every partition on one node.
+    pub async fn partition_nodes(&self) -> Result<Vec<String>> {
+        let state = if self.cluster {
+            self.client.sync_cluster().await?;
+            self.client.cached_cluster_state()
+        } else {
+            None
+        };
+        Ok(self
+            .keys
+            .all_partitions()
+            .map(|p| {
+                let slot = super::route::slot_of(&self.keys.log(p));
+                state
+                    .as_ref()
+                    .and_then(|s| s.get_server(slot))
+                    .map_or_else(String::new, ToString::to_string)
+            })
+            .collect())
+    }
+
     /// The primaries: every node of a cluster, or `None` for the one node.
     fn primaries(&self) -> Vec<Option<Server>> {
         match self.client.cached_cluster_state() {
-            Some(state) if self.cluster => state.unique_primary_nodes().into_iter().map(Some).collect(),
+            Some(state) if self.cluster => {
+                state.unique_primary_nodes().into_iter().map(Some).collect()
+            }
             _ => vec![None],
         }
     }
 
     /// A command on one node (`None`: the one node).
-    async fn on_node<R: FromValue>(&self, node: Option<Server>, name: &'static str, args: Vec<String>) -> Result<R> {
+    async fn on_node<R: FromValue>(
+        &self,
+        node: Option<Server>,
+        name: &'static str,
+        args: Vec<String>,
+    ) -> Result<R> {
         let command = CustomCommand::new_static(name, ClusterHash::Random, false);
         Ok(match node {
-            Some(node) => self.client.with_cluster_node(node).custom(command, args).await?,
+            Some(node) => {
+                self.client
+                    .with_cluster_node(node)
+                    .custom(command, args)
+                    .await?
+            }
             None => self.client.custom(command, args).await?,
         })
     }
@@ -133,7 +199,10 @@ impl RedisStore {
     /// they hold.
     pub async fn sealed_minute_memory(&self) -> Result<(u64, u64)> {
         let (mut bytes, mut pairs) = (0u64, 0u64);
-        for key in self.scan_everywhere(&self.keys.sealed_minute_pattern()).await? {
+        for key in self
+            .scan_everywhere(&self.keys.sealed_minute_pattern())
+            .await?
+        {
             bytes += self.memory_usage(key.clone()).await?;
             let blob: Option<String> = self.client.get(key).await?;
             pairs += sealed::decode(blob.as_deref().unwrap_or("")).count() as u64;
@@ -163,8 +232,15 @@ impl RedisStore {
         for node in self.primaries() {
             let mut cursor = "0".to_owned();
             loop {
-                let args = vec![cursor, "MATCH".into(), pattern.to_owned(), "COUNT".into(), "1000".into()];
-                let (next, keys): (String, Vec<String>) = self.on_node(node.clone(), "SCAN", args).await?;
+                let args = vec![
+                    cursor,
+                    "MATCH".into(),
+                    pattern.to_owned(),
+                    "COUNT".into(),
+                    "1000".into(),
+                ];
+                let (next, keys): (String, Vec<String>) =
+                    self.on_node(node.clone(), "SCAN", args).await?;
                 found.extend(keys);
                 if next == "0" {
                     break;
