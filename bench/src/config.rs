@@ -8,7 +8,8 @@ use topk_core::config::{DatabaseConfig, RedisConfig};
 ///
 /// It needs a Redis and a Postgres (`scripts/up.sh` starts both); it starts its own `topk-ingest` and
 /// `topk-api` processes (from the folder of this binary) on a private key prefix and a scratch database, and
-/// removes both at the end.
+/// removes both at the end. Against Redis Cluster (`redis-cluster://` URL) it also reports how many partitions
+/// each primary owns and each primary's Redis CPU per view; the partition count is `TOPK_PARTITIONS`.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "topk-bench", version, about)]
 pub struct BenchConfig {

@@ -87,7 +87,7 @@ async fn measure(
     ];
     let [ingest_store, naive_store, query_store, seed_store, retire_store, refill_store] = &stores;
     let outcome = async {
-        let mut out = Vec::new();
+        let mut out = phases::layout(ingest_store).await?;
         if cfg.runs(Phase::Ingest) || cfg.runs(Phase::Freshness) {
             let (bodies, videos) = phases::workload(cfg)?;
             if cfg.runs(Phase::Ingest) {

@@ -1,11 +1,13 @@
 //! The `ingest` and `ingest_redis_cpu` figures: views/s through the real services and Redis CPU per view,
-//! beside the naive baseline (one pipelined ZINCRBY per view and window).
+//! beside the naive baseline (one pipelined ZINCRBY per view and window); on Redis Cluster also each primary's
+//! Redis CPU per view (`ingest_redis_cpu.node.<host:port>`, over all the views: they sum to the total).
 
 use super::{progress, redis_quiet, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
 use crate::load::{send, stop_after};
 use crate::stack::{Services, TOKEN};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,9 +92,12 @@ pub async fn ingest(
         base.push(sent as f64 / started.elapsed().as_secs_f64());
         bar.finish_and_clear();
     }
+    // On a cluster, each primary's share too (its CPU time over every view accepted), by node.
+    let mut per_node: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for r in 0..cfg.repeats {
         let bar = progress(&format!("ingest over HTTP, run {}/{}", r + 1, cfg.repeats));
         redis_quiet(store).await?;
+        let nodes_before = store.server_cpu_seconds_per_node().await?;
         let cpu_before = store.server_cpu_seconds().await?;
         let started = Instant::now();
         let accepted = send(
@@ -109,9 +114,21 @@ pub async fn ingest(
         ours.push(accepted as f64 / started.elapsed().as_secs_f64());
         ours_cpu
             .push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / accepted.max(1) as f64);
+        if store.is_cluster() {
+            let before: BTreeMap<String, f64> = nodes_before.into_iter().collect();
+            for (node, after) in store.server_cpu_seconds_per_node().await? {
+                // A node missing from the first reading (a failover meanwhile) has no share to report.
+                if let Some(b) = before.get(&node) {
+                    per_node
+                        .entry(node)
+                        .or_default()
+                        .push((after - b) * 1e6 / accepted.max(1) as f64);
+                }
+            }
+        }
         bar.finish_and_clear();
     }
-    Ok(vec![
+    let mut out = vec![
         figure("ingest", "views/s", Better::Higher, &ours, Some(&base)),
         figure(
             "ingest_redis_cpu",
@@ -120,5 +137,15 @@ pub async fn ingest(
             &ours_cpu,
             Some(&base_cpu),
         ),
-    ])
+    ];
+    for (node, cpu) in per_node {
+        out.push(figure(
+            format!("ingest_redis_cpu.node.{node}"),
+            "us/view",
+            Better::Lower,
+            &cpu,
+            None,
+        ));
+    }
+    Ok(out)
 }

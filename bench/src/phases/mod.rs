@@ -3,7 +3,8 @@
 //!
 //! One file per phase: `retirement`, `ingest`, `freshness`, `queries` (with [`prefill_windows`]), `memory`,
 //! `postgres` and `refill`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
-//! ([`workload`]), the progress spinner ([`progress`]) and the wait for Redis's background saves to end.
+//! ([`workload`]), the progress spinner ([`progress`]), the wait for Redis's background saves to end, and on a
+//! cluster which primary owns how many partitions ([`layout`]).
 
 mod freshness;
 mod ingest;
@@ -47,17 +48,46 @@ pub fn progress(what: &str) -> ProgressBar {
 }
 
 /// Waits (at most 5 minutes) until Redis runs no background save or append-only-file rewrite: its fork's page
-/// copying is counted in Redis's own CPU time and slows the next measurement, whichever load started it.
+/// copying is counted in Redis's own CPU time and slows the next measurement, whichever load started it. On a
+/// cluster, also until every replica has replayed its primary's writes: a replica replays the baselines' work
+/// (a ZUNIONSTORE of a million members takes seconds) on the same cores while the next figure is measured.
 async fn redis_quiet(store: &RedisStore) -> anyhow::Result<()> {
     let started = Instant::now();
-    while store.persistence_busy().await? {
+    while store.persistence_busy().await? || store.replicas_behind().await? {
         if started.elapsed() > Duration::from_secs(300) {
-            tracing::warn!("Redis still saving after 5 minutes; measuring anyway");
+            tracing::warn!("Redis still saving or replicating after 5 minutes; measuring anyway");
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// On Redis Cluster, `partitions.node.<host:port>`: how many partitions each primary owns (from the slot of
+/// each partition's keys, by the cluster's current slot map). Nothing on one node.
+pub async fn layout(store: &RedisStore) -> anyhow::Result<Vec<crate::figures::Figure>> {
+    if !store.is_cluster() {
+        return Ok(Vec::new());
+    }
+    let mut owned = std::collections::BTreeMap::<String, f64>::new();
+    for (node, _) in store.server_cpu_seconds_per_node().await? {
+        owned.insert(node, 0.0);
+    }
+    for node in store.partition_nodes().await? {
+        *owned.entry(node).or_default() += 1.0;
+    }
+    Ok(owned
+        .into_iter()
+        .map(|(node, n)| {
+            crate::figures::figure(
+                format!("partitions.node.{node}"),
+                "partitions",
+                crate::figures::Better::Higher,
+                &[n],
+                None,
+            )
+        })
+        .collect())
 }
 
 /// The workload's pre-built request bodies and a pool of ids for the naive baseline.

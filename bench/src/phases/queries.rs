@@ -1,5 +1,6 @@
 //! The query figures (`query_p50`, `query_p99`, `query_p999`, `query_rps`, `query_p99_vs_sql`) per window
-//! and k, beside the per-query ZUNIONSTORE and SQL baselines; and the prefill of the windows they read.
+//! and k, beside the per-query ZUNIONSTORE and SQL baselines; the cost of one refresh of the API's cached list
+//! per window (`refresh_p50`, `refresh_redis_cpu`); and the prefill of the windows they read.
 
 use super::{progress, redis_quiet};
 use crate::config::BenchConfig;
@@ -7,7 +8,7 @@ use crate::figures::{figure, quantile, Better, Figure};
 use crate::stack::Services;
 use sqlx::PgPool;
 use std::time::Instant;
-use topk_core::domain::{TopK, Window};
+use topk_core::domain::{TopK, Window, MAX_K};
 use topk_core::redis::RedisStore;
 use topk_core::slices::{self, MINUTE_MS};
 
@@ -162,8 +163,52 @@ pub async fn queries(
             ));
             bar.finish_and_clear();
         }
+        out.extend(refreshes(cfg, store, w).await?);
     }
     Ok(out)
+}
+
+/// `refresh_p50.<window>` and `refresh_redis_cpu.<window>`: what one refresh of the API's cached list costs,
+/// the read every API process makes per window and cache period whatever its request rate, and which grows with
+/// the partition count (a prefix of every partition's leaders, then the whole top K of the few that could hide
+/// more). The store's own ranking read at k = 1000, one at a time from here while the API is idle (it reads Redis
+/// only when asked), so Redis's CPU time is the reads' alone.
+async fn refreshes(
+    cfg: &BenchConfig,
+    store: &RedisStore,
+    w: Window,
+) -> anyhow::Result<Vec<Figure>> {
+    let bar = progress(&format!("ranking refreshes: {w} window"));
+    let k = TopK::new(MAX_K)?;
+    let reads = if cfg.quick { 20 } else { 200 };
+    let (mut p50, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..cfg.repeats {
+        let cpu_before = store.server_cpu_seconds().await?;
+        let mut lat = Vec::with_capacity(reads);
+        for _ in 0..reads {
+            let t = Instant::now();
+            let top = store.top(w, k).await?;
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                top.len() as u64 == cfg.videos.min(MAX_K as u64),
+                "a refresh of the {w} window read {} videos",
+                top.len()
+            );
+        }
+        cpu.push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / reads as f64);
+        p50.push(quantile(&lat, 0.5));
+    }
+    bar.finish_and_clear();
+    Ok(vec![
+        figure(format!("refresh_p50.{w}"), "ms", Better::Lower, &p50, None),
+        figure(
+            format!("refresh_redis_cpu.{w}"),
+            "us/refresh",
+            Better::Lower,
+            &cpu,
+            None,
+        ),
+    ])
 }
 
 /// Waits until the work the baselines' set-up left behind is done, so it does not land in topk's latencies:
