@@ -112,7 +112,7 @@ else
 		mkdir -p "$REDIS_DIR/node-$port"
 		# A node timeout of 5 s (Redis's default is 15 s): a dead primary's replica takes over within seconds.
 		redis-server --port "$port" --bind 127.0.0.1 --dir "$REDIS_DIR/node-$port" \
-			--cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 5000 \
+			--cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 15000 \
 			--appendonly yes --appendfsync "$TOPK_REDIS_APPENDFSYNC" --save "" \
 			--daemonize yes --pidfile "$RUN_DIR/redis-$port.pid" --logfile "$LOG_DIR/redis-$port.log"
 		started+=("$port")
