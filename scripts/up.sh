@@ -110,7 +110,7 @@ else
 		require_free_port "$port" "Redis Cluster node" TOPK_REDIS_PORT
 		require_free_port $((port + 10000)) "the cluster bus of Redis node $port" TOPK_REDIS_PORT
 		mkdir -p "$REDIS_DIR/node-$port"
-		# A node timeout of 5 s (Redis's default is 15 s): a dead primary's replica takes over within seconds.
+		# A node timeout of 15 s, Redis's default: a node blocked by one long command (seconds) is not taken for dead.
 		redis-server --port "$port" --bind 127.0.0.1 --dir "$REDIS_DIR/node-$port" \
 			--cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 15000 \
 			--appendonly yes --appendfsync "$TOPK_REDIS_APPENDFSYNC" --save "" \
