@@ -30,6 +30,7 @@ pub(super) enum Route {
     /// The primary that owns this key's hash slot (a partition's keys share the slot of its `{p}` tag).
     Key(String),
     /// This node, `host:port` (benchmark measurements of every primary).
+    #[cfg(feature = "bench")]
     Node(String),
 }
 
@@ -117,6 +118,7 @@ impl Connection {
                     Route::Key(key) => SingleNodeRoutingInfo::SpecificNode(
                         ::redis::cluster_routing::Route::with_key(key, SlotAddr::Master),
                     ),
+                    #[cfg(feature = "bench")]
                     Route::Node(addr) => {
                         let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, "6379"));
                         SingleNodeRoutingInfo::ByAddress {
