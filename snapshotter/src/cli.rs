@@ -45,15 +45,16 @@ pub struct StoreArgs {
     #[command(flatten)]
     pub database: DatabaseConfig,
     /// Cron schedule (with seconds) of the minute job: closed minutes to `video_stats` and `video_totals`.
-    #[arg(long, env = "TOPK_MINUTE_SCHEDULE", default_value = "5 * * * * *")]
+    #[arg(long, env = "TOPK_MINUTE_SCHEDULE", value_parser = cron_schedule, default_value = "5 * * * * *")]
     pub minute_schedule: String,
     /// Cron schedule of the ranking snapshots (top 1000 of each window).
-    #[arg(long, env = "TOPK_TOPK_SCHEDULE", default_value = "10 */5 * * * *")]
+    #[arg(long, env = "TOPK_TOPK_SCHEDULE", value_parser = cron_schedule, default_value = "10 */5 * * * *")]
     pub topk_schedule: String,
     /// Cron schedule of the history upkeep: roll-ups and retention.
     #[arg(
         long,
         env = "TOPK_MAINTENANCE_SCHEDULE",
+        value_parser = cron_schedule,
         default_value = "30 17 * * * *"
     )]
     pub maintenance_schedule: String,
@@ -106,4 +107,16 @@ pub struct RebuildArgs {
     /// while the windows are replaced, and count them twice).
     #[arg(long)]
     pub force: bool,
+}
+
+/// A cron schedule with seconds, checked with the scheduler's own parser when the command line is read, so a
+/// bad one stops the process at start instead of a standby at failover.
+fn cron_schedule(raw: &str) -> Result<String, String> {
+    tokio_cron_scheduler::Job::new(raw, |_, _| {})
+        .map(|_| raw.to_owned())
+        .map_err(|_| {
+            "not a cron schedule with seconds: six fields, sec min hour day-of-month month day-of-week, \
+             e.g. \"5 * * * * *\""
+                .to_owned()
+        })
 }

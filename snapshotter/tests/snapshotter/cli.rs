@@ -38,3 +38,29 @@ fn subcommands_parse_with_the_documented_defaults() {
         (30, 365, 0)
     );
 }
+
+/// A schedule that is not a cron expression is refused when the command line is read, naming the setting,
+/// not when a standby takes over the lock and builds its jobs (it failed there, late, as `ParseSchedule`).
+#[test]
+fn a_bad_cron_schedule_is_refused_at_start() {
+    for (flag, value) in [
+        ("--minute-schedule", "every minute"),
+        ("--topk-schedule", "61 * * * * *"),
+        ("--maintenance-schedule", "* * *"),
+    ] {
+        let err = Cli::try_parse_from(["topk-snapshotter", "run", flag, value])
+            .expect_err("a bad schedule parsed");
+        let message = err.to_string();
+        assert!(
+            message.contains(flag) && message.contains("cron"),
+            "{flag} {value}: {message}"
+        );
+    }
+    assert!(Cli::try_parse_from([
+        "topk-snapshotter",
+        "run",
+        "--minute-schedule",
+        "0 */2 * * * *"
+    ])
+    .is_ok());
+}
