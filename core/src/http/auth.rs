@@ -40,9 +40,13 @@ impl BearerTokens {
     /// Whether an `Authorization` header value is `Bearer <one of the tokens>`. Every token is compared, so
     /// the time does not tell which one (if any) matched.
     pub fn accepts(&self, authorization: Option<&HeaderValue>) -> bool {
+        // `<scheme> <token>`; the scheme is case-insensitive (RFC 9110 11.1), the token compared exactly.
         let presented = authorization
             .map(HeaderValue::as_bytes)
-            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .and_then(|v| {
+                let (scheme, token) = v.split_at_checked(b"Bearer ".len())?;
+                scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
+            })
             .unwrap_or(b"");
         self.0.iter().fold(false, |ok, token| {
             ok | constant_time_eq(presented, token.as_bytes())
@@ -116,7 +120,12 @@ mod tests {
         assert!(!t.accepts(Some(&header("Bearer new, old"))));
         assert!(!t.accepts(Some(&header("Bearer other"))));
         assert!(!t.accepts(Some(&header("new"))));
-        assert!(!t.accepts(Some(&header("bearer new "))));
+        assert!(!t.accepts(Some(&header("Bearer new "))));
+        assert!(!t.accepts(Some(&header("Bearernew"))));
+        // The scheme is case-insensitive (RFC 9110 11.1); the token is not.
+        assert!(t.accepts(Some(&header("bearer new"))));
+        assert!(t.accepts(Some(&header("BEARER old"))));
+        assert!(!t.accepts(Some(&header("bearer NEW"))));
         assert!(!t.accepts(None));
         for bad in ["", " ", "a,", ",a", "a,,b"] {
             assert!(BearerTokens::parse(bad).is_err(), "{bad:?}");

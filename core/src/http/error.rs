@@ -95,6 +95,12 @@ impl IntoResponse for ApiError {
         {
             response.headers_mut().insert("idempotency-key", key);
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme the server wants.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

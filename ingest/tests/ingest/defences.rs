@@ -110,6 +110,14 @@ async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_dra
     // The token is still checked first: refusing for load must not tell a stranger anything else.
     let stranger = post(receiver.addr, "wrong", r#"[{"videoId":"x"}]"#).await;
     assert_eq!(stranger.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // RFC 9110: a 401 names the scheme it wants.
+    assert_eq!(
+        stranger
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
 
     // Drain: workers start and apply the log.
     let workers = start(config(&prefix, &["--role=worker"])).await;
