@@ -87,7 +87,7 @@ redis_cluster_info() {
 	redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
 }
 
-# The redis-cluster:// URL (fred's form: one node in the authority, the others as `node` parameters) of
+# The redis-cluster:// URL (topk's form: one node in the authority, the others as `node` parameters) of
 # the primaries that serve slots, as the node on PORT sees them.
 redis_cluster_url() {
 	local port="$1" primaries=() url line sep='?' i
