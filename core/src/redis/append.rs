@@ -103,13 +103,16 @@ impl RedisStore {
             key => key,
         };
         let parts = self.split(views);
-        let fingerprint = batch_fingerprint(&parts);
-        let keyed = key.map(|(key, retention, fresh)| Keyed {
-            key,
-            retention,
-            fingerprint: &fingerprint,
-            fresh,
-        });
+        // Only a keyed append needs the batch's fingerprint: a POST without a key on one node skips the hash.
+        let fingerprint = key.map(|_| batch_fingerprint(&parts));
+        let keyed =
+            key.zip(fingerprint.as_deref())
+                .map(|((key, retention, fresh), fingerprint)| Keyed {
+                    key,
+                    retention,
+                    fingerprint,
+                    fresh,
+                });
         let writers = Writers::default();
         let outcome = match keyed {
             Some(keyed) if self.cluster => self.append_each(&parts, id, keyed, &writers).await,
@@ -120,7 +123,7 @@ impl RedisStore {
                 .wait_for_replicas(writers.into_inner().expect("writers lock"))
                 .await
                 .map(|()| outcome),
-            Err(e) => Err(e),
+            failed => failed,
         };
         match (outcome, keyed) {
             (Err(e), Some(k)) if self.cluster && !matches!(e, StoreError::KeyReused) => {
@@ -166,67 +169,36 @@ impl RedisStore {
         let mut stored_any = false;
         let mut pause = RETRY_PAUSE;
         loop {
-            let (failed, outcome) = self
-                .append_concurrently(&pending, id, Some(keyed), writers)
-                .await;
-            match outcome {
-                Ok(AppendOutcome::Stored) => stored_any = true,
-                Ok(AppendOutcome::AlreadyStored) => {}
-                Err(StoreError::KeyReused) => return Err(StoreError::KeyReused),
-                Err(e) if Instant::now() + pause >= give_up => return Err(e),
-                Err(e) => {
+            let results = join_all(pending.iter().map(|part| {
+                self.append_parts(std::slice::from_ref(part), id, Some(keyed), writers)
+            }))
+            .await;
+            let mut failed = Vec::new();
+            let mut first_error = None;
+            for (part, result) in pending.iter().zip(results) {
+                match result {
+                    Ok(AppendOutcome::Stored) => stored_any = true,
+                    Ok(AppendOutcome::AlreadyStored) => {}
+                    // A reused key is the verdict that matters: it is never retried.
+                    Err(StoreError::KeyReused) => return Err(StoreError::KeyReused),
+                    Err(e) => {
+                        failed.push(part.clone());
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match first_error {
+                None if stored_any => return Ok(AppendOutcome::Stored),
+                None => return Ok(AppendOutcome::AlreadyStored),
+                Some(e) if Instant::now() + pause >= give_up => return Err(e),
+                Some(e) => {
                     tracing::debug!(error = %e, parts = failed.len(), "appending again under the batch's key");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                     pending = failed;
-                    continue;
-                }
-            }
-            return Ok(if stored_any {
-                AppendOutcome::Stored
-            } else {
-                AppendOutcome::AlreadyStored
-            });
-        }
-    }
-
-    /// Appends each part on its own, concurrently. Returns the parts that failed and the combined outcome
-    /// (the first error, or whether any part was stored).
-    async fn append_concurrently(
-        &self,
-        parts: &[Part],
-        id: &str,
-        keyed: Option<Keyed<'_>>,
-        writers: &Writers,
-    ) -> (Vec<Part>, Result<AppendOutcome>) {
-        let results = join_all(
-            parts
-                .iter()
-                .map(|part| self.append_parts(std::slice::from_ref(part), id, keyed, writers)),
-        )
-        .await;
-        let mut failed = Vec::new();
-        let mut first_error = None;
-        let mut stored = false;
-        for (part, result) in parts.iter().zip(results) {
-            match result {
-                Ok(AppendOutcome::Stored) => stored = true,
-                Ok(AppendOutcome::AlreadyStored) => {}
-                Err(e) => {
-                    failed.push(part.clone());
-                    // A reused key is the verdict that matters most: it is never retried.
-                    if first_error.is_none() || matches!(e, StoreError::KeyReused) {
-                        first_error = Some(e);
-                    }
                 }
             }
         }
-        let outcome = match first_error {
-            Some(e) => Err(e),
-            None if stored || keyed.is_none() => Ok(AppendOutcome::Stored),
-            None => Ok(AppendOutcome::AlreadyStored),
-        };
-        (failed, outcome)
     }
 
     /// Refuses (before writing anything) a key that any of the batch's partitions recorded for another batch.

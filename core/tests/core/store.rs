@@ -537,3 +537,55 @@ async fn a_process_with_another_partition_count_is_refused() {
         .await
         .unwrap();
 }
+
+/// `TOPK_REDIS_WAIT_REPLICAS`: an append is confirmed only once that many replicas of the primary that took it
+/// have it. On one Redis without a replica it is refused (`NotReplicated`, within the timeout; the entry is
+/// in the log, a retry under its key would not store it twice); on the cluster, whose primaries each have a
+/// replica, it is confirmed, keyed or not.
+#[tokio::test]
+async fn waiting_for_replicas_refuses_what_no_replica_confirmed() {
+    let v = VideoId::parse("v").unwrap();
+    let lone = store_for(&RedisConfig {
+        wait_replicas: 1,
+        redis_timeout_ms: 600,
+        ..redis_config("wait_lone", 2)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let err = lone
+        .append(&[(v.clone(), 1)])
+        .await
+        .expect_err("confirmed without a replica");
+    assert!(
+        matches!(
+            err,
+            topk_core::redis::StoreError::NotReplicated {
+                acked: 0,
+                wanted: 1
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let replicated = store_for(&RedisConfig {
+        wait_replicas: 1,
+        ..redis_config_at(&cluster_url(), "wait_cluster", 6)
+    })
+    .await;
+    let views: Vec<(VideoId, u64)> = (0..12)
+        .map(|i| (VideoId::parse(&format!("w{i}")).unwrap(), 1))
+        .collect();
+    replicated.append(&views).await.unwrap();
+    let key = topk_core::domain::IdempotencyKey::parse("wait-1").unwrap();
+    for _ in 0..2 {
+        replicated
+            .append_idempotent(&views, &key, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+}
