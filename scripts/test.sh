@@ -44,6 +44,7 @@ run_contract() {
 stage fmt "cargo fmt --all -- --check" cargo fmt --all -- --check
 stage clippy "cargo clippy --workspace --all-targets -- -D warnings" \
 	cargo clippy --workspace --all-targets -- -D warnings
+stage deploy "scripts/check-deploy.sh: alert rules, scrape config, dashboard, Kubernetes manifests and compose file checked offline" "$TOPK_ROOT/scripts/check-deploy.sh"
 stage test "cargo test --workspace" cargo_test
 stage schemathesis "scripts/schemathesis.sh: both services fuzzed from their OpenAPI documents, no 5xx" \
 	"$TOPK_ROOT/scripts/schemathesis.sh"
