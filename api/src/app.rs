@@ -7,8 +7,10 @@ use axum::Router;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use topk_core::http::{with_request_metrics, Readiness, Service};
+use topk_core::metrics::Part;
 use topk_core::redis::RedisStore;
-use topk_core::supervise::Liveness;
+use topk_core::supervise::{Liveness, Supervisor};
 
 /// What every handler shares.
 #[derive(Clone, FromRef)]
@@ -19,47 +21,60 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     /// The merged top list of each window, shared by requests.
     pub rankings: std::sync::Arc<cache::RankingCache>,
-    /// Whether every background loop runs (`/readyz`). The API has none of its own (each cache refresh is a
-    /// task of one request), so this only fails if one is added and dies.
-    pub liveness: Liveness,
+    /// What `/readyz` checks: Redis, and Postgres reachable and migrated (history reads it). The API has no
+    /// loop of its own but the admin server (each cache refresh is a task of one request).
+    pub readiness: Readiness,
 }
 
 /// Every route of the API: each module's own, merged in this one place.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(rankings::router())
         .merge(history::router())
         .merge(videos::router())
         .merge(openapi::router())
-        .merge(topk_core::http::health_routes())
-        .with_state(state)
+        .merge(topk_core::http::health_routes());
+    with_request_metrics(routes, Service::Api).with_state(state)
 }
 
 /// A built API: bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    admin: Option<TcpListener>,
     state: AppState,
+    liveness: Liveness,
     http: topk_core::config::HttpConfig,
 }
 
 impl Application {
-    /// Connects to Redis, prepares the Postgres pool and binds the listener (port 0 picks a free one).
+    /// Binds the listeners (port 0 picks a free one), connects to Redis and prepares the Postgres pool.
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
+        topk_core::metrics::install(&[Part::Api]);
+        // Addresses first: one in use is the quickest mistake to report, and needs no server.
+        let listener = topk_core::serve::bind("TOPK_API_ADDR", config.addr).await?;
+        let admin = match config.admin.admin_addr {
+            Some(addr) => Some(topk_core::serve::bind("TOPK_ADMIN_ADDR", addr).await?),
+            None => None,
+        };
         let store = RedisStore::connect(&config.redis).await?;
         // Redis may come later (the rankings answer 503 meanwhile); another layout may not.
         store.check_layout_at_start().await?;
         let db = topk_core::db::pool(&config.database)?;
-        let listener = TcpListener::bind(config.addr).await?;
+        let liveness = Liveness::default();
         Ok(Self {
             listener,
+            admin,
             state: AppState {
+                readiness: Readiness::new(liveness.clone())
+                    .with_redis(store.clone())
+                    .with_postgres(db.clone()),
                 store,
                 db,
                 rankings: std::sync::Arc::new(cache::RankingCache::new(
                     std::time::Duration::from_millis(config.ranking_cache_ms),
                 )),
-                liveness: Liveness::default(),
             },
+            liveness,
             http: config.http,
         })
     }
@@ -72,10 +87,17 @@ impl Application {
     /// Serves until `stop` is cancelled, then drains in-flight requests.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
+        let mut tasks = Supervisor::new(stop.clone(), self.liveness.clone());
+        if let Some(admin) = self.admin {
+            topk_core::http::admin::spawn(&mut tasks, admin, self.state.readiness.clone(), &stop);
+        }
         let app = router(self.state.clone());
-        topk_core::serve::serve(self.listener, app, &self.http, stop).await?;
+        let (serving, supervised) = tokio::join!(
+            topk_core::serve::serve(self.listener, app, &self.http, stop.clone()),
+            tasks.wait()
+        );
         self.state.store.quit().await;
         tracing::info!("api stopped");
-        Ok(())
+        supervised.and(serving.map_err(anyhow::Error::from))
     }
 }

@@ -167,7 +167,9 @@ impl RankingCache {
         k: TopK,
     ) -> Result<Ranking, StoreError> {
         if self.ttl.is_zero() {
-            return Ok(Arc::new(CachedRanking::new(store.top(window, k).await?)));
+            let top = Arc::new(CachedRanking::new(store.top(window, k).await?));
+            record_age(window, Duration::ZERO);
+            return Ok(top);
         }
         let slot = self.windows[Self::slot(window)].clone();
         // A std mutex: it is held only to look at or swap the entry, never across an await.
@@ -179,7 +181,7 @@ impl RankingCache {
                 .is_none_or(|(at, _)| at.elapsed() >= self.ttl);
             let refresh = stale && !entry.refreshing && entry.top.is_some();
             entry.refreshing |= refresh;
-            (entry.top.as_ref().map(|(_, top)| top.clone()), refresh)
+            (entry.top.clone(), refresh)
         };
         if refresh {
             let (store, slot) = (store.clone(), slot.clone());
@@ -196,18 +198,24 @@ impl RankingCache {
                 }
             });
         }
-        let top = match current {
-            Some(top) if current_is_usable(&slot, self.ttl) => top,
+        let (started, top) = match current {
+            Some(current) if current_is_usable(&slot, self.ttl) => current,
             _ => {
                 let (started, top) = Self::read(store, window).await?;
                 slot.lock()
                     .expect("cache lock")
                     .keep_newer(started, top.clone());
-                top
+                (started, top)
             }
         };
+        record_age(window, started.elapsed());
         Ok(top)
     }
+}
+
+/// Sets `topk_ranking_age_seconds{window}`: how old the ranking just served is.
+fn record_age(window: Window, age: Duration) {
+    metrics::gauge!("topk_ranking_age_seconds", "window" => window.as_str()).set(age.as_secs_f64());
 }
 
 /// A list in hand may be served while a refresh is under way, but never once its read started more than

@@ -2,7 +2,8 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
-use topk_core::config::{DatabaseConfig, HttpConfig, RedisConfig};
+use topk_core::config::{AdminConfig, DatabaseConfig, HttpConfig, RedisConfig};
+use topk_core::telemetry::LogConfig;
 
 /// topk-api: the most viewed videos of the last minute, hour, day and of all time.
 #[derive(Parser, Debug, Clone)]
@@ -15,6 +16,10 @@ pub struct ApiConfig {
     pub database: DatabaseConfig,
     #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
+    pub admin: AdminConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
     /// Where the API listens.
     #[arg(long, env = "TOPK_API_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,

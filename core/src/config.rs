@@ -38,9 +38,23 @@ pub struct DatabaseConfig {
     #[arg(
         long,
         env = "TOPK_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/topk"
+        default_value = "postgres://postgres@127.0.0.1:5432/topk",
+        value_parser = postgres_url
     )]
     pub database_url: String,
+}
+
+/// A Postgres URL, checked when the settings are read (sqlx would only say so on the first query).
+fn postgres_url(raw: &str) -> Result<String, String> {
+    let scheme = raw.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("postgres" | "postgresql") => Ok(raw.to_owned()),
+        _ => Err(format!(
+            "TOPK_DATABASE_URL must be a postgres:// (or postgresql://) URL, like \
+             postgres://user@host:5432/topk?sslmode=verify-full&sslrootcert=ca.pem; got scheme {:?}",
+            scheme.unwrap_or("(none)")
+        )),
+    }
 }
 
 /// Limits of an HTTP server against slow, hostile or simply too many clients (SECURITY.md lists them).
@@ -90,4 +104,14 @@ impl Default for HttpConfig {
         }
         <Only as clap::Parser>::parse_from(["topk"]).http
     }
+}
+
+/// Where a process serves its health, readiness and metrics on an address of their own.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Address for `/healthz`, `/readyz` and `/metrics` alone: how a process that serves no other HTTP (an
+    /// ingest worker, `topk-snapshotter run`) is probed and scraped. The API and the ingest receiver serve
+    /// them on their own address too. Unset: no admin address.
+    #[arg(long, env = "TOPK_ADMIN_ADDR")]
+    pub admin_addr: Option<std::net::SocketAddr>,
 }

@@ -15,6 +15,7 @@
 //!   restore reads and `video_stats` retention, one file each.
 //! - [`http`]: the JSON error type, health routes, bearer tokens and the server loop both services share.
 //! - [`supervise`]: background loops supervised: one that dies stops its process with a non-zero exit.
+//! - [`metrics`]: every Prometheus metric topk exports (the catalog), the recorder and `/metrics`'s text.
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
 //! Data moves: receiver → [`redis::RedisStore::append`] (log) → worker [`redis::RedisStore::read_log`] →
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod lines;
+pub mod metrics;
 pub mod ranking;
 pub mod redis;
 pub mod sealed;

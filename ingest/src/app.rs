@@ -3,7 +3,7 @@
 use crate::backpressure::Backlog;
 use crate::config::{IngestConfig, Role};
 use crate::worker::{self, WorkerOptions};
-use crate::{openapi, receiver, retirer};
+use crate::{log_watch, openapi, receiver, retirer};
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::Router;
 use std::net::SocketAddr;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use topk_core::http::BearerTokens;
+use topk_core::http::{with_request_metrics, BearerTokens, Readiness, Service};
+use topk_core::metrics::Part;
 use topk_core::redis::{RedisStore, StoreError};
 use topk_core::supervise::{Liveness, Supervisor};
 
@@ -26,33 +27,50 @@ pub struct AppState {
     pub tokens: Option<Arc<BearerTokens>>,
     /// The latest backlog measurement the receiver refuses on.
     pub backlog: Arc<Backlog>,
-    /// Whether every background loop of the process still runs (`/readyz`).
-    pub liveness: Liveness,
+    /// What `/readyz` checks: every background loop runs, Redis answers; it reports the backlog's state.
+    pub readiness: Readiness,
 }
 
 /// Every route of the receiver process, merged in this one place; the body limit covers them all.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .merge(receiver::router(&state))
         .merge(openapi::router())
         .merge(topk_core::http::health_routes())
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit));
+    with_request_metrics(routes, Service::Ingest).with_state(state)
 }
 
 /// A built ingest process: its listener is bound (so tests can pass port 0 and read the port) but nothing
 /// runs until [`Application::run`].
 pub struct Application {
     listener: Option<TcpListener>,
+    admin: Option<TcpListener>,
     state: AppState,
+    liveness: Liveness,
 }
 
 impl Application {
     /// Parses the tokens, connects to Redis (creating the log's consumer groups if it answers) and, unless a
     /// worker-only process, binds the listener (port 0 picks a free one).
     pub async fn build(config: IngestConfig) -> anyhow::Result<Self> {
+        let parts: &[Part] = match config.role {
+            Role::All => &[Part::Receiver, Part::Workers],
+            Role::Receiver => &[Part::Receiver],
+            Role::Worker => &[Part::Workers],
+        };
+        topk_core::metrics::install(parts);
         let tokens = config.tokens()?.map(Arc::new);
+        // Addresses first: one in use is the quickest mistake to report, and needs no server.
+        let listener = match config.role {
+            Role::Worker => None,
+            _ => Some(topk_core::serve::bind("TOPK_INGEST_ADDR", config.addr).await?),
+        };
+        let admin = match config.admin.admin_addr {
+            Some(addr) => Some(topk_core::serve::bind("TOPK_ADMIN_ADDR", addr).await?),
+            None => None,
+        };
         let store = RedisStore::connect(&config.redis)
             .await?
             .with_generated_key_retention(std::time::Duration::from_secs(
@@ -64,19 +82,26 @@ impl Application {
             // Redis may come later: the workers create the groups on their first successful step.
             Err(e) => tracing::warn!(error = %e, "could not create the log's consumer groups yet"),
         }
-        let listener = match config.role {
-            Role::Worker => None,
-            _ => Some(TcpListener::bind(config.addr).await?),
-        };
+        let backlog = Arc::new(Backlog::new(config.max_backlog));
+        let liveness = Liveness::default();
+        let reported = backlog.clone();
+        let readiness = Readiness::new(liveness.clone())
+            .with_redis(store.clone())
+            .with("backlog", move || {
+                let report = reported.report();
+                Box::pin(async move { Ok(report) })
+            });
         Ok(Self {
             listener,
+            admin,
             state: AppState {
                 store,
                 tokens,
-                backlog: Arc::new(Backlog::new(config.max_backlog)),
-                liveness: Liveness::default(),
+                backlog,
+                readiness,
                 config: Arc::new(config),
             },
+            liveness,
         })
     }
 
@@ -104,9 +129,22 @@ impl Application {
         stop: CancellationToken,
         also: impl FnOnce(&mut Supervisor),
     ) -> anyhow::Result<()> {
-        let mut tasks = Supervisor::new(stop.clone(), self.state.liveness.clone());
+        let mut tasks = Supervisor::new(stop.clone(), self.liveness.clone());
         let config = self.state.config.clone();
         also(&mut tasks);
+        if let Some(admin) = self.admin {
+            topk_core::http::admin::spawn(&mut tasks, admin, self.state.readiness.clone(), &stop);
+        }
+        // Backpressure and the backlog and freshness metrics, in every role.
+        let (backlog, store, watching) = (
+            self.state.backlog.clone(),
+            self.state.store.clone(),
+            stop.clone(),
+        );
+        tasks.spawn("log watch", async move {
+            log_watch::run(store, backlog, watching).await;
+            Ok(())
+        });
         if config.role != Role::Receiver {
             let store = self.state.store.clone();
             if !worker::wait_for_log_groups(&store, &stop).await? {
@@ -123,17 +161,6 @@ impl Application {
         }
         let served = if let Some(listener) = self.listener {
             tracing::info!(addr = %listener.local_addr()?, "receiver listening");
-            if self.state.backlog.limit() > 0 {
-                let (backlog, store, stop) = (
-                    self.state.backlog.clone(),
-                    self.state.store.clone(),
-                    stop.clone(),
-                );
-                tasks.spawn("backlog measurement", async move {
-                    backlog.run(store, stop).await;
-                    Ok(())
-                });
-            }
             let app = router(self.state.clone());
             // The server and the loops run side by side: a dead loop cancels `stop`, which drains the server.
             let (serving, supervised) = tokio::join!(

@@ -3,12 +3,11 @@
 //! Every view answered 202 sits in the log until a worker applies it, so a receiver that always says yes turns
 //! slow workers (or none) into unbounded Redis memory. The backlog (entries not yet delivered to a worker plus
 //! those delivered and not acknowledged, over all partitions) is measured by a background task every
-//! [`REFRESH`], not per request; the receiver answers 503 with `Retry-After` while it is over the limit.
+//! [`REFRESH`] (`log_watch.rs`), not per request; the receiver answers 503 with `Retry-After` while it is over
+//! the limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 use topk_core::redis::{RedisStore, StoreError};
 
 /// How often the backlog is measured: one XPENDING and one XINFO GROUPS per partition each time.
@@ -66,36 +65,19 @@ impl Backlog {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Measures the backlog of every partition (concurrently: one round trip's time, not P).
+    /// Measures the backlog of every partition, summed.
     pub async fn measure(store: &RedisStore) -> Result<u64, StoreError> {
-        let per_partition = futures::future::try_join_all(
-            store.keys().all_partitions().map(|p| store.log_backlog(p)),
-        )
-        .await?;
-        Ok(per_partition.into_iter().sum())
+        let positions = crate::log_watch::measure(store).await?;
+        Ok(positions.iter().map(|p| p.backlog).sum())
     }
 
-    /// Measures every [`REFRESH`] until `stop`; failures are logged (rarely) and leave the figure to go stale.
-    pub async fn run(self: Arc<Self>, store: RedisStore, stop: CancellationToken) {
-        let mut failing_since: Option<Instant> = None;
-        loop {
-            match Self::measure(&store).await {
-                Ok(entries) => {
-                    self.record(entries);
-                    failing_since = None;
-                }
-                Err(e) => {
-                    if failing_since.is_none() {
-                        tracing::warn!(error = %e, "could not measure the log's backlog");
-                        failing_since = Some(Instant::now());
-                    }
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(REFRESH) => {}
-                _ = stop.cancelled() => return,
-            }
-        }
+    /// The state `/readyz` reports: the backlog, the limit, and whether the receiver refuses views for it.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "entries": self.entries.load(Ordering::Relaxed),
+            "limit": self.limit,
+            "refusing": self.over_limit().is_some(),
+        })
     }
 }
 

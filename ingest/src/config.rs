@@ -3,8 +3,9 @@
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
-use topk_core::config::{HttpConfig, RedisConfig};
+use topk_core::config::{AdminConfig, HttpConfig, RedisConfig};
 use topk_core::http::{BearerTokens, Secret};
+use topk_core::telemetry::LogConfig;
 
 /// Which parts of ingest this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,6 +27,10 @@ pub struct IngestConfig {
     pub redis: RedisConfig,
     #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
+    pub admin: AdminConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
     /// Where the receiver listens.
     #[arg(long, env = "TOPK_INGEST_ADDR", default_value = "127.0.0.1:8081")]
     pub addr: SocketAddr,

@@ -7,7 +7,8 @@
 //! - [`openapi`](mod@openapi): the receiver's OpenAPI document and `GET /openapi.json`.
 //! - [`receiver`]: `POST /v1/views` and its router: check the token and backlog before the body is read,
 //!   validate the whole batch, append it to the partitioned log, answer 202.
-//! - [`backpressure`]: the log's backlog, measured in the background; over its limit the receiver answers 503.
+//! - [`backpressure`]: the log's backlog limit: over it the receiver answers 503.
+//! - [`log_watch`]: measures the log in the background, for backpressure and the backlog and freshness metrics.
 //! - [`worker`]: per partition, read the log in a consumer group, aggregate, apply with the acknowledgement in
 //!   one script call; claim what dead workers left pending. [`worker::spawn`] starts one loop per partition
 //!   with [`worker::WorkerOptions`].
@@ -19,6 +20,7 @@
 pub mod app;
 pub mod backpressure;
 pub mod config;
+pub mod log_watch;
 pub mod openapi;
 pub mod receiver;
 pub mod retirer;

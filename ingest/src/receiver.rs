@@ -80,6 +80,63 @@ pub async fn post_views(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    match receive(&state, &headers, body).await {
+        Ok(received) => {
+            metrics::counter!("topk_ingest_batches_accepted_total").increment(1);
+            metrics::counter!("topk_ingest_views_accepted_total").increment(received.views);
+            if received.replayed {
+                metrics::counter!("topk_ingest_idempotent_replays_total").increment(1);
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(Accepted {
+                    accepted: received.views,
+                }),
+            ))
+        }
+        Err(Rejected { reason, error }) => {
+            count_rejected(reason);
+            Err(error)
+        }
+    }
+}
+
+/// A batch answered 202.
+struct Received {
+    views: u64,
+    /// Already stored under its Idempotency-Key: answered from the record, not stored again.
+    replayed: bool,
+}
+
+/// A batch refused: the answer, and the `reason` label it is counted under
+/// ([`topk_core::metrics::REJECT_REASONS`]).
+struct Rejected {
+    reason: &'static str,
+    error: ApiError,
+}
+
+impl From<ApiError> for Rejected {
+    /// Errors of the request itself (body, header, batch) are the client's: "invalid" (or "too_large").
+    fn from(error: ApiError) -> Self {
+        let reason = if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid"
+        };
+        Self { reason, error }
+    }
+}
+
+/// Counts a refused batch in `topk_ingest_batches_rejected_total{reason}`.
+fn count_rejected(reason: &'static str) {
+    metrics::counter!("topk_ingest_batches_rejected_total", "reason" => reason).increment(1);
+}
+
+async fn receive(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Received, Rejected> {
     // The token and the backlog were checked by [`admit`], before the body was read.
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -87,7 +144,8 @@ pub async fn post_views(
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type must be application/json",
-            ));
+            )
+            .into());
         }
     }
     let body = body.map_err(|rejection| {
@@ -101,11 +159,11 @@ pub async fn post_views(
             ApiError::new(status, format!("could not read the body: {rejection}"))
         }
     })?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(headers)?;
     let views = parse_batch(&body, state.config.max_batch_len)?;
     let accepted = views.iter().map(|(_, n)| n).sum();
     let stored = match &key {
-        None => state.store.append(&views).await,
+        None => state.store.append(&views).await.map(|()| false),
         Some(key) => {
             let retention = Duration::from_secs(state.config.idempotency_retention_secs);
             match state.store.append_idempotent(&views, key, retention).await {
@@ -114,14 +172,33 @@ pub async fn post_views(
                         views = accepted,
                         "batch sent again under its Idempotency-Key: not stored twice"
                     );
-                    Ok(())
+                    Ok(true)
                 }
-                Ok(AppendOutcome::Stored) => Ok(()),
+                Ok(AppendOutcome::Stored) => Ok(false),
                 Err(e) => Err(e),
             }
         }
     };
-    stored.map_err(|e| match e {
+    let replayed = stored.map_err(store_rejection)?;
+    Ok(Received {
+        views: accepted,
+        replayed,
+    })
+}
+
+/// The answer to a batch the store did not take, and its reason label.
+fn store_rejection(e: StoreError) -> Rejected {
+    let reason = match &e {
+        StoreError::KeyReused => "idempotency_conflict",
+        StoreError::NotReplicated { .. } => "not_replicated",
+        StoreError::Incomplete { cause, .. }
+            if matches!(**cause, StoreError::NotReplicated { .. }) =>
+        {
+            "not_replicated"
+        }
+        _ => "unavailable",
+    };
+    let error = match e {
         StoreError::KeyReused => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "this Idempotency-Key was used for a different batch within its retention; nothing was stored \
@@ -138,8 +215,8 @@ pub async fn post_views(
             )
         }
         e => ApiError::unavailable("the view log (Redis)", &e),
-    })?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
+    };
+    Rejected { reason, error }
 }
 
 /// The optional `Idempotency-Key` header, parsed (400 when it is there but not a valid key).
@@ -164,8 +241,12 @@ pub async fn admit(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    authorize(&state, request.headers())?;
+    if let Err(refused) = authorize(&state, request.headers()) {
+        count_rejected("unauthorized");
+        return Err(refused);
+    }
     if let Some(entries) = state.backlog.over_limit() {
+        count_rejected("backlog");
         return Err(ApiError::busy(
             format!(
                 "the workers are behind: {entries} log entries wait to be applied (limit {}); \
@@ -185,7 +266,16 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if tokens.accepts(headers.get(header::AUTHORIZATION)) {
         Ok(())
     } else {
-        // Never log or echo the presented value.
+        // Never log or echo the presented value: only whether there was one, and its scheme.
+        let presented = headers.get(header::AUTHORIZATION).map(|v| {
+            let v = v.as_bytes();
+            let scheme = v.split(|b| *b == b' ').next().unwrap_or_default();
+            String::from_utf8_lossy(&scheme[..scheme.len().min(16)]).into_owned()
+        });
+        tracing::warn!(
+            authorization_scheme = presented.as_deref().unwrap_or("(none)"),
+            "write refused: missing or wrong bearer token"
+        );
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",

@@ -9,7 +9,7 @@
 //! minute index the hour and day windows share, and every step is one script, so they may interleave freely.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::Window;
 use topk_core::redis::RedisStore;
@@ -32,16 +32,29 @@ pub fn spawn(
         };
         let (store, stop) = (store.clone(), stop.clone());
         tasks.spawn(name, async move {
+            let lag = metrics::gauge!("topk_retire_lag_seconds", "window" => window.as_str());
+            let retired = metrics::counter!("topk_slices_retired_total", "window" => window.as_str());
+            // When the window was last retired up to date on every partition (from the start: not yet). The
+            // lag grows from there while retiring fails, the Redis clock included.
+            let up_to_date = std::sync::Mutex::new(Instant::now());
             every(interval, &store, &stop, |now| {
-                let store = store.clone();
+                let (store, lag, retired, up_to_date) = (store.clone(), &lag, &retired, &up_to_date);
                 async move {
-                    match store.retire_window(window, now).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(window = %window, slices = n, "retired"),
-                        Err(e) => {
-                            tracing::warn!(window = %window, error = %e, "retire failed; retrying")
+                    if let Some(now) = now {
+                        match store.retire_window(window, now).await {
+                            Ok(n) => {
+                                *up_to_date.lock().expect("lag lock") = Instant::now();
+                                retired.increment(u64::from(n));
+                                if n > 0 {
+                                    tracing::debug!(window = %window, slices = n, "retired");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(window = %window, error = %e, "retire failed; retrying")
+                            }
                         }
                     }
+                    lag.set(up_to_date.lock().expect("lag lock").elapsed().as_secs_f64());
                 }
             })
             .await;
@@ -55,6 +68,7 @@ pub fn spawn(
         every(interval, &store, &stop, |now| {
             let (store, last_trim) = (store.clone(), &last_trim);
             async move {
+                let Some(now) = now else { return };
                 match store.seal_all(now).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(minutes = n, "sealed"),
@@ -63,7 +77,10 @@ pub fn spawn(
                 if now.saturating_sub(last_trim.load(Ordering::Relaxed)) >= 60_000 {
                     last_trim.store(now, Ordering::Relaxed);
                     match store.trim_all(now, retention).await {
-                        Ok(n) if n > 0 => tracing::info!(entries = n, "trimmed the log"),
+                        Ok(n) if n > 0 => {
+                            metrics::counter!("topk_log_entries_trimmed_total").increment(n);
+                            tracing::info!(entries = n, "trimmed the log")
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "log trim failed"),
                     }
@@ -75,15 +92,16 @@ pub fn spawn(
     });
 }
 
-/// Runs `step` with Redis's time (the clock that stamps the log) every `interval` until `stop`; a step that
-/// takes longer delays the next instead of piling up.
+/// Runs `step` with Redis's time (the clock that stamps the log) every `interval` until `stop`, or with `None`
+/// when that clock cannot be read (the step then only updates its metrics); a step that takes longer delays
+/// the next instead of piling up.
 async fn every<F, Fut>(
     interval: Duration,
     store: &RedisStore,
     stop: &CancellationToken,
     mut step: F,
 ) where
-    F: FnMut(i64) -> Fut,
+    F: FnMut(Option<i64>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let mut ticker = tokio::time::interval(interval);
@@ -94,8 +112,11 @@ async fn every<F, Fut>(
             _ = stop.cancelled() => return,
         }
         match store.now_ms().await {
-            Ok(now) => step(now).await,
-            Err(e) => tracing::warn!(error = %e, "retirer cannot read the Redis clock"),
+            Ok(now) => step(Some(now)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "retirer cannot read the Redis clock");
+                step(None).await
+            }
         }
     }
 }

@@ -162,6 +162,15 @@ pub fn spawn(
     }
 }
 
+/// Counts a step that took entries: `topk_apply_batch_seconds`, and what it applied.
+fn record_step(report: &StepReport, started: Instant) {
+    metrics::histogram!("topk_apply_batch_seconds").record(started.elapsed().as_secs_f64());
+    if !report.not_owned {
+        metrics::counter!("topk_views_applied_total").increment(report.views);
+        metrics::counter!("topk_log_entries_applied_total").increment(report.entries as u64);
+    }
+}
+
 /// Runs [`step`] on partition `p` until `stop` is cancelled; the batch in hand is always finished first.
 /// After a batch smaller than `options.max_entries` (the log is drained) it waits `options.batch_wait` so views
 /// accumulate.
@@ -188,6 +197,7 @@ pub async fn run_partition(
             last_claim = Instant::now();
             claim_idle
         });
+        let started = Instant::now();
         let result = step(
             &store,
             p,
@@ -204,6 +214,7 @@ pub async fn run_partition(
         };
         match result {
             Ok(report) if report.entries > 0 => {
+                record_step(&report, started);
                 tracing::debug!(
                     partition = p,
                     entries = report.entries,

@@ -1,7 +1,8 @@
 //! Subcommands and settings of `topk-snapshotter` (flags or `TOPK_*` environment variables).
 
 use clap::{Args, Parser, Subcommand};
-use topk_core::config::{DatabaseConfig, RedisConfig};
+use topk_core::config::{AdminConfig, DatabaseConfig, RedisConfig};
+use topk_core::telemetry::LogConfig;
 
 /// topk-snapshotter: writes per-minute history and window rankings to Postgres, and rebuilds Redis from it.
 #[derive(Parser, Debug)]
@@ -10,6 +11,8 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub log: LogConfig,
 }
 
 /// The subcommands; `run` is the service, the others run once and exit.
@@ -18,7 +21,7 @@ pub enum Command {
     /// Apply the database migrations and exit.
     Migrate(MigrateArgs),
     /// Run the jobs on their schedules (one writer at a time; others stand by).
-    Run(StoreArgs),
+    Run(RunArgs),
     /// Run every job once and exit.
     Snapshot(SnapshotArgs),
     /// Rebuild Redis's windows from Postgres after a loss (stop the ingest workers first).
@@ -78,6 +81,17 @@ impl StoreArgs {
             drop_after_days: self.retention_days,
         }
     }
+}
+
+/// Settings of `run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Redis, Postgres and the schedules.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Health, readiness and metrics (a standby is ready too: it takes over when the writer stops).
+    #[command(flatten)]
+    pub admin: AdminConfig,
 }
 
 /// Settings of `snapshot`.

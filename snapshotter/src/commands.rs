@@ -3,13 +3,16 @@
 //! `verify` prints its report on stdout (one line per problem) so it can be piped; `rebuild-redis` reports
 //! its rate on stderr, beside its progress bar.
 
-use crate::cli::{Cli, Command, MigrateArgs, RebuildArgs, SnapshotArgs, StoreArgs};
+use crate::cli::{Cli, Command, MigrateArgs, RebuildArgs, RunArgs, SnapshotArgs, StoreArgs};
 use crate::schedule::run_scheduled;
-use crate::{jobs, leader, rebuild, verify};
+use crate::{jobs, lag, leader, rebuild, verify};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use topk_core::http::Readiness;
+use topk_core::metrics::Part;
 use topk_core::redis::RedisStore;
+use topk_core::supervise::{Liveness, Supervisor};
 
 /// A worker seen on the log this recently is taken as running: workers poll the log every few hundred ms.
 const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
@@ -18,14 +21,36 @@ const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
 pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate(args) => migrate(&args).await,
-        Command::Run(args) => {
-            let (store, pool) = connect(&args).await?;
-            run_scheduled(store, pool, &args, stop).await
-        }
+        Command::Run(args) => run_service(&args, stop).await,
         Command::Snapshot(args) => snapshot(&args, &stop).await,
         Command::Verify(args) => verify_report(&args).await,
         Command::RebuildRedis(args) => rebuild_redis(&args, &stop).await,
     }
+}
+
+/// `run`: the jobs on their schedules (or standing by), the snapshot lag watch, and with `TOPK_ADMIN_ADDR`
+/// health, readiness (Redis, Postgres migrated) and metrics, all supervised: one that dies stops the process.
+async fn run_service(args: &RunArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    topk_core::metrics::install(&[Part::Snapshotter]);
+    let admin = match args.admin.admin_addr {
+        Some(addr) => Some(topk_core::serve::bind("TOPK_ADMIN_ADDR", addr).await?),
+        None => None,
+    };
+    let (store, pool) = connect(&args.store).await?;
+    let liveness = Liveness::default();
+    let mut tasks = Supervisor::new(stop.clone(), liveness.clone());
+    if let Some(listener) = admin {
+        let readiness = Readiness::new(liveness)
+            .with_redis(store.clone())
+            .with_postgres(pool.clone());
+        topk_core::http::admin::spawn(&mut tasks, listener, readiness, &stop);
+    }
+    tasks.spawn("snapshot lag watch", lag::watch(pool.clone(), stop.clone()));
+    let (schedules, stopping) = (args.store.clone(), stop.clone());
+    tasks.spawn("scheduler", async move {
+        run_scheduled(store, pool, &schedules, stopping).await
+    });
+    tasks.wait().await
 }
 
 /// `migrate`: applies the migrations.

@@ -6,7 +6,9 @@
 //!   ([`jobs::snapshot_minutes`]), window rankings to `global_topk_snapshots` ([`jobs::snapshot_rankings`]),
 //!   roll-ups and retention of `video_stats` ([`jobs::maintain_history`]).
 //! - [`leader`]: the advisory lock that makes one snapshotter the writer.
-//! - [`run_scheduled`] (in `schedule.rs`): `run`, the jobs on tokio-cron-scheduler while the lock is held,
+//! - [`lag`]: `topk_snapshot_lag_seconds`, how far history in Postgres trails now (every snapshotter).
+//! - `run` (in `commands.rs`) supervises the schedule, the lag watch and the admin address (health, metrics).
+//! - [`run_scheduled`] (in `schedule.rs`): the jobs on tokio-cron-scheduler while the lock is held,
 //!   with a watchdog that runs the minute job itself when the schedule stalls (missed ticks are dropped by the
 //!   scheduler; catch-up makes that harmless).
 //! - [`rebuild`] restores Redis from Postgres (`rebuild-redis`).
@@ -17,6 +19,7 @@
 pub mod cli;
 mod commands;
 pub mod jobs;
+pub mod lag;
 pub mod leader;
 pub mod rebuild;
 mod schedule;

@@ -2,7 +2,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    topk_core::telemetry::init();
+    let cli = topk_snapshotter::cli::Cli::parse();
+    topk_core::telemetry::init(&cli.log)?;
+    topk_core::telemetry::log_start("topk-snapshotter", &cli);
     let stop = topk_core::shutdown::on_signal();
-    topk_snapshotter::run(topk_snapshotter::cli::Cli::parse(), stop).await
+    topk_snapshotter::run(cli, stop).await
 }

@@ -9,7 +9,7 @@ use crate::{jobs, leader};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use topk_core::redis::RedisStore;
@@ -20,27 +20,59 @@ async fn tick(store: &RedisStore, pool: &PgPool, rankings: bool) -> bool {
         Ok(now) => now,
         Err(e) => {
             tracing::warn!(error = %e, "snapshot skipped: Redis unreachable");
+            record_run("minutes", Instant::now(), false);
             return false;
         }
     };
-    let mut ok = true;
-    match jobs::snapshot_minutes(store, pool, now).await {
-        Ok(r) => tracing::info!(minutes = r.minutes, rows = r.rows, "minutes written"),
+    let started = Instant::now();
+    let mut ok = match jobs::snapshot_minutes(store, pool, now).await {
+        Ok(r) => {
+            tracing::info!(
+                minutes = r.minutes,
+                rows = r.rows,
+                late_views = r.late_views,
+                "minutes written"
+            );
+            true
+        }
         Err(e) => {
-            ok = false;
-            tracing::warn!(error = %e, "minute snapshot failed; the next run catches up");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "minute snapshot failed; the next run catches up"
+            );
+            false
         }
-    }
+    };
+    record_run("minutes", started, ok);
     if rankings {
-        match jobs::snapshot_rankings(store, pool, now).await {
-            Ok(rows) => tracing::info!(rows, "rankings written"),
-            Err(e) => {
-                ok = false;
-                tracing::warn!(error = %e, "ranking snapshot failed");
-            }
-        }
+        ok &= rankings_job(store, pool, now).await;
     }
     ok
+}
+
+/// The ranking snapshot at `now`, logged and counted.
+async fn rankings_job(store: &RedisStore, pool: &PgPool, now: i64) -> bool {
+    let started = Instant::now();
+    let ok = match jobs::snapshot_rankings(store, pool, now).await {
+        Ok(rows) => {
+            tracing::info!(rows, "rankings written");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "ranking snapshot failed");
+            false
+        }
+    };
+    record_run("rankings", started, ok);
+    ok
+}
+
+/// Counts one run of `job` and its time (`topk_snapshot_runs_total`, `topk_snapshot_duration_seconds`).
+fn record_run(job: &'static str, started: Instant, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!("topk_snapshot_runs_total", "job" => job, "outcome" => outcome).increment(1);
+    metrics::histogram!("topk_snapshot_duration_seconds", "job" => job)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// How often the watchdog looks at the minute job and at the lock.
@@ -60,6 +92,8 @@ pub async fn run_scheduled(
         let Some(mut lock) = leader::acquire(&pool, &stop).await else {
             break;
         };
+        let leading = metrics::gauge!("topk_snapshot_leader");
+        leading.set(1.0);
         let last_minute_run = Arc::new(AtomicI64::new(chrono::Utc::now().timestamp()));
         let mut sched = scheduler(&store, &pool, args, &last_minute_run).await?;
         sched.start().await?;
@@ -67,6 +101,7 @@ pub async fn run_scheduled(
         watchdog(&store, &pool, &mut lock, &last_minute_run, &stop).await;
         let _ = sched.shutdown().await;
         lock.release().await;
+        leading.set(0.0);
     }
     tracing::info!("snapshotter stopped");
     Ok(())
@@ -100,9 +135,13 @@ async fn scheduler(
         .add(Job::new_async(args.topk_schedule.as_str(), move |_, _| {
             let (s, p) = (s.clone(), p.clone());
             Box::pin(async move {
-                if let Ok(now) = s.now_ms().await {
-                    if let Err(e) = jobs::snapshot_rankings(&s, &p, now).await {
-                        tracing::warn!(error = %e, "ranking snapshot failed");
+                match s.now_ms().await {
+                    Ok(now) => {
+                        rankings_job(&s, &p, now).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ranking snapshot skipped: Redis unreachable");
+                        record_run("rankings", Instant::now(), false);
                     }
                 }
             })
@@ -110,16 +149,39 @@ async fn scheduler(
         .await?;
     let (s, p, policy) = (store.clone(), pool.clone(), args.retention());
     sched
-        .add(Job::new_async(args.maintenance_schedule.as_str(), move |_, _| {
-            let (s, p) = (s.clone(), p.clone());
-            Box::pin(async move {
-                let Ok(now) = s.now_ms().await else { return };
-                match jobs::maintain_history(&p, now, policy).await {
-                    Ok(r) => tracing::info!(rolled_up = r.rows_rolled_up, partitions_dropped = r.partitions_dropped, "history upkeep done"),
-                    Err(e) => tracing::warn!(error = %e, "history upkeep failed; the next run resumes"),
-                }
-            })
-        })?)
+        .add(Job::new_async(
+            args.maintenance_schedule.as_str(),
+            move |_, _| {
+                let (s, p) = (s.clone(), p.clone());
+                Box::pin(async move {
+                    let started = Instant::now();
+                    let ok = match s.now_ms().await {
+                        Ok(now) => match jobs::maintain_history(&p, now, policy).await {
+                            Ok(r) => {
+                                tracing::info!(
+                                    rolled_up = r.rows_rolled_up,
+                                    partitions_dropped = r.partitions_dropped,
+                                    "history upkeep done"
+                                );
+                                true
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    error = format!("{e:#}"),
+                                    "history upkeep failed; the next run resumes"
+                                );
+                                false
+                            }
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "history upkeep skipped: Redis unreachable");
+                            false
+                        }
+                    };
+                    record_run("upkeep", started, ok);
+                })
+            },
+        )?)
         .await?;
     Ok(sched)
 }

@@ -6,9 +6,11 @@
 //! - [`late`]: views applied after their minute was written, added to its row and the totals.
 //! - [`lock`]: the advisory lock that lets one snapshotter write at a time.
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
+//! - [`migrations`]: whether the database has every migration of this build (readiness).
 
 pub mod late;
 pub mod lock;
+pub mod migrations;
 pub mod minutes;
 pub mod restore;
 pub mod retention;
@@ -16,6 +18,7 @@ pub mod snapshots;
 
 pub use late::add_late_views;
 pub use lock::{SnapshotterLock, SNAPSHOTTER_LOCK};
+pub use migrations::pending_migrations;
 pub use minutes::{checkpoints, write_minute, write_minutes, Checkpoint, Written};
 pub use restore::{read_restore_source, totals, RestoreSource};
 pub use snapshots::{topk_history, write_topk_snapshot};

@@ -1,14 +1,15 @@
-//! The routes every service has: `/healthz`, `/readyz`, and a JSON 404 for anything else.
+//! The routes every process has: `/healthz`, `/readyz`, `/metrics`, and a JSON 404 for anything else.
 
+use super::readiness::Readiness;
 use super::{ApiError, ErrorBody};
-use crate::redis::RedisStore;
-use crate::supervise::Liveness;
 use axum::extract::{FromRef, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Json;
 use axum::Router;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// The answer of `/healthz` and `/readyz`.
@@ -16,46 +17,70 @@ use utoipa::ToSchema;
 pub struct Health {
     #[schema(example = "ok")]
     pub status: &'static str,
+    /// What `/readyz` checked, by name ("redis", "postgres", "backlog"), and what it found.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object, example = json!({"redis": "ok"}))]
+    pub checks: BTreeMap<&'static str, serde_json::Value>,
 }
 
 /// `GET /healthz`: the process is up.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up", body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "the process is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok",
+        checks: BTreeMap::new(),
+    })
 }
 
-/// `GET /readyz`: every background loop of the process runs and Redis answers, so the service can do its work.
-#[utoipa::path(get, path = "/readyz", responses(
-    (status = 200, description = "Redis is reachable", body = Health),
-    (status = 503, description = "Redis is not reachable, or a background loop of the process died (it is \
-        stopping)", body = ErrorBody)))]
-pub async fn readyz(
-    State(store): State<RedisStore>,
-    State(liveness): State<Liveness>,
-) -> Result<Json<Health>, ApiError> {
-    if liveness.failed() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "a background task of this process has died; the process is stopping",
-        ));
+/// `GET /readyz`: every background loop of the process runs and what it depends on answers (Redis; Postgres,
+/// migrated, where the process uses it), so the service can do its work.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "ready: every check passed (listed in `checks`)", body = Health),
+    (status = 503, description = "a dependency is unreachable (or Postgres not migrated), or a background \
+        loop of the process died (it is stopping); the body names what failed", body = ErrorBody)))]
+pub async fn readyz(State(readiness): State<Readiness>) -> Result<Json<Health>, ApiError> {
+    match readiness.evaluate().await {
+        Ok(checks) => Ok(Json(Health {
+            status: "ok",
+            checks,
+        })),
+        Err(failed) => {
+            let names: Vec<&str> = failed.iter().map(|f| f.what.as_str()).collect();
+            for f in &failed {
+                tracing::warn!(check = %f.what, error = %f.cause, "not ready");
+            }
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {} unavailable", names.join(", ")),
+            ))
+        }
     }
-    store
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable("Redis", &e))?;
-    Ok(Json(Health { status: "ok" }))
 }
 
-/// The routes every service has: `/healthz`, `/readyz` and a JSON 404 for anything else.
+/// `GET /metrics`: every metric of this process, in Prometheus's text format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain")))]
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+}
+
+/// The routes every process has: `/healthz`, `/readyz`, `/metrics` and a JSON 404 for anything else.
 pub fn health_routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
-    RedisStore: FromRef<S>,
-    Liveness: FromRef<S>,
+    Readiness: FromRef<S>,
 {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
 }
 

@@ -1,15 +1,23 @@
-//! HTTP pieces both services share, one concern per file:
+//! HTTP pieces every service shares, one concern per file:
 //! - [`error`]: the one JSON error type;
-//! - [`health`]: `/healthz`, `/readyz` and the JSON 404;
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` and the JSON 404;
+//! - [`readiness`]: what `/readyz` checks (loops, Redis, Postgres, whatever a role adds);
+//! - [`request_metrics`]: request durations and counts by route;
+//! - [`admin`]: health and metrics on an address of their own (`TOPK_ADMIN_ADDR`);
 //! - [`auth`]: bearer tokens for writes;
 //! - [`serve`]: the server loop with limits against slow and hostile clients.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod readiness;
+pub mod request_metrics;
 pub mod serve;
 
 pub use auth::*;
 pub use error::*;
 // A glob, so that utoipa's generated `__path_*` items come along for `paths(topk_core::http::healthz)`.
 pub use health::*;
+pub use readiness::{NotReady, Readiness};
+pub use request_metrics::{with_request_metrics, Service};

@@ -77,6 +77,14 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
     }
 }
 
+/// Binds `addr`, the value of the setting `setting`: the error names both, so an address already in use (or
+/// not this machine's) points at the setting to change.
+pub async fn bind(setting: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {setting}={addr}: {e}"))
+}
+
 /// Serves `app` on `listener` with the limits of `limits` until `stop` is cancelled, then stops accepting and
 /// waits for the open connections to finish their request in hand, for at most the request timeout.
 pub async fn serve(

@@ -20,7 +20,29 @@ pub(super) struct GroupState {
     pub(super) first_undelivered: Option<EntryId>,
 }
 
+/// How far the workers are on one partition's log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogPosition {
+    /// Entries not yet applied: undelivered, or delivered and not acknowledged.
+    pub backlog: u64,
+    /// The time (Redis ms) of the oldest entry not yet applied; `None` when all is applied.
+    pub oldest_waiting_ms: Option<i64>,
+}
+
 impl RedisStore {
+    /// Where the workers stand on partition `p`'s log (one script call): what is left and since when.
+    pub async fn log_position(&self, p: Partition) -> Result<LogPosition> {
+        let state = self.group_state(p).await?;
+        Ok(LogPosition {
+            backlog: state.pending + state.lag,
+            oldest_waiting_ms: [state.oldest_pending, state.first_undelivered]
+                .into_iter()
+                .flatten()
+                .map(|id| id.ms)
+                .min(),
+        })
+    }
+
     /// The workers that read or claimed from any partition's log within `within` (XINFO CONSUMERS): a rebuild
     /// refuses to run beside them. Returns `(partition, consumer, milliseconds since it was last seen)`.
     pub async fn active_consumers(

@@ -35,6 +35,7 @@ mod windows;
 
 pub use append::AppendOutcome;
 pub use closed::LateViews;
+pub use group::LogPosition;
 pub use log::LogRead;
 pub use windows::{ApplyOutcome, LeaderCaps};
 

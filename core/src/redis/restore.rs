@@ -207,7 +207,7 @@ impl RedisStore {
                 .arg("COUNT")
                 .arg(1000);
             let (next, keys): (String, Vec<String>) = self
-                .retry_not_run(|| self.conn.query(&scan, route.clone()))
+                .retry_not_run(|| self.query_routed(&scan, route.clone()))
                 .await?;
             found.extend(keys);
             if next == "0" {

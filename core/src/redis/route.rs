@@ -28,6 +28,29 @@ impl StoreError {
             Some("TRYAGAIN" | "CLUSTERDOWN" | "MOVED" | "ASK" | "LOADING" | "MASTERDOWN")
         )
     }
+
+    /// The `kind` label of `topk_redis_errors_total` ([`crate::metrics::REDIS_ERROR_KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        let StoreError::Redis(e) = self else {
+            return "other";
+        };
+        if e.is_timeout() {
+            "timeout"
+        } else if e.is_connection_refusal() || e.is_connection_dropped() || e.is_io_error() {
+            "connection"
+        } else if e.is_cluster_error() || self.is_not_run() {
+            "cluster"
+        } else if e.code() == Some("NOSCRIPT") || e.to_string().contains("script") {
+            "script"
+        } else {
+            "other"
+        }
+    }
+
+    /// Counts this failed command in `topk_redis_errors_total`.
+    pub(super) fn count(&self) {
+        metrics::counter!("topk_redis_errors_total", "kind" => self.kind()).increment(1);
+    }
 }
 
 impl RedisStore {
@@ -110,6 +133,22 @@ impl RedisStore {
 
     /// `cmd` once, on the node that owns `key`.
     async fn query<R: FromRedisValue>(&self, cmd: &Cmd, key: &str) -> Result<R> {
-        self.conn.query(cmd, Route::Key(key.to_owned())).await
+        self.query_routed(cmd, Route::Key(key.to_owned())).await
+    }
+
+    /// `cmd` once, where `route` says; a failure is counted (but for a missing script, which [`Self::eval`]
+    /// loads and which is routine after a restart or failover).
+    pub(super) async fn query_routed<R: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        route: Route,
+    ) -> Result<R> {
+        let result = self.conn.query(cmd, route).await;
+        if let Err(e) = &result {
+            if !matches!(e, StoreError::Redis(r) if r.code() == Some("NOSCRIPT")) {
+                e.count();
+            }
+        }
+        result
     }
 }

@@ -226,7 +226,7 @@ async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
 /// producers and workers run: commands meet ASK and TRYAGAIN mid-move, and nothing is lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_migrated_live_under_load_loses_and_doubles_nothing() {
-    topk_core::telemetry::init_with_default("warn");
+    topk_core::telemetry::init_with_default(&Default::default(), "warn").unwrap();
     let cluster = Arc::new(RedisCluster::start(3, 5_000));
     let s = stack_on(&cluster.url(), "migration", 6, &[]).await;
     let slot = slot_of(&s.store.keys().log(0));

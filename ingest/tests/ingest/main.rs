@@ -7,6 +7,8 @@
 //! - [`batch`]: the batch decoder, with property tests.
 //! - [`supervision`]: a background loop that dies stops the process with its cause.
 //! - [`retries`]: a batch sent again under its `Idempotency-Key` counts once.
+//! - [`operations`]: metrics agree with the traffic, readiness follows Redis and Postgres, bad settings are
+//!   refused at start.
 //! - [`cluster`]: Redis Cluster under faults: a primary killed, a slot migrated live, a node frozen.
 //! - [`faults`]: the fault suite runs the real processes and breaks them, Redis and Postgres on purpose.
 
@@ -15,6 +17,7 @@ mod cluster;
 mod defences;
 mod end_to_end;
 mod faults;
+mod operations;
 mod retries;
 mod stack;
 mod supervision;

@@ -17,9 +17,10 @@ fn subcommands_parse_with_the_documented_defaults() {
     assert!(Cli::try_parse_from(["topk-snapshotter", "rebuild"]).is_err());
 
     let cli = Cli::try_parse_from(["topk-snapshotter", "run", "--retention-days=0"]).unwrap();
-    let Command::Run(args) = cli.command else {
+    let Command::Run(run) = cli.command else {
         panic!("`run` parsed as {:?}", cli.command)
     };
+    let args = run.store;
     assert_eq!(
         (
             args.minute_schedule.as_str(),

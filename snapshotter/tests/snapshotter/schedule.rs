@@ -25,7 +25,7 @@ async fn run_writes_at_start_holds_the_lock_and_frees_it_on_stop() {
 
     let run = tokio::spawn({
         let (store, pool, stop) = (store.clone(), pool.clone(), stop.clone());
-        async move { run_scheduled(store, pool, &args, stop).await }
+        async move { run_scheduled(store, pool, &args.store, stop).await }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while stats(&pool).await != per_minute(&events, i64::MAX) {

@@ -84,7 +84,9 @@ impl Env {
             .env("TOPK_KEY_PREFIX", &self.prefix)
             .env("TOPK_PARTITIONS", self.partitions.to_string())
             .env("TOPK_INGEST_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // An error's message, not a backtrace of it (panics keep theirs), so a log's tail shows the cause.
+            .env("RUST_LIB_BACKTRACE", "0");
         if let Some(db) = &self.database_url {
             c.env("TOPK_DATABASE_URL", db);
         }
@@ -93,24 +95,34 @@ impl Env {
 
     /// `topk-ingest` in a role (`all`, `receiver`, `worker`), listening on `port` unless a worker.
     pub fn ingest(&self, role: &str, port: u16, extra: &[(&str, &str)]) -> Proc {
-        let mut c = self.command("topk-ingest");
-        c.env("TOPK_INGEST_ROLE", role)
-            .env("TOPK_INGEST_ADDR", format!("127.0.0.1:{port}"))
-            .envs(extra.iter().copied());
-        let p = Proc::spawn(&format!("topk-ingest {role}"), c);
+        let p = self.ingest_unchecked(role, port, extra);
         if role != "worker" {
             topk_testkit::wait_port(port, "topk-ingest");
         }
         p
     }
 
+    /// [`Self::ingest`] without waiting for its port (a process expected to refuse to start).
+    pub fn ingest_unchecked(&self, role: &str, port: u16, extra: &[(&str, &str)]) -> Proc {
+        let mut c = self.command("topk-ingest");
+        c.env("TOPK_INGEST_ROLE", role)
+            .env("TOPK_INGEST_ADDR", format!("127.0.0.1:{port}"))
+            .envs(extra.iter().copied());
+        Proc::spawn(&format!("topk-ingest {role}"), c)
+    }
+
     pub fn api(&self, port: u16, extra: &[(&str, &str)]) -> Proc {
+        let p = self.api_unchecked(port, extra);
+        topk_testkit::wait_port(port, "topk-api");
+        p
+    }
+
+    /// [`Self::api`] without waiting for its port (a process expected to refuse to start).
+    pub fn api_unchecked(&self, port: u16, extra: &[(&str, &str)]) -> Proc {
         let mut c = self.command("topk-api");
         c.env("TOPK_API_ADDR", format!("127.0.0.1:{port}"))
             .envs(extra.iter().copied());
-        let p = Proc::spawn("topk-api", c);
-        topk_testkit::wait_port(port, "topk-api");
-        p
+        Proc::spawn("topk-api", c)
     }
 
     pub fn snapshotter(&self, args: &[&str], extra: &[(&str, &str)]) -> Proc {
