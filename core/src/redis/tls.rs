@@ -58,7 +58,7 @@ mod tests {
     }
 
     fn message(r: Result<Option<TlsCertificates>>) -> String {
-        r.err().expect("refused").to_string()
+        r.expect_err("refused").to_string()
     }
 
     #[test]

@@ -154,3 +154,42 @@ async fn postgres_verify_full_connects_and_plain_is_refused_by_the_server() {
         .to_string();
     assert!(err.contains("no encryption"), "{err}");
 }
+
+#[tokio::test]
+async fn postgres_failures_name_the_server_and_the_cause() {
+    let port = free_port();
+    let closed = topk_core::db::pool(&topk_core::config::DatabaseConfig {
+        database_url: format!("postgres://postgres@127.0.0.1:{port}/topk"),
+    })
+    .unwrap();
+    let err = sqlx::query("SELECT 1").execute(&closed).await.unwrap_err();
+    let err = topk_core::db::unreachable::named(&closed, err)
+        .await
+        .to_string();
+    assert!(
+        err.contains(&format!("Postgres at 127.0.0.1:{port}: connection refused")),
+        "{err}"
+    );
+
+    // verify-full without the test's CA: the server's certificate is not trusted.
+    let certs = TlsCerts::new();
+    let server = tls_postgres(&certs);
+    let untrusted = topk_core::db::pool(&topk_core::config::DatabaseConfig {
+        database_url: format!("{}?sslmode=verify-full", server.admin_url()),
+    })
+    .unwrap();
+    let err = sqlx::query("SELECT 1")
+        .execute(&untrusted)
+        .await
+        .unwrap_err();
+    let err = topk_core::db::unreachable::named(&untrusted, err)
+        .await
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "Postgres at 127.0.0.1:{}: invalid peer certificate: UnknownIssuer",
+            server.port()
+        )),
+        "{err}"
+    );
+}
