@@ -62,9 +62,13 @@ pub async fn history(
     let (window, k) = parse_query(query)?;
     let Query(at) = at.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
     let at = parse_at(at.at.as_deref(), Utc::now())?;
-    let found = topk_core::db::topk_history(&state.db, window, at, k.get())
-        .await
-        .map_err(|e| ApiError::unavailable("history (Postgres)", &e))?;
+    let found = match topk_core::db::topk_history(&state.db, window, at, k.get()).await {
+        Ok(found) => found,
+        Err(e) => {
+            let e = topk_core::db::unreachable::named(&state.db, e).await;
+            return Err(ApiError::unavailable("history (Postgres)", &e));
+        }
+    };
     let (snapshot_time, videos) = found.ok_or_else(|| {
         ApiError::not_found(format!(
             "no snapshot of the {window} window at or before {at}"

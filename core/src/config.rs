@@ -7,9 +7,16 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisConfig {
     /// Redis URL: `redis://host:port` for one node, `redis-cluster://host:port?node=host:port&node=...` for
-    /// Redis Cluster (any reachable nodes; the rest are discovered).
+    /// Redis Cluster (any reachable nodes; the rest are discovered). `rediss://` and `rediss-cluster://`
+    /// connect with TLS and verify the server's certificate (against `TOPK_REDIS_CA_FILE`, else the system's
+    /// roots) and that it names the URL's host.
     #[arg(long, env = "TOPK_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// CA certificate (PEM) that signs the Redis server's certificate, for rediss:// ; unset: the system's
+    /// roots. Set with a URL that is not `rediss://` or `rediss-cluster://`, the process refuses to start
+    /// (the operator meant TLS and would not get it).
+    #[arg(long, env = "TOPK_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Number of partitions, fixed per deployment: videos hash to one of them.
     #[arg(long, env = "TOPK_PARTITIONS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub partitions: u16,

@@ -22,6 +22,7 @@ pub fn redis_config_at(url: &str, label: &str, partitions: u16) -> RedisConfig {
         key_prefix: unique_name(label),
         redis_timeout_ms: TIMEOUT_MS,
         wait_replicas: 0,
+        redis_ca_file: None,
     }
 }
 

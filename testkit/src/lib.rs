@@ -18,6 +18,8 @@
 //!   migration), and [`slot_of`], a key's hash slot.
 //! - [`resp`]: [`RedisConn`], a blocking RESP client to observe a server.
 //! - [`postgres`]: [`PgServer`], `psql` and the PostgreSQL programs.
+//! - [`tls`]: [`TlsCerts`], a private CA and a server certificate for loopback, a TLS-only
+//!   [`TlsRedisServer`], and [`tls_postgres`], a PostgreSQL that refuses plain connections.
 //! - [`process`]: signals, ports, and the watchdog that cleans up after the test process.
 //! - [`fixtures`]: typed async fixtures over topk's own types: a store on the shared Redis, a migrated
 //!   database, the whole log applied, every window retired and sealed, and the brute-force window oracle.
@@ -29,6 +31,7 @@ pub mod redis_cluster;
 pub mod redis_server;
 pub mod resp;
 pub mod servers;
+pub mod tls;
 
 pub use postgres::{pg_bin, psql, PgServer};
 pub use process::{free_port, signal, wait_port};
@@ -36,3 +39,4 @@ pub use redis_cluster::{slot_of, RedisCluster, SlotRange};
 pub use redis_server::RedisServer;
 pub use resp::{RedisConn, Reply};
 pub use servers::{cluster_url, fresh_database, servers, unique_name, Servers};
+pub use tls::{tls_postgres, TlsCerts, TlsRedisServer};

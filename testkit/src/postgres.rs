@@ -103,6 +103,12 @@ pub struct PgServer {
 impl PgServer {
     /// Initializes a cluster in a temporary folder and starts it on a free port.
     pub fn start() -> Self {
+        Self::start_configured(|_| {})
+    }
+
+    /// [`Self::start`] with `configure` run on the data folder between `initdb` and the first start (to
+    /// edit `postgresql.conf` and `pg_hba.conf`, e.g. [`crate::tls`]).
+    pub fn start_configured(configure: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("topk-pg-")
             .tempdir()
@@ -131,6 +137,7 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        configure(&data);
         let mut server = Self {
             port: free_port(),
             dir,

@@ -7,6 +7,7 @@
 //! - [`lock`]: the advisory lock that lets one snapshotter write at a time.
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 //! - [`migrations`]: whether the database has every migration of this build (readiness).
+//! - [`unreachable`]: a failed connection's error naming the server and the cause.
 
 pub mod late;
 pub mod lock;
@@ -15,6 +16,7 @@ pub mod minutes;
 pub mod restore;
 pub mod retention;
 pub mod snapshots;
+pub mod unreachable;
 
 pub use late::add_late_views;
 pub use lock::{SnapshotterLock, SNAPSHOTTER_LOCK};
@@ -32,6 +34,8 @@ use std::time::Duration;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// Opens a pool; connecting is lazy so a service starts while Postgres is down and reports it in `/readyz`.
+/// TLS comes from the URL (sqlx, rustls): `sslmode=verify-full&sslrootcert=ca.pem` verifies the server's
+/// certificate against that CA (without `sslrootcert`, against the bundled web roots) and its host name.
 pub fn pool(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(8)

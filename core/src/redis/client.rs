@@ -11,12 +11,13 @@
 //! Every command names a key of the partition it is about ([`Route::Key`]), so on a cluster it goes to the
 //! node that owns that partition even when it has no key of its own (TIME, SCAN, WAIT, SCRIPT LOAD).
 
-use super::{Result, StoreError};
+use super::{tls, unreachable, Result, StoreError};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use ::redis::{Cmd, FromRedisValue};
+use std::path::Path;
 use std::time::Duration;
 
 pub use ::redis::Value;
@@ -40,6 +41,8 @@ pub(super) struct Connection {
     kind: Kind,
     /// The longest a command may take, waiting for a connection included.
     timeout: Duration,
+    /// How errors name the server (`Redis at host:port`), so a failed connection says where it failed.
+    server: String,
 }
 
 #[derive(Clone)]
@@ -51,28 +54,40 @@ enum Kind {
 impl Connection {
     /// Connects to `url` in the background: `redis://` or `rediss://` for one node,
     /// `redis-cluster://host:port?node=host:port&...` (or `rediss-cluster://`) for a cluster. While Redis is
-    /// unreachable, commands fail within `timeout`; the connection keeps trying.
-    pub fn open(url: &str, timeout: Duration) -> Result<Self> {
-        match cluster_nodes(url)? {
+    /// unreachable, commands fail within `timeout`; the connection keeps trying. With TLS the server's
+    /// certificate is verified against `ca_file` (PEM), or the system's roots without one (`tls.rs`).
+    pub fn open(url: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<Self> {
+        let certs = tls::certificates(url, ca_file)?;
+        let nodes = cluster_nodes(url)?;
+        let server = unreachable::server_name(url, nodes.as_deref());
+        match nodes {
             Some(nodes) => {
-                let client = ClusterClientBuilder::new(nodes)
+                let mut builder = ClusterClientBuilder::new(nodes)
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .overall_response_timeout(Some(timeout))
                     .retries(CLUSTER_RETRIES)
                     .min_retry_wait(10)
-                    .max_retry_wait(250)
-                    .build()?;
+                    .max_retry_wait(250);
+                // The nodes the cluster reports are reached the same way, verified against the same CA.
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build()?;
                 let config = ::redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(timeout)
                     .set_response_timeout(timeout);
                 Ok(Self {
                     kind: Kind::Cluster(client.get_pending_async_connection_with_config(config)),
                     timeout,
+                    server,
                 })
             }
             None => {
-                let client = ::redis::Client::open(url)?;
+                let client = match certs {
+                    Some(certs) => ::redis::Client::build_with_tls(url, certs)?,
+                    None => ::redis::Client::open(url)?,
+                };
                 // One reconnection try per failed command: a command waits for the reconnection in progress,
                 // and a long series of tries would hold every command past its timeout while Redis is down.
                 let config = ConnectionManagerConfig::new()
@@ -84,6 +99,7 @@ impl Connection {
                 Ok(Self {
                     kind: Kind::Single(ConnectionManager::new_lazy_with_config(client, config)?),
                     timeout,
+                    server,
                 })
             }
         }
@@ -96,15 +112,11 @@ impl Connection {
     /// Sends `cmd` where `route` says and converts the reply; fails after the timeout whatever the client is
     /// waiting for (an answer, or a connection to send on).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd, route: Route) -> Result<T> {
+        // A failed connection (refused, timed out, TLS) surfaces here: its error names the server and cause.
         let reply = tokio::time::timeout(self.timeout, self.send(cmd, route))
             .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {} ms", self.timeout.as_millis()),
-                )
-            })
-            .map_err(::redis::RedisError::from)??;
+            .map_err(|_| unreachable::timed_out(&self.server, self.timeout))?
+            .map_err(|e| unreachable::name(e, &self.server, self.timeout))?;
         // An error reply comes back as a value; it is the command's error.
         let reply = reply.extract_error()?;
         ::redis::from_redis_value(reply).map_err(|e| StoreError::Reply(e.to_string()))
@@ -176,7 +188,7 @@ fn cluster_nodes(url: &str) -> Result<Option<Vec<String>>> {
     let (first, query) = rest.split_once('?').unwrap_or((rest, ""));
     let first = first.trim_end_matches('/');
     let bad = || {
-        StoreError::Reply(format!("bad Redis Cluster URL {url:?}: expected {scheme}-cluster://host:port?node=host:port&..."))
+        StoreError::Config(format!("bad Redis Cluster URL {url:?}: expected {scheme}-cluster://host:port?node=host:port&..."))
     };
     if first.is_empty() {
         return Err(bad());

@@ -14,6 +14,8 @@
 //! - `clock`: Redis's clock and the append deadline on it.
 //! - `scripts`: the Lua scripts in `lua/`.
 //! - `client`: the connection to one node or to a Redis Cluster, and where each command goes.
+//! - `tls`: which URLs use TLS, and the CA file their servers are verified against.
+//! - `unreachable`: a failed connection's error, naming the server and the cause (refused, timed out, TLS).
 //! - `route`: commands about a partition, and which failures are retried.
 //! - `measure` (feature `bench`): the benchmark's baselines and measurements.
 
@@ -31,6 +33,8 @@ mod rankings;
 mod restore;
 mod route;
 mod scripts;
+mod tls;
+mod unreachable;
 mod windows;
 
 pub use append::AppendOutcome;
@@ -51,6 +55,9 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    /// The Redis settings cannot work (a malformed URL, an unusable CA file): the process must not start.
+    #[error("{0}")]
+    Config(String),
     /// The append reached Redis after its caller's deadline (Redis was frozen or slow) and wrote nothing.
     #[error("redis ran the append after its deadline; nothing was written")]
     TooLate,
@@ -119,7 +126,7 @@ impl RedisStore {
     /// fails within the configured timeout, and the client keeps reconnecting in the background.
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
         let timeout = cfg.timeout();
-        let conn = client::Connection::open(&cfg.redis_url, timeout)?;
+        let conn = client::Connection::open(&cfg.redis_url, cfg.redis_ca_file.as_deref(), timeout)?;
         let cluster = conn.is_cluster();
         let store = Self {
             conn,

@@ -73,6 +73,7 @@ impl Env {
             key_prefix: self.prefix.clone(),
             redis_timeout_ms: 5_000,
             wait_replicas: 0,
+            redis_ca_file: None,
         })
         .await
         .unwrap()

@@ -1,0 +1,189 @@
+//! A failed connection's error, reworded to name the server and the cause an operator acts on: connection
+//! refused (nothing listens: Redis down, wrong port), timed out (a firewall, a frozen server, a wrong host),
+//! or TLS (certificate not trusted, wrong name, plain text on one side).
+//!
+//! redis-rs reports these as bare I/O errors ("Connection refused (os error 111)") without the address. The
+//! reworded error keeps its I/O kind, so `RedisError::is_timeout` and the like still answer as before.
+
+use super::StoreError;
+use ::redis::RedisError;
+use std::io;
+use std::time::Duration;
+
+/// `e` naming `server` (e.g. `Redis at 127.0.0.1:6379`) when it is a connection failure; any other error
+/// (a reply of the server's) as it is.
+pub(super) fn name(e: StoreError, server: &str, timeout: Duration) -> StoreError {
+    let StoreError::Redis(redis) = &e else {
+        return e;
+    };
+    let Some(kind) = io_kind(redis) else {
+        return e;
+    };
+    let cause = match kind {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timed_out_after(timeout),
+        // tokio-rustls reports every handshake failure (an untrusted or misnamed certificate, an alert from
+        // the server, a peer that does not speak TLS) as InvalidData carrying rustls's error.
+        io::ErrorKind::InvalidData => format!("TLS: {redis}"),
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::BrokenPipe => {
+            format!("connection closed by the server ({redis})")
+        }
+        _ => redis.to_string(),
+    };
+    StoreError::Redis(RedisError::from(io::Error::new(
+        kind,
+        format!("{server}: {cause}"),
+    )))
+}
+
+/// The I/O error kind of a connection failure, `None` for any other error.
+fn io_kind(e: &RedisError) -> Option<io::ErrorKind> {
+    // redis-rs keeps the I/O error behind an `Arc<dyn Error>`, its source; the public predicates below tell
+    // fewer kinds apart (not TLS's InvalidData) but still hold if that changes.
+    let exact = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>())
+        .and_then(|arc| arc.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    exact.or_else(|| {
+        if e.is_connection_refusal() {
+            Some(io::ErrorKind::ConnectionRefused)
+        } else if e.is_timeout() {
+            Some(io::ErrorKind::TimedOut)
+        } else if e.is_connection_dropped() {
+            Some(io::ErrorKind::ConnectionReset)
+        } else {
+            e.is_io_error().then_some(io::ErrorKind::Other)
+        }
+    })
+}
+
+/// The error of a command that got no answer within `timeout` (connecting included).
+pub(super) fn timed_out(server: &str, timeout: Duration) -> StoreError {
+    StoreError::Redis(RedisError::from(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{server}: {}", timed_out_after(timeout)),
+    )))
+}
+
+fn timed_out_after(timeout: Duration) -> String {
+    format!("timed out after {} ms", timeout.as_millis())
+}
+
+/// How errors name the server of `url`: `Redis at host:port`, or `Redis Cluster at host:port,...` (the
+/// seed nodes; the node that failed is not known here). Credentials are left out.
+pub(super) fn server_name(url: &str, cluster_nodes: Option<&[String]>) -> String {
+    match cluster_nodes {
+        Some(nodes) => {
+            let addrs: Vec<String> = nodes.iter().map(|n| host_port(n)).collect();
+            format!("Redis Cluster at {}", addrs.join(","))
+        }
+        None => format!("Redis at {}", host_port(url)),
+    }
+}
+
+/// `host:port` of a `redis://` or `rediss://` URL (port 6379 when it has none).
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    // Credentials come before the last '@'.
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = match host.rsplit_once(':') {
+        // An IPv6 literal ([::1]) has colons of its own.
+        Some((_, port)) => {
+            !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && !host.ends_with(']')
+        }
+        None => false,
+    };
+    if has_port {
+        host.to_owned()
+    } else {
+        format!("{host}:6379")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_error(kind: io::ErrorKind, text: &str) -> StoreError {
+        StoreError::Redis(RedisError::from(io::Error::new(kind, text.to_owned())))
+    }
+
+    #[test]
+    fn connection_failures_name_the_server_and_the_cause() {
+        let t = Duration::from_millis(2000);
+        let s = "Redis at 127.0.0.1:6390";
+        let refused = name(
+            io_error(
+                io::ErrorKind::ConnectionRefused,
+                "Connection refused (os error 111)",
+            ),
+            s,
+            t,
+        );
+        assert_eq!(
+            refused.to_string(),
+            "redis: Redis at 127.0.0.1:6390: connection refused"
+        );
+        assert!(matches!(&refused, StoreError::Redis(e) if e.is_connection_refusal()));
+        let timed = name(
+            io_error(io::ErrorKind::TimedOut, "deadline has elapsed"),
+            s,
+            t,
+        );
+        assert_eq!(
+            timed.to_string(),
+            "redis: Redis at 127.0.0.1:6390: timed out after 2000 ms"
+        );
+        assert!(matches!(&timed, StoreError::Redis(e) if e.is_timeout()));
+        let tls = name(
+            io_error(
+                io::ErrorKind::InvalidData,
+                "invalid peer certificate: UnknownIssuer",
+            ),
+            s,
+            t,
+        );
+        assert_eq!(
+            tls.to_string(),
+            "redis: Redis at 127.0.0.1:6390: TLS: invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(
+            timed_out(s, t).to_string(),
+            "redis: Redis at 127.0.0.1:6390: timed out after 2000 ms"
+        );
+    }
+
+    #[test]
+    fn other_errors_stay_as_they_are() {
+        let reply = StoreError::Reply("nonsense".into());
+        assert_eq!(
+            name(reply, "Redis at a:1", Duration::ZERO).to_string(),
+            "unexpected reply from redis: nonsense"
+        );
+    }
+
+    #[test]
+    fn servers_are_named_by_host_and_port_without_credentials() {
+        assert_eq!(
+            server_name("redis://127.0.0.1:6390", None),
+            "Redis at 127.0.0.1:6390"
+        );
+        assert_eq!(
+            server_name("rediss://user:secret@cache.internal:6380/0", None),
+            "Redis at cache.internal:6380"
+        );
+        assert_eq!(server_name("redis://cache", None), "Redis at cache:6379");
+        assert_eq!(
+            server_name("redis://[::1]:7000", None),
+            "Redis at [::1]:7000"
+        );
+        let seeds = ["rediss://a:7000".to_owned(), "rediss://b:7001".to_owned()];
+        assert_eq!(
+            server_name("rediss-cluster://a:7000?node=b:7001", Some(&seeds)),
+            "Redis Cluster at a:7000,b:7001"
+        );
+    }
+}
