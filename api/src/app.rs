@@ -33,7 +33,9 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(videos::router())
         .merge(openapi::router())
-        .merge(topk_core::http::health_routes());
+        .merge(topk_core::http::health_routes())
+        // After every merge: it applies to the routes the router has when it is set.
+        .method_not_allowed_fallback(topk_core::http::method_not_allowed);
     with_request_metrics(routes, Service::Api).with_state(state)
 }
 

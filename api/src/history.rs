@@ -49,7 +49,7 @@ pub fn parse_at(raw: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
 }
 
 /// The ranking of a window as the latest snapshot at or before `at` recorded it.
-#[utoipa::path(get, path = "/v1/topk/history", params(RankingQuery, AtQuery), responses(
+#[utoipa::path(get, path = "/v1/topk/history", tag = "history", params(RankingQuery, AtQuery), responses(
     (status = 200, description = "the snapshot", body = HistoricRanking),
     (status = 400, description = "bad window, k or at", body = ErrorBody),
     (status = 404, description = "no snapshot at or before at", body = ErrorBody),

@@ -19,7 +19,14 @@ use utoipa::OpenApi;
         videos::video,
         history::history,
         topk_core::http::healthz,
-        topk_core::http::readyz
+        topk_core::http::readyz,
+        topk_core::http::metrics
+    ),
+    tags(
+        (name = "rankings", description = "The most viewed videos of a window, live"),
+        (name = "videos", description = "One video's views in every window"),
+        (name = "history", description = "Rankings as they were, from the snapshots in Postgres"),
+        (name = "health", description = "Liveness, readiness and Prometheus metrics")
     ),
     components(schemas(
         RankedVideo,

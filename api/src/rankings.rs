@@ -50,7 +50,7 @@ pub fn parse_query(
 }
 
 /// The K most viewed videos of a window, views descending, ties by videoId descending.
-#[utoipa::path(get, path = "/v1/topk", params(RankingQuery), responses(
+#[utoipa::path(get, path = "/v1/topk", tag = "rankings", params(RankingQuery), responses(
     (status = 200, description = "the ranking", body = Vec<RankedVideo>),
     (status = 400, description = "bad window or k", body = ErrorBody),
     (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
@@ -69,7 +69,7 @@ pub async fn topk(
 }
 
 /// The same ranking on the route the product was first specified with.
-#[utoipa::path(get, path = "/view/video", params(RankingQuery), responses(
+#[utoipa::path(get, path = "/view/video", tag = "rankings", params(RankingQuery), responses(
     (status = 200, description = "the ranking", body = Vec<RankedVideo>),
     (status = 400, description = "bad window or k", body = ErrorBody),
     (status = 503, description = "Redis is unavailable", body = ErrorBody)))]

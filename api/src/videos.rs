@@ -31,7 +31,7 @@ pub fn parse_video_id(raw: &str) -> Result<VideoId, ApiError> {
 }
 
 /// A video's views in the last minute, hour, day and of all time (0 for a video never seen).
-#[utoipa::path(get, path = "/v1/videos/{videoId}", params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :",
+#[utoipa::path(get, path = "/v1/videos/{videoId}", tag = "videos", params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :",
         min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")),
     responses(
         (status = 200, description = "views per window", body = VideoViews),

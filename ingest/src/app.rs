@@ -38,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .merge(receiver::router(&state))
         .merge(openapi::router())
         .merge(topk_core::http::health_routes())
+        // After every merge: it applies to the routes the router has when it is set.
+        .method_not_allowed_fallback(topk_core::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit));
     with_request_metrics(routes, Service::Ingest).with_state(state)
 }

@@ -9,7 +9,16 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "topk ingest", description = "Receives video views into the log."),
-    paths(receiver::post_views, topk_core::http::healthz, topk_core::http::readyz),
+    paths(
+        receiver::post_views,
+        topk_core::http::healthz,
+        topk_core::http::readyz,
+        topk_core::http::metrics
+    ),
+    tags(
+        (name = "views", description = "Views in: validated, stored in the log, counted once"),
+        (name = "health", description = "Liveness, readiness and Prometheus metrics")
+    ),
     components(schemas(receiver::ViewIn, receiver::Accepted, ErrorBody, Health)),
     modifiers(&BearerAuth)
 )]

@@ -54,6 +54,7 @@ pub struct Accepted {
 #[utoipa::path(
     post,
     path = "/v1/views",
+    tag = "views",
     request_body(content = Vec<ViewIn>, description = "1 to TOPK_MAX_BATCH_LEN (default 10000) views"),
     security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header,

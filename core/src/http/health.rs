@@ -82,9 +82,18 @@ where
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// Answer for unknown routes, in the same JSON shape as every other error.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+/// Answer for a known route asked with another method (axum adds the `Allow` header).
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on this route (the Allow header lists what is)"),
+    )
 }

@@ -66,12 +66,15 @@ impl Readiness {
         self.with("postgres", move || {
             let pool = pool.clone();
             Box::pin(async move {
-                let pending = crate::db::pending_migrations(&pool)
-                    .await
-                    .map_err(|e| NotReady {
-                        what: "Postgres".into(),
-                        cause: e.to_string(),
-                    })?;
+                let pending = match crate::db::pending_migrations(&pool).await {
+                    Ok(pending) => pending,
+                    Err(e) => {
+                        return Err(NotReady {
+                            what: "Postgres".into(),
+                            cause: crate::db::unreachable::named(&pool, e).await.to_string(),
+                        })
+                    }
+                };
                 if !pending.is_empty() {
                     return Err(NotReady {
                         what: "Postgres (not migrated: run topk-snapshotter migrate)".into(),

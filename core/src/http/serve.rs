@@ -4,7 +4,9 @@
 //! minute and hold a connection (and its buffers) forever. This accept loop drives hyper's HTTP/1 connection
 //! directly, with:
 //! - a header read timeout, which also closes idle keep-alive connections;
-//! - a limit on the head's size and on the number of headers (hyper answers 431 above them);
+//! - a limit on the head's size and on the number of headers: 431 with a JSON body above them, from the
+//!   request guard; hyper itself refuses heads over [`HARD_LIMIT_FACTOR`] times the limits (a bare 431),
+//!   so even a refused head is never buffered without bound;
 //! - a bound on open connections (further clients wait in the kernel's listen queue);
 //! - a write timeout: a client that stops reading its responses is cut off once a write has waited the request
 //!   timeout, so it cannot keep one of those connections, or shutdown, forever;
@@ -33,9 +35,15 @@ use tokio_util::sync::CancellationToken;
 /// Seconds a client is told to wait (`Retry-After`) when the service is too busy to take its request.
 pub const BUSY_RETRY_AFTER_SECS: u32 = 1;
 
+/// hyper's own limits on a request head are this many times the configured ones: between the two, the guard
+/// answers 431 with a JSON body saying which limit was passed.
+pub const HARD_LIMIT_FACTOR: u32 = 2;
+
 struct Guard {
     in_flight: Arc<Semaphore>,
     request_timeout: Duration,
+    max_headers: usize,
+    max_header_bytes: usize,
 }
 
 /// Wraps `app` in the per-request limits of `limits`: requests in flight and the whole-request timeout.
@@ -43,11 +51,54 @@ pub fn with_request_limits(app: Router, limits: &HttpConfig) -> Router {
     let guard = Arc::new(Guard {
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
         request_timeout: limits.request_timeout(),
+        max_headers: limits.max_headers as usize,
+        max_header_bytes: limits.max_header_bytes as usize,
     });
     app.layer(axum::middleware::from_fn_with_state(guard, guard_request))
 }
 
+/// 431 when `req`'s head passes a configured limit (its size counted as sent: request line, and each header
+/// as `name: value` and a line break).
+fn check_head(guard: &Guard, req: &Request) -> Result<(), ApiError> {
+    let headers = req.headers();
+    if headers.len() > guard.max_headers {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request has {} headers; at most {} are accepted",
+                headers.len(),
+                guard.max_headers
+            ),
+        ));
+    }
+    let line =
+        req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1\r\n".len() + 1;
+    let size = line
+        + headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > guard.max_header_bytes {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request line and headers take about {size} bytes; at most {} are accepted",
+                guard.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    if let Err(too_large) = check_head(&guard, &req) {
+        let mut response = too_large.into_response();
+        // The body was not read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     // try_acquire, not acquire: a queue of waiting requests would hold their connections and bodies, which is
     // the unbounded memory this limit exists to prevent.
     let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
@@ -97,8 +148,8 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout())
-        .max_headers(limits.max_headers as usize)
-        .max_header_size(limits.max_header_bytes as usize);
+        .max_headers((limits.max_headers * HARD_LIMIT_FACTOR) as usize)
+        .max_header_size((limits.max_header_bytes * HARD_LIMIT_FACTOR) as usize);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
     loop {

@@ -255,6 +255,27 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     let (status, body) = s.get("/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
+    // A known route with another method: 405, the JSON body, and the methods it takes in Allow.
+    for (url, allowed) in [
+        (format!("http://{}/v1/topk?window=all", s.api), "GET"),
+        (format!("http://{}/v1/views", s.ingest), "POST"),
+    ] {
+        let r = s.http.delete(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{url}");
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            allow.as_deref().unwrap_or_default().contains(allowed),
+            "{url}: Allow {allow:?}"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("DELETE"),
+            "{url}: {body}"
+        );
+    }
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

@@ -66,9 +66,16 @@ pub async fn stack_on(
     let ingest = topk_ingest::Application::build(ingest_cfg).await.unwrap();
     let ingest_addr = ingest.local_addr().unwrap();
     tokio::spawn(ingest.run(stop.clone()));
-    let api_cfg =
-        topk_api::config::ApiConfig::try_parse_from(env_args(redis_url, &prefix, partitions, &[]))
-            .unwrap();
+    // The API is ready only with a migrated database (history reads it).
+    let database = topk_testkit::fresh_database(label);
+    topk_testkit::fixtures::migrated_pool_at(&database).await;
+    let api_cfg = topk_api::config::ApiConfig::try_parse_from(env_args(
+        redis_url,
+        &prefix,
+        partitions,
+        &[&format!("--database-url={database}")],
+    ))
+    .unwrap();
     let api = topk_api::Application::build(api_cfg).await.unwrap();
     let api_addr = api.local_addr();
     tokio::spawn(api.run(stop.clone()));
