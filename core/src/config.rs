@@ -10,7 +10,7 @@ pub struct RedisConfig {
     /// Redis Cluster (any reachable nodes; the rest are discovered). `rediss://` and `rediss-cluster://`
     /// connect with TLS and verify the server's certificate (against `TOPK_REDIS_CA_FILE`, else the system's
     /// roots) and that it names the URL's host.
-    #[arg(long, env = "TOPK_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "TOPK_REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = redis_url)]
     pub redis_url: String,
     /// CA certificate (PEM) that signs the Redis server's certificate, for rediss:// ; unset: the system's
     /// roots. Set with a URL that is not `rediss://` or `rediss-cluster://`, the process refuses to start
@@ -49,6 +49,22 @@ pub struct DatabaseConfig {
         value_parser = postgres_url
     )]
     pub database_url: String,
+}
+
+/// A Redis URL of a scheme topk connects to, checked when the settings are read (the client would only say
+/// "did not parse"). The value is not echoed: it may hold a password.
+fn redis_url(raw: &str) -> Result<String, String> {
+    let scheme = raw.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("redis" | "rediss" | "redis-cluster" | "rediss-cluster" | "unix" | "redis+unix") => {
+            Ok(raw.to_owned())
+        }
+        _ => Err(format!(
+            "TOPK_REDIS_URL must be redis://host:port (rediss:// for TLS) or \
+             redis-cluster://host:port?node=host:port&... (rediss-cluster:// for TLS); got scheme {:?}",
+            scheme.unwrap_or("(none)")
+        )),
+    }
 }
 
 /// A Postgres URL, checked when the settings are read (sqlx would only say so on the first query).

@@ -533,6 +533,11 @@ async fn bad_settings_are_refused_at_start_naming_the_setting() {
             &["--log-format", "json", "text"],
         ),
         (
+            "a Redis URL of another scheme",
+            env.api_unchecked(free_port(), &[("TOPK_REDIS_URL", "http://127.0.0.1:6379")]),
+            &["TOPK_REDIS_URL", "redis-cluster://", "\"http\""],
+        ),
+        (
             "a database URL that is not Postgres",
             env.snapshotter(&["run"], &[("TOPK_DATABASE_URL", "mysql://db/topk")]),
             &["TOPK_DATABASE_URL", "postgres://"],
