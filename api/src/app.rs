@@ -1,7 +1,7 @@
 //! Wiring: the shared state, every route merged, and [`Application`] (build binds, run serves).
 
 use crate::config::ApiConfig;
-use crate::{cache, history, openapi, rankings, videos};
+use crate::{cache, history, openapi, rankings, video_hourly, videos};
 use axum::extract::FromRef;
 use axum::Router;
 use std::net::SocketAddr;
@@ -11,6 +11,9 @@ use topk_core::http::{with_request_metrics, Readiness, Service};
 use topk_core::metrics::Part;
 use topk_core::redis::RedisStore;
 use topk_core::supervise::{Liveness, Supervisor};
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// What every handler shares.
 #[derive(Clone, FromRef)]
@@ -24,6 +27,8 @@ pub struct AppState {
     /// What `/readyz` checks: Redis, and Postgres reachable and migrated (history reads it). The API has no
     /// loop of its own but the admin server (each cache refresh is a task of one request).
     pub readiness: Readiness,
+    /// Origins allowed to read from a browser (`TOPK_CORS_ORIGINS`; empty: none, `*`: any).
+    pub cors_origins: std::sync::Arc<Vec<String>>,
 }
 
 /// Every route of the API: each module's own, merged in this one place.
@@ -32,11 +37,34 @@ pub fn router(state: AppState) -> Router {
         .merge(rankings::router())
         .merge(history::router())
         .merge(videos::router())
+        .merge(video_hourly::router())
         .merge(openapi::router())
         .merge(topk_core::http::health_routes())
         // After every merge: it applies to the routes the router has when it is set.
         .method_not_allowed_fallback(topk_core::http::method_not_allowed);
-    with_request_metrics(routes, Service::Api).with_state(state)
+    let cors = cors(&state.cors_origins);
+    with_request_metrics(routes, Service::Api)
+        // A top 1000 is ~40 KB of JSON and shrinks about fivefold; small answers are not worth the CPU.
+        .layer(
+            CompressionLayer::new()
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))),
+        )
+        .layer(cors)
+        .with_state(state)
+}
+
+/// CORS for the listed origins: reads only (`GET`), and the ranking's `Topk-As-Of` readable by the page.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([axum::http::Method::GET])
+        .expose_headers([rankings::AS_OF])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// A built API: bound, not yet serving.
@@ -75,6 +103,7 @@ impl Application {
                 rankings: std::sync::Arc::new(cache::RankingCache::new(
                     std::time::Duration::from_millis(config.ranking_cache_ms),
                 )),
+                cors_origins: std::sync::Arc::new(config.cors_origins.clone()),
             },
             liveness,
             http: config.http,

@@ -16,6 +16,7 @@
 //! a request for the whole list (k = 1000, the largest answer) shares the bytes without copying them.
 
 use axum::body::Bytes;
+use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use topk_core::domain::{RankedVideo, TopK, Window, MAX_K};
@@ -29,11 +30,18 @@ pub struct CachedRanking {
     list: Vec<RankedVideo>,
     json: Bytes,
     ends: Vec<usize>,
+    /// When the read of this ranking from Redis started (`Topk-As-Of`).
+    pub as_of: DateTime<Utc>,
 }
 
 impl CachedRanking {
-    /// Serializes `list` once, noting where each entry ends.
+    /// Serializes `list`, read now.
     pub fn new(list: Vec<RankedVideo>) -> Self {
+        Self::read_at(list, Utc::now())
+    }
+
+    /// Serializes `list`, whose read started at `as_of`, once, noting where each entry ends.
+    pub fn read_at(list: Vec<RankedVideo>, as_of: DateTime<Utc>) -> Self {
         let mut json = Vec::with_capacity(32 * list.len() + 2);
         let mut ends = Vec::with_capacity(list.len());
         json.push(b'[');
@@ -49,7 +57,16 @@ impl CachedRanking {
             list,
             json: json.into(),
             ends,
+            as_of,
         }
+    }
+
+    /// The 1-based rank of `video` in this ranking, if it is in it.
+    pub fn rank_of(&self, video: &str) -> Option<usize> {
+        self.list
+            .iter()
+            .position(|v| v.video_id == video)
+            .map(|i| i + 1)
     }
 
     /// The first `k` entries.
@@ -134,9 +151,9 @@ impl RankingCache {
 
     /// Reads the whole top list of `window`; returns it with the moment the read started.
     async fn read(store: &RedisStore, window: Window) -> Result<(Instant, Ranking), StoreError> {
-        let started = Instant::now();
+        let (started, as_of) = (Instant::now(), Utc::now());
         let top = store.top(window, TopK::new(MAX_K).expect("max k")).await?;
-        Ok((started, Arc::new(CachedRanking::new(top))))
+        Ok((started, Arc::new(CachedRanking::read_at(top, as_of))))
     }
 
     /// The top `k` of `window`, at most `ttl` plus one refresh old.
@@ -149,14 +166,31 @@ impl RankingCache {
         Ok(self.ranking(store, window, k).await?.top(k))
     }
 
-    /// [`Self::top`] as a JSON array.
+    /// [`Self::top`] as a JSON array, and when its read started.
     pub async fn top_json(
         &self,
         store: &RedisStore,
         window: Window,
         k: TopK,
-    ) -> Result<Bytes, StoreError> {
-        Ok(self.ranking(store, window, k).await?.top_json(k))
+    ) -> Result<(Bytes, DateTime<Utc>), StoreError> {
+        let ranking = self.ranking(store, window, k).await?;
+        Ok((ranking.top_json(k), ranking.as_of))
+    }
+
+    /// The 1-based rank of `video` in `window`'s top [`MAX_K`], if it is there.
+    pub async fn rank_of(
+        &self,
+        store: &RedisStore,
+        window: Window,
+        video: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        let whole = TopK::new(MAX_K).expect("max k");
+        Ok(self.ranking(store, window, whole).await?.rank_of(video))
+    }
+
+    /// How long a ranking is shared (zero: never).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// A ranking holding at least the top `k` of `window`.
@@ -167,7 +201,8 @@ impl RankingCache {
         k: TopK,
     ) -> Result<Ranking, StoreError> {
         if self.ttl.is_zero() {
-            let top = Arc::new(CachedRanking::new(store.top(window, k).await?));
+            let as_of = Utc::now();
+            let top = Arc::new(CachedRanking::read_at(store.top(window, k).await?, as_of));
             record_age(window, Duration::ZERO);
             return Ok(top);
         }

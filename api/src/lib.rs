@@ -7,8 +7,10 @@
 //! - [`cache`]: the merged top 1000 of each window, shared by requests for a few hundred milliseconds.
 //! - [`rankings`]: `GET /view/video` and `GET /v1/topk`: per-partition top K from Redis, merged.
 //! - [`videos`]: `GET /v1/videos/{videoId}`: one video's views in each window, from Redis.
+//! - [`video_hourly`]: `GET /v1/videos/{videoId}/hourly`: one video's views per hour, from Postgres.
 //! - [`history`]: `GET /v1/topk/history`: past rankings from Postgres snapshots.
-//! - [`openapi`](mod@openapi): the OpenAPI document, generated from the handlers, and `GET /openapi.json`.
+//! - [`openapi`](mod@openapi): the OpenAPI document, generated from the handlers, `GET /openapi.json`, and
+//!   Swagger UI on `GET /docs` (its assets inside the binary).
 //!
 //! Each route module owns its `router()`; [`app::router`] merges them with the health routes.
 //!
@@ -21,6 +23,7 @@ pub mod config;
 pub mod history;
 pub mod openapi;
 pub mod rankings;
+pub mod video_hourly;
 pub mod videos;
 
 pub use app::{router, AppState, Application};

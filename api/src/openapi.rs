@@ -1,6 +1,6 @@
 //! The OpenAPI document of the API, generated from the handlers.
 
-use crate::{history, rankings, videos, AppState};
+use crate::{history, rankings, video_hourly, videos, AppState};
 use axum::routing::get;
 use axum::{Json, Router};
 use topk_core::domain::{RankedVideo, Window};
@@ -17,6 +17,7 @@ use utoipa::OpenApi;
         rankings::topk,
         rankings::view_video,
         videos::video,
+        video_hourly::hourly,
         history::history,
         topk_core::http::healthz,
         topk_core::http::readyz,
@@ -34,6 +35,9 @@ use utoipa::OpenApi;
         ErrorBody,
         Health,
         videos::VideoViews,
+        videos::Ranks,
+        video_hourly::VideoHourly,
+        video_hourly::HourViews,
         history::HistoricRanking
     ))
 )]
@@ -44,7 +48,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// `GET /openapi.json`: the document above.
+/// `GET /openapi.json`: the document above; `GET /docs`: Swagger UI on it, from assets vendored into the
+/// binary (nothing is fetched from elsewhere).
 pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { Json(openapi()) }))
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
 }

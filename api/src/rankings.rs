@@ -4,7 +4,8 @@
 use crate::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -51,7 +52,9 @@ pub fn parse_query(
 
 /// The K most viewed videos of a window, views descending, ties by videoId descending.
 #[utoipa::path(get, path = "/v1/topk", tag = "rankings", params(RankingQuery), responses(
-    (status = 200, description = "the ranking", body = Vec<RankedVideo>),
+    (status = 200, description = "the ranking", body = Vec<RankedVideo>, headers(
+        ("Topk-As-Of" = String, description = "when the ranking was read from Redis (RFC 3339, milliseconds)"),
+        ("Cache-Control" = String, description = "public, max-age: how long the API itself shares a ranking"))),
     (status = 400, description = "bad window or k", body = ErrorBody),
     (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
 pub async fn topk(
@@ -60,17 +63,40 @@ pub async fn topk(
 ) -> Result<Response, ApiError> {
     let (window, k) = parse_query(query)?;
     // The cache keeps each ranking serialized: the body is a copied prefix of its bytes.
-    let body = state
+    let (body, as_of) = state
         .rankings
         .top_json(&state.store, window, k)
         .await
         .map_err(|e| ApiError::unavailable("the rankings (Redis)", &e))?;
-    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+    let as_of = as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Ok((
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                AS_OF,
+                HeaderValue::from_str(&as_of).expect("a timestamp is a header value"),
+            ),
+            (CACHE_CONTROL, cache_control(state.rankings.ttl())),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The header that says when a ranking was read from Redis.
+pub const AS_OF: axum::http::HeaderName = axum::http::HeaderName::from_static("topk-as-of");
+
+/// `Cache-Control` for a ranking shared for `ttl`: caches in front may keep it as long as the API itself does
+/// (whole seconds; below one second, not at all without asking again).
+pub fn cache_control(ttl: std::time::Duration) -> HeaderValue {
+    HeaderValue::from_str(&format!("public, max-age={}", ttl.as_secs())).expect("ascii")
 }
 
 /// The same ranking on the route the product was first specified with.
 #[utoipa::path(get, path = "/view/video", tag = "rankings", params(RankingQuery), responses(
-    (status = 200, description = "the ranking", body = Vec<RankedVideo>),
+    (status = 200, description = "the ranking", body = Vec<RankedVideo>, headers(
+        ("Topk-As-Of" = String, description = "when the ranking was read from Redis (RFC 3339, milliseconds)"),
+        ("Cache-Control" = String, description = "public, max-age: how long the API itself shares a ranking"))),
     (status = 400, description = "bad window or k", body = ErrorBody),
     (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
 pub async fn view_video(

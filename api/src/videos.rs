@@ -1,4 +1,5 @@
-//! `GET /v1/videos/{videoId}`: one video's views in each window (a creator's dashboard).
+//! `GET /v1/videos/{videoId}`: one video's views in each window, and its rank where it is in the window's top
+//! 1000 (a creator's dashboard).
 
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -14,7 +15,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/videos/{video_id}", get(video))
 }
 
-/// One video's views per window.
+/// One video's views per window, and its ranks.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoViews {
@@ -23,6 +24,17 @@ pub struct VideoViews {
     pub hour: u64,
     pub day: u64,
     pub all: u64,
+    /// The video's rank (1-based) in each window's top 1000; null where it is not in it.
+    pub rank: Ranks,
+}
+
+/// A video's rank per window: null outside the window's top 1000.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Ranks {
+    pub minute: Option<u32>,
+    pub hour: Option<u32>,
+    pub day: Option<u32>,
+    pub all: Option<u32>,
 }
 
 /// Parses the path's video id; 400 names the allowed alphabet.
@@ -34,7 +46,7 @@ pub fn parse_video_id(raw: &str) -> Result<VideoId, ApiError> {
 #[utoipa::path(get, path = "/v1/videos/{videoId}", tag = "videos", params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :",
         min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")),
     responses(
-        (status = 200, description = "views per window", body = VideoViews),
+        (status = 200, description = "views and rank per window", body = VideoViews),
         (status = 400, description = "invalid video id", body = ErrorBody),
         (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
 pub async fn video(
@@ -49,11 +61,28 @@ pub async fn video(
         .map_err(|e| ApiError::unavailable("the counts (Redis)", &e))?;
     let get = |w| counts.iter().find(|(x, _)| *x == w).map_or(0, |(_, n)| *n);
     use topk_core::domain::Window::*;
+    // From the shared top 1000 of each window: no extra Redis read while the cache is fresh.
+    let (rankings, store, id) = (&state.rankings, &state.store, video.as_str());
+    let rank = |w| async move {
+        rankings
+            .rank_of(store, w, id)
+            .await
+            .map(|r| r.map(|r| r as u32))
+            .map_err(|e| ApiError::unavailable("the rankings (Redis)", &e))
+    };
+    let (minute, hour, day, all) =
+        futures::try_join!(rank(Minute), rank(Hour), rank(Day), rank(All))?;
     Ok(Json(VideoViews {
         minute: get(Minute),
         hour: get(Hour),
         day: get(Day),
         all: get(All),
+        rank: Ranks {
+            minute,
+            hour,
+            day,
+            all,
+        },
         video_id: video.into_string(),
     }))
 }

@@ -6,6 +6,7 @@
 //! - [`late`]: views applied after their minute was written, added to its row and the totals.
 //! - [`lock`]: the advisory lock that lets one snapshotter write at a time.
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
+//! - [`video_history`]: one video's views per hour, for the API's per-video chart.
 //! - [`migrations`]: whether the database has every migration of this build (readiness).
 //! - [`unreachable`]: a failed connection's error naming the server and the cause.
 
@@ -17,6 +18,7 @@ pub mod restore;
 pub mod retention;
 pub mod snapshots;
 pub mod unreachable;
+pub mod video_history;
 
 pub use late::add_late_views;
 pub use lock::{SnapshotterLock, SNAPSHOTTER_LOCK};
