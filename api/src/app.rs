@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(videos::router())
         .merge(openapi::router())
+        .merge(crate::page::router())
         .merge(topk_core::http::health_routes())
         // After every merge: it applies to the routes the router has when it is set.
         .method_not_allowed_fallback(topk_core::http::method_not_allowed);

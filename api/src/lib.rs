@@ -9,6 +9,8 @@
 //! - [`videos`]: `GET /v1/videos/{videoId}`: one video's views in each window, from Redis.
 //! - [`history`]: `GET /v1/topk/history`: past rankings from Postgres snapshots.
 //! - [`openapi`](mod@openapi): the OpenAPI document, generated from the handlers, and `GET /openapi.json`.
+//! - [`page`]: `GET /`, the live leaderboard page, which polls `/v1/topk` from the browser; its assets are
+//!   compiled in.
 //!
 //! Each route module owns its `router()`; [`app::router`] merges them with the health routes.
 //!
@@ -20,6 +22,7 @@ pub mod cache;
 pub mod config;
 pub mod history;
 pub mod openapi;
+pub mod page;
 pub mod rankings;
 pub mod videos;
 

@@ -2,5 +2,9 @@
 //!
 //! # Layout
 //! - [`cache`]: the ranking cache shares one read per window for its TTL, then refreshes in the background.
+//! - [`page`]: the leaderboard page in a real headless Chromium against a real stack, and its headers.
+//! - [`stack`]: ingest and the API in this process, for the tests that post views over HTTP.
 
 mod cache;
+mod page;
+mod stack;
