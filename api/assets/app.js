@@ -301,6 +301,7 @@ function renderCounts(body) {
   // `rank` is newer than the counts: without it the column is hidden; null means not in the top 1000.
   const ranks = body.rank && typeof body.rank === "object" ? body.rank : null;
   $("detail-counts").classList.toggle("no-rank", ranks === null);
+  $("detail-caption").textContent = ranks === null ? "Views per window" : "Views and rank per window";
   const rows = WINDOWS.map((w) => {
     const tr = document.createElement("tr");
     const th = document.createElement("th");

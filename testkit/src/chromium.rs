@@ -41,9 +41,14 @@ fn install() -> Result<PathBuf, String> {
     if Command::new("apt-get").arg("--version").output().is_err() {
         return Err(format!("none on PATH and no apt-get here; {manual}"));
     }
-    let uid = Command::new("id").arg("-u").output().map_err(|e| e.to_string())?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Err(format!("none on PATH and not root, so apt-get cannot install it; {manual}"));
+        return Err(format!(
+            "none on PATH and not root, so apt-get cannot install it; {manual}"
+        ));
     }
     let started = Instant::now();
     eprintln!("chromium: not found; installing it with apt-get (once)");
@@ -99,7 +104,11 @@ pub fn dump_dom(url: &str, load: Load) -> String {
 /// A PNG screenshot of the page, written to `file`, once its virtual time has run out.
 pub fn screenshot(url: &str, load: Load, file: &Path) {
     run(url, load, &[format!("--screenshot={}", file.display())]);
-    assert!(file.is_file(), "chromium wrote no screenshot to {}", file.display());
+    assert!(
+        file.is_file(),
+        "chromium wrote no screenshot to {}",
+        file.display()
+    );
 }
 
 fn run(url: &str, load: Load, extra: &[String]) -> Output {

@@ -14,7 +14,8 @@ use topk_testkit::chromium::{self, Load};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_ranking_and_a_videos_details() {
     let s = stack("page").await;
-    s.post(&[("alpha", 1234), ("beta", 20), ("gamma", 10)]).await;
+    s.post(&[("alpha", 1234), ("beta", 20), ("gamma", 10)])
+        .await;
     let ranked = [("alpha", 1234), ("beta", 20), ("gamma", 10)];
     s.wait_for("hour", &ranked, Duration::from_secs(10)).await;
 
@@ -27,7 +28,11 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
         .collect();
     assert_eq!(
         shown,
-        [("1", "alpha", "1,234"), ("2", "beta", "20"), ("3", "gamma", "10")],
+        [
+            ("1", "alpha", "1,234"),
+            ("2", "beta", "20"),
+            ("3", "gamma", "10")
+        ],
         "{dom}"
     );
     assert!(
@@ -44,7 +49,10 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
     assert!(!dom.contains(r#"id="detail" class="detail" aria-labelledby="detail-title" hidden"#));
     assert_eq!(text_of(&dom, "detail-id"), "alpha");
     let counts = table_rows(&dom, "detail-rows");
-    let views: Vec<(&str, &str)> = counts.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
+    let views: Vec<(&str, &str)> = counts
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
     assert_eq!(
         views,
         [
@@ -64,10 +72,19 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
     // A window and k from the URL; an id that is markup stays text.
     let dom = load(&s, "/?window=all&k=1000#video=%3Cb%3Ex%3C%2Fb%3E").await;
     assert_eq!(table_rows(&dom, "rows").len(), 3, "{dom}");
-    assert!(dom.contains(r#"<option selected="">1000</option>"#), "{dom}");
+    assert!(
+        dom.contains(r#"<option selected="">1000</option>"#),
+        "{dom}"
+    );
     assert_eq!(text_of(&dom, "caption"), "Most viewed of all time");
     assert_eq!(text_of(&dom, "detail-id"), "&lt;b&gt;x&lt;/b&gt;");
     assert!(!dom.contains("<b>x</b>"), "{dom}");
+    // The API's refusal of that id, in its own words.
+    let refused = text_of(&dom, "detail-error");
+    assert!(
+        refused.starts_with("Could not load the counts: 400: "),
+        "{refused:?}"
+    );
 
     if std::env::var("TOPK_SCREENSHOT").as_deref() == Ok("1") {
         screenshot(&s).await;
@@ -91,20 +108,30 @@ async fn the_page_and_its_assets_have_their_headers() {
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     let html = page.text().await.unwrap();
     assert!(!html.contains("<script>"), "no inline script");
-    assert!(!html.contains("http://") && !html.contains("https://"), "nothing from elsewhere");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from elsewhere"
+    );
 
     let script = get("/assets/app.js").await.unwrap();
     assert_eq!(script.status(), StatusCode::OK);
     let content_type = script.headers()[CONTENT_TYPE].to_str().unwrap();
     assert!(
-        content_type.starts_with("text/javascript") || content_type.starts_with("application/javascript"),
+        content_type.starts_with("text/javascript")
+            || content_type.starts_with("application/javascript"),
         "{content_type}"
     );
-    assert!(script.headers()[CACHE_CONTROL].to_str().unwrap().contains("max-age"));
+    assert!(script.headers()[CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
     for (asset, kind) in [("style.css", "text/css"), ("favicon.svg", "image/svg+xml")] {
         let response = get(&format!("/assets/{asset}")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{asset}");
-        assert!(response.headers()[CONTENT_TYPE].to_str().unwrap().starts_with(kind));
+        assert!(response.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
     }
     let missing = get("/assets/nope.js").await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);

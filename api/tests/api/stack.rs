@@ -89,17 +89,33 @@ impl Stack {
         let started = Instant::now();
         loop {
             let url = format!("http://{}/v1/topk?window={window}&k=1000", self.api);
-            let body: Value = self.http.get(url).send().await.unwrap().json().await.unwrap();
+            let body: Value = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             let got: Vec<(String, u64)> = body
                 .as_array()
                 .unwrap_or(&Vec::new())
                 .iter()
-                .map(|r| (r["videoId"].as_str().unwrap().to_owned(), r["views"].as_u64().unwrap()))
+                .map(|r| {
+                    (
+                        r["videoId"].as_str().unwrap().to_owned(),
+                        r["views"].as_u64().unwrap(),
+                    )
+                })
                 .collect();
             if got == want {
                 return;
             }
-            assert!(started.elapsed() < within, "{window}: got {got:?}, want {want:?}");
+            assert!(
+                started.elapsed() < within,
+                "{window}: got {got:?}, want {want:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
