@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(videos::router())
         .merge(video_hourly::router())
         .merge(openapi::router())
+        .merge(crate::page::router())
         .merge(topk_core::http::health_routes())
         // After every merge: it applies to the routes the router has when it is set.
         .method_not_allowed_fallback(topk_core::http::method_not_allowed);

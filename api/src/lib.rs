@@ -11,6 +11,8 @@
 //! - [`history`]: `GET /v1/topk/history`: past rankings from Postgres snapshots.
 //! - [`openapi`](mod@openapi): the OpenAPI document, generated from the handlers, `GET /openapi.json`, and
 //!   Swagger UI on `GET /docs` (its assets inside the binary).
+//! - [`page`]: `GET /`, the live leaderboard page, which polls `/v1/topk` from the browser; its assets are
+//!   compiled in.
 //!
 //! Each route module owns its `router()`; [`app::router`] merges them with the health routes.
 //!
@@ -22,6 +24,7 @@ pub mod cache;
 pub mod config;
 pub mod history;
 pub mod openapi;
+pub mod page;
 pub mod rankings;
 pub mod video_hourly;
 pub mod videos;

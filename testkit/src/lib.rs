@@ -21,9 +21,12 @@
 //! - [`tls`]: [`TlsCerts`], a private CA and a server certificate for loopback, a TLS-only
 //!   [`TlsRedisServer`], and [`tls_postgres`], a PostgreSQL that refuses plain connections.
 //! - [`process`]: signals, ports, and the watchdog that cleans up after the test process.
+//! - [`chromium`]: a headless Chromium for the web page's tests (installed once with apt-get when missing),
+//!   loading a page for its DOM or a screenshot.
 //! - [`fixtures`]: typed async fixtures over topk's own types: a store on the shared Redis, a migrated
 //!   database, the whole log applied, every window retired and sealed, and the brute-force window oracle.
 
+pub mod chromium;
 pub mod fixtures;
 pub mod postgres;
 pub mod process;

@@ -2,7 +2,11 @@
 //!
 //! # Layout
 //! - [`cache`]: the ranking cache shares one read per window for its TTL, then refreshes in the background.
+//! - [`page`]: the leaderboard page in a real headless Chromium against a real stack, and its headers.
+//! - [`stack`]: ingest and the API in this process, for the tests that post views over HTTP.
 //! - [`surface`]: `Topk-As-Of`, `Cache-Control`, gzip, CORS, Swagger UI, a video's ranks and hours.
 
 mod cache;
+mod page;
+mod stack;
 mod surface;

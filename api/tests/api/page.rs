@@ -1,0 +1,252 @@
+//! The leaderboard page in a real headless Chromium, against a real stack: views posted over HTTP to ingest,
+//! the page served by the API, its script run by the browser, and the DOM it built read back.
+
+use crate::stack::{stack, Stack};
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use reqwest::StatusCode;
+use std::path::PathBuf;
+use std::time::Duration;
+use topk_testkit::chromium::{self, Load};
+
+/// The page with the ranking of the hour and alpha's details open: three rows in order with their views
+/// formatted, the as-of time, and the detail panel's counts. The hourly history is not asserted: the API
+/// may not have it (the panel then says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_ranking_and_a_videos_details() {
+    let s = stack("page").await;
+    s.post(&[("alpha", 1234), ("beta", 20), ("gamma", 10)])
+        .await;
+    let ranked = [("alpha", 1234), ("beta", 20), ("gamma", 10)];
+    s.wait_for("hour", &ranked, Duration::from_secs(10)).await;
+
+    let dom = load(&s, "/?window=hour#video=alpha").await;
+
+    let rows = table_rows(&dom, "rows");
+    let shown: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("1", "alpha", "1,234"),
+            ("2", "beta", "20"),
+            ("3", "gamma", "10")
+        ],
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"data-window="hour" aria-selected="true""#),
+        "the hour tab is selected: {dom}"
+    );
+    assert!(
+        text_of(&dom, "asof").starts_with("as of "),
+        "as-of time: {dom}"
+    );
+    assert_eq!(text_of(&dom, "live"), "live", "{dom}");
+    assert_eq!(text_of(&dom, "error"), "", "{dom}");
+
+    assert!(!dom.contains(r#"id="detail" class="detail" aria-labelledby="detail-title" hidden"#));
+    assert_eq!(text_of(&dom, "detail-id"), "alpha");
+    let counts = table_rows(&dom, "detail-rows");
+    let views: Vec<(&str, &str)> = counts
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(
+        views,
+        [
+            ("Last minute", "1,234"),
+            ("Last hour", "1,234"),
+            ("Last day", "1,234"),
+            ("All time", "1,234")
+        ],
+        "{dom}"
+    );
+    let history = text_of(&dom, "hourly-summary");
+    assert!(
+        history == "History unavailable." || history.contains("views"),
+        "the hourly history settles either way: {history:?}"
+    );
+
+    // A window and k from the URL; an id that is markup stays text.
+    let dom = load(&s, "/?window=all&k=1000#video=%3Cb%3Ex%3C%2Fb%3E").await;
+    assert_eq!(table_rows(&dom, "rows").len(), 3, "{dom}");
+    assert!(
+        dom.contains(r#"<option selected="">1000</option>"#),
+        "{dom}"
+    );
+    assert_eq!(text_of(&dom, "caption"), "Most viewed of all time");
+    assert_eq!(text_of(&dom, "detail-id"), "&lt;b&gt;x&lt;/b&gt;");
+    assert!(!dom.contains("<b>x</b>"), "{dom}");
+    // The API's refusal of that id, in its own words.
+    let refused = text_of(&dom, "detail-error");
+    assert!(
+        refused.starts_with("Could not load the counts: 400: "),
+        "{refused:?}"
+    );
+
+    if std::env::var("TOPK_SCREENSHOT").as_deref() == Ok("1") {
+        screenshot(&s).await;
+    }
+}
+
+/// The page's headers: a strict CSP, no caching of the HTML, the script as JavaScript; unknown assets 404.
+#[tokio::test]
+async fn the_page_and_its_assets_have_their_headers() {
+    let s = stack("page_headers").await;
+    let get = |path: &str| s.http.get(format!("http://{}{path}", s.api)).send();
+
+    let page = get("/").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let header = |name| page.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header(CONTENT_TYPE), "text/html; charset=utf-8");
+    assert_eq!(header(CACHE_CONTROL), "no-cache");
+    let csp = header(CONTENT_SECURITY_POLICY);
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<script>"), "no inline script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from elsewhere"
+    );
+
+    let script = get("/assets/app.js").await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    let content_type = script.headers()[CONTENT_TYPE].to_str().unwrap();
+    assert!(
+        content_type.starts_with("text/javascript")
+            || content_type.starts_with("application/javascript"),
+        "{content_type}"
+    );
+    assert!(script.headers()[CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    for (asset, kind) in [("style.css", "text/css"), ("favicon.svg", "image/svg+xml")] {
+        let response = get(&format!("/assets/{asset}")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        assert!(response.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+    }
+    let missing = get("/assets/nope.js").await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+}
+
+/// Loads `path` of the stack's API in Chromium and returns the DOM the page built. Chromium blocks, so it
+/// runs off the runtime's threads: the servers it talks to run on them.
+async fn load(s: &Stack, path: &str) -> String {
+    let url = format!("http://{}{path}", s.api);
+    let started = std::time::Instant::now();
+    let dom = tokio::task::spawn_blocking(move || chromium::dump_dom(&url, Load::default()))
+        .await
+        .unwrap();
+    eprintln!("chromium: {path} in {:.1?}", started.elapsed());
+    dom
+}
+
+/// `docs/leaderboard.png`, with enough videos to look like the real thing, and one video's details open.
+/// Views keep arriving while the page polls, so some rows show a movement.
+async fn screenshot(s: &Stack) {
+    let videos: Vec<String> = (0..25).map(|i| format!("video-{:02}", i + 1)).collect();
+    let batch: Vec<(&str, u64)> = videos
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.as_str(), 40_000 / (i as u64 + 1) + 7 * i as u64))
+        .collect();
+    s.post(&batch).await;
+    let keep_posting = {
+        let http = s.http.clone();
+        let ingest = s.ingest;
+        let videos = videos.clone();
+        tokio::spawn(async move {
+            for round in 0u64.. {
+                let video = &videos[(round * 7 % 25) as usize];
+                let body = serde_json::json!([{"videoId": video, "count": 900 + round * 13 % 700}]);
+                let _ = http
+                    .post(format!("http://{ingest}/v1/views"))
+                    .bearer_auth("test-token")
+                    .json(&body)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/leaderboard.png");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let url = format!("http://{}/?window=hour&k=20#video=video-03", s.api);
+    tokio::task::spawn_blocking(move || {
+        chromium::screenshot(
+            &url,
+            Load {
+                virtual_ms: 4_000,
+                ..Load::default()
+            },
+            &file,
+        )
+    })
+    .await
+    .unwrap();
+    keep_posting.abort();
+}
+
+/// The cells' text of each row of the `<tbody>` with this id, tags stripped and entities left as they are.
+fn table_rows(dom: &str, tbody_id: &str) -> Vec<Vec<String>> {
+    let start = dom
+        .find(&format!(r#"<tbody id="{tbody_id}">"#))
+        .unwrap_or_else(|| panic!("no tbody {tbody_id}: {dom}"));
+    let body = &dom[start..];
+    let body = &body[..body.find("</tbody>").expect("a closed tbody")];
+    body.split("<tr")
+        .skip(1)
+        .map(|row| {
+            row.split("<t")
+                .skip(1)
+                .filter(|cell| cell.starts_with('d') || cell.starts_with('h'))
+                .map(|cell| visible_text(&cell[cell.find('>').unwrap() + 1..]))
+                .collect()
+        })
+        .collect()
+}
+
+/// The text of the element with this id (its first closing tag ends it; enough for this page's leaves).
+fn text_of(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no #{id}: {dom}"));
+    let rest = &dom[start..];
+    let rest = &rest[rest.find('>').unwrap() + 1..];
+    let end = rest.find("</").unwrap_or(rest.len());
+    // Nested elements (the as-of <time>) end later: take up to the closing tag of the element's own name.
+    let inner = if rest[..end].contains('<') {
+        &rest[..rest.find("</span>").unwrap_or(rest.len())]
+    } else {
+        &rest[..end]
+    };
+    visible_text(inner)
+}
+
+/// Text with tags removed, and what is there only for screen readers (`sr-only`) dropped.
+fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let tag_end = rest[open..].find('>').map_or(rest.len(), |i| open + i + 1);
+        let tag = &rest[open..tag_end];
+        rest = &rest[tag_end..];
+        if tag.contains("sr-only") {
+            rest = &rest[rest.find("</").unwrap_or(rest.len())..];
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
