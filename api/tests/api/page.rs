@@ -161,6 +161,22 @@ async fn screenshot(s: &Stack) {
         .map(|(i, v)| (v.as_str(), 40_000 / (i as u64 + 1) + 7 * i as u64))
         .collect();
     s.post(&batch).await;
+    // A day of history for the open video: one written minute per hour, as the snapshotter would leave it.
+    let now = chrono::Utc::now().timestamp() / 60;
+    let minutes: Vec<(i64, Vec<topk_core::domain::RankedVideo>)> = (1..24i64)
+        .rev()
+        .map(|h| {
+            let views = 300 + (h * 37 % 11) as u64 * 60 + (24 - h as u64) * 25;
+            let row = topk_core::domain::RankedVideo {
+                video_id: "video-03".into(),
+                views,
+            };
+            (now - h * 60, vec![row])
+        })
+        .collect();
+    topk_core::db::write_minutes(&s.db, 0, &minutes, now - 60)
+        .await
+        .unwrap();
     let keep_posting = {
         let http = s.http.clone();
         let ingest = s.ingest;
