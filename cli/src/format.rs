@@ -5,12 +5,17 @@ use std::io::Write;
 /// `1234567` as `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(d);
+    // The leading group has 1 to 3 digits, every later one 3.
+    let head = match digits.len() % 3 {
+        0 => 3,
+        r => r,
+    };
+    let mut out = digits[..head].to_owned();
+    let mut rest = &digits[head..];
+    while !rest.is_empty() {
+        out.push(',');
+        out.push_str(&rest[..3]);
+        rest = &rest[3..];
     }
     out
 }

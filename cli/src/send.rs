@@ -124,7 +124,8 @@ struct Accepted {
 }
 
 impl Sent {
-    /// Sends one batch (with retries) and counts it; on a failure, says on stderr what was accepted before.
+    /// Sends one batch (with retries) and counts it; a failure's message adds which id a 400 names and what was
+    /// accepted before.
     async fn send(
         &mut self,
         target: &Target,
@@ -137,13 +138,19 @@ impl Sent {
         let answer = match post(target, body, key).await {
             Ok(a) => a,
             Err(e) => {
-                if self.batches > 0 {
-                    eprintln!(
-                        "topk: accepted before this failure: {} (those are stored)",
-                        self.describe()
-                    );
+                // The server's message first, then what only the client knows, each on a line of its own.
+                let mut message = e.to_string();
+                if let Some(id) = named_element(&e, &batch) {
+                    // The server counts the elements of the batch, which the user never saw.
+                    message.push_str(&format!("\ntopk: element {id}"));
                 }
-                return Err(e.into());
+                if self.batches > 0 {
+                    message.push_str(&format!(
+                        "\ntopk: accepted before this failure: {} (those are stored)",
+                        self.describe()
+                    ));
+                }
+                return Err(anyhow::Error::msg(message));
             }
         };
         if json {
@@ -164,6 +171,22 @@ impl Sent {
             if self.batches == 1 { "" } else { "es" },
         )
     }
+}
+
+/// For a 400 that names an element of the batch (`element 3: ...`, counted from 0), which id that is, as
+/// `3 of batch 2 is "the id"`.
+fn named_element(e: &RequestError, batch: &Batch) -> Option<String> {
+    let RequestError::Status {
+        status: reqwest::StatusCode::BAD_REQUEST,
+        message,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let (i, _) = message.strip_prefix("element ")?.split_once(':')?;
+    let view = batch.elements.get(i.parse::<usize>().ok()?)?;
+    Some(format!("{i} is {:?}", view.video_id))
 }
 
 /// POSTs one batch under `key`, sending it again (same key, same body) after a transient failure: after the

@@ -54,7 +54,7 @@ fn render(v: &VideoViews) -> String {
         .map(|(name, views, rank)| {
             let mut row = vec![name.to_string(), thousands(*views)];
             if let Some(rank) = rank {
-                row.push(rank.map_or("-".into(), |r| thousands(r)));
+                row.push(rank.map_or("-".into(), thousands));
             }
             row
         })
