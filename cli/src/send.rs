@@ -7,7 +7,7 @@ use crate::format::{print, print_json, thousands};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 /// Longest wait between two sends of a batch, whatever `Retry-After` says.
@@ -55,6 +55,10 @@ struct Target {
 /// server as it is, which says what is wrong with an id.
 fn ids(args: &[String]) -> Box<dyn Iterator<Item = std::io::Result<String>> + '_> {
     if args.is_empty() {
+        if std::io::stdin().is_terminal() {
+            // Not an error (ids may be typed), but a silent wait would look like a hang.
+            eprintln!("topk: reading video ids from stdin, one per line (end with Ctrl-D)");
+        }
         return Box::new(stdin_ids());
     }
     Box::new(args.iter().flat_map(|a| -> Box<dyn Iterator<Item = _>> {

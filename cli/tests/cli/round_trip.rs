@@ -89,6 +89,11 @@ async fn views_sent_are_ranked_and_counted() {
         .ok()
         .json();
     assert_eq!(json["videoId"], "vid-c");
+    if json.get("rank").is_some() {
+        // An API that ranks the video: a rank column, first in the hour.
+        assert_eq!(lines[1].split_whitespace().last(), Some("rank"), "{run:?}");
+        assert_eq!(lines[3].split_whitespace().nth(2), Some("1"), "{run:?}");
+    }
     assert_eq!(
         (json["hour"].as_u64(), json["all"].as_u64()),
         (Some(1500), Some(1500))
