@@ -12,8 +12,8 @@ WORKDIR /src
 ARG PACKAGES="-p topk-api -p topk-ingest -p topk-snapshotter"
 
 # Dependencies first, in a layer of their own that only the manifests and the lock file invalidate: every
-# member's Cargo.toml with stub sources (cargo needs each member, bench and testkit included, to resolve the
-# workspace), then a release build of the three packages, which compiles every dependency they have.
+# member's Cargo.toml with stub sources (cargo needs each member, bench, testkit and cli included, to resolve
+# the workspace), then a release build of the three packages, which compiles every dependency they have.
 # core's build script only asks cargo to watch ../migrations, which needs to exist. Then what was built from
 # the stubs (the workspace's own crates) is deleted, the dependencies kept: the real sources, copied below,
 # may be older than the stubs, and cargo would take the stubs' build for up to date.
@@ -24,22 +24,23 @@ COPY ingest/Cargo.toml ingest/
 COPY snapshotter/Cargo.toml snapshotter/
 COPY bench/Cargo.toml bench/
 COPY testkit/Cargo.toml testkit/
+COPY cli/Cargo.toml cli/
 RUN set -eux; \
     mkdir -p migrations; \
-    for crate in core api ingest snapshotter bench testkit; do \
+    for crate in core api ingest snapshotter bench testkit cli; do \
         mkdir -p "$crate/src"; \
         touch "$crate/src/lib.rs"; \
     done; \
-    for crate in api ingest snapshotter bench; do \
+    for crate in api ingest snapshotter bench cli; do \
         echo 'fn main() {}' > "$crate/src/main.rs"; \
     done; \
     cargo build --release --locked $PACKAGES; \
     rm -rf target/release/.fingerprint/topk-* target/release/build/topk-* target/release/deps/topk_* \
         target/release/deps/libtopk_* target/release/topk-* target/release/libtopk_*
 
-# The real sources of what the services are built from; bench and testkit (a dev-dependency) keep their
-# stubs, so a change there does not rebuild the image. sqlx::migrate! embeds migrations/ at compile time: the
-# runtime image needs no copy of them.
+# The real sources of what the services are built from; bench, cli and testkit (a dev-dependency) keep
+# their stubs, so a change there does not rebuild the image. sqlx::migrate! embeds migrations/ at compile
+# time: the runtime image needs no copy of them.
 COPY migrations migrations
 COPY core core
 COPY api api

@@ -1,0 +1,269 @@
+//! `topk send`: ids from the arguments or stdin, counted per id in batches, each `POST /v1/views` under an
+//! `Idempotency-Key` of its own and sent again under the same key after a transient failure.
+
+use crate::args::{SendArgs, Token};
+use crate::client::{self, endpoint, Answer, RequestError};
+use crate::format::{print, print_json, thousands};
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
+use std::time::Duration;
+
+/// Longest wait between two sends of a batch, whatever `Retry-After` says.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub async fn run(args: SendArgs) -> anyhow::Result<()> {
+    let target = Target {
+        http: client::http(args.timeout.get()),
+        url: endpoint(&args.ingest_url, &["v1", "views"]),
+        token: args.token.clone(),
+        retries: args.retries,
+    };
+    // One random part per run and a batch number: a key is never reused for another batch, so the server
+    // can tell a retry (same key, same batch) from new views.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut sent = Sent::default();
+    let mut batch = Batch::default();
+    for id in ids(&args.ids) {
+        let id = id.map_err(|e| anyhow::anyhow!("reading ids from stdin: {e}"))?;
+        batch.push(id);
+        if batch.ids == args.batch_size {
+            sent.send(&target, &run_id, std::mem::take(&mut batch), args.json)
+                .await?;
+        }
+    }
+    if batch.ids > 0 {
+        sent.send(&target, &run_id, batch, args.json).await?;
+    }
+    if !args.json {
+        print(&format!("accepted {}\n", sent.describe()))?;
+    }
+    Ok(())
+}
+
+/// Where batches go, and how hard to try.
+struct Target {
+    http: reqwest::Client,
+    url: Url,
+    token: Option<Token>,
+    retries: u32,
+}
+
+/// Every id to send: the arguments in order, stdin's lines in place of `-`, or stdin alone when there are
+/// none. Lines are trimmed (so `\r\n` ends one as well) and empty lines skipped; anything else goes to the
+/// server as it is, which says what is wrong with an id.
+fn ids(args: &[String]) -> Box<dyn Iterator<Item = std::io::Result<String>> + '_> {
+    if args.is_empty() {
+        if std::io::stdin().is_terminal() {
+            // Not an error (ids may be typed), but a silent wait would look like a hang.
+            eprintln!("topk: reading video ids from stdin, one per line (end with Ctrl-D)");
+        }
+        return Box::new(stdin_ids());
+    }
+    Box::new(args.iter().flat_map(|a| -> Box<dyn Iterator<Item = _>> {
+        if a == "-" {
+            Box::new(stdin_ids())
+        } else {
+            Box::new(std::iter::once(Ok(a.clone())))
+        }
+    }))
+}
+
+/// Stdin's non-empty lines, trimmed. Read with blocking calls: the runtime runs nothing else meanwhile.
+fn stdin_ids() -> impl Iterator<Item = std::io::Result<String>> {
+    std::io::stdin()
+        .lock()
+        .lines()
+        .filter_map(|line| match line {
+            Ok(l) if l.trim().is_empty() => None,
+            Ok(l) => Some(Ok(l.trim().to_owned())),
+            Err(e) => Some(Err(e)),
+        })
+}
+
+/// Ids counted per id, in the order each first appeared.
+#[derive(Default)]
+struct Batch {
+    elements: Vec<View>,
+    index: HashMap<String, usize>,
+    /// Ids pushed (views), not elements.
+    ids: u32,
+}
+
+/// One element of `POST /v1/views`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct View {
+    video_id: String,
+    count: u64,
+}
+
+impl Batch {
+    fn push(&mut self, id: String) {
+        self.ids += 1;
+        match self.index.get(&id) {
+            Some(&i) => self.elements[i].count += 1,
+            None => {
+                self.index.insert(id.clone(), self.elements.len());
+                self.elements.push(View {
+                    video_id: id,
+                    count: 1,
+                });
+            }
+        }
+    }
+}
+
+/// What ingest accepted so far.
+#[derive(Default)]
+struct Sent {
+    views: u64,
+    batches: u64,
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    accepted: u64,
+}
+
+impl Sent {
+    /// Sends one batch (with retries) and counts it; a failure's message adds which id a 400 names and what was
+    /// accepted before.
+    async fn send(
+        &mut self,
+        target: &Target,
+        run_id: &str,
+        batch: Batch,
+        json: bool,
+    ) -> anyhow::Result<()> {
+        let key = format!("topk-cli-{run_id}-{}", self.batches + 1);
+        let body = serde_json::to_string(&batch.elements)?;
+        let answer = match post(target, body, key).await {
+            Ok(a) => a,
+            Err(e) => {
+                // The server's message first, then what only the client knows, each on a line of its own.
+                let mut message = e.to_string();
+                if let Some(id) = named_element(&e, &batch) {
+                    // The server counts the elements of the batch, which the user never saw.
+                    message.push_str(&format!("\ntopk: element {id}"));
+                }
+                if self.batches > 0 {
+                    message.push_str(&format!(
+                        "\ntopk: accepted before this failure: {} (those are stored)",
+                        self.describe()
+                    ));
+                }
+                return Err(anyhow::Error::msg(message));
+            }
+        };
+        if json {
+            print_json(&answer.body)?;
+        }
+        let accepted: Accepted = answer.parse(&target.url)?;
+        self.views += accepted.accepted;
+        self.batches += 1;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} view{} in {} batch{}",
+            thousands(self.views),
+            if self.views == 1 { "" } else { "s" },
+            thousands(self.batches),
+            if self.batches == 1 { "" } else { "es" },
+        )
+    }
+}
+
+/// For a 400 that names an element of the batch (`element 3: ...`, counted from 0), which id that is, as
+/// `3 of batch 2 is "the id"`.
+fn named_element(e: &RequestError, batch: &Batch) -> Option<String> {
+    let RequestError::Status {
+        status: reqwest::StatusCode::BAD_REQUEST,
+        message,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let (i, _) = message.strip_prefix("element ")?.split_once(':')?;
+    let view = batch.elements.get(i.parse::<usize>().ok()?)?;
+    Some(format!("{i} is {:?}", view.video_id))
+}
+
+/// POSTs one batch under `key`, sending it again (same key, same body) after a transient failure: after the
+/// server's `Retry-After` when it gave one, else after a doubling backoff.
+async fn post(target: &Target, body: String, mut key: String) -> Result<Answer, RequestError> {
+    let mut attempt = 0;
+    loop {
+        let mut request = target
+            .http
+            .post(target.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", &key)
+            .body(body.clone());
+        if let Some(token) = &target.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let e = match client::send(request, &target.url).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) if e.is_transient() && attempt < target.retries => e,
+            Err(e) => return Err(e),
+        };
+        let mut wait = backoff(attempt);
+        if let RequestError::Status {
+            retry_after,
+            idempotency_key,
+            ..
+        } = &e
+        {
+            if let Some(secs) = retry_after {
+                wait = Duration::from_secs(*secs).min(MAX_WAIT);
+            }
+            // A partly stored batch (Redis Cluster) names the key that completes it; it is ours, unless a
+            // proxy rewrote it.
+            if let Some(k) = idempotency_key {
+                key.clone_from(k);
+            }
+        }
+        attempt += 1;
+        eprintln!(
+            "topk: {e}; sending the batch again in {:.1}s (retry {attempt} of {})",
+            wait.as_secs_f64(),
+            target.retries
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// 250 ms, 500 ms, 1 s, ... up to 8 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.min(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_counts_views_per_id_in_first_seen_order() {
+        let mut batch = Batch::default();
+        for id in ["b", "a", "b", "c", "b"] {
+            batch.push(id.into());
+        }
+        assert_eq!(batch.ids, 5);
+        assert_eq!(
+            serde_json::to_string(&batch.elements).unwrap(),
+            r#"[{"videoId":"b","count":3},{"videoId":"a","count":1},{"videoId":"c","count":1}]"#
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(30), Duration::from_secs(8));
+    }
+}

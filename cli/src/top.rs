@@ -1,0 +1,84 @@
+//! `topk top`: `GET /v1/topk`, printed as a table.
+
+use crate::args::TopArgs;
+use crate::client::{self, endpoint};
+use crate::format::{print, print_json, table, thousands, Align};
+use serde::Deserialize;
+
+/// One entry of a ranking.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ranked {
+    pub video_id: String,
+    pub views: u64,
+}
+
+/// The header with the moment the ranking was read from Redis.
+const AS_OF: &str = "topk-as-of";
+
+pub async fn run(args: TopArgs) -> anyhow::Result<()> {
+    let mut url = endpoint(&args.api.api_url, &["v1", "topk"]);
+    url.query_pairs_mut()
+        .append_pair("window", args.window.as_str())
+        .append_pair("k", &args.k.to_string());
+    let http = client::http(args.api.timeout.get());
+    let answer = client::send(http.get(url.clone()), &url).await?;
+    if args.json {
+        return print_json(&answer.body);
+    }
+    let ranking: Vec<Ranked> = answer.parse(&url)?;
+    let as_of = answer.headers.get(AS_OF).and_then(|v| v.to_str().ok());
+    print(&render(&ranking, args.window.describe(), as_of))
+}
+
+/// The table, or a line saying the window is empty; then the as-of line when the API sent one.
+fn render(ranking: &[Ranked], window: &str, as_of: Option<&str>) -> String {
+    let mut out = if ranking.is_empty() {
+        format!("no views in {window}\n")
+    } else {
+        let rows: Vec<Vec<String>> = ranking
+            .iter()
+            .enumerate()
+            .map(|(i, r)| vec![(i + 1).to_string(), thousands(r.views), r.video_id.clone()])
+            .collect();
+        table(
+            &[
+                ("rank", Align::Right),
+                ("views", Align::Right),
+                ("video", Align::Left),
+            ],
+            &rows,
+        )
+    };
+    if let Some(t) = as_of {
+        out.push_str(&format!("as of {t}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ranking_prints_as_a_table_with_its_time() {
+        let ranking = vec![
+            Ranked {
+                video_id: "abc".into(),
+                views: 1_234_567,
+            },
+            Ranked {
+                video_id: "x".into(),
+                views: 3,
+            },
+        ];
+        assert_eq!(
+            render(&ranking, "the last hour", Some("2026-01-02T03:04:05.678Z")),
+            "rank      views  video\n   1  1,234,567  abc\n   2          3  x\nas of 2026-01-02T03:04:05.678Z\n"
+        );
+        assert_eq!(
+            render(&[], "the last day", None),
+            "no views in the last day\n"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The `topk` binary against a real stack (ingest and the API in this process, on the test run's private
+//! Redis and PostgreSQL), one integration binary.
+//!
+//! # Layout
+//! - [`stack`]: ingest and the API on free ports, isolated by a key prefix, and [`stack::topk`], which runs
+//!   the built binary with the stack's URLs and token and collects its exit status and output.
+//! - [`round_trip`]: views sent from arguments and stdin (more than one batch) are ranked by `top` and counted
+//!   by `video`, in tables and in `--json`.
+//! - [`errors`]: the server's message for a 400 and a 401, a usage error, a refused connection and a timeout,
+//!   and a 503 sent again under the same `Idempotency-Key` (against a stand-in ingest that fails on purpose).
+
+mod errors;
+mod round_trip;
+mod stack;
