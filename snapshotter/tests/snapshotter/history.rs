@@ -82,7 +82,8 @@ async fn history_answers_the_snapshot_at_or_before_a_time() {
         .unwrap();
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap(),
-        serde_json::json!({"videoId": "b", "minute": 0, "hour": 3, "day": 3, "all": 3})
+        serde_json::json!({"videoId": "b", "minute": 0, "hour": 3, "day": 3, "all": 3,
+            "rank": {"minute": null, "hour": 1, "day": 1, "all": 1}})
     );
     assert_eq!(
         reqwest::get(format!("http://{addr}/v1/videos/bad%20id"))
