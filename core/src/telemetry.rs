@@ -69,22 +69,31 @@ pub fn redact(text: &str) -> String {
     while let Some(at) = rest.find("://") {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| "/?#\"', )}]".contains(c) || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match authority.rfind('@') {
+        // The URL runs to the end of its quoted string (an escaped quote, `\"`, is inside it) or a space. A
+        // password may hold any of `,')]}` unencoded, so only the last `@` tells where the user part ends (a
+        // later `@` in the path or query over-redacts, which is safe).
+        let mut end = tail.len();
+        let mut escaped = false;
+        for (i, c) in tail.char_indices() {
+            if (c == '"' && !escaped) || c.is_whitespace() {
+                end = i;
+                break;
+            }
+            escaped = c == '\\' && !escaped;
+        }
+        let url = &tail[..end];
+        match url.rfind('@') {
             Some(at) => {
-                let userinfo = &authority[..at];
+                let userinfo = &url[..at];
                 match userinfo.split_once(':') {
                     Some((user, _)) => out.push_str(&format!("{user}:***")),
                     None => out.push_str(userinfo),
                 }
-                out.push_str(&authority[at..]);
+                out.push_str(&url[at..]);
             }
-            None => out.push_str(authority),
+            None => out.push_str(url),
         }
-        rest = &tail[authority_end..];
+        rest = &tail[end..];
     }
     out.push_str(rest);
     redact_parameter(&out, "password=")
@@ -132,5 +141,17 @@ mod tests {
             redact("postgres://postgres@h/topk"),
             "postgres://postgres@h/topk"
         );
+        // Characters a password may hold unencoded.
+        for password in ["ab,cd", "it's", "p)q", "a]b}c", r#"q\"uote"#, "x/y"] {
+            let settings =
+                format!(r#"Config {{ url: "postgres://topk:{password}@db:5432/topk", n: 1 }}"#);
+            let redacted = redact(&settings);
+            assert!(!redacted.contains(password), "{password}: {redacted}");
+            assert!(
+                redacted.contains("postgres://topk:***@db:5432/topk"),
+                "{redacted}"
+            );
+            assert!(redacted.ends_with(", n: 1 }"), "{redacted}");
+        }
     }
 }

@@ -267,14 +267,10 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if tokens.accepts(headers.get(header::AUTHORIZATION)) {
         Ok(())
     } else {
-        // Never log or echo the presented value: only whether there was one, and its scheme.
-        let presented = headers.get(header::AUTHORIZATION).map(|v| {
-            let v = v.as_bytes();
-            let scheme = v.split(|b| *b == b' ').next().unwrap_or_default();
-            String::from_utf8_lossy(&scheme[..scheme.len().min(16)]).into_owned()
-        });
+        // Never log or echo the presented value, nor a part of it: only which known scheme it names, since a
+        // client that sends the bare token (no scheme) would otherwise have its first word logged.
         tracing::warn!(
-            authorization_scheme = presented.as_deref().unwrap_or("(none)"),
+            authorization_scheme = presented_scheme(headers.get(header::AUTHORIZATION)),
             "write refused: missing or wrong bearer token"
         );
         Err(ApiError::new(
@@ -282,6 +278,24 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             "missing or wrong bearer token",
         ))
     }
+}
+
+/// The scheme of an `Authorization` value, when it is one of the usual words followed by a space; never any
+/// other part of the value.
+fn presented_scheme(value: Option<&axum::http::HeaderValue>) -> &'static str {
+    let Some(value) = value else {
+        return "(none)";
+    };
+    let scheme = value
+        .as_bytes()
+        .split(|b| *b == b' ')
+        .next()
+        .unwrap_or_default();
+    let has_credentials = value.as_bytes().len() > scheme.len();
+    ["Bearer", "Basic", "Digest", "Negotiate", "Token", "ApiKey"]
+        .into_iter()
+        .find(|known| has_credentials && scheme.eq_ignore_ascii_case(known.as_bytes()))
+        .unwrap_or("(other)")
 }
 
 /// Parses and validates a whole batch; the error names the first bad element (counting from 0).
