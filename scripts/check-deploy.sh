@@ -52,6 +52,7 @@ topk_snapshot_lag_seconds gauge
 topk_snapshot_runs_total counter
 topk_snapshot_duration_seconds histogram
 topk_snapshot_leader gauge
+topk_http_requests_refused_total counter
 "
 
 cd "$TOPK_ROOT"

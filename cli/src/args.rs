@@ -117,8 +117,9 @@ pub struct SendArgs {
     /// Ids per POST; the ids of a batch are counted per id, so a batch holds at most this many elements.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
-    /// How many times a batch is sent again after a 502/503/504, a timeout or a connection error (with
-    /// backoff, or after the server's Retry-After), under the same Idempotency-Key.
+    /// How many times a batch is sent again after a 408/502/503/504, a timeout or a connection error (with
+    /// backoff, or after the server's Retry-After), under the same Idempotency-Key; never for longer than
+    /// 240 s from its first send (ingest remembers a key 300 s by default).
     #[arg(long, default_value_t = 4)]
     pub retries: u32,
     /// Print each batch's JSON answer as is, one a line.

@@ -25,12 +25,14 @@ pub enum RequestError {
 
 impl RequestError {
     /// Worth sending again (under the same Idempotency-Key): the server or a proxy in front of it was
-    /// unavailable, or there was no answer at all (the request may or may not have been stored).
+    /// unavailable or timed the request out, or there was no answer at all (the request may or may not have
+    /// been stored).
     pub fn is_transient(&self) -> bool {
         match self {
             RequestError::Status { status, .. } => matches!(
                 *status,
-                StatusCode::BAD_GATEWAY
+                StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::BAD_GATEWAY
                     | StatusCode::SERVICE_UNAVAILABLE
                     | StatusCode::GATEWAY_TIMEOUT
             ),

@@ -13,6 +13,11 @@ use std::time::Duration;
 /// Longest wait between two sends of a batch, whatever `Retry-After` says.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// Longest time a batch is sent again for, from its first send: well within the default 300 s that ingest
+/// remembers an Idempotency-Key (`TOPK_IDEMPOTENCY_RETENTION_SECS`), so a retry can never store a batch twice
+/// because its key was forgotten meanwhile.
+const RETRY_FOR: Duration = Duration::from_secs(240);
+
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let target = Target {
         http: client::http(args.timeout.get()),
@@ -197,6 +202,7 @@ fn named_element(e: &RequestError, batch: &Batch) -> Option<String> {
 /// server's `Retry-After` when it gave one, else after a doubling backoff.
 async fn post(target: &Target, body: String, mut key: String) -> Result<Answer, RequestError> {
     let mut attempt = 0;
+    let first_sent = std::time::Instant::now();
     loop {
         let mut request = target
             .http
@@ -227,6 +233,14 @@ async fn post(target: &Target, body: String, mut key: String) -> Result<Answer, 
             if let Some(k) = idempotency_key {
                 key.clone_from(k);
             }
+        }
+        if first_sent.elapsed() + wait > RETRY_FOR {
+            eprintln!(
+                "topk: giving up on this batch: its retries would outlast the {} s its Idempotency-Key is \
+                 surely remembered",
+                RETRY_FOR.as_secs()
+            );
+            return Err(e);
         }
         attempt += 1;
         eprintln!(

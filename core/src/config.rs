@@ -54,6 +54,14 @@ pub struct DatabaseConfig {
 /// A Redis URL of a scheme topk connects to, checked when the settings are read (the client would only say
 /// "did not parse"). The value is not echoed: it may hold a password.
 fn redis_url(raw: &str) -> Result<String, String> {
+    if raw.contains('#') {
+        // redis-rs reads `#insecure` as "skip the certificate checks": TLS must not be weakened by a URL.
+        return Err(
+            "TOPK_REDIS_URL must not end in a #fragment (#insecure would turn off the \
+                    server certificate checks); use TOPK_REDIS_CA_FILE for a private CA"
+                .to_owned(),
+        );
+    }
     let scheme = raw.split_once("://").map(|(s, _)| s);
     match scheme {
         Some("redis" | "rediss" | "redis-cluster" | "rediss-cluster" | "unix" | "redis+unix") => {

@@ -44,6 +44,9 @@ pub struct Metric {
     pub help: &'static str,
     /// `(label name, values)` to register at start; empty values: the series appears on first use.
     pub labels: (&'static str, &'static [&'static str]),
+    /// Registered at zero at start; false for a gauge whose 0 would be a false reading (it appears with its
+    /// first real value instead).
+    pub starts_at_zero: bool,
 }
 
 const fn metric(part: Part, name: &'static str, kind: Kind, help: &'static str) -> Metric {
@@ -53,6 +56,15 @@ const fn metric(part: Part, name: &'static str, kind: Kind, help: &'static str) 
         kind,
         help,
         labels: ("", &[]),
+        starts_at_zero: true,
+    }
+}
+
+/// A gauge without labels that is exported only once it has a real value.
+const fn measured(part: Part, name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        starts_at_zero: false,
+        ..metric(part, name, Kind::Gauge, help)
     }
 }
 
@@ -70,6 +82,7 @@ const fn labelled(
         kind,
         help,
         labels: (label, values),
+        starts_at_zero: true,
     }
 }
 
@@ -115,10 +128,12 @@ pub const CATALOG: &[Metric] = &[
     labelled(Part::Api, "topk_api_request_duration_seconds", Kind::Histogram, "Time from request head to response, by route, on the API", "route", &[]),
     labelled(Part::Api, "topk_api_requests_total", Kind::Counter, "Requests answered by the API, by route and status", "route", &[]),
     labelled(Part::Api, "topk_ranking_age_seconds", Kind::Gauge, "Age of the ranking last served for the window: how long ago it was read from Redis (a shared ranking is reused for up to TOPK_RANKING_CACHE_MS)", "window", ALL_WINDOWS),
+    // Every HTTP server.
+    labelled(Part::Any, "topk_http_requests_refused_total", Kind::Counter, "Requests the server answered before routing them: busy (503, too many in flight), timeout (408), head_too_large (431)", "reason", &["busy", "timeout", "head_too_large"]),
     // Redis.
     labelled(Part::Any, "topk_redis_errors_total", Kind::Counter, "Redis commands that failed, by kind (timeout, connection, cluster redirection or outage, script, other)", "kind", REDIS_ERROR_KINDS),
     // Snapshotter.
-    metric(Part::Snapshotter, "topk_snapshot_lag_seconds", Kind::Gauge, "Now minus the end of the newest minute every partition has written to Postgres"),
+    measured(Part::Snapshotter, "topk_snapshot_lag_seconds", "Now minus the end of the newest minute every partition has written to Postgres (absent until the checkpoints were read once: a 0 would hide a snapshotter that never could)"),
     labelled(Part::Snapshotter, "topk_snapshot_runs_total", Kind::Counter, "Snapshotter job runs, by job (minutes, rankings, upkeep) and outcome (ok, error)", "job", &[]),
     labelled(Part::Snapshotter, "topk_snapshot_duration_seconds", Kind::Histogram, "Time a snapshotter job run took, by job", "job", &[]),
     metric(Part::Snapshotter, "topk_snapshot_leader", Kind::Gauge, "1 on the snapshotter holding the lock (writing), 0 on a standby"),
@@ -178,6 +193,10 @@ fn register_catalog(parts: &[Part]) {
         .iter()
         .filter(|m| m.part == Part::Any || parts.contains(&m.part))
     {
+        if !m.starts_at_zero {
+            describe_gauge!(m.name, m.help);
+            continue;
+        }
         match m.kind {
             Kind::Counter => describe_counter!(m.name, m.help),
             Kind::Gauge => describe_gauge!(m.name, m.help),

@@ -13,6 +13,11 @@ use topk_testkit::chromium::{self, Load};
 /// may not have it (the panel then says so).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_ranking_and_a_videos_details() {
+    // Chromium first (installed when missing, which can take a minute): the minute window asserted below
+    // must still hold the views posted next when the page loads.
+    tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
+        .await
+        .unwrap();
     let s = stack("page").await;
     s.post(&[("alpha", 1234), ("beta", 20), ("gamma", 10)])
         .await;

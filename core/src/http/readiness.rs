@@ -98,7 +98,7 @@ impl Readiness {
                 let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(NotReady {
-                        what: (*name).to_owned(),
+                        what: display_name(name).to_owned(),
                         cause: format!("no answer within {} ms", CHECK_TIMEOUT.as_millis()),
                     }),
                 };
@@ -126,5 +126,14 @@ impl Readiness {
         } else {
             Err(failed)
         }
+    }
+}
+
+/// How a check's name reads in an answer: "Redis", "Postgres", or the name itself.
+fn display_name(name: &str) -> &str {
+    match name {
+        "redis" => "Redis",
+        "postgres" => "Postgres",
+        other => other,
     }
 }

@@ -90,8 +90,14 @@ fn check_head(guard: &Guard, req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Counts a request the guard answered itself, in `topk_http_requests_refused_total{reason}`.
+fn count_refused(reason: &'static str) {
+    metrics::counter!("topk_http_requests_refused_total", "reason" => reason).increment(1);
+}
+
 async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     if let Err(too_large) = check_head(&guard, &req) {
+        count_refused("head_too_large");
         let mut response = too_large.into_response();
         // The body was not read: the connection cannot carry another request.
         response
@@ -102,6 +108,7 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
     // try_acquire, not acquire: a queue of waiting requests would hold their connections and bodies, which is
     // the unbounded memory this limit exists to prevent.
     let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
+        count_refused("busy");
         return ApiError::busy(
             "the service is handling too many requests, try again shortly",
             BUSY_RETRY_AFTER_SECS,
@@ -111,6 +118,7 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
     match tokio::time::timeout(guard.request_timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
+            count_refused("timeout");
             let mut response = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(

@@ -309,8 +309,9 @@ async fn metrics_agree_with_the_traffic_and_cover_the_deployment_files() {
         0.0
     );
     let retire_lag = s.value("topk_retire_lag_seconds", &[("window", "minute")]);
+    // Healthy is about the retire interval (50 ms here); a loaded 2-core machine may stall it for seconds.
     assert!(
-        retire_lag < 5.0,
+        retire_lag < 30.0,
         "the minute window retires: lag {retire_lag} s"
     );
     assert_eq!(
@@ -376,6 +377,8 @@ async fn metrics_agree_with_the_traffic_and_cover_the_deployment_files() {
                 &[("job", "minutes"), ("outcome", "ok")],
             ) >= Some(1.0)
                 && s.find("topk_snapshot_leader", &[]) == Some(1.0)
+                // Exported once the checkpoints were read (every 10 s).
+                && s.find("topk_snapshot_lag_seconds", &[]).is_some()
         },
     )
     .await;
@@ -466,13 +469,19 @@ async fn readiness_follows_redis_and_postgres() {
         .build()
         .unwrap();
 
-    let (status, body) = readyz(&http, api_port).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let error = body["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("Postgres") && error.contains("migrate"),
-        "{error}"
-    );
+    // Not migrated: 503 naming it (polled: a first connection slower than the check's 3 s says only that
+    // Postgres did not answer).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = readyz(&http, api_port).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let error = body["error"].as_str().unwrap_or_default().to_owned();
+        if error.contains("Postgres") && error.contains("migrate") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{error}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     env.snapshotter_once(&["migrate"]).await;
     let body = ready_within(&http, api_port, StatusCode::OK, "api after migrate").await;
     assert_eq!(body["checks"], json!({"redis": "ok", "postgres": "ok"}));
@@ -536,6 +545,14 @@ async fn bad_settings_are_refused_at_start_naming_the_setting() {
             "a Redis URL of another scheme",
             env.api_unchecked(free_port(), &[("TOPK_REDIS_URL", "http://127.0.0.1:6379")]),
             &["TOPK_REDIS_URL", "redis-cluster://", "\"http\""],
+        ),
+        (
+            "a Redis URL that turns certificate checks off",
+            env.api_unchecked(
+                free_port(),
+                &[("TOPK_REDIS_URL", "rediss://127.0.0.1:6379/#insecure")],
+            ),
+            &["TOPK_REDIS_URL", "#insecure"],
         ),
         (
             "a database URL that is not Postgres",
