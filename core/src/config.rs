@@ -57,7 +57,7 @@ fn redis_url(raw: &str) -> Result<String, String> {
     if raw.contains('#') {
         // redis-rs reads `#insecure` as "skip the certificate checks": TLS must not be weakened by a URL.
         return Err(
-            "TOPK_REDIS_URL must not end in a #fragment (#insecure would turn off the \
+            "TOPK_REDIS_URL must not end in a #fragment (#insecure asks the client to skip the \
                     server certificate checks); use TOPK_REDIS_CA_FILE for a private CA"
                 .to_owned(),
         );
