@@ -133,7 +133,7 @@ pub struct SendArgs {
     #[arg(long, env = "TOPK_INGEST_TOKEN", hide_env_values = true, value_parser = token)]
     pub token: Option<Token>,
     #[command(flatten)]
-    pub timeout: TimeoutArg,
+    pub http: HttpArgs,
 }
 
 /// Where the API is, and how long to wait for it.
@@ -143,19 +143,23 @@ pub struct ApiSettings {
     #[arg(long, env = "TOPK_API_URL", default_value = "http://127.0.0.1:8080", value_parser = base_url)]
     pub api_url: Url,
     #[command(flatten)]
-    pub timeout: TimeoutArg,
+    pub http: HttpArgs,
 }
 
-/// The timeout of one request.
+/// How requests are sent.
 #[derive(Debug, Args)]
-pub struct TimeoutArg {
+pub struct HttpArgs {
     /// How long one request may take, connecting included, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+    /// CA certificate (PEM) an https:// server's certificate must chain to, besides the system's roots (for a
+    /// private CA).
+    #[arg(long, env = "TOPK_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
-impl TimeoutArg {
-    pub fn get(&self) -> Duration {
+impl HttpArgs {
+    pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
 }
@@ -189,15 +193,14 @@ fn token(raw: &str) -> Result<Token, String> {
 /// A base URL: `http://host:port`, optionally with a path the routes go under (behind a proxy).
 fn base_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-    if url.scheme() != "http" {
-        // reqwest is built without TLS in this workspace; say so rather than fail on every request.
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "the scheme must be http:// (this client speaks plain HTTP; got {}://)",
+            "the scheme must be http:// or https:// (got {}://)",
             url.scheme()
         ));
     }
     if url.host().is_none() || url.query().is_some() {
-        return Err("expected http://host:port, with an optional path and no query".into());
+        return Err("expected http(s)://host:port, with an optional path and no query".into());
     }
     Ok(url)
 }
@@ -221,12 +224,13 @@ mod tests {
     }
 
     #[test]
-    fn base_urls_are_plain_http() {
+    fn base_urls_are_http_or_https() {
         assert!(base_url("http://127.0.0.1:8080").is_ok());
         assert!(base_url("http://api.example/topk/").is_ok());
-        assert!(base_url("https://api.example")
+        assert!(base_url("https://api.example").is_ok());
+        assert!(base_url("ftp://api.example")
             .unwrap_err()
-            .contains("http://"));
+            .contains("https://"));
         assert!(base_url("127.0.0.1:8080").is_err());
     }
 }

@@ -1,10 +1,10 @@
 //! Requests and what goes wrong with them, worded for a person: an error answer as `<status>: <the server's
 //! message>`, a connection error naming the URL and whether it was refused or timed out.
 
+use crate::args::HttpArgs;
 use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
-use std::time::Duration;
 
 /// A request that did not end in a success answer.
 #[derive(Debug)]
@@ -74,14 +74,22 @@ impl Answer {
 }
 
 /// An HTTP client with the command's timeout on every request.
-pub fn http(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("topk-cli/", env!("CARGO_PKG_VERSION")))
+pub fn http(args: &HttpArgs) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(args.timeout())
+        .connect_timeout(args.timeout())
+        .user_agent(concat!("topk-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &args.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("--ca-file {}: cannot be read: {e}", path.display()))?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            anyhow::anyhow!("--ca-file {}: not a PEM certificate: {e}", path.display())
+        })?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder
         .build()
-        // Only a TLS back end or the system's DNS configuration can fail here; this build has neither.
-        .expect("an HTTP client")
+        .map_err(|e| anyhow::anyhow!("cannot set up HTTP: {e}"))
 }
 
 /// `url` under `base`: `base`'s own path (a proxy's prefix) kept, then each segment percent-encoded.

@@ -20,7 +20,7 @@ const RETRY_FOR: Duration = Duration::from_secs(240);
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let target = Target {
-        http: client::http(args.timeout.get()),
+        http: client::http(&args.http)?,
         url: endpoint(&args.ingest_url, &["v1", "views"]),
         token: args.token.clone(),
         retries: args.retries,

@@ -21,7 +21,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     url.query_pairs_mut()
         .append_pair("window", args.window.as_str())
         .append_pair("k", &args.k.to_string());
-    let http = client::http(args.api.timeout.get());
+    let http = client::http(&args.api.http)?;
     let answer = client::send(http.get(url.clone()), &url).await?;
     if args.json {
         return print_json(&answer.body);

@@ -78,7 +78,7 @@ async fn the_servers_message_is_shown() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("minute, hour, day, all"), "{run:?}");
     let run = s
-        .topk(&["top", "--api-url", "https://example.invalid"], None)
+        .topk(&["top", "--api-url", "ftp://example.invalid"], None)
         .await;
     assert_eq!(run.code, 2, "{run:?}");
     let run = topk(

@@ -8,7 +8,9 @@
 //!   by `video`, in tables and in `--json`.
 //! - [`errors`]: the server's message for a 400 and a 401, a usage error, a refused connection and a timeout,
 //!   and a 503 sent again under the same `Idempotency-Key` (against a stand-in ingest that fails on purpose).
+//! - [`tls`]: https through a TLS-terminating proxy, trusted with `--ca-file` and refused without.
 
 mod errors;
 mod round_trip;
 mod stack;
+mod tls;
