@@ -137,7 +137,7 @@ impl RedisStore {
     }
 
     /// The batch's views grouped by partition, as each partition's lines.
-    fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
+    pub(super) fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
         let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
         for (video, n) in views {
             by_partition
