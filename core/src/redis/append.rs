@@ -272,7 +272,7 @@ impl RedisStore {
     /// connection WAIT ran on: after a reconnect WAIT knows nothing of the write, and after a failover the new
     /// primary's ID differs. Fails with [`StoreError::NotReplicated`] when the replicas do not confirm within
     /// half the store's timeout.
-    async fn wait_for_replicas(&self, writers: BTreeMap<String, String>) -> Result<()> {
+    pub(super) async fn wait_for_replicas(&self, writers: BTreeMap<String, String>) -> Result<()> {
         let wanted = self.wait_replicas;
         if wanted == 0 {
             return Ok(());

@@ -13,6 +13,7 @@ use super::{RedisStore, Result, StoreError};
 use crate::batch::{EVENT_TIME_FIELD, LINES_FIELD};
 use crate::domain::VideoId;
 use crate::keys::Partition;
+use std::collections::BTreeMap;
 
 /// A partition of a source topic: names its offsets beside every log, as `topic/partition` (a Kafka topic
 /// name has no `/`).
@@ -64,7 +65,8 @@ impl RedisStore {
 
     /// Appends `records` of `source` (in offset order) to partition `p`'s log, dropping those at or below
     /// the offset this log has already taken from `source`, and moves that offset to the highest one, in one
-    /// script.
+    /// script. With `wait_replicas`, it returns once that many replicas have the log as it is after the
+    /// script ([`StoreError::NotReplicated`] otherwise): only then may the source's offsets be committed.
     pub async fn append_source(
         &self,
         p: Partition,
@@ -102,12 +104,14 @@ impl RedisStore {
             });
         }
         let keys = vec![self.keys.log(p), self.keys.source_offsets(p)];
-        let mut args = Vec::with_capacity(4 + 3 * records.len());
+        let wait = self.wait_replicas > 0;
+        let mut args = Vec::with_capacity(5 + 3 * records.len());
         args.extend([
             source.to_string(),
             id.to_owned(),
             LINES_FIELD.to_owned(),
             EVENT_TIME_FIELD.to_owned(),
+            u8::from(wait).to_string(),
         ]);
         for r in records {
             args.extend([
@@ -116,6 +120,7 @@ impl RedisStore {
                 r.lines.clone(),
             ]);
         }
+        let log = keys[0].clone();
         let reply: Vec<Value> = self.eval(&self.scripts.append_source, keys, args).await?;
         let bad = || StoreError::Reply(format!("append_source answered {reply:?}"));
         let entries = reply.first().and_then(ValueExt::as_i64).ok_or_else(bad)?;
@@ -125,6 +130,11 @@ impl RedisStore {
             .and_then(ValueExt::as_string)
             .and_then(|s| s.parse::<i64>().ok())
             .ok_or_else(bad)?;
+        if wait {
+            let replid = reply.get(3).and_then(ValueExt::as_string).ok_or_else(bad)?;
+            self.wait_for_replicas(BTreeMap::from([(replid, log)]))
+                .await?;
+        }
         Ok(SourceAppended {
             entries: entries.max(0) as u64,
             records: appended.max(0) as u64,

@@ -253,3 +253,50 @@ proptest! {
         });
     }
 }
+
+/// With `wait_replicas`, an append returns only once replicas have the log (even when it dropped every
+/// record: the write that took them may not be replicated yet), so the caller commits nothing a failover
+/// could lose; a lone node refuses.
+#[tokio::test]
+async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
+    let record = |offset: i64| SourceRecord {
+        offset,
+        event_ms: T0,
+        lines: "a 1\n".into(),
+    };
+    let lone = topk_testkit::fixtures::store_for(&topk_core::config::RedisConfig {
+        wait_replicas: 1,
+        redis_timeout_ms: 600,
+        ..topk_testkit::fixtures::redis_config("source_wait_lone", 1)
+    })
+    .await;
+    let err = lone
+        .append_source(0, &source(), &[record(0)])
+        .await
+        .expect_err("confirmed without a replica");
+    assert!(
+        matches!(
+            err,
+            topk_core::redis::StoreError::NotReplicated { wanted: 1, .. }
+        ),
+        "{err}"
+    );
+
+    let replicated = topk_testkit::fixtures::store_for(&topk_core::config::RedisConfig {
+        wait_replicas: 1,
+        ..topk_testkit::fixtures::redis_config_at(&topk_testkit::cluster_url(), "source_wait", 4)
+    })
+    .await;
+    for p in replicated.keys().all_partitions() {
+        let first = replicated
+            .append_source(p, &source(), &[record(0), record(1)])
+            .await
+            .unwrap();
+        assert_eq!(first.records, 2);
+        let again = replicated
+            .append_source(p, &source(), &[record(1)])
+            .await
+            .unwrap();
+        assert_eq!((again.records, again.last_offset), (0, Some(1)));
+    }
+}

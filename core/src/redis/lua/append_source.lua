@@ -9,9 +9,12 @@
 --
 -- KEYS: 1 the log, 2 the partition's source offsets (a hash).
 -- ARGV: 1 the source partition (`topic/partition`), 2 the entries' id ('*', or '<ms>-*' for tests that inject
---       time), 3 the lines field, 4 the event time field, then per record in offset order: its offset, its
---       event time (ms), its `<video id> <count>` lines for this partition.
--- Returns {entries written, records appended, the last offset forwarded (-1: none yet)}.
+--       time), 3 the lines field, 4 the event time field, 5 '1' when the caller will wait for replicas, then
+--       per record in offset order: its offset, its event time (ms), its `<video id> <count>` lines for this
+--       partition.
+-- Returns {entries written, records appended, the last offset forwarded (-1: none yet)}, followed when ARGV[5]
+-- is '1' by this primary's replication ID: the caller waits for its replicas before it commits the offsets,
+-- even when every record was dropped (the write that took them may not be on a replica yet).
 --
 -- Offsets and times stay strings (as given) wherever they are stored: Lua's numbers would print large ones in
 -- exponent notation.
@@ -26,7 +29,7 @@ local function flush()
     entries = entries + 1
   end
 end
-for i = 5, #ARGV - 2, 3 do
+for i = 6, #ARGV - 2, 3 do
   local offset = tonumber(ARGV[i])
   if offset > last then
     local s = math.floor(tonumber(ARGV[i + 1]) / 5000)
@@ -42,5 +45,8 @@ end
 flush()
 if appended > 0 then
   redis.call('HSET', offsets, source, last_raw)
+end
+if ARGV[5] == '1' then
+  return {entries, appended, last_raw or '-1', string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')}
 end
 return {entries, appended, last_raw or '-1'}
