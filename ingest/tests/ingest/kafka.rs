@@ -382,3 +382,57 @@ fn redis_config_with_prefix(prefix: &str) -> topk_core::config::RedisConfig {
         ..topk_testkit::fixtures::redis_config("unused", 2)
     }
 }
+
+/// While the log is over its backlog limit the role reads nothing (Kafka keeps the records); once under, it
+/// forwards them.
+#[tokio::test]
+async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 1);
+    let store = store("kafka_backlog", 2).await;
+    produce(
+        &broker,
+        TOPIC,
+        1,
+        &[(T0, Some(r#"{"videoId": "a"}"#.into()))],
+    )
+    .await;
+    // A backlog of 10 entries over a limit of 1, measured afresh as the log watch would.
+    let backlog = Arc::new(Backlog::new(1));
+    let over = CancellationToken::new();
+    let measuring = {
+        let (backlog, over) = (backlog.clone(), over.clone());
+        tokio::spawn(async move {
+            while !over.is_cancelled() {
+                backlog.record(10);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            backlog.record(0);
+        })
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(kafka::run(
+        store.clone(),
+        kafka_options(&broker, "topk"),
+        backlog,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!task.is_finished(), "the role stopped while backlogged");
+    assert_eq!(log_entries(&store).await, 0, "read while backlogged");
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+
+    over.cancel();
+    measuring.await.unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while store.dead_letters(10).await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < end,
+            "nothing read once the backlog cleared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(log_entries(&store).await, 1);
+}
