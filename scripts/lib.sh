@@ -204,6 +204,11 @@ EOF
 		command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 		[[ -e /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
 	fi
+	# The Kafka client builds its own librdkafka (C and C++) with its configure script and make.
+	if grep -qs '^name = "rdkafka-sys"' "$TOPK_ROOT/Cargo.lock"; then
+		command -v make >/dev/null 2>&1 || missing+=(make)
+		command -v c++ >/dev/null 2>&1 || missing+=(g++)
+	fi
 	((${#missing[@]} > 0)) || return 0
 
 	command -v apt-get >/dev/null 2>&1 ||
@@ -281,4 +286,88 @@ stop_pid() {
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	rm -f "$file"
+}
+
+# --- Kafka broker (tansu) -----------------------------------------------------------------------
+
+# tansu (a Kafka-compatible broker written in Rust) serves the Kafka source's tests and the local stack. It
+# is built once from its crate into a cache that every clone and worktree share; feature `dynostore` gives
+# the memory storage engine (`memory://`), all that tests need, and is the smallest build that has it.
+TANSU_VERSION="0.6.0"
+TANSU_ROOT="${TOPK_TANSU_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/topk}"
+
+# Prints the tansu program to run: TOPK_TANSU when set, else one on PATH, else the cached build. Fails
+# (printing nothing) when there is none.
+tansu_bin() {
+	if [[ -n "${TOPK_TANSU:-}" ]]; then
+		[[ -x "$TOPK_TANSU" ]] || return 1
+		printf '%s\n' "$TOPK_TANSU"
+	elif command -v tansu >/dev/null 2>&1; then
+		command -v tansu
+	elif [[ -x "$TANSU_ROOT/bin/tansu" ]]; then
+		printf '%s\n' "$TANSU_ROOT/bin/tansu"
+	else
+		return 1
+	fi
+}
+
+# Builds tansu into TANSU_ROOT/bin unless one is found (tansu_bin), and exports TOPK_TANSU, which the tests
+# read. The build takes 15 to 30 minutes on 2 cores and ~3 GB of temporary space, removed after.
+ensure_tansu() {
+	local bin
+	if bin="$(tansu_bin)"; then
+		TOPK_TANSU="$bin"
+		export TOPK_TANSU
+		return 0
+	fi
+	command -v cargo >/dev/null 2>&1 || ensure_packages
+	command -v cc >/dev/null 2>&1 || ensure_packages
+	info "building tansu $TANSU_VERSION (the Kafka broker of the tests) once into $TANSU_ROOT/bin: 15 to 30 minutes on 2 cores"
+	local target start=$SECONDS
+	mkdir -p "$TANSU_ROOT"
+	target="$(mktemp -d "${TMPDIR:-/tmp}/topk-tansu-build.XXXXXX")"
+	if ! nice -n 19 cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore \
+		--root "$TANSU_ROOT" --target-dir "$target"; then
+		rm -rf "$target"
+		die "building tansu failed (see above); TOPK_TANSU can name a tansu binary built elsewhere"
+	fi
+	rm -rf "$target"
+	info "tansu built in $(((SECONDS - start) / 60)) min: $TANSU_ROOT/bin/tansu"
+	TOPK_TANSU="$TANSU_ROOT/bin/tansu"
+	export TOPK_TANSU
+}
+
+# start_tansu PORT DIR: a broker on 127.0.0.1:PORT with the memory storage engine (it keeps nothing when it
+# stops: topics, records and committed offsets are gone after a restart), its log DIR/tansu.log and pid file
+# DIR/tansu.pid. Does nothing when that broker runs already.
+start_tansu() {
+	local port="$1" dir="$2" bin
+	bin="$(tansu_bin)" || die "tansu is not installed: run ensure_tansu (source scripts/lib.sh first)"
+	mkdir -p "$dir"
+	if live_pid "$dir/tansu.pid" tansu >/dev/null; then
+		info "tansu already running (pid $(live_pid "$dir/tansu.pid" tansu))"
+		return 0
+	fi
+	port_open "$port" && die "port $port is taken; tansu cannot listen there"
+	info "starting tansu on 127.0.0.1:$port (memory storage)"
+	# The listener and the address told to clients must both be loopback and this port: clients connect to
+	# the advertised one after the first metadata request.
+	(cd "$dir" && exec "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
+		--advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
+		>"$dir/tansu.log" 2>&1) &
+	printf '%s\n' "$!" >"$dir/tansu.pid"
+	wait_port "$port" tansu 30
+}
+
+# tansu_topic PORT NAME PARTITIONS: creates a topic on the broker at PORT (tansu creates none by itself).
+tansu_topic() {
+	local port="$1" name="$2" partitions="$3" bin
+	bin="$(tansu_bin)" || die "tansu is not installed: run ensure_tansu (source scripts/lib.sh first)"
+	"$bin" topic create "$name" --broker "tcp://127.0.0.1:$port" --partitions "$partitions" >/dev/null ||
+		die "could not create topic $name on tansu at port $port"
+}
+
+# stop_tansu DIR: stops the broker that start_tansu started with DIR.
+stop_tansu() {
+	stop_pid "$1/tansu.pid" tansu tansu
 }

@@ -6,6 +6,12 @@
 //! per-field work was about a sixth of Redis's time per view. Entries of an older build, a field per video
 //! with its count as value, still decode. Workers fold a batch of entries into one sum per (5-second slice,
 //! video), which is what the apply script takes.
+//!
+//! An entry's event time is its id's timestamp, unless it carries [`EVENT_TIME_FIELD`] beside its lines: a
+//! source that knows when the views happened (a Kafka record's timestamp) writes it, so views replayed or
+//! delayed count where they happened, under the apply script's late-view rules. A worker of an older build
+//! refuses such an entry (two fields, one not a video id) and drops it: upgrade workers before a source that
+//! writes event times.
 
 use crate::domain::VideoId;
 use crate::slices::{slice5_of, SLICE5_PER_MINUTE};
@@ -50,6 +56,10 @@ impl std::fmt::Display for EntryId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     pub id: EntryId,
+    /// When the entry's views happened: its [`EVENT_TIME_FIELD`], never after the id's time (a view cannot
+    /// happen after it was logged; a producer's clock ahead of Redis's must not put views in a slice the
+    /// windows have not reached), or the id's time without the field.
+    pub event_ms: i64,
     /// `Err` holds why the entry could not be decoded; such an entry is acknowledged without effect (and
     /// logged), so one bad entry cannot wedge its partition.
     pub views: Result<Vec<(VideoId, u64)>, String>,
@@ -61,6 +71,49 @@ pub const MAX_FIELD_COUNT: u64 = 1 << 53;
 /// The one field of a log entry. `#` is outside the video id alphabet, so it cannot be mistaken for an entry
 /// of the older format, whose fields are video ids.
 pub const LINES_FIELD: &str = "#lines";
+
+/// The optional field of a log entry that holds its views' event time, in ms since the Unix epoch, beside
+/// [`LINES_FIELD`] (only there: an entry of the older format may have a video called `t`).
+pub const EVENT_TIME_FIELD: &str = "t";
+
+/// The latest event time an entry may carry: the last millisecond of the year 9999.
+pub const MAX_EVENT_MS: i64 = 253_402_300_799_999;
+
+impl LogEntry {
+    /// Decodes a stream entry's field/value pairs: its views ([`decode_fields`]) and its event time. A
+    /// malformed event time refuses the entry like any other undecodable one.
+    pub fn decode(id: EntryId, mut fields: Vec<(String, String)>) -> Self {
+        let mut event_ms = Ok(id.ms);
+        if fields.len() == 2 && fields.iter().any(|(name, _)| name == LINES_FIELD) {
+            if let Some(k) = fields.iter().position(|(name, _)| name == EVENT_TIME_FIELD) {
+                let (_, raw) = fields.remove(k);
+                event_ms = parse_event_ms(&raw)
+                    .map(|t| t.min(id.ms))
+                    .ok_or_else(|| format!("bad event time {EVENT_TIME_FIELD}={raw:?}"));
+            }
+        }
+        match event_ms {
+            Ok(event_ms) => Self {
+                id,
+                event_ms,
+                views: decode_fields(fields),
+            },
+            Err(why) => Self {
+                id,
+                event_ms: id.ms,
+                views: Err(why),
+            },
+        }
+    }
+}
+
+/// Milliseconds since the epoch as plain digits, 0 to [`MAX_EVENT_MS`].
+fn parse_event_ms(raw: &str) -> Option<i64> {
+    if raw.is_empty() || raw.len() > 15 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok().filter(|t| *t <= MAX_EVENT_MS)
+}
 
 /// Decodes the field/value pairs of a stream entry: one [`LINES_FIELD`], or (older entries) a field per video.
 pub fn decode_fields(fields: Vec<(String, String)>) -> Result<Vec<(VideoId, u64)>, String> {
@@ -131,7 +184,7 @@ pub struct AggregatedBatch {
     pub rejected: Vec<(EntryId, String)>,
 }
 
-/// Folds entries into one sum per (5-second slice, video). Event time is the entry id's timestamp.
+/// Folds entries into one sum per (5-second slice, video), each entry in the slice of its event time.
 pub fn aggregate(entries: &[LogEntry]) -> AggregatedBatch {
     let mut sums: BTreeMap<i64, BTreeMap<&str, u64>> = BTreeMap::new();
     let mut out = AggregatedBatch::default();
@@ -139,7 +192,7 @@ pub fn aggregate(entries: &[LogEntry]) -> AggregatedBatch {
         out.ids.push(entry.id);
         match &entry.views {
             Ok(views) => {
-                let slice = sums.entry(slice5_of(entry.id.ms)).or_default();
+                let slice = sums.entry(slice5_of(entry.event_ms)).or_default();
                 for (video, n) in views {
                     *slice.entry(video.as_str()).or_default() += n;
                     out.views += n;
@@ -213,6 +266,89 @@ mod tests {
             (LINES_FIELD.into(), "a 1\n".into())
         ])
         .is_err());
+    }
+
+    fn id(ms: i64) -> EntryId {
+        EntryId { ms, seq: 0 }
+    }
+
+    #[test]
+    fn an_event_time_beside_the_lines_is_the_entrys_time() {
+        let lines = (LINES_FIELD.to_owned(), "a 2\n".to_owned());
+        let t = |v: &str| (EVENT_TIME_FIELD.to_owned(), v.to_owned());
+        let at = 1_700_000_060_000;
+        // Without the field: the id's time.
+        assert_eq!(LogEntry::decode(id(at), vec![lines.clone()]).event_ms, at);
+        // Either order of the two fields.
+        for fields in [
+            vec![lines.clone(), t("1700000000000")],
+            vec![t("1700000000000"), lines.clone()],
+        ] {
+            let e = LogEntry::decode(id(at), fields);
+            assert_eq!(e.event_ms, 1_700_000_000_000);
+            assert_eq!(e.views.unwrap().len(), 1);
+        }
+        // Never after the id's time.
+        assert_eq!(
+            LogEntry::decode(id(at), vec![lines.clone(), t("1800000000000")]).event_ms,
+            at
+        );
+        for bad in [
+            "",
+            "-1",
+            "+5",
+            "1.5",
+            " 1",
+            "1e3",
+            "x",
+            "99999999999999999999",
+            "253402300800000",
+        ] {
+            let e = LogEntry::decode(id(at), vec![lines.clone(), t(bad)]);
+            assert!(e.views.is_err(), "{bad:?}");
+            assert_eq!(e.event_ms, at);
+        }
+        // Beside anything but lines, `t` is an older entry's video.
+        let old = LogEntry::decode(id(at), vec![t("3"), ("b".into(), "1".into())]);
+        assert_eq!(old.event_ms, at);
+        assert_eq!(old.views.unwrap().len(), 2);
+        // Two event times beside the lines are refused.
+        assert!(
+            LogEntry::decode(id(at), vec![lines.clone(), t("1"), t("2")])
+                .views
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn entries_aggregate_in_the_slice_of_their_event_time() {
+        let entry = |ms: i64, event_ms: i64, v: &str, n: u64| LogEntry {
+            id: id(ms),
+            event_ms,
+            views: Ok(vec![(VideoId::parse(v).unwrap(), n)]),
+        };
+        let now = 1_700_000_060_000;
+        let batch = aggregate(&[
+            entry(now, now, "a", 1),
+            entry(now + 1, now - 3_600_000, "a", 2),
+            entry(now + 2, now - 3_600_000 + 10, "b", 3),
+        ]);
+        let slices: Vec<(i64, Vec<(String, u64)>)> = batch
+            .slices
+            .into_iter()
+            .map(|s| (s.slice5, s.increments))
+            .collect();
+        assert_eq!(
+            slices,
+            [
+                (
+                    slice5_of(now - 3_600_000),
+                    vec![("a".into(), 2), ("b".into(), 3)]
+                ),
+                (slice5_of(now), vec![("a".into(), 1)]),
+            ]
+        );
+        assert_eq!(batch.views, 6);
     }
 
     /// Any valid id: 1 to 64 characters of the alphabet.
@@ -303,6 +439,19 @@ mod tests {
                 let want: Vec<(String, u64)> = lines.into_iter().map(|(v, n)| (v, n.parse().unwrap())).collect();
                 prop_assert_eq!(got, want);
             }
+        }
+
+        /// An event time decodes exactly when it is plain digits of at most [`MAX_EVENT_MS`]; arbitrary text
+        /// never panics, and a valid one is kept (at most the id's time).
+        #[test]
+        fn event_times_decode_exactly_valid_values(
+            raw in prop_oneof![(0..=MAX_EVENT_MS).prop_map(|t| t.to_string()), "\\PC{0,20}", "[-+0-9 ]{0,17}"],
+            at in 0i64..=MAX_EVENT_MS,
+        ) {
+            let e = LogEntry::decode(id(at), vec![(LINES_FIELD.into(), "a 1\n".into()), (EVENT_TIME_FIELD.into(), raw.clone())]);
+            let valid = raw.parse::<i64>().ok().filter(|t| (0..=MAX_EVENT_MS).contains(t) && raw.bytes().all(|b| b.is_ascii_digit()));
+            prop_assert_eq!(e.views.is_ok(), valid.is_some(), "{:?}", raw);
+            prop_assert_eq!(e.event_ms, valid.map_or(at, |t| t.min(at)));
         }
 
         /// Entry ids: anything parses or is refused without a panic; what parses prints back to an id that

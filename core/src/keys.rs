@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:{p}:log` | stream | the log: one entry per accepted batch and partition, fields video id, values count |
+//! | `P:{p}:log` | stream | the log: one entry per accepted batch and partition, field `#lines` (`<video> <views>\n` lines), and `t` (event time, ms) from a source that knows it |
 //! | `P:{p}:s5:<slice>` | string | one 5-second slice (the minute window's slices): `<video> <views>\n` lines appended per batch, a video on several lines; readers sum them |
 //! | `P:{p}:m:<minute>` | string | one minute still open to writes (hour and day slices), lines as in `s5` |
 //! | `P:{p}:mz:<minute>` | string | a sealed minute: `<video> <views>\n` lines, ~11 bytes a video (the day tail) |
@@ -17,8 +17,10 @@
 //! | `P:{p}:cursor` | hash | per sliding window, the newest slice already subtracted from it; `snapshot`: the newest minute closed for the snapshotter |
 //! | `P:{p}:mf:<minute>` | string | a minute's bucket as it was when the snapshotter closed the minute, until written to Postgres |
 //! | `P:{p}:late` | stream | late views (their minute closed already): fields `minute` and `#lines`, for the snapshotter |
+//! | `P:{p}:sources` | hash | per source partition (`topic/partition` of Kafka), the last offset this log has taken |
 //! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of its lines there, for the key's retention |
 //! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
+//! | `P:kafka:dead` | stream | Kafka records that could not be read (fields `source`, `offset`, `reason`, `value`), capped |
 //! | `P:layout` | string | the deployment's layout, recorded by the first process: `partitions=<P> keys=<version>` |
 //! | `P:{baseline}:*` | sorted set | the benchmark's baselines only |
 
@@ -80,6 +82,11 @@ impl KeySchema {
         self.key(p, &format!("idem:{}", key.as_str()))
     }
 
+    /// The last offset of each source partition (`topic/partition`) that partition `p`'s log has taken.
+    pub fn source_offsets(&self, p: Partition) -> String {
+        self.key(p, "sources")
+    }
+
     pub fn log(&self, p: Partition) -> String {
         self.key(p, "log")
     }
@@ -129,6 +136,11 @@ impl KeySchema {
     pub fn minute_index(&self, p: Partition) -> String {
         self.key(p, "midx")
     }
+    /// Kafka records that could not be read (the dead letters), one stream outside any partition.
+    pub fn dead_letters(&self) -> String {
+        format!("{}:kafka:dead", self.prefix)
+    }
+
     /// The deployment's recorded layout (partition count and key layout version): one key, outside any
     /// partition.
     pub fn layout(&self) -> String {

@@ -32,6 +32,8 @@ pub enum Part {
     Api,
     /// `topk-snapshotter run`.
     Snapshotter,
+    /// The ingest Kafka source (`TOPK_INGEST_ROLE=kafka`).
+    Kafka,
 }
 
 /// One exported metric: its name, kind, help text, and the label values registered at zero at start (one
@@ -100,6 +102,9 @@ pub const REJECT_REASONS: &[&str] = &[
 /// Kinds of failed Redis commands (`topk_redis_errors_total{kind}`), see [`crate::redis::StoreError::kind`].
 pub const REDIS_ERROR_KINDS: &[&str] = &["timeout", "connection", "cluster", "script", "other"];
 
+/// What became of a Kafka record (`topk_kafka_records_total{outcome}`).
+pub const KAFKA_OUTCOMES: &[&str] = &["forwarded", "malformed"];
+
 const SLIDING_WINDOWS: &[&str] = &["minute", "hour", "day"];
 const ALL_WINDOWS: &[&str] = &["minute", "hour", "day", "all"];
 
@@ -124,6 +129,8 @@ pub const CATALOG: &[Metric] = &[
     labelled(Part::Workers, "topk_retire_lag_seconds", Kind::Gauge, "Seconds since the window was last retired up to date on every partition (about the retire interval when healthy)", "window", SLIDING_WINDOWS),
     labelled(Part::Workers, "topk_slices_retired_total", Kind::Counter, "Slices subtracted from a window as they left it", "window", SLIDING_WINDOWS),
     metric(Part::Workers, "topk_log_entries_trimmed_total", Kind::Counter, "Acknowledged log entries trimmed past their retention"),
+    // Kafka source.
+    labelled(Part::Kafka, "topk_kafka_records_total", Kind::Counter, "Kafka records read by the kafka role, by outcome: forwarded (its views are in the log, once, also when a replay reads it again) or malformed (kept in the dead-letter stream with the reason)", "outcome", KAFKA_OUTCOMES),
     // API.
     labelled(Part::Api, "topk_api_request_duration_seconds", Kind::Histogram, "Time from request head to response, by route, on the API", "route", &[]),
     labelled(Part::Api, "topk_api_requests_total", Kind::Counter, "Requests answered by the API, by route and status", "route", &[]),

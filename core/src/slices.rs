@@ -1,6 +1,7 @@
 //! Slice and window arithmetic: pure functions of a time in milliseconds since the Unix epoch.
 //!
-//! Event time is the log entry's id timestamp, so a replayed view lands in the same slice as the first time.
+//! Event time is the log entry's (its id's timestamp, or the event time a source wrote beside its lines), so a
+//! replayed view lands in the same slice as the first time.
 //! A window of `slices` slices of `slice_ms` covers the slices `current - slices + 1 ..= current`, the current
 //! one partial: its true span is between W - g and W. Slices at or below [`retire_target`] have left it.
 

@@ -3,7 +3,7 @@
 use crate::backpressure::Backlog;
 use crate::config::{IngestConfig, Role};
 use crate::worker::{self, WorkerOptions};
-use crate::{log_watch, openapi, receiver, retirer};
+use crate::{kafka, log_watch, openapi, receiver, retirer};
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::Router;
 use std::net::SocketAddr;
@@ -61,12 +61,17 @@ impl Application {
             Role::All => &[Part::Receiver, Part::Workers],
             Role::Receiver => &[Part::Receiver],
             Role::Worker => &[Part::Workers],
+            Role::Kafka => &[Part::Kafka],
         };
+        // A kafka process without brokers is a configuration mistake: refused before anything starts.
+        if config.role == Role::Kafka {
+            config.kafka_options()?;
+        }
         topk_core::metrics::install(parts);
         let tokens = config.tokens()?.map(Arc::new);
         // Addresses first: one in use is the quickest mistake to report, and needs no server.
         let listener = match config.role {
-            Role::Worker => None,
+            Role::Worker | Role::Kafka => None,
             _ => Some(topk_core::serve::bind("TOPK_INGEST_ADDR", config.addr).await?),
         };
         let admin = match config.admin.admin_addr {
@@ -112,7 +117,7 @@ impl Application {
         router(self.state.clone())
     }
 
-    /// Where the receiver listens (None for a worker-only process).
+    /// Where the receiver listens (None for a worker-only or kafka process).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
@@ -147,7 +152,18 @@ impl Application {
             log_watch::run(store, backlog, watching).await;
             Ok(())
         });
-        if config.role != Role::Receiver {
+        if config.role == Role::Kafka {
+            let (store, backlog, stopping) = (
+                self.state.store.clone(),
+                self.state.backlog.clone(),
+                stop.clone(),
+            );
+            let options = config.kafka_options()?;
+            tasks.spawn(
+                "kafka source",
+                kafka::run(store, options, backlog, stopping),
+            );
+        } else if config.role != Role::Receiver {
             let store = self.state.store.clone();
             if !worker::wait_for_log_groups(&store, &stop).await? {
                 return Ok(());

@@ -16,6 +16,26 @@ pub enum Role {
     Receiver,
     /// Only the workers that apply the log, and the retirer.
     Worker,
+    /// Only the Kafka source: consumes `TOPK_KAFKA_TOPIC` into the log (no HTTP, no workers).
+    Kafka,
+}
+
+/// Where the kafka role reads views from.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers, `host:port[,host:port...]`: required by the kafka role.
+    #[arg(long = "kafka-brokers", env = "TOPK_KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+    /// The topic of view records: each value a view object or an array of them, as in `POST /v1/views`.
+    #[arg(
+        long = "kafka-topic",
+        env = "TOPK_KAFKA_TOPIC",
+        default_value = "views"
+    )]
+    pub topic: String,
+    /// The consumer group, whose committed offsets a restarted consumer resumes from.
+    #[arg(long = "kafka-group", env = "TOPK_KAFKA_GROUP", default_value = "topk")]
+    pub group: String,
 }
 
 /// topk-ingest: receives views over HTTP into the partitioned Redis log; workers apply the log to the windows
@@ -31,6 +51,8 @@ pub struct IngestConfig {
     pub admin: AdminConfig,
     #[command(flatten)]
     pub log: LogConfig,
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
     /// Where the receiver listens.
     #[arg(long, env = "TOPK_INGEST_ADDR", default_value = "127.0.0.1:8081")]
     pub addr: SocketAddr,
@@ -92,6 +114,26 @@ impl IngestConfig {
                     .map_err(|why| anyhow::anyhow!("TOPK_INGEST_TOKEN / --token: {why}"))
             })
             .transpose()
+    }
+
+    /// What the kafka role consumes; an error when `TOPK_KAFKA_BROKERS` is missing.
+    pub fn kafka_options(&self) -> anyhow::Result<crate::kafka::KafkaOptions> {
+        let brokers = self
+            .kafka
+            .brokers
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("TOPK_INGEST_ROLE=kafka needs TOPK_KAFKA_BROKERS (--kafka-brokers)")
+            })?;
+        Ok(crate::kafka::KafkaOptions {
+            brokers,
+            topic: self.kafka.topic.clone(),
+            group: self.kafka.group.clone(),
+            max_records: 1_000,
+            batch_wait: Duration::from_millis(50),
+            max_batch_len: self.max_batch_len,
+        })
     }
 
     /// [`Self::worker_batch_wait_ms`] as a duration.

@@ -12,14 +12,18 @@
 //! - [`worker`]: per partition, read the log in a consumer group, aggregate, apply with the acknowledgement in
 //!   one script call; claim what dead workers left pending. [`worker::spawn`] starts one loop per partition
 //!   with [`worker::WorkerOptions`].
+//! - [`kafka`]: the Kafka source (role `kafka`): records consumed in a group, validated like a POST's
+//!   elements, appended exactly once per topk partition by Kafka offset ([`kafka::forward`]), then committed;
+//!   malformed ones to the dead-letter stream.
 //! - [`retirer`]: subtract slices that left a window, once; trim the acknowledged log past its retention.
 //!
-//! Views move: HTTP → [`receiver`] → Redis stream `{p}:log` → [`worker::step`] → window sets → `topk-api`.
+//! Views move: HTTP → [`receiver`] (or Kafka → [`kafka`]) → Redis stream `{p}:log` → [`worker::step`] → window sets → `topk-api`.
 
 // The root re-exports what callers name without a module: other crates, the tests, the binary.
 pub mod app;
 pub mod backpressure;
 pub mod config;
+pub mod kafka;
 pub mod log_watch;
 pub mod openapi;
 pub mod receiver;

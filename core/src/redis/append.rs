@@ -137,7 +137,7 @@ impl RedisStore {
     }
 
     /// The batch's views grouped by partition, as each partition's lines.
-    fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
+    pub(super) fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
         let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
         for (video, n) in views {
             by_partition
@@ -272,7 +272,7 @@ impl RedisStore {
     /// connection WAIT ran on: after a reconnect WAIT knows nothing of the write, and after a failover the new
     /// primary's ID differs. Fails with [`StoreError::NotReplicated`] when the replicas do not confirm within
     /// half the store's timeout.
-    async fn wait_for_replicas(&self, writers: BTreeMap<String, String>) -> Result<()> {
+    pub(super) async fn wait_for_replicas(&self, writers: BTreeMap<String, String>) -> Result<()> {
         let wanted = self.wait_replicas;
         if wanted == 0 {
             return Ok(());

@@ -3,7 +3,7 @@
 
 use super::client::{Value, ValueExt};
 use super::{RedisStore, Result, StoreError};
-use crate::batch::{decode_fields, EntryId, LogEntry};
+use crate::batch::{EntryId, LogEntry};
 use crate::keys::{Partition, CONSUMER_GROUP};
 use std::time::Duration;
 
@@ -197,19 +197,21 @@ fn parse_entry(entry: Value) -> Result<LogEntry> {
     let id = EntryId::parse(&raw_id)
         .ok_or_else(|| StoreError::Reply(format!("bad stream id {raw_id:?}")))?;
     let fields = parts.next().unwrap_or(Value::Nil);
-    let views = if fields.is_null() {
-        Err("entry was trimmed from the log".to_owned())
-    } else {
-        let flat: Vec<String> = fields
-            .into_array()
-            .into_iter()
-            .map(|v| v.as_string().unwrap_or_default())
-            .collect();
-        let pairs = flat
-            .chunks(2)
-            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
-            .collect();
-        decode_fields(pairs)
-    };
-    Ok(LogEntry { id, views })
+    if fields.is_null() {
+        return Ok(LogEntry {
+            id,
+            event_ms: id.ms,
+            views: Err("entry was trimmed from the log".to_owned()),
+        });
+    }
+    let flat: Vec<String> = fields
+        .into_array()
+        .into_iter()
+        .map(|v| v.as_string().unwrap_or_default())
+        .collect();
+    let pairs = flat
+        .chunks(2)
+        .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+        .collect();
+    Ok(LogEntry::decode(id, pairs))
 }

@@ -3,6 +3,7 @@
 //!
 //! [`RedisStore`] speaks the domain. Its methods are split by concern, one file each:
 //! - `append`: a batch into the per-partition log (one script on a node, one per partition on a cluster).
+//! - `source`: a source's records (Kafka's) into the log exactly once, by source offset, with event times.
 //! - [`log`](self::log): the per-partition log (read, claim, trim).
 //! - `group`: where the consumer group stands (backlog, applied-through time, active workers).
 //! - `windows`: the window scripts (apply with the acknowledgement, retire, refill, seal).
@@ -33,6 +34,7 @@ mod rankings;
 mod restore;
 mod route;
 mod scripts;
+mod source;
 mod tls;
 mod unreachable;
 mod windows;
@@ -41,6 +43,9 @@ pub use append::AppendOutcome;
 pub use closed::LateViews;
 pub use group::LogPosition;
 pub use log::LogRead;
+pub use source::{
+    SourceAppended, SourcePartition, SourceRecord, DEAD_LETTERS_KEPT, DEAD_LETTER_VALUE_BYTES,
+};
 pub use windows::{ApplyOutcome, LeaderCaps};
 
 use crate::config::RedisConfig;

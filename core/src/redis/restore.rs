@@ -25,8 +25,9 @@ impl RedisStore {
         replay_after: Option<EntryId>,
     ) -> Result<()> {
         let k = &self.keys;
-        // Clear everything of the partition but its log and its late views not yet in Postgres.
-        let kept = [k.log(p), k.late(p)];
+        // Clear everything of the partition but its log, its late views not yet in Postgres, and the source
+        // offsets its log has taken (without them a Kafka consumer's replay would log records again).
+        let kept = [k.log(p), k.late(p), k.source_offsets(p)];
         let doomed: Vec<String> = self
             .scan_partition(p, &k.partition_pattern(p))
             .await?

@@ -32,6 +32,7 @@ macro_rules! window_script {
 #[derive(Clone)]
 pub(super) struct Scripts {
     pub append: Lua,
+    pub append_source: Lua,
     pub apply: Lua,
     pub retire: Lua,
     pub fill: Lua,
@@ -45,6 +46,7 @@ impl Scripts {
     pub fn load() -> Self {
         Self {
             append: Lua::new(include_str!("lua/append.lua")),
+            append_source: Lua::new(include_str!("lua/append_source.lua")),
             apply: window_script!("lua/apply.lua"),
             retire: window_script!("lua/retire.lua"),
             fill: window_script!("lua/fill.lua"),

@@ -7,7 +7,9 @@ use std::time::Duration;
 use topk_core::batch::aggregate;
 use topk_core::config::RedisConfig;
 use topk_core::domain::{TopK, VideoId, Window};
-use topk_core::redis::{ApplyOutcome, LeaderCaps, LogRead, RedisStore};
+use topk_core::redis::{
+    ApplyOutcome, LeaderCaps, LogRead, RedisStore, SourcePartition, SourceRecord,
+};
 use topk_core::slices::minute_of;
 use topk_testkit::cluster_url;
 use topk_testkit::fixtures::{
@@ -54,6 +56,9 @@ struct Step {
     retire: bool,
     /// Seal every minute up to the current one: later views reopen it, which readers must sum.
     seal: bool,
+    /// The batch comes from a source (Kafka) that dates its views this long before they are logged: they
+    /// count only in the windows whose span still holds their slice, and in their minute's history.
+    backdate_ms: Option<i64>,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -68,14 +73,23 @@ fn step() -> impl Strategy<Value = Step> {
         any::<bool>(),
         any::<bool>(),
         proptest::bool::weighted(0.2),
+        prop_oneof![
+            6 => Just(None),
+            2 => (0i64..70_000).prop_map(Some),             // around the minute window's edge
+            1 => (0i64..2 * 3_600_000).prop_map(Some),      // around the hour window's edge
+            1 => (0i64..2 * 86_400_000).prop_map(Some),     // around the day window's edge
+        ],
     )
-        .prop_map(|(advance_ms, views, apply, retire, seal)| Step {
-            advance_ms,
-            views,
-            apply,
-            retire,
-            seal,
-        })
+        .prop_map(
+            |(advance_ms, views, apply, retire, seal, backdate_ms)| Step {
+                advance_ms,
+                views,
+                apply,
+                retire,
+                seal,
+                backdate_ms,
+            },
+        )
 }
 
 proptest! {
@@ -118,15 +132,40 @@ async fn run_steps(mut store: RedisStore, steps: &[Step], chunk: usize, tiny_cap
     }
     let mut now = T0;
     let mut events: Vec<(i64, String, u64)> = Vec::new();
-    for s in steps {
+    let source = SourcePartition {
+        topic: "views".into(),
+        partition: 0,
+    };
+    for (offset, s) in steps.iter().enumerate() {
         now += s.advance_ms;
         let views: Vec<(VideoId, u64)> = s
             .views
             .iter()
             .map(|(v, n)| (VideoId::parse(v).unwrap(), *n))
             .collect();
-        store.append_at(&views, now).await.unwrap();
-        events.extend(s.views.iter().map(|(v, n)| (now, v.clone(), *n)));
+        let event_ms = match s.backdate_ms {
+            None => {
+                store.append_at(&views, now).await.unwrap();
+                now
+            }
+            Some(back) => {
+                let event_ms = now - back;
+                for (p, lines) in store.lines_by_partition(&views) {
+                    let record = SourceRecord {
+                        offset: offset as i64,
+                        event_ms,
+                        lines,
+                    };
+                    let appended = store
+                        .append_source_at(p, &source, &[record], now)
+                        .await
+                        .unwrap();
+                    assert_eq!(appended.records, 1);
+                }
+                event_ms
+            }
+        };
+        events.extend(s.views.iter().map(|(v, n)| (event_ms, v.clone(), *n)));
         if s.apply {
             apply_log(&store, "c1", chunk).await;
         }

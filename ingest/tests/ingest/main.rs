@@ -10,6 +10,9 @@
 //! - [`operations`]: metrics agree with the traffic, readiness follows Redis and Postgres, bad settings are
 //!   refused at start.
 //! - [`cluster`]: Redis Cluster under faults: a primary killed, a slot migrated live, a node frozen.
+//! - [`kafka`]: the Kafka client against a real broker (tansu): timestamps kept, a group resumes after its
+//!   committed offsets; the kafka role forwards each record once at its own time, dead-letters malformed
+//!   ones, adds nothing on a full replay, and runs from its settings.
 //! - [`faults`]: the fault suite runs the real processes and breaks them, Redis and Postgres on purpose.
 
 mod batch;
@@ -17,6 +20,7 @@ mod cluster;
 mod defences;
 mod end_to_end;
 mod faults;
+mod kafka;
 mod operations;
 mod retries;
 mod stack;

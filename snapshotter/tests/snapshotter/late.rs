@@ -1,11 +1,13 @@
 //! Event time and late views: every view reaches history at its own minute exactly once, however late it is
 //! applied (after the snapshotter wrote its minute, or after the day window retired it), and `verify` agrees
-//! with what Postgres and Redis hold. Checked against a brute-force model over random event times.
+//! with what Postgres and Redis hold. Checked against a brute-force model over random event times, some of them
+//! back-dated by the source that logged them (a Kafka record's timestamp).
 
 use crate::helpers::{database, per_minute, redis, stats, totals, MIN, T0};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use topk_core::domain::{VideoId, Window};
+use topk_core::redis::{SourcePartition, SourceRecord};
 use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::verify::verify;
 use topk_testkit::fixtures::{apply_log, window_counts};
@@ -22,6 +24,8 @@ struct Step {
     apply: bool,
     retire: bool,
     snapshot: bool,
+    /// The views come from a source (Kafka) that dates them this long before they are logged.
+    backdate_ms: Option<i64>,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -35,14 +39,23 @@ fn step() -> impl Strategy<Value = Step> {
         prop::bool::weighted(0.4),
         prop::bool::weighted(0.5),
         prop::bool::weighted(0.5),
+        prop_oneof![
+            4 => Just(None),
+            1 => (0i64..5 * MIN).prop_map(Some),
+            1 => (50 * MIN..70 * MIN).prop_map(Some),
+            1 => (DAY - 5 * MIN..2 * DAY).prop_map(Some),
+        ],
     )
-        .prop_map(|(advance_ms, views, apply, retire, snapshot)| Step {
-            advance_ms,
-            views,
-            apply,
-            retire,
-            snapshot,
-        })
+        .prop_map(
+            |(advance_ms, views, apply, retire, snapshot, backdate_ms)| Step {
+                advance_ms,
+                views,
+                apply,
+                retire,
+                snapshot,
+                backdate_ms,
+            },
+        )
 }
 
 async fn check(steps: Vec<Step>, case: usize) {
@@ -58,15 +71,39 @@ async fn check(steps: Vec<Step>, case: usize) {
     // as snapshotted, so that late views are kept for it.
     snapshot_minutes(&store, &pool, now).await.unwrap();
     let mut events = Vec::new();
+    let source = SourcePartition {
+        topic: "views".into(),
+        partition: 0,
+    };
+    let mut offset = 0;
     for s in &steps {
         now += s.advance_ms;
         for (v, n) in &s.views {
             let video = format!("v{v}");
-            store
-                .append_at(&[(VideoId::parse(&video).unwrap(), *n)], now)
-                .await
-                .unwrap();
-            events.push((now, video, *n));
+            let views = [(VideoId::parse(&video).unwrap(), *n)];
+            let event_ms = match s.backdate_ms {
+                None => {
+                    store.append_at(&views, now).await.unwrap();
+                    now
+                }
+                Some(back) => {
+                    for (p, lines) in store.lines_by_partition(&views) {
+                        let event_ms = now - back;
+                        let record = SourceRecord {
+                            offset,
+                            event_ms,
+                            lines,
+                        };
+                        store
+                            .append_source_at(p, &source, &[record], now)
+                            .await
+                            .unwrap();
+                    }
+                    offset += 1;
+                    now - back
+                }
+            };
+            events.push((event_ms, video, *n));
         }
         if s.apply {
             apply_log(&store, "w", 7).await;

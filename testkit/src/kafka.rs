@@ -1,0 +1,148 @@
+//! A Kafka-compatible broker (tansu) owned by one test, which it can kill, freeze and start again.
+//!
+//! tansu runs with its memory storage engine: fast, and nothing to clean up, but a restart starts empty
+//! (topics, records and committed offsets are gone). The program is `TOPK_TANSU`, else `tansu` on `PATH`,
+//! else the build that `scripts/lib.sh`'s `ensure_tansu` caches (`$XDG_CACHE_HOME/topk/bin/tansu`, by
+//! default under `~/.cache`).
+
+use crate::process::{free_port, signal, wait_port};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The tansu program, or a panic that says how to get one.
+pub fn tansu_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TOPK_TANSU") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "TOPK_TANSU={} is not a file", bin.display());
+        return bin;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path).map(|d| d.join("tansu"));
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("topk/bin/tansu"));
+    on_path.chain(cache).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!(
+            "tansu (the Kafka broker of the tests) is not installed: run \
+             `source scripts/lib.sh && ensure_tansu` once (it builds it into ~/.cache/topk, 15 to 30 \
+             minutes on 2 cores), or set TOPK_TANSU to a tansu binary"
+        )
+    })
+}
+
+/// A tansu broker on a free loopback port, with its log in a folder of its own; killed when dropped.
+#[derive(Debug)]
+pub struct KafkaBroker {
+    port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl KafkaBroker {
+    /// Starts a broker with memory storage on a free port.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("topk-tansu-")
+            .tempdir()
+            .expect("temp dir");
+        let mut broker = Self {
+            port: free_port(),
+            bin: tansu_bin(),
+            dir,
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.log_path()).expect("tansu log file");
+        let child = Command::new(&self.bin)
+            .arg("broker")
+            .args(["--listener-url", &url])
+            // Clients connect to the advertised address after their first metadata request.
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("tansu log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+        wait_port(self.port, "tansu");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("tansu.log")
+    }
+
+    /// What the broker has logged so far (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The bootstrap address clients connect to: `127.0.0.1:<port>`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's process id (0 when stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Creates `topic` with `partitions` partitions (tansu creates no topic by itself).
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let out = Command::new(&self.bin)
+            .args(["topic", "create", topic])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .expect("run tansu topic create");
+        assert!(
+            out.status.success(),
+            "tansu topic create {topic}: {}{}\nbroker log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Kills the broker (SIGKILL): with memory storage, everything it held is lost.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the broker and starts an empty one on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and requests wait unanswered.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// Lets a paused broker run again (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
