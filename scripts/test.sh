@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, every cargo test, then the interface contract
-# check when ../shared/contract/check exists. The tests start their own private redis-server and
-# PostgreSQL on free ports (they do not use what scripts/up.sh runs), so only the programs must be here.
+# The whole test suite, as CI runs it: formatting, lints, the deployment files, every cargo test, the
+# OpenAPI fuzzing, then the interface contract check when ../shared/contract/check exists. The tests start
+# their own private redis-server, PostgreSQL and Kafka-compatible broker (tansu) on free ports (they do not
+# use what scripts/up.sh runs), so only the programs must be here; tansu is built once into a cache (15 to 30
+# minutes on 2 cores, the first time on a machine only).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -45,6 +47,8 @@ stage fmt "cargo fmt --all -- --check" cargo fmt --all -- --check
 stage clippy "cargo clippy --workspace --all-targets -- -D warnings" \
 	cargo clippy --workspace --all-targets -- -D warnings
 stage deploy "scripts/check-deploy.sh: alert rules, scrape config, dashboard, Kubernetes manifests and compose file checked offline" "$TOPK_ROOT/scripts/check-deploy.sh"
+stage broker "ensure_tansu: the Kafka-compatible broker of the Kafka source's tests (built once, then cached)" \
+	ensure_tansu
 stage test "cargo test --workspace" cargo_test
 stage schemathesis "scripts/schemathesis.sh: both services fuzzed from their OpenAPI documents, no 5xx" \
 	"$TOPK_ROOT/scripts/schemathesis.sh"
