@@ -27,6 +27,7 @@ if [[ ! -d "$TOPK_HOME" ]]; then
 fi
 
 # Reverse order of up.sh.
+stop_pid "$RUN_DIR/kafka.pid" kafka topk-ingest
 stop_pid "$RUN_DIR/snapshotter.pid" snapshotter topk-snapshotter
 stop_pid "$RUN_DIR/api.pid" api topk-api
 stop_pid "$RUN_DIR/ingest.pid" ingest topk-ingest
@@ -52,6 +53,9 @@ if [[ -f "$PG_DATA/postmaster.pid" ]]; then
 		fi
 	fi
 fi
+
+# The Kafka broker of TOPK_KAFKA=1 (memory storage: its topics and records go with it).
+[[ -f "$TOPK_HOME/kafka/tansu.pid" ]] && stop_tansu "$TOPK_HOME/kafka"
 
 # Redis: SIGTERM through our pid file does what SHUTDOWN does (flush the append-only file, then exit),
 # and unlike `redis-cli -p PORT shutdown` it cannot reach another Redis that now holds the port.

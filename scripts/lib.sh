@@ -21,6 +21,9 @@ TOPK_REDIS_PORT="${TOPK_REDIS_PORT:-6379}"
 TOPK_PG_PORT="${TOPK_PG_PORT:-5432}"
 TOPK_API_PORT="${TOPK_API_PORT:-8080}"
 TOPK_INGEST_PORT="${TOPK_INGEST_PORT:-8081}"
+# TOPK_KAFKA=1: scripts/up.sh also runs a Kafka-compatible broker (tansu) on TOPK_KAFKA_PORT and the kafka role.
+TOPK_KAFKA="${TOPK_KAFKA:-0}"
+TOPK_KAFKA_PORT="${TOPK_KAFKA_PORT:-9092}"
 # Primaries of a local Redis Cluster (one replica each); 0 or unset: a single Redis node.
 TOPK_REDIS_CLUSTER="${TOPK_REDIS_CLUSTER:-0}"
 
@@ -53,7 +56,7 @@ as_root() {
 
 check_port_vars() {
 	local name
-	for name in TOPK_REDIS_PORT TOPK_PG_PORT TOPK_API_PORT TOPK_INGEST_PORT; do
+	for name in TOPK_REDIS_PORT TOPK_PG_PORT TOPK_API_PORT TOPK_INGEST_PORT TOPK_KAFKA_PORT; do
 		if ! [[ "${!name}" =~ ^[0-9]{1,5}$ ]] || ((10#${!name} < 1 || 10#${!name} > 65535)); then
 			die "$name='${!name}' is not a port number"
 		fi

@@ -9,6 +9,8 @@
 # services: TOPK_INGEST_TOKEN, TOPK_PARTITIONS and any other TOPK_* of .env.example.
 # TOPK_REDIS_CLUSTER=N (N >= 3; 0 or unset: one Redis) runs a Redis Cluster instead: N primaries with one
 # replica each on ports TOPK_REDIS_PORT .. TOPK_REDIS_PORT + 2N - 1 (and their bus ports, 10000 above).
+# TOPK_KAFKA=1 also runs a Kafka-compatible broker (tansu, built once into a cache: 15 to 30 minutes the first
+# time) on TOPK_KAFKA_PORT (9092) with the topic TOPK_KAFKA_TOPIC (views), and topk-ingest's kafka role on it.
 # Stop with scripts/down.sh.
 set -euo pipefail
 
@@ -18,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 case "${1:-}" in
 "") ;;
 -h | --help)
-	sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *) die "unknown argument '$1' (try --help)" ;;
@@ -38,7 +40,13 @@ release | debug) ;;
 *) die "TOPK_PROFILE='$TOPK_PROFILE': use release or debug" ;;
 esac
 
+case "$TOPK_KAFKA" in
+0 | 1) ;;
+*) die "TOPK_KAFKA='$TOPK_KAFKA': use 1 to run a Kafka broker and the kafka role, or 0" ;;
+esac
+
 ensure_packages
+((TOPK_KAFKA == 1)) && ensure_tansu
 
 # --- build --------------------------------------------------------------------------------------
 # Build before starting anything, so a broken build leaves no half-started stack behind.
@@ -275,13 +283,33 @@ if grep -Eq '^[[:space:]]+run([[:space:]]|$)' <<<"$snap_help"; then
 else
 	info "snapshotter: not started (this build of topk-snapshotter has no 'run' subcommand yet)"
 fi
+# --- Kafka (TOPK_KAFKA=1) ------------------------------------------------------------------------
+kafka_summary=""
+if ((TOPK_KAFKA == 1)); then
+	KAFKA_DIR="$TOPK_HOME/kafka"
+	kafka_topic="${TOPK_KAFKA_TOPIC:-views}"
+	if ! live_pid "$KAFKA_DIR/tansu.pid" tansu >/dev/null; then
+		# tansu keeps its topics in memory: a new broker needs the topic again.
+		start_tansu "$TOPK_KAFKA_PORT" "$KAFKA_DIR"
+		tansu_topic "$TOPK_KAFKA_PORT" "$kafka_topic" "${TOPK_KAFKA_TOPIC_PARTITIONS:-4}"
+	fi
+	TOPK_INGEST_ROLE=kafka TOPK_KAFKA_BROKERS="127.0.0.1:$TOPK_KAFKA_PORT" TOPK_KAFKA_TOPIC="$kafka_topic" \
+		start_service kafka topk-ingest
+	kafka_summary="
+  kafka:    127.0.0.1:$TOPK_KAFKA_PORT, topic $kafka_topic (tansu, memory storage: a restart empties it), read by topk-ingest's kafka role"
+fi
+
 wait_healthy ingest "$TOPK_INGEST_PORT"
 wait_healthy api "$TOPK_API_PORT"
-# The snapshotter serves no HTTP; by now a bad setting would have made it exit.
-if [[ -f "$RUN_DIR/snapshotter.pid" ]] && ! live_pid "$RUN_DIR/snapshotter.pid" topk-snapshotter >/dev/null; then
-	tail -n 20 "$LOG_DIR/snapshotter.log" >&2 || true
-	die "snapshotter exited; see $LOG_DIR/snapshotter.log (scripts/down.sh stops the rest)"
-fi
+# The snapshotter and the kafka role serve no HTTP; by now a bad setting would have made them exit.
+for name in snapshotter kafka; do
+	bin=topk-snapshotter
+	[[ "$name" == kafka ]] && bin=topk-ingest
+	if [[ -f "$RUN_DIR/$name.pid" ]] && ! live_pid "$RUN_DIR/$name.pid" "$bin" >/dev/null; then
+		tail -n 20 "$LOG_DIR/$name.log" >&2 || true
+		die "$name exited; see $LOG_DIR/$name.log (scripts/down.sh stops the rest)"
+	fi
+done
 
 # --- how to use it ------------------------------------------------------------------------------
 auth=""
@@ -299,7 +327,7 @@ topk is up ($TOPK_PROFILE build).
   ingest:   http://127.0.0.1:$TOPK_INGEST_PORT   (POST /v1/views)
   api:      http://127.0.0.1:$TOPK_API_PORT   (GET /v1/topk, /view/video, /healthz, /readyz)
   redis:    $redis_summary
-  postgres: postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk
+  postgres: postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk$kafka_summary
 
 Try:
   curl -i -X POST http://127.0.0.1:$TOPK_INGEST_PORT/v1/views -H 'Content-Type: application/json'$auth \\
