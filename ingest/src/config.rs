@@ -36,6 +36,12 @@ pub struct KafkaConfig {
     /// The consumer group, whose committed offsets a restarted consumer resumes from.
     #[arg(long = "kafka-group", env = "TOPK_KAFKA_GROUP", default_value = "topk")]
     pub group: String,
+    /// How long the group waits for a consumer that stopped answering (killed, hung) before its partitions
+    /// go to the others, in milliseconds: the gap in consumption a crash costs. Brokers accept 6,000 to
+    /// 300,000 by default.
+    #[arg(long = "kafka-session-timeout-ms", env = "TOPK_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1_000..=3_600_000))]
+    pub session_timeout_ms: u32,
 }
 
 /// topk-ingest: receives views over HTTP into the partitioned Redis log; workers apply the log to the windows
@@ -130,6 +136,7 @@ impl IngestConfig {
             brokers,
             topic: self.kafka.topic.clone(),
             group: self.kafka.group.clone(),
+            session_timeout: Duration::from_millis(u64::from(self.kafka.session_timeout_ms)),
             max_records: 1_000,
             batch_wait: Duration::from_millis(50),
             max_batch_len: self.max_batch_len,

@@ -37,6 +37,8 @@ pub struct KafkaOptions {
     pub topic: String,
     /// The consumer group: its committed offsets are where a restarted consumer resumes.
     pub group: String,
+    /// How long the group waits for a silent consumer before giving its partitions to others.
+    pub session_timeout: Duration,
     /// Records forwarded in one step at most.
     pub max_records: usize,
     /// How long a step waits for more records after the first, so that the log gets fewer, larger entries.
@@ -146,6 +148,11 @@ pub async fn forward(
     Ok(out)
 }
 
+/// How often the offsets of forwarded records are committed: one commit request a second instead of one per
+/// batch. Safe because appends are idempotent by offset: a crash replays at most this much, which the logs
+/// drop (and the kill test relies on: its kills land in this window).
+pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
 /// A consumer in `options.group`, subscribed to `options.topic`, that commits only when told.
 pub fn consumer(options: &KafkaOptions) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -155,6 +162,10 @@ pub fn consumer(options: &KafkaOptions) -> anyhow::Result<StreamConsumer> {
         .set("enable.auto.commit", "false")
         // A new group starts at the topic's start: history is backfilled at each record's time.
         .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            options.session_timeout.as_millis().to_string(),
+        )
         .create()
         .context("create the Kafka consumer (TOPK_KAFKA_BROKERS)")?;
     consumer
@@ -169,6 +180,7 @@ async fn next_batch(
     consumer: &StreamConsumer,
     options: &KafkaOptions,
     stop: &CancellationToken,
+    idle_until: Option<tokio::time::Instant>,
 ) -> Vec<Record> {
     let mut batch = Vec::new();
     let mut deadline = None;
@@ -177,6 +189,9 @@ async fn next_batch(
             None => tokio::select! {
                 m = consumer.recv() => m,
                 _ = stop.cancelled() => break,
+                // Offsets wait to be committed: give the loop a turn even if no record comes.
+                _ = tokio::time::sleep_until(idle_until.unwrap_or_else(tokio::time::Instant::now)),
+                    if idle_until.is_some() => break,
             },
             Some(at) => match tokio::time::timeout_at(at, consumer.recv()).await {
                 Ok(m) => m,
@@ -218,6 +233,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let consumer = consumer(&options)?;
     let mut committed = BTreeMap::new();
+    // Offsets of records in the log, not yet committed: they go to Kafka at most every COMMIT_EVERY (the
+    // append is idempotent, so what a crash leaves uncommitted is read again and dropped by the logs).
+    let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_commit = tokio::time::Instant::now();
     tracing::info!(brokers = %options.brokers, topic = %options.topic, group = %options.group, "Kafka source starting");
     while !stop.is_cancelled() {
         if let Some(entries) = backlog.over_limit() {
@@ -228,7 +247,13 @@ pub async fn run(
             }
             continue;
         }
-        let batch = next_batch(&consumer, &options, &stop).await;
+        if !pending.is_empty() && last_commit.elapsed() >= COMMIT_EVERY {
+            commit(&consumer, &options.topic, &pending, CommitMode::Async);
+            committed.append(&mut pending);
+            last_commit = tokio::time::Instant::now();
+        }
+        let idle_until = (!pending.is_empty()).then(|| last_commit + COMMIT_EVERY);
+        let batch = next_batch(&consumer, &options, &stop, idle_until).await;
         if batch.is_empty() {
             continue;
         }
@@ -262,15 +287,11 @@ pub async fn run(
             .increment(forwarded.records);
         metrics::counter!("topk_kafka_records_total", "outcome" => "malformed")
             .increment(forwarded.malformed);
-        commit(
-            &consumer,
-            &options.topic,
-            &forwarded.commit,
-            CommitMode::Async,
-        );
-        committed.extend(forwarded.commit);
+        pending.extend(forwarded.commit);
     }
-    // The last asynchronous commits may still be in flight: this one returns once the broker has them.
+    // The last asynchronous commits may still be in flight, and the latest offsets wait: this one returns once
+    // the broker has them all.
+    committed.append(&mut pending);
     if !committed.is_empty() {
         commit(&consumer, &options.topic, &committed, CommitMode::Sync);
     }

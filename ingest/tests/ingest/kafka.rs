@@ -192,6 +192,7 @@ fn kafka_options(broker: &KafkaBroker, group: &str) -> KafkaOptions {
         brokers: broker.bootstrap(),
         topic: TOPIC.into(),
         group: group.into(),
+        session_timeout: Duration::from_secs(6),
         max_records: 7,
         batch_wait: Duration::from_millis(20),
         max_batch_len: 10_000,
@@ -435,4 +436,110 @@ async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
     stop.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(log_entries(&store).await, 1);
+}
+
+/// The kafka role SIGKILLed at random moments while an independent producer writes: every record produced is
+/// counted exactly once in the all-time window (0 lost, 0 doubled), however the kills fall between its reads,
+/// appends and offset commits. Real processes: the kafka role and a worker, spawned from cargo's binaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
+    use crate::faults::{counted, Env};
+    const VIDEOS: u64 = 40;
+    const PRODUCED: u64 = 2_400;
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 4);
+    let env = Env::new(&topk_testkit::servers().redis_url, "kafka-kill", 4);
+    let store = env.store().await;
+    let _worker = env.ingest("worker", 0, &[]);
+    let bootstrap = broker.bootstrap();
+    let settings = [
+        ("TOPK_KAFKA_BROKERS", bootstrap.as_str()),
+        ("TOPK_KAFKA_TOPIC", TOPIC),
+        ("TOPK_KAFKA_GROUP", "kill-test"),
+        // A killed consumer's partitions go to its successor after this.
+        ("TOPK_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+    ];
+    let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
+
+    // The producer: views of VIDEOS videos at the current time, paced over about 20 s.
+    let producer_broker = bootstrap.clone();
+    let producing = tokio::spawn(async move {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &producer_broker)
+            .set("message.timeout.ms", "30000")
+            .set(ONE_RECORD_PER_BATCH.0, ONE_RECORD_PER_BATCH.1)
+            .create()
+            .expect("create the producer");
+        let mut expected: HashMap<String, u64> = HashMap::new();
+        for i in 0..PRODUCED {
+            let video = format!("k{}", i % VIDEOS);
+            let count = 1 + i % 3;
+            let value = if i % 5 == 0 {
+                serde_json::json!([{"videoId": video, "count": count}]).to_string()
+            } else {
+                serde_json::json!({"videoId": video, "count": count}).to_string()
+            };
+            let key = i.to_string();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            producer
+                .send(
+                    FutureRecord::to(TOPIC)
+                        .key(&key)
+                        .payload(&value)
+                        .timestamp(now),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
+            *expected.entry(video).or_default() += count;
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(160)).await;
+            }
+        }
+        expected
+    });
+
+    // Kill and restart the consumer at random moments while records arrive.
+    let mut kills = 0;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
+    while !producing.is_finished() || kills < 3 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(700 + seed % 2_500)).await;
+        consumer.kill();
+        kills += 1;
+        consumer = env.ingest_unchecked("kafka", 0, &settings);
+    }
+    let expected = producing.await.unwrap();
+
+    // Everything arrives, once: wait for the counts to match, then check they stay (a late double would show).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut counts;
+    loop {
+        counts = counted(&store, Window::All).await;
+        if counts == expected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    counts = counted(&store, Window::All).await;
+    let mut lost = 0;
+    let mut doubled = 0;
+    for (video, want) in &expected {
+        let got = counts.get(video).copied().unwrap_or(0);
+        lost += want.saturating_sub(got);
+        doubled += got.saturating_sub(*want);
+    }
+    let total: u64 = expected.values().sum();
+    eprintln!(
+        "kafka kill test: {PRODUCED} records ({total} views) produced, consumer SIGKILLed {kills} times: \
+         lost {lost}, doubled {doubled}"
+    );
+    assert_eq!((lost, doubled), (0, 0), "{}", consumer.log_tail());
+    assert_eq!(counts, expected);
 }
