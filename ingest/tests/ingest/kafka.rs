@@ -438,41 +438,23 @@ async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
     assert_eq!(log_entries(&store).await, 1);
 }
 
-/// The kafka role SIGKILLed at random moments while an independent producer writes: every record produced is
-/// counted exactly once in the all-time window (0 lost, 0 doubled), however the kills fall between its reads,
-/// appends and offset commits. Real processes: the kafka role and a worker, spawned from cargo's binaries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
-    use crate::faults::{counted, Env};
-    const VIDEOS: u64 = 40;
-    const PRODUCED: u64 = 2_400;
-    let broker = KafkaBroker::start();
-    broker.create_topic(TOPIC, 4);
-    let env = Env::new(&topk_testkit::servers().redis_url, "kafka-kill", 4);
-    let store = env.store().await;
-    let _worker = env.ingest("worker", 0, &[]);
-    let bootstrap = broker.bootstrap();
-    let settings = [
-        ("TOPK_KAFKA_BROKERS", bootstrap.as_str()),
-        ("TOPK_KAFKA_TOPIC", TOPIC),
-        ("TOPK_KAFKA_GROUP", "kill-test"),
-        // A killed consumer's partitions go to its successor after this.
-        ("TOPK_KAFKA_SESSION_TIMEOUT_MS", "6000"),
-    ];
-    let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
-
-    // The producer: views of VIDEOS videos at the current time, paced over about 20 s.
-    let producer_broker = bootstrap.clone();
-    let producing = tokio::spawn(async move {
+/// Produces `produced` records of views of `videos` videos at the current time (every fifth an array), paced
+/// over about `produced / 120` seconds, from a producer of its own; returns the views per video.
+fn spawn_producer(
+    bootstrap: String,
+    produced: u64,
+    videos: u64,
+) -> tokio::task::JoinHandle<HashMap<String, u64>> {
+    tokio::spawn(async move {
         let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &producer_broker)
+            .set("bootstrap.servers", &bootstrap)
             .set("message.timeout.ms", "30000")
             .set(ONE_RECORD_PER_BATCH.0, ONE_RECORD_PER_BATCH.1)
             .create()
             .expect("create the producer");
         let mut expected: HashMap<String, u64> = HashMap::new();
-        for i in 0..PRODUCED {
-            let video = format!("k{}", i % VIDEOS);
+        for i in 0..produced {
+            let video = format!("k{}", i % videos);
             let count = 1 + i % 3;
             let value = if i % 5 == 0 {
                 serde_json::json!([{"videoId": video, "count": count}]).to_string()
@@ -500,7 +482,60 @@ async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
             }
         }
         expected
-    });
+    })
+}
+
+/// Waits (at most 2 minutes) for the all-time window to hold `expected`, then, 2 s later so that a late
+/// double would show, returns the views lost and doubled.
+async fn lost_and_doubled(store: &RedisStore, expected: &HashMap<String, u64>) -> (u64, u64) {
+    use crate::faults::counted;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counted(store, Window::All).await != *expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counts = counted(store, Window::All).await;
+    let (mut lost, mut doubled) = (0, 0);
+    for (video, want) in expected {
+        let got = counts.get(video).copied().unwrap_or(0);
+        lost += want.saturating_sub(got);
+        doubled += got.saturating_sub(*want);
+    }
+    let extra: u64 = counts
+        .iter()
+        .filter(|(video, _)| !expected.contains_key(*video))
+        .map(|(_, n)| n)
+        .sum();
+    (lost, doubled + extra)
+}
+
+/// The kafka role's settings for a test's broker and group (a killed member's partitions move after 6 s).
+fn role_settings<'a>(bootstrap: &'a str, group: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("TOPK_KAFKA_BROKERS", bootstrap),
+        ("TOPK_KAFKA_TOPIC", TOPIC),
+        ("TOPK_KAFKA_GROUP", group),
+        ("TOPK_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+    ]
+}
+
+/// The kafka role SIGKILLed at random moments while an independent producer writes: every record produced is
+/// counted exactly once in the all-time window (0 lost, 0 doubled), however the kills fall between its reads,
+/// appends and offset commits (committed once a second, so kills often land before a commit and the records
+/// are read again). Real processes: the kafka role and a worker, spawned from cargo's binaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
+    use crate::faults::Env;
+    const PRODUCED: u64 = 2_400;
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 4);
+    let env = Env::new(&topk_testkit::servers().redis_url, "kafka-kill", 4);
+    let store = env.store().await;
+    let _worker = env.ingest("worker", 0, &[]);
+    let bootstrap = broker.bootstrap();
+    let settings = role_settings(&bootstrap, "kill-test");
+    let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
+    let producing = spawn_producer(bootstrap.clone(), PRODUCED, 40);
 
     // Kill and restart the consumer at random moments while records arrive.
     let mut kills = 0;
@@ -515,31 +550,40 @@ async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
         consumer = env.ingest_unchecked("kafka", 0, &settings);
     }
     let expected = producing.await.unwrap();
-
-    // Everything arrives, once: wait for the counts to match, then check they stay (a late double would show).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut counts;
-    loop {
-        counts = counted(&store, Window::All).await;
-        if counts == expected || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    counts = counted(&store, Window::All).await;
-    let mut lost = 0;
-    let mut doubled = 0;
-    for (video, want) in &expected {
-        let got = counts.get(video).copied().unwrap_or(0);
-        lost += want.saturating_sub(got);
-        doubled += got.saturating_sub(*want);
-    }
+    let (lost, doubled) = lost_and_doubled(&store, &expected).await;
     let total: u64 = expected.values().sum();
     eprintln!(
         "kafka kill test: {PRODUCED} records ({total} views) produced, consumer SIGKILLed {kills} times: \
          lost {lost}, doubled {doubled}"
     );
     assert_eq!((lost, doubled), (0, 0), "{}", consumer.log_tail());
-    assert_eq!(counts, expected);
+}
+
+/// Rebalances under load: a second consumer joins the group (the partitions are split between the two), then
+/// the first leaves with SIGTERM (the second takes them all), while records arrive: each counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
+    use crate::faults::Env;
+    const PRODUCED: u64 = 1_800;
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 4);
+    let env = Env::new(&topk_testkit::servers().redis_url, "kafka-rebalance", 4);
+    let store = env.store().await;
+    let _worker = env.ingest("worker", 0, &[]);
+    let bootstrap = broker.bootstrap();
+    let settings = role_settings(&bootstrap, "rebalance-test");
+    let mut first = env.ingest_unchecked("kafka", 0, &settings);
+    let producing = spawn_producer(bootstrap.clone(), PRODUCED, 30);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut second = env.ingest_unchecked("kafka", 0, &settings);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    first.terminate(Duration::from_secs(30)).await;
+    let expected = producing.await.unwrap();
+    let (lost, doubled) = lost_and_doubled(&store, &expected).await;
+    eprintln!(
+        "kafka rebalance test: {PRODUCED} records, a consumer joined then left under load: lost {lost}, \
+         doubled {doubled}"
+    );
+    assert_eq!((lost, doubled), (0, 0), "{}", second.log_tail());
+    second.terminate(Duration::from_secs(30)).await;
 }
