@@ -73,12 +73,14 @@ pub enum Phase {
     Memory,
     Postgres,
     Refill,
+    /// Kafka against HTTP ingest: only when asked for (it needs the tests' broker, tansu).
+    Kafka,
 }
 
 impl BenchConfig {
     /// Whether `phase` is measured in this run.
     pub fn runs(&self, phase: Phase) -> bool {
-        self.only.is_empty() || self.only.contains(&phase)
+        (self.only.is_empty() && phase != Phase::Kafka) || self.only.contains(&phase)
     }
 
     /// Applies `--quick`.

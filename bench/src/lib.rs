@@ -88,6 +88,11 @@ async fn measure(
     let [ingest_store, naive_store, query_store, seed_store, retire_store, refill_store] = &stores;
     let outcome = async {
         let mut out = phases::layout(ingest_store).await?;
+        if cfg.runs(Phase::Kafka) {
+            let (bodies, _) = phases::workload(cfg)?;
+            let services = stack::Services::start(&ingest_redis, database, true).await?;
+            out.extend(phases::kafka(cfg, &services, ingest_store, &ingest_redis, bodies).await?);
+        }
         if cfg.runs(Phase::Ingest) || cfg.runs(Phase::Freshness) {
             let (bodies, videos) = phases::workload(cfg)?;
             if cfg.runs(Phase::Ingest) {

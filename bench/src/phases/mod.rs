@@ -1,13 +1,14 @@
 //! One function per group of figures; each measures topk and, where the issue names one, its baseline on the
 //! same data, `repeats` times.
 //!
-//! One file per phase: `retirement`, `ingest`, `freshness`, `queries` (with [`prefill_windows`]), `memory`,
-//! `postgres` and `refill`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
+//! One file per phase: `retirement`, `ingest`, `freshness`, `kafka`, `queries` (with [`prefill_windows`]),
+//! `memory`, `postgres` and `refill`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
 //! ([`workload`]), the progress spinner ([`progress`]), the wait for Redis's background saves to end, and on a
 //! cluster which primary owns how many partitions ([`layout`]).
 
 mod freshness;
 mod ingest;
+mod kafka;
 mod memory;
 mod postgres;
 mod queries;
@@ -16,6 +17,7 @@ mod retirement;
 
 pub use freshness::freshness;
 pub use ingest::ingest;
+pub use kafka::kafka;
 pub use memory::memory;
 pub use postgres::postgres;
 pub use queries::prefill_windows;
