@@ -44,7 +44,9 @@ async fn forwarded(http: &reqwest::Client, admin: &str) -> Option<u64> {
         .await
         .ok()?;
     text.lines()
-        .filter(|l| l.starts_with("topk_kafka_records_total") && l.contains("outcome=\"forwarded\""))
+        .filter(|l| {
+            l.starts_with("topk_kafka_records_total") && l.contains("outcome=\"forwarded\"")
+        })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .map(|v| v as u64)
         .next()
@@ -61,7 +63,11 @@ pub async fn kafka(
     let broker = tokio::task::spawn_blocking(KafkaBroker::start).await?;
     let (mut over_kafka, mut over_http) = (Vec::new(), Vec::new());
     for r in 0..cfg.repeats {
-        let bar = progress(&format!("ingest over HTTP (the baseline), run {}/{}", r + 1, cfg.repeats));
+        let bar = progress(&format!(
+            "ingest over HTTP (the baseline), run {}/{}",
+            r + 1,
+            cfg.repeats
+        ));
         redis_quiet(store).await?;
         let started = Instant::now();
         let accepted = send(
@@ -81,7 +87,11 @@ pub async fn kafka(
         bar.finish_and_clear();
 
         // As many bodies as HTTP took, each one record.
-        let bar = progress(&format!("producing the same views to Kafka, run {}/{}", r + 1, cfg.repeats));
+        let bar = progress(&format!(
+            "producing the same views to Kafka, run {}/{}",
+            r + 1,
+            cfg.repeats
+        ));
         let topic = format!("views-{r}");
         let created = {
             let (broker_topic, partitions) = (topic.clone(), TOPIC_PARTITIONS);
@@ -123,7 +133,11 @@ pub async fn kafka(
         let views_per_record = produced_views as f64 / record_count as f64;
         bar.finish_and_clear();
 
-        let bar = progress(&format!("the kafka role forwarding them, run {}/{}", r + 1, cfg.repeats));
+        let bar = progress(&format!(
+            "the kafka role forwarding them, run {}/{}",
+            r + 1,
+            cfg.repeats
+        ));
         redis_quiet(store).await?;
         let admin = format!("127.0.0.1:{}", crate::stack::free_port()?);
         let mut role = Command::new(crate::stack::binary("topk-ingest")?)
@@ -146,11 +160,19 @@ pub async fn kafka(
                 Some(n) if n > 0 => break (Instant::now(), n),
                 _ => {}
             }
-            anyhow::ensure!(Instant::now() < deadline, "the kafka role forwarded nothing in 10 minutes");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the kafka role forwarded nothing in 10 minutes"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        while forwarded(&http, &admin).await.unwrap_or(0) < record_count || backlog(store).await? > 0 {
-            anyhow::ensure!(Instant::now() < deadline, "the kafka role did not forward everything in 10 minutes");
+        while forwarded(&http, &admin).await.unwrap_or(0) < record_count
+            || backlog(store).await? > 0
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the kafka role did not forward everything in 10 minutes"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let views = (record_count - first) as f64 * views_per_record;
