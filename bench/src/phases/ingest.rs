@@ -16,7 +16,7 @@ use topk_core::redis::RedisStore;
 
 /// Waits (at most 5 minutes) until the workers have applied everything in the log, so a rate counts applied
 /// views, not only accepted ones.
-async fn wait_drained(store: &RedisStore) -> anyhow::Result<()> {
+pub(super) async fn wait_drained(store: &RedisStore) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let mut backlog = 0;

@@ -7,6 +7,7 @@
 //! body), to a topic of its own, starts a kafka role process, and times from its first forwarded record to
 //! the last record forwarded and applied. Production is not timed: the figure is topk's, not the producer's.
 
+use super::ingest::wait_drained;
 use super::{progress, redis_quiet, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
@@ -22,15 +23,6 @@ use topk_testkit::KafkaBroker;
 
 /// Partitions of the benchmark's topic.
 const TOPIC_PARTITIONS: u32 = 4;
-
-/// Entries of the log not yet applied, all partitions.
-async fn backlog(store: &RedisStore) -> anyhow::Result<u64> {
-    let mut n = 0;
-    for p in store.keys().all_partitions() {
-        n += store.log_backlog(p).await?;
-    }
-    Ok(n)
-}
 
 /// The records the kafka role forwarded, from its metrics on its admin address (None while it does not
 /// answer yet).
@@ -80,9 +72,7 @@ pub async fn kafka(
             stop_after(cfg.duration()),
         )
         .await;
-        while backlog(store).await? > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_drained(store).await?;
         over_http.push(accepted as f64 / started.elapsed().as_secs_f64());
         bar.finish_and_clear();
 
@@ -166,15 +156,14 @@ pub async fn kafka(
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        while forwarded(&http, &admin).await.unwrap_or(0) < record_count
-            || backlog(store).await? > 0
-        {
+        while forwarded(&http, &admin).await.unwrap_or(0) < record_count {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "the kafka role did not forward everything in 10 minutes"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        wait_drained(store).await?;
         let views = (record_count - first) as f64 * views_per_record;
         over_kafka.push(views / start.elapsed().as_secs_f64());
         let _ = role.kill();

@@ -185,6 +185,16 @@ fn time_to_serve(addr: SocketAddr) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_or_too_many_headers_get_431() {
+    // The recorder first: refusals counted before it exists would be lost.
+    topk_core::metrics::install(&[]);
+    let refused = || {
+        topk_core::metrics::render()
+            .lines()
+            .find(|l| l.starts_with("topk_http_requests_refused_total{reason=\"head_too_large\"}"))
+            .and_then(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = refused();
     with_server(
         HttpConfig {
             max_header_bytes: 4096,
@@ -230,6 +240,8 @@ async fn oversized_or_too_many_headers_get_431() {
         },
     )
     .await;
+    // The two heads the guard refused are counted (other tests of this process may add theirs).
+    assert!(refused() >= before + 2.0, "{before} -> {}", refused());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -509,6 +509,24 @@ async fn lost_and_doubled(store: &RedisStore, expected: &HashMap<String, u64>) -
     (lost, doubled + extra)
 }
 
+/// A broker with the topic (4 partitions), a deployment of 4 partitions on the shared Redis under `label`, a
+/// store on it, and a worker process applying its log: where the process tests run kafka roles.
+async fn role_deployment(
+    label: &str,
+) -> (
+    KafkaBroker,
+    crate::faults::Env,
+    RedisStore,
+    crate::faults::Proc,
+) {
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 4);
+    let env = crate::faults::Env::new(&topk_testkit::servers().redis_url, label, 4);
+    let store = env.store().await;
+    let worker = env.ingest("worker", 0, &[]);
+    (broker, env, store, worker)
+}
+
 /// The kafka role's settings for a test's broker and group (a killed member's partitions move after 6 s).
 fn role_settings<'a>(bootstrap: &'a str, group: &'a str) -> [(&'static str, &'a str); 4] {
     [
@@ -525,13 +543,8 @@ fn role_settings<'a>(bootstrap: &'a str, group: &'a str) -> [(&'static str, &'a 
 /// are read again). Real processes: the kafka role and a worker, spawned from cargo's binaries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
-    use crate::faults::Env;
     const PRODUCED: u64 = 2_400;
-    let broker = KafkaBroker::start();
-    broker.create_topic(TOPIC, 4);
-    let env = Env::new(&topk_testkit::servers().redis_url, "kafka-kill", 4);
-    let store = env.store().await;
-    let _worker = env.ingest("worker", 0, &[]);
+    let (broker, env, store, _worker) = role_deployment("kafka-kill").await;
     let bootstrap = broker.bootstrap();
     let settings = role_settings(&bootstrap, "kill-test");
     let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
@@ -563,13 +576,8 @@ async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
 /// the first leaves with SIGTERM (the second takes them all), while records arrive: each counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
-    use crate::faults::Env;
     const PRODUCED: u64 = 1_800;
-    let broker = KafkaBroker::start();
-    broker.create_topic(TOPIC, 4);
-    let env = Env::new(&topk_testkit::servers().redis_url, "kafka-rebalance", 4);
-    let store = env.store().await;
-    let _worker = env.ingest("worker", 0, &[]);
+    let (broker, env, store, _worker) = role_deployment("kafka-rebalance").await;
     let bootstrap = broker.bootstrap();
     let settings = role_settings(&bootstrap, "rebalance-test");
     let mut first = env.ingest_unchecked("kafka", 0, &settings);
