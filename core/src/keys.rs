@@ -21,6 +21,7 @@
 //! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of its lines there, for the key's retention |
 //! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
 //! | `P:kafka:dead` | stream | Kafka records that could not be read (fields `source`, `offset`, `reason`, `value`), capped |
+//! | `{P:kafka:dead}:offsets` | hash | per source partition, the last offset kept as a dead letter (in the stream's slot) |
 //! | `P:layout` | string | the deployment's layout, recorded by the first process: `partitions=<P> keys=<version>` |
 //! | `P:{baseline}:*` | sorted set | the benchmark's baselines only |
 
@@ -139,6 +140,12 @@ impl KeySchema {
     /// Kafka records that could not be read (the dead letters), one stream outside any partition.
     pub fn dead_letters(&self) -> String {
         format!("{}:kafka:dead", self.prefix)
+    }
+
+    /// Per source partition, the last offset kept as a dead letter: hash-tagged with the stream's whole name,
+    /// so that both are in one Redis Cluster slot and one script checks and writes them.
+    pub fn dead_letter_offsets(&self) -> String {
+        format!("{{{}}}:offsets", self.dead_letters())
     }
 
     /// The deployment's recorded layout (partition count and key layout version): one key, outside any

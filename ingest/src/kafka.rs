@@ -7,8 +7,8 @@
 //! what that partition's log already took from the record's Kafka partition (the offset is kept beside the
 //! log and checked in the same script). Kafka offsets are committed only after, so a consumer killed at any
 //! point, a rebalance, or two consumers briefly owning a partition replay records that the logs then drop.
-//! A record that is not a valid view (or array of views) goes to the dead-letter stream with the reason and
-//! is committed like the others: it never stops the consumer.
+//! A record that is not a valid view (or array of views) goes to the dead-letter stream with the reason, once
+//! (by offset, as the logs take records), and is committed like the others: it never stops the consumer.
 //!
 //! Backpressure: while the log's backlog is over `TOPK_INGEST_MAX_BACKLOG`, the loop stops reading (Kafka
 //! keeps the records) instead of failing.
@@ -121,8 +121,7 @@ pub async fn forward(
                 out.records += 1;
             }
             Err(reason) => {
-                tracing::warn!(source = %source, offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
-                store
+                let kept = store
                     .dead_letter(
                         &source,
                         r.offset,
@@ -130,6 +129,10 @@ pub async fn forward(
                         r.value.as_deref().unwrap_or_default(),
                     )
                     .await?;
+                // A replayed one was logged when it was kept.
+                if kept {
+                    tracing::warn!(source = %source, offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
+                }
                 out.malformed += 1;
             }
         }

@@ -33,6 +33,7 @@ macro_rules! window_script {
 pub(super) struct Scripts {
     pub append: Lua,
     pub append_source: Lua,
+    pub dead_letter: Lua,
     pub apply: Lua,
     pub retire: Lua,
     pub fill: Lua,
@@ -47,6 +48,7 @@ impl Scripts {
         Self {
             append: Lua::new(include_str!("lua/append.lua")),
             append_source: Lua::new(include_str!("lua/append_source.lua")),
+            dead_letter: Lua::new(include_str!("lua/dead_letter.lua")),
             apply: window_script!("lua/apply.lua"),
             retire: window_script!("lua/retire.lua"),
             fill: window_script!("lua/fill.lua"),

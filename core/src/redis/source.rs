@@ -143,34 +143,27 @@ impl RedisStore {
     }
 
     /// Keeps a record of `source` that could not be read, with why, in the dead-letter stream (the last
-    /// [`DEAD_LETTERS_KEPT`] or so; a value cut at [`DEAD_LETTER_VALUE_BYTES`]). A replay after a crash may
-    /// keep one twice: the source and offset tell them apart.
+    /// [`DEAD_LETTERS_KEPT`] or so; a value cut at [`DEAD_LETTER_VALUE_BYTES`]), once: a record at or below
+    /// the last offset kept from `source` is dropped in the same script (`lua/dead_letter.lua`), so a replay
+    /// after a crash keeps nothing twice. Returns whether it was kept now.
     pub async fn dead_letter(
         &self,
         source: &SourcePartition,
         offset: i64,
         reason: &str,
         value: &[u8],
-    ) -> Result<()> {
-        let key = self.keys.dead_letters();
+    ) -> Result<bool> {
+        let keys = vec![self.keys.dead_letters(), self.keys.dead_letter_offsets()];
         let value = &value[..value.len().min(DEAD_LETTER_VALUE_BYTES)];
         let args: Vec<Vec<u8>> = vec![
-            key.clone().into_bytes(),
-            b"MAXLEN".to_vec(),
-            b"~".to_vec(),
-            DEAD_LETTERS_KEPT.to_string().into_bytes(),
-            b"*".to_vec(),
-            b"source".to_vec(),
             source.to_string().into_bytes(),
-            b"offset".to_vec(),
             offset.to_string().into_bytes(),
-            b"reason".to_vec(),
             reason.as_bytes().to_vec(),
-            b"value".to_vec(),
             value.to_vec(),
+            DEAD_LETTERS_KEPT.to_string().into_bytes(),
         ];
-        let _: Value = self.on_key("XADD", &key, args).await?;
-        Ok(())
+        let kept: i64 = self.eval(&self.scripts.dead_letter, keys, args).await?;
+        Ok(kept == 1)
     }
 
     /// The dead letters kept, oldest first, up to `count`: `(source, offset, reason, value)` (for tests and

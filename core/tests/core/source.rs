@@ -300,3 +300,71 @@ async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
         assert_eq!((again.records, again.last_offset), (0, Some(1)));
     }
 }
+
+/// A malformed record is kept as a dead letter once per offset, on one node and on a cluster (the stream and
+/// its offsets share a slot): a replay from an older offset keeps nothing again, other source partitions are
+/// independent, and a value longer than the limit is cut.
+#[tokio::test]
+async fn a_dead_letter_is_kept_once_per_offset() {
+    let other = SourcePartition {
+        topic: "views".into(),
+        partition: 4,
+    };
+    let long = vec![b'x'; topk_core::redis::DEAD_LETTER_VALUE_BYTES + 10];
+    for store in [
+        store("dead_once", 2).await,
+        topk_testkit::fixtures::store_for(&topk_testkit::fixtures::redis_config_at(
+            &topk_testkit::cluster_url(),
+            "dead_once",
+            2,
+        ))
+        .await,
+    ] {
+        let mut kept = Vec::new();
+        for (source, offset) in [
+            (source(), 5),
+            (source(), 6),
+            (source(), 5),
+            (other.clone(), 2),
+        ] {
+            kept.push(
+                store
+                    .dead_letter(&source, offset, "not JSON", b"nope")
+                    .await
+                    .unwrap(),
+            );
+        }
+        // The replay of offsets 5 and 6 after a crash.
+        kept.push(
+            store
+                .dead_letter(&source(), 5, "not JSON", b"nope")
+                .await
+                .unwrap(),
+        );
+        kept.push(
+            store
+                .dead_letter(&source(), 6, "not JSON", b"nope")
+                .await
+                .unwrap(),
+        );
+        kept.push(
+            store
+                .dead_letter(&source(), 7, "too long", &long)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(kept, [true, true, false, true, false, false, true]);
+        let dead = store.dead_letters(100).await.unwrap();
+        let seen: Vec<(String, i64)> = dead.iter().map(|(s, o, _, _)| (s.clone(), *o)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("views/3".to_owned(), 5),
+                ("views/3".to_owned(), 6),
+                ("views/4".to_owned(), 2),
+                ("views/3".to_owned(), 7),
+            ]
+        );
+        assert_eq!(dead[3].3.len(), topk_core::redis::DEAD_LETTER_VALUE_BYTES);
+    }
+}
