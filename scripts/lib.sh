@@ -294,10 +294,13 @@ stop_pid() {
 # --- Kafka broker (tansu) -----------------------------------------------------------------------
 
 # tansu (a Kafka-compatible broker written in Rust) serves the Kafka source's tests and the local stack. It
-# is built once from its crate into a cache that every clone and worktree share; feature `dynostore` gives
-# the memory storage engine (`memory://`), all that tests need, and is the smallest build that has it.
+# is built once from its crate into a cache that every clone and worktree share, in a folder named after its
+# version and features (testkit/src/kafka.rs looks there too): `dynostore` gives the memory storage engine
+# (`memory://`, most tests), `libsql` the SQLite one (`sqlite://`: a broker that keeps its topics, records
+# and offsets across a restart, for the restart test and the local stack).
 TANSU_VERSION="0.6.0"
-TANSU_ROOT="${TOPK_TANSU_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/topk}"
+TANSU_FEATURES="dynostore,libsql"
+TANSU_ROOT="${TOPK_TANSU_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/topk}/tansu-$TANSU_VERSION-${TANSU_FEATURES//,/-}"
 
 # Prints the tansu program to run: TOPK_TANSU when set, else one on PATH, else the cached build. Fails
 # (printing nothing) when there is none.
@@ -329,7 +332,7 @@ ensure_tansu() {
 	local target start=$SECONDS
 	mkdir -p "$TANSU_ROOT"
 	target="$(mktemp -d "${TMPDIR:-/tmp}/topk-tansu-build.XXXXXX")"
-	if ! nice -n 19 cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore \
+	if ! nice -n 19 cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES" \
 		--root "$TANSU_ROOT" --target-dir "$target"; then
 		rm -rf "$target"
 		die "building tansu failed (see above); TOPK_TANSU can name a tansu binary built elsewhere"
@@ -340,8 +343,8 @@ ensure_tansu() {
 	export TOPK_TANSU
 }
 
-# start_tansu PORT DIR: a broker on 127.0.0.1:PORT with the memory storage engine (it keeps nothing when it
-# stops: topics, records and committed offsets are gone after a restart), its log DIR/tansu.log and pid file
+# start_tansu PORT DIR: a broker on 127.0.0.1:PORT that keeps its topics, records and committed offsets in
+# DIR/tansu.db (SQLite), so that they survive a restart; its log DIR/tansu.log (appended to) and pid file
 # DIR/tansu.pid. Does nothing when that broker runs already.
 start_tansu() {
 	local port="$1" dir="$2" bin
@@ -352,20 +355,27 @@ start_tansu() {
 		return 0
 	fi
 	port_open "$port" && die "port $port is taken; tansu cannot listen there"
-	info "starting tansu on 127.0.0.1:$port (memory storage)"
+	info "starting tansu on 127.0.0.1:$port (storage $dir/tansu.db)"
 	# The listener and the address told to clients must both be loopback and this port: clients connect to
 	# the advertised one after the first metadata request.
 	(cd "$dir" && exec "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
-		--advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
-		>"$dir/tansu.log" 2>&1) &
+		--advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db \
+		>>"$dir/tansu.log" 2>&1) &
 	printf '%s\n' "$!" >"$dir/tansu.pid"
 	wait_port "$port" tansu 30
 }
 
-# tansu_topic PORT NAME PARTITIONS: creates a topic on the broker at PORT (tansu creates none by itself).
+# tansu_topic PORT NAME PARTITIONS: creates a topic on the broker at PORT unless it has it already (tansu
+# creates none by itself).
 tansu_topic() {
-	local port="$1" name="$2" partitions="$3" bin
+	local port="$1" name="$2" partitions="$3" bin topics
 	bin="$(tansu_bin)" || die "tansu is not installed: run ensure_tansu (source scripts/lib.sh first)"
+	topics="$("$bin" topic list --broker "tcp://127.0.0.1:$port")" ||
+		die "could not list the topics of tansu at port $port"
+	if grep -Fq "\"name\":\"$name\"" <<<"$topics"; then
+		info "topic $name: already there"
+		return 0
+	fi
 	"$bin" topic create "$name" --broker "tcp://127.0.0.1:$port" --partitions "$partitions" >/dev/null ||
 		die "could not create topic $name on tansu at port $port"
 }

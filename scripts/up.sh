@@ -289,14 +289,13 @@ if ((TOPK_KAFKA == 1)); then
 	KAFKA_DIR="$TOPK_HOME/kafka"
 	kafka_topic="${TOPK_KAFKA_TOPIC:-views}"
 	if ! live_pid "$KAFKA_DIR/tansu.pid" tansu >/dev/null; then
-		# tansu keeps its topics in memory: a new broker needs the topic again.
 		start_tansu "$TOPK_KAFKA_PORT" "$KAFKA_DIR"
-		tansu_topic "$TOPK_KAFKA_PORT" "$kafka_topic" "${TOPK_KAFKA_TOPIC_PARTITIONS:-4}"
 	fi
+	tansu_topic "$TOPK_KAFKA_PORT" "$kafka_topic" "${TOPK_KAFKA_TOPIC_PARTITIONS:-4}"
 	TOPK_INGEST_ROLE=kafka TOPK_KAFKA_BROKERS="127.0.0.1:$TOPK_KAFKA_PORT" TOPK_KAFKA_TOPIC="$kafka_topic" \
 		start_service kafka topk-ingest
 	kafka_summary="
-  kafka:    127.0.0.1:$TOPK_KAFKA_PORT, topic $kafka_topic (tansu, memory storage: a restart empties it), read by topk-ingest's kafka role"
+  kafka:    127.0.0.1:$TOPK_KAFKA_PORT, topic $kafka_topic (tansu, kept in $KAFKA_DIR/tansu.db), read by topk-ingest's kafka role"
 fi
 
 wait_healthy ingest "$TOPK_INGEST_PORT"

@@ -42,6 +42,12 @@ pub struct KafkaConfig {
     #[arg(long = "kafka-session-timeout-ms", env = "TOPK_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000,
         value_parser = clap::value_parser!(u32).range(1_000..=3_600_000))]
     pub session_timeout_ms: u32,
+    /// A file of librdkafka consumer properties, `name=value` per line (`#` comments), applied after topk's
+    /// own: SASL (`security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`), TLS (`ssl.*`),
+    /// `client.id`, fetch sizes. Checked at start; the brokers, group, session timeout and auto commit are
+    /// topk's and refused here.
+    #[arg(long = "kafka-config-file", env = "TOPK_KAFKA_CONFIG_FILE")]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// topk-ingest: receives views over HTTP into the partitioned Redis log; workers apply the log to the windows
@@ -122,7 +128,8 @@ impl IngestConfig {
             .transpose()
     }
 
-    /// What the kafka role consumes; an error when `TOPK_KAFKA_BROKERS` is missing.
+    /// What the kafka role consumes; an error when `TOPK_KAFKA_BROKERS` is missing or librdkafka refuses a
+    /// setting (the properties file's included).
     pub fn kafka_options(&self) -> anyhow::Result<crate::kafka::KafkaOptions> {
         let brokers = self
             .kafka
@@ -132,7 +139,13 @@ impl IngestConfig {
             .ok_or_else(|| {
                 anyhow::anyhow!("TOPK_INGEST_ROLE=kafka needs TOPK_KAFKA_BROKERS (--kafka-brokers)")
             })?;
-        Ok(crate::kafka::KafkaOptions {
+        let properties = match &self.kafka.config_file {
+            Some(path) => crate::kafka::read_properties(path).map_err(|e| {
+                anyhow::anyhow!("TOPK_KAFKA_CONFIG_FILE (--kafka-config-file): {e:#}")
+            })?,
+            None => crate::kafka::KafkaProperties::default(),
+        };
+        let options = crate::kafka::KafkaOptions {
             brokers,
             topic: self.kafka.topic.clone(),
             group: self.kafka.group.clone(),
@@ -140,7 +153,10 @@ impl IngestConfig {
             max_records: 1_000,
             batch_wait: Duration::from_millis(50),
             max_batch_len: self.max_batch_len,
-        })
+            properties,
+        };
+        crate::kafka::client::check(&options)?;
+        Ok(options)
     }
 
     /// [`Self::worker_batch_wait_ms`] as a duration.

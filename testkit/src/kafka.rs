@@ -1,13 +1,19 @@
 //! A Kafka-compatible broker (tansu) owned by one test, which it can kill, freeze and start again.
 //!
-//! tansu runs with its memory storage engine: fast, and nothing to clean up, but a restart starts empty
-//! (topics, records and committed offsets are gone). The program is `TOPK_TANSU`, else `tansu` on `PATH`,
-//! else the build that `scripts/lib.sh`'s `ensure_tansu` caches (`$XDG_CACHE_HOME/topk/bin/tansu`, by
-//! default under `~/.cache`).
+//! [`KafkaBroker::start`] runs tansu with its memory storage engine: fast, but a restart starts empty (topics,
+//! records and committed offsets are gone). [`KafkaBroker::start_durable`] keeps them in an SQLite file of its
+//! folder, so a restart, even after SIGKILL, finds them as a restarted Kafka broker would. The program is
+//! `TOPK_TANSU`, else `tansu` on `PATH`, else the build that `scripts/lib.sh`'s `ensure_tansu` caches (under
+//! `$XDG_CACHE_HOME/topk`, by default `~/.cache/topk`), built with the features `dynostore` (memory storage)
+//! and `libsql` (SQLite storage).
 
 use crate::process::{free_port, signal, wait_port};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+/// Where `ensure_tansu` puts its build under the cache folder: kept in step with `scripts/lib.sh`
+/// (`TANSU_VERSION`, `TANSU_FEATURES`).
+const CACHED_TANSU: &str = "topk/tansu-0.6.0-dynostore-libsql/bin/tansu";
 
 /// The tansu program, or a panic that says how to get one.
 pub fn tansu_bin() -> PathBuf {
@@ -21,7 +27,7 @@ pub fn tansu_bin() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|c| c.join("topk/bin/tansu"));
+        .map(|c| c.join(CACHED_TANSU));
     on_path.chain(cache).find(|p| p.is_file()).unwrap_or_else(|| {
         panic!(
             "tansu (the Kafka broker of the tests) is not installed: run \
@@ -31,18 +37,31 @@ pub fn tansu_bin() -> PathBuf {
     })
 }
 
-/// A tansu broker on a free loopback port, with its log in a folder of its own; killed when dropped.
+/// A tansu broker on a free loopback port, with its log (and its data, when durable) in a folder of its own;
+/// killed when dropped.
 #[derive(Debug)]
 pub struct KafkaBroker {
     port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// tansu's `--storage-engine`: memory, or an SQLite file in `dir` (a path relative to tansu's folder).
+    storage: &'static str,
     child: Option<Child>,
 }
 
 impl KafkaBroker {
     /// Starts a broker with memory storage on a free port.
     pub fn start() -> Self {
+        Self::start_with("memory://tansu/")
+    }
+
+    /// Starts a broker that keeps its topics, records and committed offsets on disk (SQLite, synchronous
+    /// `normal` in WAL mode: what it has answered survives the process being killed).
+    pub fn start_durable() -> Self {
+        Self::start_with("sqlite://tansu.db")
+    }
+
+    fn start_with(storage: &'static str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("topk-tansu-")
             .tempdir()
@@ -51,6 +70,7 @@ impl KafkaBroker {
             port: free_port(),
             bin: tansu_bin(),
             dir,
+            storage,
             child: None,
         };
         broker.spawn();
@@ -59,13 +79,18 @@ impl KafkaBroker {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.log_path()).expect("tansu log file");
+        // Appended to, so that a restarted broker's log follows the killed one's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("tansu log file");
         let child = Command::new(&self.bin)
             .arg("broker")
             .args(["--listener-url", &url])
             // Clients connect to the advertised address after their first metadata request.
             .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", self.storage])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("tansu log file"))
@@ -116,7 +141,8 @@ impl KafkaBroker {
         );
     }
 
-    /// Kills the broker (SIGKILL): with memory storage, everything it held is lost.
+    /// Kills the broker (SIGKILL): with memory storage, everything it held is lost; a durable one keeps what
+    /// it had answered.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -124,7 +150,8 @@ impl KafkaBroker {
         }
     }
 
-    /// Kills the broker and starts an empty one on the same port.
+    /// Kills the broker and starts it again on the same port: empty with memory storage, as it was when
+    /// durable.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();

@@ -21,8 +21,9 @@
 //! - [`tls`]: [`TlsCerts`], a private CA and a server certificate for loopback, a TLS-only
 //!   [`TlsRedisServer`], and [`tls_postgres`], a PostgreSQL that refuses plain connections.
 //! - [`process`]: signals, ports, and the watchdog that cleans up after the test process.
-//! - [`kafka`]: [`KafkaBroker`], a Kafka-compatible broker (tansu, memory storage) a test owns: bootstrap
-//!   address, topics, kill and restart.
+//! - [`kafka`]: [`KafkaBroker`], a Kafka-compatible broker (tansu; memory storage, or durable on disk) a test
+//!   owns: bootstrap address, topics, kill and restart.
+//! - [`log_capture`]: [`LogCapture`], what the code under test logs, for the test to read.
 //! - [`chromium`]: a headless Chromium for the web page's tests (installed once with apt-get when missing),
 //!   loading a page for its DOM or a screenshot.
 //! - [`fixtures`]: typed async fixtures over topk's own types: a store on the shared Redis, a migrated
@@ -31,6 +32,7 @@
 pub mod chromium;
 pub mod fixtures;
 pub mod kafka;
+pub mod log_capture;
 pub mod postgres;
 pub mod process;
 pub mod redis_cluster;
@@ -40,6 +42,7 @@ pub mod servers;
 pub mod tls;
 
 pub use kafka::KafkaBroker;
+pub use log_capture::LogCapture;
 pub use postgres::{pg_bin, psql, PgServer};
 pub use process::{free_port, signal, wait_port};
 pub use redis_cluster::{slot_of, RedisCluster, SlotRange};

@@ -2,7 +2,6 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::{VideoId, Window};
@@ -203,20 +202,6 @@ async fn an_empty_token_list_refuses_to_start() {
     }
 }
 
-/// Captures everything logged, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn tokens_never_reach_the_logs() {
     use tower::ServiceExt;
@@ -229,16 +214,7 @@ async fn tokens_never_reach_the_logs() {
         ],
     );
     assert!(!format!("{cfg:?}").contains(secret), "{cfg:?}");
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let capture = capture.clone();
-            move || capture.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = topk_testkit::LogCapture::install();
     let app = Application::build(cfg.clone()).await.unwrap();
     tracing::info!(config = ?cfg, "configuration");
     let router = app.router();
@@ -262,7 +238,7 @@ async fn tokens_never_reach_the_logs() {
             assert!(response.status().as_u16() < 500);
         }
     }
-    let logged = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logged = capture.text();
     assert!(
         logged.contains("configuration"),
         "the capture works: {logged}"

@@ -1,0 +1,165 @@
+//! One step of the Kafka source: a batch of records validated and appended to the logs exactly once.
+
+use crate::receiver::parse_batch;
+use futures::future::try_join_all;
+use std::collections::BTreeMap;
+use topk_core::domain::VideoId;
+use topk_core::keys::Partition;
+use topk_core::redis::{RedisStore, SourcePartition, SourceRecord, StoreError};
+
+/// A record as the consumer read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's timestamp (its create or log-append time, ms); `None` when it has none.
+    pub timestamp_ms: Option<i64>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// What one [`forward`] step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Records whose views are in the log (now, or already from an earlier read).
+    pub records: u64,
+    /// Records kept as dead letters.
+    pub malformed: u64,
+    /// Per Kafka partition, the offset to commit: the one after the last record handled.
+    pub commit: BTreeMap<i32, i64>,
+}
+
+/// Validates a record's value: one view object, or an array of them, exactly as a `POST /v1/views` body's
+/// elements (the same parser), at most `max_len` of them. The error is the reason for the dead letter.
+pub fn parse_record(value: Option<&[u8]>, max_len: usize) -> Result<Vec<(VideoId, u64)>, String> {
+    let value = value.ok_or("the record has no value")?;
+    let first = value.iter().find(|b| !b.is_ascii_whitespace());
+    let parsed = if first == Some(&b'{') {
+        // One element: read as a batch of one, so that it is checked by the very same code.
+        let mut batch = Vec::with_capacity(value.len() + 2);
+        batch.push(b'[');
+        batch.extend_from_slice(value);
+        batch.push(b']');
+        parse_batch(&batch, 1)
+    } else {
+        parse_batch(value, max_len)
+    };
+    parsed.map_err(|e| e.message().to_owned())
+}
+
+/// Forwards `records` of `topic` (any of its partitions, each partition's in offset order) into the log:
+/// each valid record's views with its timestamp as event time (`now_ms` when it has none), exactly once per
+/// topk partition; each malformed one into the dead-letter stream. Returns the offsets to commit. An error
+/// leaves some parts appended and others not: forwarding the same records again completes it.
+pub async fn forward(
+    store: &RedisStore,
+    topic: &str,
+    records: &[Record],
+    now_ms: i64,
+    max_batch_len: usize,
+) -> Result<Forwarded, StoreError> {
+    let mut out = Forwarded::default();
+    // Per (topk partition, Kafka partition), the records' parts in offset order.
+    let mut parts: BTreeMap<(Partition, i32), Vec<SourceRecord>> = BTreeMap::new();
+    for r in records {
+        let source = SourcePartition {
+            topic: topic.to_owned(),
+            partition: r.partition,
+        };
+        match parse_record(r.value.as_deref(), max_batch_len) {
+            Ok(views) => {
+                let event_ms = r.timestamp_ms.filter(|t| *t >= 0).unwrap_or(now_ms);
+                for (p, lines) in store.lines_by_partition(&views) {
+                    parts
+                        .entry((p, r.partition))
+                        .or_default()
+                        .push(SourceRecord {
+                            offset: r.offset,
+                            event_ms,
+                            lines,
+                        });
+                }
+                out.records += 1;
+            }
+            Err(reason) => {
+                let kept = store
+                    .dead_letter(
+                        &source,
+                        r.offset,
+                        &reason,
+                        r.value.as_deref().unwrap_or_default(),
+                    )
+                    .await?;
+                // A replayed one was logged when it was kept.
+                if kept {
+                    tracing::warn!(source = %source, offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
+                }
+                out.malformed += 1;
+            }
+        }
+        let next = out.commit.entry(r.partition).or_insert(r.offset + 1);
+        *next = (*next).max(r.offset + 1);
+    }
+    // Partitions are independent (on a cluster, other nodes): their appends go out together.
+    try_join_all(parts.iter().map(|((p, kafka_partition), part)| {
+        let source = SourcePartition {
+            topic: topic.to_owned(),
+            partition: *kafka_partition,
+        };
+        async move { store.append_source(*p, &source, part).await }
+    }))
+    .await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(value: &str) -> Result<Vec<(String, u64)>, String> {
+        parse_record(Some(value.as_bytes()), 3).map(|views| {
+            views
+                .into_iter()
+                .map(|(v, n)| (v.into_string(), n))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_record_is_one_view_or_an_array_of_them() {
+        assert_eq!(parsed(r#"{"videoId": "a"}"#), Ok(vec![("a".into(), 1)]));
+        assert_eq!(
+            parsed(r#" {"videoId": "a", "count": 4}"#),
+            Ok(vec![("a".into(), 4)])
+        );
+        assert_eq!(
+            parsed(r#"[{"videoId": "a"}, {"videoId": "b", "count": 2}]"#),
+            Ok(vec![("a".into(), 1), ("b".into(), 2)])
+        );
+    }
+
+    #[test]
+    fn a_malformed_record_says_why_as_the_receiver_would() {
+        for (value, why) in [
+            ("", "not valid JSON"),
+            ("not json", "not valid JSON"),
+            ("[]", "empty"),
+            ("3", "JSON array"),
+            (r#"{"videoId": "bad id"}"#, "element 0"),
+            (r#"{"videoId": "a", "count": 0}"#, "count"),
+            (r#"{"videoId": "a", "extra": 1}"#, "unknown field"),
+            (r#"[{"videoId": "a"}] [1]"#, "not valid JSON"),
+            (r#"{"videoId": "a"}]"#, "not valid JSON"),
+            (
+                r#"[{"videoId": "a"}, {"videoId": "a"}, {"videoId": "a"}, {"videoId": "a"}]"#,
+                "at most 3",
+            ),
+        ] {
+            let err = parsed(value).expect_err(value);
+            assert!(err.contains(why), "{value:?}: {err}");
+        }
+        assert_eq!(
+            parse_record(None, 3).unwrap_err(),
+            "the record has no value"
+        );
+    }
+}

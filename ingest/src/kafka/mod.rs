@@ -1,0 +1,46 @@
+//! The Kafka source (`TOPK_INGEST_ROLE=kafka`): consumes a topic in a consumer group and forwards each
+//! record's views into the log exactly once, with the record's timestamp as their event time.
+//!
+//! A record's value is what one element of a `POST /v1/views` body is (`{"videoId": "x", "count": 3}`), or an
+//! array of them, validated by the receiver's own parser. [`forward`] is the one step: it splits a batch of
+//! records by topk partition and appends each partition's part with
+//! [`topk_core::redis::RedisStore::append_source`], which drops what that partition's log already took from
+//! the record's Kafka partition (the offset is kept beside the log and checked in the same script). Kafka
+//! offsets are committed only after, so a consumer killed at any point, a rebalance, or two consumers briefly
+//! owning a partition replay records that the logs then drop. A record that is not a valid view (or array of
+//! views) goes to the dead-letter stream with the reason, once (by offset, as the logs take records), and is
+//! committed like the others: it never stops the consumer.
+//!
+//! - [`forward`]: one batch of records into the logs and the dead letters.
+//! - [`client`]: the consumer's settings (with the operator's properties file) and offset commits.
+//! - [`source_loop`]: the loop ([`run`]): batches, backpressure, commits, shutdown.
+
+pub mod client;
+pub mod forward;
+pub mod source_loop;
+
+pub use client::{read_properties, KafkaProperties};
+pub use forward::{forward, parse_record, Forwarded, Record};
+pub use source_loop::{run, COMMIT_EVERY};
+
+use std::time::Duration;
+
+/// Where and what the kafka role consumes.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    pub topic: String,
+    /// The consumer group: its committed offsets are where a restarted consumer resumes.
+    pub group: String,
+    /// How long the group waits for a silent consumer before giving its partitions to others.
+    pub session_timeout: Duration,
+    /// Records forwarded in one step at most.
+    pub max_records: usize,
+    /// How long a step waits for more records after the first, so that the log gets fewer, larger entries.
+    pub batch_wait: Duration,
+    /// Most elements one record's array may have (the receiver's batch limit).
+    pub max_batch_len: usize,
+    /// The operator's librdkafka properties (`TOPK_KAFKA_CONFIG_FILE`), applied after topk's own.
+    pub properties: KafkaProperties,
+}

@@ -1,0 +1,190 @@
+//! The Kafka source's loop: reads batches, forwards them ([`super::forward`]), commits their offsets at most
+//! every [`COMMIT_EVERY`], and pauses while the log is backlogged.
+//!
+//! Backpressure: while the log's backlog is over `TOPK_INGEST_MAX_BACKLOG`, the assigned partitions are
+//! paused (Kafka keeps the records) and the consumer keeps polling, so that the group keeps it as a member
+//! however long the backlog lasts (librdkafka leaves the group when a consumer stops polling for
+//! `max.poll.interval.ms`, 5 minutes by default, which would move its partitions back and forth).
+
+use super::client::{commit, consumer};
+use super::forward::{forward, Record};
+use super::KafkaOptions;
+use crate::backpressure::Backlog;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use topk_core::redis::RedisStore;
+
+/// How often the offsets of forwarded records are committed: one commit request a second instead of one per
+/// batch. Safe because appends are idempotent by offset: a crash replays at most this much, which the logs
+/// drop (and the kill test relies on: its kills land in this window).
+pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// Waits for the next record (until `stop`), then takes what follows within `options.batch_wait`, up to
+/// `options.max_records`. Consumer errors (a broker down, a rebalance) are logged: librdkafka recovers.
+async fn next_batch(
+    consumer: &StreamConsumer,
+    options: &KafkaOptions,
+    stop: &CancellationToken,
+    idle_until: Option<tokio::time::Instant>,
+) -> Vec<Record> {
+    let mut batch = Vec::new();
+    let mut deadline = None;
+    while batch.len() < options.max_records {
+        let received = match deadline {
+            None => tokio::select! {
+                m = consumer.recv() => m,
+                _ = stop.cancelled() => break,
+                // Offsets wait to be committed: give the loop a turn even if no record comes.
+                _ = tokio::time::sleep_until(idle_until.unwrap_or_else(tokio::time::Instant::now)),
+                    if idle_until.is_some() => break,
+            },
+            Some(at) => match tokio::time::timeout_at(at, consumer.recv()).await {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        match received {
+            Ok(m) => {
+                batch.push(record_of(&m));
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + options.batch_wait);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka consumer error");
+                if deadline.is_some() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
+    }
+    batch
+}
+
+/// Consumes until `stop`: each batch is forwarded (again and again while Redis fails: the records stay in
+/// hand, uncommitted) and then its offsets committed. The batch in hand is finished before it returns.
+pub async fn run(
+    store: RedisStore,
+    options: KafkaOptions,
+    backlog: Arc<Backlog>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer = consumer(&options)?;
+    let mut committed = BTreeMap::new();
+    // Offsets of records in the log, not yet committed: they go to Kafka at most every COMMIT_EVERY (the
+    // append is idempotent, so what a crash leaves uncommitted is read again and dropped by the logs).
+    let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_commit = tokio::time::Instant::now();
+    // Records received while paused, forwarded first once the backlog clears.
+    let mut held: Vec<Record> = Vec::new();
+    let mut paused = false;
+    tracing::info!(brokers = %options.brokers, topic = %options.topic, group = %options.group, "Kafka source starting");
+    while !stop.is_cancelled() {
+        if let Some(entries) = backlog.over_limit() {
+            if !paused {
+                tracing::info!(entries, "log backlogged: Kafka consumption paused");
+                paused = true;
+            }
+            // Again each turn: partitions assigned meanwhile (a rebalance) are paused too.
+            set_paused(&consumer, true);
+            // Polling serves the group; a record fetched before the pause may still come, and is held (a
+            // batch at most: beyond that, only the group is served late).
+            tokio::select! {
+                m = consumer.recv(), if held.len() < options.max_records => match m {
+                    Ok(m) => held.push(record_of(&m)),
+                    Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.cancelled() => {}
+            }
+            continue;
+        }
+        if paused {
+            set_paused(&consumer, false);
+            paused = false;
+            tracing::info!("log under its backlog limit: Kafka consumption resumed");
+        }
+        if !pending.is_empty() && last_commit.elapsed() >= COMMIT_EVERY {
+            commit(&consumer, &options.topic, &pending, CommitMode::Async);
+            committed.append(&mut pending);
+            last_commit = tokio::time::Instant::now();
+        }
+        let idle_until = (!pending.is_empty()).then(|| last_commit + COMMIT_EVERY);
+        let batch = if held.is_empty() {
+            next_batch(&consumer, &options, &stop, idle_until).await
+        } else {
+            std::mem::take(&mut held)
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let mut pause = Duration::from_millis(100);
+        let forwarded = loop {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            match forward(
+                &store,
+                &options.topic,
+                &batch,
+                now_ms,
+                options.max_batch_len,
+            )
+            .await
+            {
+                Ok(f) => break f,
+                Err(e) => {
+                    tracing::warn!(error = %e, records = batch.len(), "forwarding Kafka records failed; retrying");
+                    // Stopping here leaves the batch uncommitted: the next owner reads it again.
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.cancelled() => return Ok(()),
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        metrics::counter!("topk_kafka_records_total", "outcome" => "forwarded")
+            .increment(forwarded.records);
+        metrics::counter!("topk_kafka_records_total", "outcome" => "malformed")
+            .increment(forwarded.malformed);
+        pending.extend(forwarded.commit);
+    }
+    // The last asynchronous commits may still be in flight, and the latest offsets wait: this one returns once
+    // the broker has them all.
+    committed.append(&mut pending);
+    if !committed.is_empty() {
+        commit(&consumer, &options.topic, &committed, CommitMode::Sync);
+    }
+    Ok(())
+}
+
+fn record_of(m: &BorrowedMessage<'_>) -> Record {
+    Record {
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        value: m.payload().map(<[u8]>::to_vec),
+    }
+}
+
+/// Pauses (or resumes) fetching on every partition assigned now. Fetched records of a paused partition are
+/// dropped by librdkafka and fetched again on resume, from after the last one delivered.
+fn set_paused(consumer: &StreamConsumer, pause: bool) {
+    let result = consumer.assignment().and_then(|assigned| {
+        if pause {
+            consumer.pause(&assigned)
+        } else {
+            consumer.resume(&assigned)
+        }
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, pause, "pausing or resuming Kafka partitions failed");
+    }
+}

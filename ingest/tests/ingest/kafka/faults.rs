@@ -1,0 +1,248 @@
+//! Real processes (the kafka role and a worker, spawned from cargo's binaries) broken under load while an
+//! independent producer writes: every record counted exactly once in the all-time window.
+
+use super::{ONE_RECORD_PER_BATCH, TOPIC};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use topk_core::domain::Window;
+use topk_core::redis::RedisStore;
+use topk_testkit::KafkaBroker;
+
+/// Produces `produced` records of views of `videos` videos at the current time (every fifth an array), paced
+/// over about `produced / 120` seconds, from a producer of its own; returns the views per video.
+fn spawn_producer(
+    bootstrap: String,
+    produced: u64,
+    videos: u64,
+) -> tokio::task::JoinHandle<HashMap<String, u64>> {
+    tokio::spawn(async move {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("message.timeout.ms", "30000")
+            .set(ONE_RECORD_PER_BATCH.0, ONE_RECORD_PER_BATCH.1)
+            .create()
+            .expect("create the producer");
+        let mut expected: HashMap<String, u64> = HashMap::new();
+        for i in 0..produced {
+            let video = format!("k{}", i % videos);
+            let count = 1 + i % 3;
+            let value = if i % 5 == 0 {
+                serde_json::json!([{"videoId": video, "count": count}]).to_string()
+            } else {
+                serde_json::json!({"videoId": video, "count": count}).to_string()
+            };
+            let key = i.to_string();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            producer
+                .send(
+                    FutureRecord::to(TOPIC)
+                        .key(&key)
+                        .payload(&value)
+                        .timestamp(now),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
+            *expected.entry(video).or_default() += count;
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(160)).await;
+            }
+        }
+        expected
+    })
+}
+
+/// Waits (at most 2 minutes) for the all-time window to hold `expected`, then, 2 s later so that a late
+/// double would show, returns the views lost and doubled.
+async fn lost_and_doubled(store: &RedisStore, expected: &HashMap<String, u64>) -> (u64, u64) {
+    use crate::faults::counted;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counted(store, Window::All).await != *expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counts = counted(store, Window::All).await;
+    let (mut lost, mut doubled) = (0, 0);
+    for (video, want) in expected {
+        let got = counts.get(video).copied().unwrap_or(0);
+        lost += want.saturating_sub(got);
+        doubled += got.saturating_sub(*want);
+    }
+    let extra: u64 = counts
+        .iter()
+        .filter(|(video, _)| !expected.contains_key(*video))
+        .map(|(_, n)| n)
+        .sum();
+    (lost, doubled + extra)
+}
+
+/// `broker` with the topic (4 partitions), a deployment of 4 partitions on the shared Redis under `label`, a
+/// store on it, and a worker process applying its log: where the process tests run kafka roles.
+async fn role_deployment(
+    broker: KafkaBroker,
+    label: &str,
+) -> (
+    KafkaBroker,
+    crate::faults::Env,
+    RedisStore,
+    crate::faults::Proc,
+) {
+    broker.create_topic(TOPIC, 4);
+    let env = crate::faults::Env::new(&topk_testkit::servers().redis_url, label, 4);
+    let store = env.store().await;
+    let worker = env.ingest("worker", 0, &[]);
+    (broker, env, store, worker)
+}
+
+/// The kafka role's settings for a test's broker and group (a killed member's partitions move after 6 s).
+fn role_settings<'a>(bootstrap: &'a str, group: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("TOPK_KAFKA_BROKERS", bootstrap),
+        ("TOPK_KAFKA_TOPIC", TOPIC),
+        ("TOPK_KAFKA_GROUP", group),
+        ("TOPK_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+    ]
+}
+
+/// The kafka role SIGKILLed at random moments while an independent producer writes: every record produced is
+/// counted exactly once in the all-time window (0 lost, 0 doubled), however the kills fall between its reads,
+/// appends and offset commits (committed once a second, so kills often land before a commit and the records
+/// are read again). Real processes: the kafka role and a worker, spawned from cargo's binaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
+    const PRODUCED: u64 = 2_400;
+    let (broker, env, store, _worker) = role_deployment(KafkaBroker::start(), "kafka-kill").await;
+    let bootstrap = broker.bootstrap();
+    let settings = role_settings(&bootstrap, "kill-test");
+    let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
+    let producing = spawn_producer(bootstrap.clone(), PRODUCED, 40);
+
+    // Kill and restart the consumer at random moments while records arrive.
+    let mut kills = 0;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
+    while !producing.is_finished() || kills < 3 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(700 + seed % 2_500)).await;
+        consumer.kill();
+        kills += 1;
+        consumer = env.ingest_unchecked("kafka", 0, &settings);
+    }
+    let expected = producing.await.unwrap();
+    let (lost, doubled) = lost_and_doubled(&store, &expected).await;
+    let total: u64 = expected.values().sum();
+    eprintln!(
+        "kafka kill test: {PRODUCED} records ({total} views) produced, consumer SIGKILLed {kills} times: \
+         lost {lost}, doubled {doubled}"
+    );
+    assert_eq!((lost, doubled), (0, 0), "{}", consumer.log_tail());
+}
+
+/// Rebalances under load: a second consumer joins the group (the partitions are split between the two), then
+/// the first leaves with SIGTERM (the second takes them all), while records arrive: each counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
+    const PRODUCED: u64 = 1_800;
+    let (broker, env, store, _worker) =
+        role_deployment(KafkaBroker::start(), "kafka-rebalance").await;
+    let bootstrap = broker.bootstrap();
+    let settings = role_settings(&bootstrap, "rebalance-test");
+    let mut first = env.ingest_unchecked("kafka", 0, &settings);
+    let producing = spawn_producer(bootstrap.clone(), PRODUCED, 30);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut second = env.ingest_unchecked("kafka", 0, &settings);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    first.terminate(Duration::from_secs(30)).await;
+    let expected = producing.await.unwrap();
+    let (lost, doubled) = lost_and_doubled(&store, &expected).await;
+    eprintln!(
+        "kafka rebalance test: {PRODUCED} records, a consumer joined then left under load: lost {lost}, \
+         doubled {doubled}"
+    );
+    assert_eq!((lost, doubled), (0, 0), "{}", second.log_tail());
+    second.terminate(Duration::from_secs(30)).await;
+}
+
+/// The views the topic holds, read back from its start by a consumer of its own: each record as many times as
+/// it is there (a producer that resent a record across a broker restart may have written it twice: topk counts
+/// both, for they are two records).
+async fn topic_views(broker: &KafkaBroker, partitions: i32) -> HashMap<String, u64> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", topk_testkit::unique_name("topic-reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("create the reader");
+    reader.subscribe(&[TOPIC]).expect("subscribe");
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        let (_, high) = reader
+            .fetch_watermarks(TOPIC, p, Duration::from_secs(20))
+            .expect("the partition's end");
+        ends.insert(p, high);
+    }
+    let mut views: HashMap<String, u64> = HashMap::new();
+    let mut read: HashMap<i32, i64> = HashMap::new();
+    while ends
+        .iter()
+        .any(|(p, end)| read.get(p).copied().unwrap_or(0) < *end)
+    {
+        let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .expect("the topic read back within 30 s")
+            .expect("read a record");
+        read.insert(m.partition(), m.offset() + 1);
+        let parsed = topk_ingest::kafka::parse_record(m.payload(), 10_000).expect("a valid record");
+        for (video, n) in parsed {
+            *views.entry(video.into_string()).or_default() += n;
+        }
+    }
+    views
+}
+
+/// The broker SIGKILLed and started again twice, its storage on disk as a Kafka broker's, while an
+/// independent producer writes and the kafka role reads: the role rides the outages out (librdkafka
+/// reconnects, forwarding resumes from the committed offsets) and every record the topic holds afterwards is
+/// counted exactly once; the role then stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
+    const PRODUCED: u64 = 1_200;
+    let (mut broker, env, store, _worker) =
+        role_deployment(KafkaBroker::start_durable(), "kafka-broker-restart").await;
+    let bootstrap = broker.bootstrap();
+    let settings = role_settings(&bootstrap, "broker-restart-test");
+    let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
+    let producing = spawn_producer(bootstrap.clone(), PRODUCED, 30);
+    let mut restarts = 0;
+    while !producing.is_finished() && restarts < 2 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        broker.restart();
+        restarts += 1;
+    }
+    let sent: u64 = producing.await.unwrap().values().sum();
+    let held = topic_views(&broker, 4).await;
+    let (lost, doubled) = lost_and_doubled(&store, &held).await;
+    eprintln!(
+        "kafka broker restart test: {PRODUCED} records ({sent} views sent, {} held by the topic), the broker \
+         SIGKILLed and restarted {restarts} times: lost {lost}, doubled {doubled}",
+        held.values().sum::<u64>()
+    );
+    assert_eq!(restarts, 2, "the producer finished before the restarts");
+    assert_eq!(
+        (lost, doubled),
+        (0, 0),
+        "{}\nbroker:\n{}",
+        consumer.log_tail(),
+        broker.log()
+    );
+    consumer.terminate(Duration::from_secs(30)).await;
+}

@@ -1,0 +1,374 @@
+//! The kafka role's loop (`topk_ingest::kafka`) in this process, and the binary in the kafka role.
+
+use super::{ONE_RECORD_PER_BATCH, T0, TOPIC};
+use clap::Parser;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use topk_core::domain::Window;
+use topk_core::redis::RedisStore;
+use topk_ingest::backpressure::Backlog;
+use topk_ingest::config::IngestConfig;
+use topk_ingest::kafka::{self, KafkaOptions};
+use topk_ingest::Application;
+use topk_testkit::fixtures::{apply_log, store, window_counts};
+use topk_testkit::KafkaBroker;
+
+/// Produces `(timestamp, value)` records (None: a record without a value) to `topic`, keyed by their index
+/// so that they spread over its partitions, then a malformed record `end` at the end of each of its
+/// `partitions`: once a consumer has dead-lettered both, it has read everything.
+async fn produce(
+    broker: &KafkaBroker,
+    topic: &str,
+    partitions: i32,
+    records: &[(i64, Option<String>)],
+) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("message.timeout.ms", "20000")
+        .set(ONE_RECORD_PER_BATCH.0, ONE_RECORD_PER_BATCH.1)
+        .create()
+        .expect("create the producer");
+    for (i, (ts, value)) in records.iter().enumerate() {
+        let key = i.to_string();
+        let mut record = FutureRecord::<String, String>::to(topic)
+            .key(&key)
+            .timestamp(*ts);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        producer
+            .send(record, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
+    }
+    for p in 0..partitions {
+        let end = FutureRecord::<(), str>::to(topic)
+            .partition(p)
+            .payload("end");
+        producer
+            .send(end, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("end of partition {p}: {e}"));
+    }
+}
+
+fn kafka_options(broker: &KafkaBroker, group: &str) -> KafkaOptions {
+    KafkaOptions {
+        brokers: broker.bootstrap(),
+        topic: TOPIC.into(),
+        group: group.into(),
+        session_timeout: Duration::from_secs(6),
+        max_records: 7,
+        batch_wait: Duration::from_millis(20),
+        max_batch_len: 10_000,
+        properties: Default::default(),
+    }
+}
+
+/// Runs the kafka role's loop in `group` until `done` holds of the store (or 60 s), then stops it.
+async fn consume_until<F, Fut>(store: &RedisStore, options: KafkaOptions, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let stop = CancellationToken::new();
+    let backlog = Arc::new(Backlog::new(0));
+    let task = tokio::spawn(kafka::run(store.clone(), options, backlog, stop.clone()));
+    let end = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(
+            Instant::now() < end,
+            "the kafka role did not get there in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// The log's entries not yet applied, all partitions.
+async fn log_entries(store: &RedisStore) -> u64 {
+    let mut n = 0;
+    for p in store.keys().all_partitions() {
+        n += store.log_position(p).await.unwrap().backlog;
+    }
+    n
+}
+
+#[tokio::test]
+async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_the_malformed() {
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 2);
+    let store = store("kafka_role", 3).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let two_hours_ago = now - 2 * 3_600_000;
+    let view = |v: &str, n: u64| format!(r#"{{"videoId": "{v}", "count": {n}}}"#);
+    let records: Vec<(i64, Option<String>)> = vec![
+        (now, Some(view("a", 2))),
+        (two_hours_ago, Some(view("b", 5))),
+        (now, Some(format!("[{}, {}]", view("a", 1), view("c", 3)))),
+        (now, Some(r#"{"videoId": "bad id"}"#.into())),
+        (now, Some("[]".into())),
+        (now, Some("not json".into())),
+        (now, None),
+        (two_hours_ago, Some(format!("[{}]", view("b", 1)))),
+        (now, Some(r#"{"videoId": "a", "count": 0}"#.into())),
+        (now, Some(r#"  {"videoId": "d"}"#.into())),
+    ];
+    produce(&broker, TOPIC, 2, &records).await;
+
+    // The role reads everything (it stops only once the batch in hand is forwarded and committed): 6
+    // records forwarded, 5 dead-lettered (the empty array included), and the two ends.
+    consume_until(&store, kafka_options(&broker, "topk"), || async {
+        store.dead_letters(100).await.unwrap().len() >= 7
+    })
+    .await;
+    let dead = store.dead_letters(100).await.unwrap();
+    let reasons: Vec<&str> = dead.iter().map(|(_, _, why, _)| why.as_str()).collect();
+    assert_eq!(dead.len(), 7, "{dead:?}");
+    assert!(dead
+        .iter()
+        .all(|(source, _, _, _)| source.starts_with("views/")));
+    assert!(reasons.iter().any(|r| r.contains("empty")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("no value")),
+        "{reasons:?}"
+    );
+    assert!(dead.iter().any(|(_, _, _, v)| v == "not json"));
+
+    // Applied: each view once, the back-dated ones outside the hour window but in the day's.
+    apply_log(&store, "w", 100).await;
+    store.retire_all(now).await.unwrap();
+    let all = window_counts(&store, Window::All).await;
+    let want = HashMap::from([
+        ("a".to_owned(), 3),
+        ("b".to_owned(), 6),
+        ("c".to_owned(), 3),
+        ("d".to_owned(), 1),
+    ]);
+    assert_eq!(all, want);
+    assert_eq!(window_counts(&store, Window::Day).await, want);
+    let hour = window_counts(&store, Window::Hour).await;
+    assert_eq!(hour.get("b"), None, "{hour:?}");
+    assert_eq!(hour["a"], 3);
+
+    // Another group reads the whole topic again (as a consumer that lost its commits would): the logs drop
+    // every record and the dead letters are not kept again; only two new malformed records (one more end per
+    // partition, produced now) are, which tells that the group has read everything.
+    let ends: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("create the producer");
+    for p in 0..2 {
+        ends.send(
+            FutureRecord::<(), str>::to(TOPIC)
+                .partition(p)
+                .payload("end again"),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("second end of partition {p}: {e}"));
+    }
+    consume_until(&store, kafka_options(&broker, "again"), || async {
+        store.dead_letters(100).await.unwrap().len() >= 9
+    })
+    .await;
+    assert_eq!(log_entries(&store).await, 0, "nothing new in the log");
+    let again = store.dead_letters(100).await.unwrap();
+    assert_eq!(again.len(), 9, "{again:?}");
+    assert_eq!(again[..7], dead[..], "the first dead letters, once");
+    assert!(again[7..].iter().all(|(_, _, _, v)| v == "end again"));
+    apply_log(&store, "w", 100).await;
+    assert_eq!(window_counts(&store, Window::All).await, want);
+}
+
+/// `topk-ingest` in the kafka role, as the binary runs it: no brokers is refused at build; with a broker it
+/// forwards the topic, counts records in `topk_kafka_records_total` on the admin address, and stops cleanly.
+#[tokio::test]
+async fn the_kafka_role_runs_from_its_settings_and_counts_records() {
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 2);
+    let prefix = topk_testkit::unique_name("kafka_app");
+    let admin = topk_testkit::free_port();
+    let args = |extra: &[String]| {
+        let mut args = vec![
+            "topk-ingest".to_owned(),
+            format!("--redis-url={}", topk_testkit::servers().redis_url),
+            format!("--key-prefix={prefix}"),
+            "--partitions=2".into(),
+            "--role=kafka".into(),
+        ];
+        args.extend(extra.iter().cloned());
+        IngestConfig::try_parse_from(args).unwrap()
+    };
+    let refused = Application::build(args(&[]))
+        .await
+        .err()
+        .expect("no brokers");
+    assert!(
+        refused.to_string().contains("TOPK_KAFKA_BROKERS"),
+        "{refused:#}"
+    );
+    // A properties file librdkafka refuses (an unknown property, a bad value), or one that sets what topk
+    // owns, is refused at start, naming the setting.
+    let brokers = format!("--kafka-brokers={}", broker.bootstrap());
+    for (text, why) in [
+        ("no.such.property=1\n", "no.such.property"),
+        ("fetch.max.bytes=lots\n", "fetch.max.bytes"),
+        ("group.id=other\n", "TOPK_KAFKA_GROUP"),
+    ] {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let refused = Application::build(args(&[
+            brokers.clone(),
+            format!("--kafka-config-file={}", file.path().display()),
+        ]))
+        .await
+        .err()
+        .expect(text);
+        let refused = format!("{refused:#}");
+        assert!(
+            refused.contains("TOPK_KAFKA_CONFIG_FILE") && refused.contains(why),
+            "{text}: {refused}"
+        );
+    }
+
+    let app = Application::build(args(&[
+        format!("--kafka-brokers={}", broker.bootstrap()),
+        format!("--admin-addr=127.0.0.1:{admin}"),
+    ]))
+    .await
+    .unwrap();
+    assert!(app.local_addr().is_none(), "the kafka role serves no views");
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(app.run(stop.clone()));
+    let view = |v: &str| format!(r#"{{"videoId": "{v}"}}"#);
+    produce(
+        &broker,
+        TOPIC,
+        2,
+        &[(T0, Some(view("x"))), (T0, Some(view("y")))],
+    )
+    .await;
+
+    let store = RedisStore::connect(&redis_config_with_prefix(&prefix))
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    while store.dead_letters(10).await.unwrap().len() < 2 {
+        assert!(
+            Instant::now() < end,
+            "the kafka role did not read its topic in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| {
+        let series = format!("topk_kafka_records_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+    };
+    // Other tests of this process may count records too: at least these.
+    assert!(count("forwarded") >= Some(2.0), "{metrics}");
+    assert!(count("malformed") >= Some(2.0), "{metrics}");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+fn redis_config_with_prefix(prefix: &str) -> topk_core::config::RedisConfig {
+    topk_core::config::RedisConfig {
+        key_prefix: prefix.to_owned(),
+        ..topk_testkit::fixtures::redis_config("unused", 2)
+    }
+}
+
+/// While the log is over its backlog limit the role reads nothing (Kafka keeps the records) and stays in its
+/// group however long that lasts: its partitions are paused while it keeps polling (a backlog longer than
+/// `max.poll.interval.ms`, 6 s here through a properties file, would otherwise make librdkafka leave the
+/// group, and report it). Once under, it forwards what waited.
+#[tokio::test]
+async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 1);
+    let store = store("kafka_backlog", 2).await;
+    let record = |v: &str| vec![(T0, Some(format!(r#"{{"videoId": "{v}"}}"#)))];
+    // The backlog (limit 1) as the log watch measures it, afresh every 100 ms: over while `over` is set.
+    let backlog = Arc::new(Backlog::new(1));
+    let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let measuring = CancellationToken::new();
+    let measure = {
+        let (backlog, over, measuring) = (backlog.clone(), over.clone(), measuring.clone());
+        tokio::spawn(async move {
+            while !measuring.is_cancelled() {
+                let entries = if over.load(std::sync::atomic::Ordering::Relaxed) {
+                    10
+                } else {
+                    0
+                };
+                backlog.record(entries);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let properties = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        properties.path(),
+        "# the least librdkafka takes: the session timeout\nmax.poll.interval.ms=6000\n",
+    )
+    .unwrap();
+    let options = KafkaOptions {
+        properties: kafka::read_properties(properties.path()).unwrap(),
+        ..kafka_options(&broker, "patient")
+    };
+    let (logs, _capture) = topk_testkit::LogCapture::install();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(kafka::run(store.clone(), options, backlog, stop.clone()));
+    let until_logged = |n: u64| {
+        let store = store.clone();
+        async move {
+            let end = Instant::now() + Duration::from_secs(30);
+            while log_entries(&store).await < n {
+                assert!(Instant::now() < end, "{n} entries not logged in 30 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // Reading, then backlogged for longer than the poll interval while a record waits.
+    produce(&broker, TOPIC, 0, &record("a")).await;
+    until_logged(1).await;
+    over.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    produce(&broker, TOPIC, 0, &record("b")).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!task.is_finished(), "the role stopped while backlogged");
+    assert_eq!(log_entries(&store).await, 1, "read while backlogged");
+
+    over.store(false, std::sync::atomic::Ordering::Relaxed);
+    until_logged(2).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    measuring.cancel();
+    measure.await.unwrap();
+    let logged = logs.text();
+    assert!(
+        logged.contains("Kafka consumption paused") && logged.contains("Kafka consumption resumed"),
+        "{logged}"
+    );
+    // Not "Application maximum poll interval exceeded", nor any other.
+    assert!(!logged.contains("Kafka consumer error"), "{logged}");
+}
