@@ -7,6 +7,10 @@
 # --- build stage: the full Rust toolchain, used only to compile ----------------------------------
 FROM rust:1.95.0-slim-bookworm AS builder
 WORKDIR /src
+# topk-ingest's Kafka client builds librdkafka (C and C++, configure and make) against the system's OpenSSL.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make g++ pkg-config libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 # The three services, and nothing else of the workspace.
 ARG PACKAGES="-p topk-api -p topk-ingest -p topk-snapshotter"
@@ -51,9 +55,10 @@ RUN cargo build --release --locked $PACKAGES
 # --- runtime stage -----------------------------------------------------------------------------
 FROM debian:bookworm-slim
 # ca-certificates: CA roots for TLS to Redis and Postgres when no CA file is named (TOPK_REDIS_CA_FILE,
-# sslrootcert). curl: the container healthchecks (curl -fsS http://127.0.0.1:PORT/readyz).
+# sslrootcert). curl: the container healthchecks (curl -fsS http://127.0.0.1:PORT/readyz). libssl3: OpenSSL,
+# which the Kafka client uses for TLS to the brokers.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/*
 # The services need no privileges: a fixed numeric uid, so Kubernetes' runAsNonRoot can verify it.
 RUN groupadd --system --gid 10001 topk \

@@ -207,10 +207,12 @@ EOF
 		command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 		[[ -e /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
 	fi
-	# The Kafka client builds its own librdkafka (C and C++) with its configure script and make.
+	# The Kafka client builds its own librdkafka (C and C++) with its configure script and make, with
+	# OpenSSL (openssl-sys, above); its TLS test puts socat in front of the broker.
 	if grep -qs '^name = "rdkafka-sys"' "$TOPK_ROOT/Cargo.lock"; then
 		command -v make >/dev/null 2>&1 || missing+=(make)
 		command -v c++ >/dev/null 2>&1 || missing+=(g++)
+		command -v socat >/dev/null 2>&1 || missing+=(socat)
 	fi
 	((${#missing[@]} > 0)) || return 0
 

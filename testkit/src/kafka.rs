@@ -41,27 +41,52 @@ pub fn tansu_bin() -> PathBuf {
 /// killed when dropped.
 #[derive(Debug)]
 pub struct KafkaBroker {
+    /// Where tansu listens (plain Kafka).
     port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
     /// tansu's `--storage-engine`: memory, or an SQLite file in `dir` (a path relative to tansu's folder).
     storage: &'static str,
     child: Option<Child>,
+    /// With TLS: the port clients are told (socat terminates TLS there and forwards to `port`), its
+    /// certificate and key, and the socat process.
+    tls: Option<TlsFront>,
+}
+
+#[derive(Debug)]
+struct TlsFront {
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
+    child: Option<Child>,
 }
 
 impl KafkaBroker {
     /// Starts a broker with memory storage on a free port.
     pub fn start() -> Self {
-        Self::start_with("memory://tansu/")
+        Self::start_with("memory://tansu/", None)
     }
 
     /// Starts a broker that keeps its topics, records and committed offsets on disk (SQLite, synchronous
     /// `normal` in WAL mode: what it has answered survives the process being killed).
     pub fn start_durable() -> Self {
-        Self::start_with("sqlite://tansu.db")
+        Self::start_with("sqlite://tansu.db", None)
     }
 
-    fn start_with(storage: &'static str) -> Self {
+    /// Starts a broker (memory storage) that clients reach over TLS only, with `certs`' server certificate:
+    /// tansu 0.6 serves no TLS itself, so socat terminates it in front and tansu advertises socat's port
+    /// (clients connect there after their first metadata request). [`Self::bootstrap`] is the TLS address.
+    pub fn start_tls(certs: &crate::TlsCerts) -> Self {
+        let front = TlsFront {
+            port: free_port(),
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+            child: None,
+        };
+        Self::start_with("memory://tansu/", Some(front))
+    }
+
+    fn start_with(storage: &'static str, tls: Option<TlsFront>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("topk-tansu-")
             .tempdir()
@@ -72,6 +97,7 @@ impl KafkaBroker {
             dir,
             storage,
             child: None,
+            tls,
         };
         broker.spawn();
         broker
@@ -79,6 +105,7 @@ impl KafkaBroker {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port());
         // Appended to, so that a restarted broker's log follows the killed one's.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -89,16 +116,42 @@ impl KafkaBroker {
             .arg("broker")
             .args(["--listener-url", &url])
             // Clients connect to the advertised address after their first metadata request.
-            .args(["--advertised-listener-url", &url])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", self.storage])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("tansu log file"))
-            .stderr(log)
+            .stderr(log.try_clone().expect("tansu log file"))
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
         self.child = Some(child);
         wait_port(self.port, "tansu");
+        let plain = self.port;
+        if let Some(front) = self.tls.as_mut() {
+            if front.child.is_none() {
+                let socat = crate::process::which("socat");
+                let listen = format!(
+                    "OPENSSL-LISTEN:{},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                    front.port,
+                    front.cert.display(),
+                    front.key.display()
+                );
+                let child = Command::new(socat)
+                    .args([listen, format!("TCP:127.0.0.1:{plain}")])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start socat");
+                front.child = Some(child);
+                wait_port(front.port, "socat");
+            }
+        }
+    }
+
+    /// The port clients are told: the TLS one when there is one.
+    fn advertised_port(&self) -> u16 {
+        self.tls.as_ref().map_or(self.port, |t| t.port)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -110,11 +163,12 @@ impl KafkaBroker {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// The bootstrap address clients connect to: `127.0.0.1:<port>`.
+    /// The bootstrap address clients connect to: `127.0.0.1:<port>` (TLS with [`Self::start_tls`]).
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised_port())
     }
 
+    /// The port tansu itself listens on (plain Kafka; behind socat with [`Self::start_tls`]).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -171,5 +225,9 @@ impl KafkaBroker {
 impl Drop for KafkaBroker {
     fn drop(&mut self) {
         self.kill();
+        if let Some(mut c) = self.tls.as_mut().and_then(|t| t.child.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

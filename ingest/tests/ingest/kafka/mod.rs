@@ -10,6 +10,17 @@
 mod broker;
 mod faults;
 mod role;
+mod tls;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use topk_core::redis::RedisStore;
+use topk_ingest::backpressure::Backlog;
+use topk_ingest::kafka::{self, KafkaOptions};
+use topk_testkit::KafkaBroker;
 
 const T0: i64 = 1_700_000_000_000;
 const TOPIC: &str = "views";
@@ -18,3 +29,96 @@ const TOPIC: &str = "views";
 /// only from batches that start at or after the fetch offset, so a consumer resuming from an offset inside a
 /// batch would never get the rest of that batch (Apache Kafka sends the whole batch and the client skips).
 const ONE_RECORD_PER_BATCH: (&str, &str) = ("batch.num.messages", "1");
+
+/// Produces `(timestamp, value)` records (None: a record without a value) to `topic`, keyed by their index
+/// so that they spread over its partitions, then a malformed record `end` at the end of each of its
+/// `partitions`: once a consumer has dead-lettered both, it has read everything.
+async fn produce(
+    broker: &KafkaBroker,
+    topic: &str,
+    partitions: i32,
+    records: &[(i64, Option<String>)],
+) {
+    produce_via(ClientConfig::new(), broker, topic, partitions, records).await;
+}
+
+/// [`produce`] by a client with settings of its own besides (TLS).
+async fn produce_via(
+    mut client: ClientConfig,
+    broker: &KafkaBroker,
+    topic: &str,
+    partitions: i32,
+    records: &[(i64, Option<String>)],
+) {
+    let producer: FutureProducer = client
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("message.timeout.ms", "20000")
+        .set(ONE_RECORD_PER_BATCH.0, ONE_RECORD_PER_BATCH.1)
+        .create()
+        .expect("create the producer");
+    for (i, (ts, value)) in records.iter().enumerate() {
+        let key = i.to_string();
+        let mut record = FutureRecord::<String, String>::to(topic)
+            .key(&key)
+            .timestamp(*ts);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        producer
+            .send(record, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
+    }
+    for p in 0..partitions {
+        let end = FutureRecord::<(), str>::to(topic)
+            .partition(p)
+            .payload("end");
+        producer
+            .send(end, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("end of partition {p}: {e}"));
+    }
+}
+
+fn kafka_options(broker: &KafkaBroker, group: &str) -> KafkaOptions {
+    KafkaOptions {
+        brokers: broker.bootstrap(),
+        topic: TOPIC.into(),
+        group: group.into(),
+        session_timeout: Duration::from_secs(6),
+        max_records: 7,
+        batch_wait: Duration::from_millis(20),
+        max_batch_len: 10_000,
+        properties: Default::default(),
+    }
+}
+
+/// Runs the kafka role's loop in `group` until `done` holds of the store (or 60 s), then stops it.
+async fn consume_until<F, Fut>(store: &RedisStore, options: KafkaOptions, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let stop = CancellationToken::new();
+    let backlog = Arc::new(Backlog::new(0));
+    let task = tokio::spawn(kafka::run(store.clone(), options, backlog, stop.clone()));
+    let end = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(
+            Instant::now() < end,
+            "the kafka role did not get there in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// The log's entries not yet applied, all partitions.
+async fn log_entries(store: &RedisStore) -> u64 {
+    let mut n = 0;
+    for p in store.keys().all_partitions() {
+        n += store.log_position(p).await.unwrap().backlog;
+    }
+    n
+}
