@@ -123,6 +123,11 @@ impl KeySchema {
     pub fn late(&self, p: Partition) -> String {
         self.key(p, "late")
     }
+    /// What the workers had applied of the log past the checkpoint when `rebuild-redis` started (a hash: the
+    /// last delivered id and the ids then pending), kept until the rebuild has redone it.
+    pub fn replay(&self, p: Partition) -> String {
+        self.key(p, "replay")
+    }
     /// A minute's bucket frozen when the snapshotter closed the minute: what it writes to Postgres.
     pub fn frozen_minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("mf:{minute}"))

@@ -69,10 +69,17 @@ pub async fn rebuild(
     }
     bar.set_message("writing Redis");
     for p in keys.all_partitions() {
-        let replay_after = source.checkpoints.get(&p).map(|c| c.last_entry_id);
+        let checkpoint = source.checkpoints.get(&p);
         let i = usize::from(p);
         store
-            .restore_partition(p, &minutes[i], &totals[i], now_ms, replay_after)
+            .restore_partition(
+                p,
+                &minutes[i],
+                &totals[i],
+                now_ms,
+                checkpoint.map(|c| c.last_entry_id),
+                checkpoint.map(|c| c.late_through),
+            )
             .await?;
         bar.inc(1);
     }

@@ -85,7 +85,7 @@ async fn run_once(store: &RedisStore, videos: u64, sequential: bool) -> anyhow::
         (minute + 1, rows(due..videos, 1)),
     ]);
     store
-        .restore_partition(0, &minutes, &[], seeded_at, None)
+        .restore_partition(0, &minutes, &[], seeded_at, None, None)
         .await?;
     // The minute window starts caught up, so that what is measured is what the day window's step holds back.
     let t0 = store.now_ms().await?;

@@ -1,14 +1,27 @@
 //! Restoring Redis from Postgres (`rebuild-redis`), and seeding window state directly (restores, benchmark
 //! fills, tests).
 
-use super::client::{Route, Value};
+use super::client::{Route, Value, ValueExt};
+use super::LogRead;
 use super::{RedisStore, Result};
-use crate::batch::EntryId;
+use crate::batch::{aggregate, EntryId, LogEntry};
 use crate::domain::Window;
 use crate::keys::{Partition, CONSUMER_GROUP};
 use crate::sealed;
 use crate::slices::{self, retire_target};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The consumer a rebuild redoes the applied entries as.
+const REDO_CONSUMER: &str = "rebuild";
+
+/// What the workers had applied of a partition's log: every entry through `through` but those `pending`.
+struct Applied {
+    through: EntryId,
+    pending: HashSet<EntryId>,
+}
+
+/// Minute rows and totals with the waiting late views added.
+type LateMerged = (BTreeMap<i64, Vec<(String, u64)>>, Vec<(String, u64)>);
 
 impl RedisStore {
     /// Replaces partition `p`'s counts with what Postgres holds (`rebuild-redis`): minute buckets of the day
@@ -16,6 +29,12 @@ impl RedisStore {
     /// The minute window is left empty (Postgres has minutes, not 5-second slices): the log replay refills it.
     /// The log itself is kept; its consumer group restarts right after `replay_after` (the checkpoint), or at
     /// the log's start when the partition has no checkpoint. Safe to run again after an interruption.
+    ///
+    /// Back-dated entries past the checkpoint may be in Postgres already (in a minute's bucket when it was
+    /// written, or added from the late stream) or in the late stream, waiting: so the late views after
+    /// `late_through` of minutes through the checkpoint count as Postgres's own, the later ones are dropped,
+    /// and the entries the workers had applied past the checkpoint are redone here, without their views of
+    /// minutes through the checkpoint. The workers then take the log from where they had left it.
     pub async fn restore_partition(
         &self,
         p: Partition,
@@ -23,11 +42,22 @@ impl RedisStore {
         totals: &[(String, u64)],
         now_ms: i64,
         replay_after: Option<EntryId>,
+        late_through: Option<EntryId>,
     ) -> Result<()> {
         let k = &self.keys;
-        // Clear everything of the partition but its log, its late views not yet in Postgres, and the source
-        // offsets its log has taken (without them a Kafka consumer's replay would log records again).
-        let kept = [k.log(p), k.late(p), k.source_offsets(p)];
+        let written_through = replay_after.map(|id| slices::minute_of(id.ms));
+        let applied = self.applied_log(p).await?;
+        let late = self
+            .take_late(p, late_through, written_through, minutes, totals)
+            .await?;
+        let (minutes, totals) = match &late {
+            Some((m, t)) => (m, t.as_slice()),
+            None => (minutes, totals),
+        };
+        // Clear everything of the partition but its log, its late views not yet in Postgres, the source
+        // offsets its log has taken (without them a Kafka consumer's replay would log records again) and what
+        // the workers had applied.
+        let kept = [k.log(p), k.late(p), k.source_offsets(p), k.replay(p)];
         let doomed: Vec<String> = self
             .scan_partition(p, &k.partition_pattern(p))
             .await?
@@ -94,7 +124,157 @@ impl RedisStore {
             )
             .await;
         let start = replay_after.map_or_else(|| "0".to_owned(), |id| id.to_string());
-        self.create_group(log, start).await
+        self.create_group(log, start).await?;
+        if let Some(applied) = applied {
+            self.redo_applied(p, &applied, written_through).await?;
+        }
+        let _: i64 = self.on_first_key("DEL", vec![k.replay(p)]).await?;
+        Ok(())
+    }
+
+    /// What the workers had applied of partition `p`'s log: as saved by an interrupted rebuild, else read from
+    /// the consumer group and saved (the restore below recreates the group). `None` without a group.
+    async fn applied_log(&self, p: Partition) -> Result<Option<Applied>> {
+        let key = self.keys.replay(p);
+        let saved: HashMap<String, String> =
+            self.on_first_key("HGETALL", vec![key.clone()]).await?;
+        if let Some(through) = saved.get("through").and_then(|s| EntryId::parse(s)) {
+            let pending = saved
+                .get("pending")
+                .map(|s| s.split(',').filter_map(EntryId::parse).collect())
+                .unwrap_or_default();
+            return Ok(Some(Applied { through, pending }));
+        }
+        let state = match self.group_state(p).await {
+            Err(e) if e.is_missing_group() => return Ok(None),
+            other => other?,
+        };
+        let Some(through) = state.last_delivered else {
+            return Ok(None);
+        };
+        let log = self.keys.log(p);
+        let reply: Vec<Value> = self
+            .on_first_key(
+                "XPENDING",
+                vec![
+                    log,
+                    CONSUMER_GROUP.into(),
+                    "-".into(),
+                    "+".into(),
+                    state.pending.max(1).to_string(),
+                ],
+            )
+            .await?;
+        let pending: HashSet<EntryId> = reply
+            .into_iter()
+            .filter_map(|e| e.into_array().into_iter().next())
+            .filter_map(|v| v.as_string())
+            .filter_map(|s| EntryId::parse(&s))
+            .collect();
+        let listed: Vec<String> = pending.iter().map(EntryId::to_string).collect();
+        let _: Value = self
+            .on_first_key(
+                "HSET",
+                vec![
+                    key,
+                    "through".into(),
+                    through.to_string(),
+                    "pending".into(),
+                    listed.join(","),
+                ],
+            )
+            .await?;
+        Ok(Some(Applied { through, pending }))
+    }
+
+    /// Partition `p`'s late views not yet in Postgres (after `late_through`): those of minutes through
+    /// `written_through` are added to `minutes` and `totals` (returned, when there are any), as Postgres will
+    /// hold them; the others are deleted, as their entries are past the checkpoint and the replay logs them
+    /// again (an entry's event time is never after its id).
+    async fn take_late(
+        &self,
+        p: Partition,
+        late_through: Option<EntryId>,
+        written_through: Option<i64>,
+        minutes: &BTreeMap<i64, Vec<(String, u64)>>,
+        totals: &[(String, u64)],
+    ) -> Result<Option<LateMerged>> {
+        const BATCH: usize = 10_000;
+        let mut after = late_through.unwrap_or(EntryId { ms: 0, seq: 0 });
+        let mut rows: BTreeMap<i64, HashMap<String, u64>> = BTreeMap::new();
+        let mut dropped = Vec::new();
+        loop {
+            let entries = self.read_late(p, after, BATCH).await?;
+            for e in &entries {
+                if written_through.is_some_and(|w| e.minute <= w) {
+                    let row = rows.entry(e.minute).or_default();
+                    for (v, n) in &e.views {
+                        *row.entry(v.as_str().to_owned()).or_default() += n;
+                    }
+                } else {
+                    dropped.push(e.id.to_string());
+                }
+            }
+            match entries.last() {
+                Some(last) if entries.len() == BATCH => after = last.id,
+                _ => break,
+            }
+        }
+        for chunk in dropped.chunks(1000) {
+            let mut args = vec![self.keys.late(p)];
+            args.extend(chunk.iter().cloned());
+            let _: i64 = self.on_first_key("XDEL", args).await?;
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut all: HashMap<String, u64> = totals.iter().cloned().collect();
+        let mut merged = minutes.clone();
+        for (minute, views) in rows {
+            let mut row: HashMap<String, u64> = merged
+                .remove(&minute)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            for (v, n) in views {
+                *all.entry(v.clone()).or_default() += n;
+                *row.entry(v).or_default() += n;
+            }
+            merged.insert(minute, row.into_iter().collect());
+        }
+        Ok(Some((merged, all.into_iter().collect())))
+    }
+
+    /// Redoes the entries of partition `p`'s log that the workers had applied past the checkpoint, as one
+    /// consumer from the restarted group, up to the last one delivered then: their views of minutes through
+    /// `written_through` are in Postgres or the late stream already and are left out; the rest counts as it
+    /// did. Entries then pending (delivered, never applied) count whole.
+    async fn redo_applied(
+        &self,
+        p: Partition,
+        applied: &Applied,
+        written_through: Option<i64>,
+    ) -> Result<()> {
+        loop {
+            let entries = self.read_log(p, REDO_CONSUMER, LogRead::New, 1000).await?;
+            let Some(last) = entries.last().map(|e| e.id) else {
+                return Ok(());
+            };
+            let counted: Vec<LogEntry> = entries
+                .iter()
+                .filter(|e| {
+                    let redone = e.id <= applied.through && !applied.pending.contains(&e.id);
+                    !(redone && written_through.is_some_and(|w| slices::minute_of(e.event_ms) <= w))
+                })
+                .cloned()
+                .collect();
+            let mut batch = aggregate(&counted);
+            batch.ids = entries.iter().map(|e| e.id).collect();
+            self.apply(p, REDO_CONSUMER, &batch).await?;
+            if last >= applied.through {
+                return Ok(());
+            }
+        }
     }
 
     /// Replaces `window` of partition `p` with `counts`: its hash, its leader set and thresholds (restores,

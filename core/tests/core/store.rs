@@ -377,7 +377,7 @@ async fn a_restore_without_checkpoint_replays_the_surviving_log() {
     let now = T0 + 10_000;
     let none = std::collections::BTreeMap::new();
     store
-        .restore_partition(0, &none, &[], now, None)
+        .restore_partition(0, &none, &[], now, None, None)
         .await
         .unwrap();
     // As if interrupted between the group's DESTROY and CREATE: run it again on a log with no group.
@@ -385,7 +385,7 @@ async fn a_restore_without_checkpoint_replays_the_surviving_log() {
     conn.cmd(&["XGROUP", "DESTROY", &store.keys().log(0), "workers"])
         .unwrap();
     store
-        .restore_partition(0, &none, &[], now, None)
+        .restore_partition(0, &none, &[], now, None, None)
         .await
         .unwrap();
     assert_eq!(apply_log(&store, "w", 10).await, 6);

@@ -7,7 +7,8 @@
 //!   (COPY and upsert paths, overlapping writers, byte-order ids);
 //! - `leader`: one writer at a time; `schedule`: `run` on its schedules; `cli`: the command line;
 //! - `faults`: Postgres stopped or a connection killed under a run;
-//! - `rebuild`: `rebuild-redis` after a loss; `verify`: the consistency report;
+//! - `rebuild`: `rebuild-redis` after a loss; `rebuild_late`: and after back-dated views; `verify`: the
+//!   consistency report;
 //! - `history`: ranking snapshots through the API, and the upkeep of `video_stats`.
 
 mod cli;
@@ -18,6 +19,7 @@ mod late;
 mod leader;
 mod one_off;
 mod rebuild;
+mod rebuild_late;
 mod schedule;
 mod snapshots;
 mod verify;
