@@ -273,10 +273,17 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no primary serves slot {slot}"))
     }
 
-    /// The port of the replica of the primary on `primary_port` now (per `CLUSTER NODES` on a live node).
+    /// The port of the replica of the primary on `primary_port` (per `CLUSTER NODES` on a live node), waiting
+    /// up to 10 s for that node to learn of it: just after a start, gossip may not have told every node yet.
     pub fn replica_of(&self, primary_port: u16) -> u16 {
-        self.try_replica_of(primary_port)
-            .unwrap_or_else(|e| panic!("replica of {primary_port}: {e}"))
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.try_replica_of(primary_port) {
+                Ok(port) => return port,
+                Err(e) if Instant::now() > end => panic!("replica of {primary_port}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     fn try_replica_of(&self, primary_port: u16) -> Result<u16, String> {
