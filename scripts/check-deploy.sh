@@ -41,6 +41,8 @@ topk_log_entries_applied_total counter
 topk_apply_batch_seconds histogram
 topk_log_backlog_entries gauge
 topk_freshness_seconds gauge
+topk_kafka_records_total counter
+topk_kafka_partitions_gone_back gauge
 topk_retire_lag_seconds gauge
 topk_slices_retired_total counter
 topk_log_entries_trimmed_total counter

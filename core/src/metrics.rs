@@ -130,6 +130,7 @@ pub const CATALOG: &[Metric] = &[
     labelled(Part::Workers, "topk_slices_retired_total", Kind::Counter, "Slices subtracted from a window as they left it", "window", SLIDING_WINDOWS),
     metric(Part::Workers, "topk_log_entries_trimmed_total", Kind::Counter, "Acknowledged log entries trimmed past their retention"),
     // Kafka source.
+    metric(Part::Kafka, "topk_kafka_partitions_gone_back", Kind::Gauge, "Assigned Kafka partitions whose end offset is at or below the offset the logs have already taken from them (the topic was recreated, or the broker lost records): their new records are dropped as already forwarded until their offsets pass the kept ones. 0 when healthy"),
     labelled(Part::Kafka, "topk_kafka_records_total", Kind::Counter, "Kafka records read by the kafka role, by outcome: forwarded (its views are in the log, once, also when a replay reads it again) or malformed (kept in the dead-letter stream with the reason)", "outcome", KAFKA_OUTCOMES),
     // API.
     labelled(Part::Api, "topk_api_request_duration_seconds", Kind::Histogram, "Time from request head to response, by route, on the API", "route", &[]),

@@ -154,6 +154,7 @@ impl IngestConfig {
             batch_wait: Duration::from_millis(50),
             max_batch_len: self.max_batch_len,
             properties,
+            offsets_check_every: Duration::from_secs(30),
         };
         crate::kafka::client::check(&options)?;
         Ok(options)

@@ -209,6 +209,38 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// Per partition of `topic`, the highest offset any partition's log has taken from it (one read of each
+    /// partition's offsets, all at once): a source partition whose end is at or below this has gone back
+    /// (the topic was recreated, or the broker lost records).
+    pub async fn source_offsets_taken(&self, topic: &str) -> Result<BTreeMap<i32, i64>> {
+        let reads = self.keys.all_partitions().map(|p| {
+            let key = self.keys.source_offsets(p);
+            async move {
+                let all: std::collections::HashMap<String, String> =
+                    self.on_key("HGETALL", &key, vec![key.clone()]).await?;
+                Ok::<_, StoreError>(all)
+            }
+        });
+        let mut taken: BTreeMap<i32, i64> = BTreeMap::new();
+        for all in futures::future::try_join_all(reads).await? {
+            for (source, offset) in all {
+                let Some(partition) = source
+                    .strip_prefix(topic)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .and_then(|n| n.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let Ok(offset) = offset.parse::<i64>() else {
+                    continue;
+                };
+                let kept = taken.entry(partition).or_insert(offset);
+                *kept = (*kept).max(offset);
+            }
+        }
+        Ok(taken)
+    }
+
     /// The last offset of `source` that partition `p`'s log has taken (`None`: none yet).
     pub async fn source_offset(
         &self,

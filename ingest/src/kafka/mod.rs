@@ -43,4 +43,7 @@ pub struct KafkaOptions {
     pub max_batch_len: usize,
     /// The operator's librdkafka properties (`TOPK_KAFKA_CONFIG_FILE`), applied after topk's own.
     pub properties: KafkaProperties,
+    /// How often the assigned partitions' end offsets are compared with what the logs have taken
+    /// ([`source_loop::partitions_gone_back`]).
+    pub offsets_check_every: Duration,
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use topk_core::redis::RedisStore;
 
 /// How often the offsets of forwarded records are committed: one commit request a second instead of one per
@@ -75,7 +76,7 @@ pub async fn run(
     backlog: Arc<Backlog>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer = consumer(&options)?;
+    let consumer = Arc::new(consumer(&options)?);
     let mut committed = BTreeMap::new();
     // Offsets of records in the log, not yet committed: they go to Kafka at most every COMMIT_EVERY (the
     // append is idempotent, so what a crash leaves uncommitted is read again and dropped by the logs).
@@ -84,6 +85,13 @@ pub async fn run(
     // Records received while paused, forwarded first once the backlog clears.
     let mut held: Vec<Record> = Vec::new();
     let mut paused = false;
+    // Beside the loop, so that a slow broker answer never holds up forwarding; stopped when the loop ends.
+    let _watching = AbortOnDropHandle::new(tokio::spawn(watch_offsets(
+        store.clone(),
+        consumer.clone(),
+        options.topic.clone(),
+        options.offsets_check_every,
+    )));
     tracing::info!(brokers = %options.brokers, topic = %options.topic, group = %options.group, "Kafka source starting");
     while !stop.is_cancelled() {
         if let Some(entries) = backlog.over_limit() {
@@ -165,6 +173,33 @@ pub async fn run(
     Ok(())
 }
 
+/// Every `every`, [`partitions_gone_back`]: each partition found gone back is logged once as an error (again
+/// if it recovers and goes back again), and their number is `topk_kafka_partitions_gone_back`.
+async fn watch_offsets(
+    store: RedisStore,
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    every: Duration,
+) {
+    let mut gone_back: Vec<i32> = Vec::new();
+    loop {
+        tokio::time::sleep(every).await;
+        let now_gone = partitions_gone_back(&store, &consumer, &topic).await;
+        for (partition, end, taken) in &now_gone {
+            if !gone_back.contains(partition) {
+                tracing::error!(
+                    topic = %topic, partition, end, taken,
+                    "Kafka partition's offsets went back below what the logs have taken (topic recreated, or \
+                     records lost by the broker): its records are dropped as already forwarded until they pass \
+                     the kept offset; see README, Known limits"
+                );
+            }
+        }
+        gone_back = now_gone.iter().map(|(p, _, _)| *p).collect();
+        metrics::gauge!("topk_kafka_partitions_gone_back").set(gone_back.len() as f64);
+    }
+}
+
 fn record_of(m: &BorrowedMessage<'_>) -> Record {
     Record {
         partition: m.partition(),
@@ -187,4 +222,57 @@ fn set_paused(consumer: &StreamConsumer, pause: bool) {
     if let Err(e) = result {
         tracing::warn!(error = %e, pause, "pausing or resuming Kafka partitions failed");
     }
+}
+
+/// Assigned partitions whose end offset (the high watermark, asked of the broker) is at or below the highest
+/// offset the logs have taken from them: `(partition, end, taken)`. In a healthy topic the end is always past
+/// every offset read from it, so this means the topic was recreated under its name or the broker lost
+/// records, and the role is dropping new records as already forwarded. A partition whose end cannot be asked
+/// now, or a failed Redis read, counts as healthy: the next check sees it.
+pub async fn partitions_gone_back(
+    store: &RedisStore,
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+) -> Vec<(i32, i64, i64)> {
+    let Ok(assigned) = consumer.assignment() else {
+        return Vec::new();
+    };
+    let partitions: Vec<i32> = assigned
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    if partitions.is_empty() {
+        return Vec::new();
+    }
+    let taken = match store.source_offsets_taken(topic).await {
+        Ok(taken) => taken,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the source offsets failed; checked again later");
+            return Vec::new();
+        }
+    };
+    // Asking the broker blocks: off the runtime's threads.
+    let ends = tokio::task::spawn_blocking({
+        let (consumer, topic) = (consumer.clone(), topic.to_owned());
+        move || {
+            partitions
+                .into_iter()
+                .filter_map(|p| {
+                    let (_, end) = consumer
+                        .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                        .ok()?;
+                    Some((p, end))
+                })
+                .collect::<Vec<_>>()
+        }
+    })
+    .await
+    .unwrap_or_default();
+    ends.into_iter()
+        .filter_map(|(p, end)| {
+            let kept = *taken.get(&p)?;
+            (end >= 0 && end <= kept).then_some((p, end, kept))
+        })
+        .collect()
 }

@@ -90,6 +90,7 @@ fn kafka_options(broker: &KafkaBroker, group: &str) -> KafkaOptions {
         batch_wait: Duration::from_millis(20),
         max_batch_len: 10_000,
         properties: Default::default(),
+        offsets_check_every: Duration::from_millis(500),
     }
 }
 

@@ -203,6 +203,10 @@ async fn the_kafka_role_runs_from_its_settings_and_counts_records() {
     // Other tests of this process may count records too: at least these.
     assert!(count("forwarded") >= Some(2.0), "{metrics}");
     assert!(count("malformed") >= Some(2.0), "{metrics}");
+    assert!(
+        metrics.contains("\ntopk_kafka_partitions_gone_back 0\n"),
+        "{metrics}"
+    );
     stop.cancel();
     running.await.unwrap().unwrap();
 }
@@ -289,4 +293,56 @@ async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
     );
     // Not "Application maximum poll interval exceeded", nor any other.
     assert!(!logged.contains("Kafka consumer error"), "{logged}");
+}
+
+/// A topic recreated under its name (here: a memory broker restarted empty and the topic created again)
+/// starts its offsets at 0, below what the logs have taken: the role keeps running and says so once, as an
+/// error naming the partition (and in `topk_kafka_partitions_gone_back`), and drops the new records as
+/// already forwarded (README, Known limits) rather than count anything twice.
+#[tokio::test]
+async fn a_recreated_topic_is_reported_as_gone_back() {
+    const WARNING: &str = "offsets went back";
+    let mut broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 1);
+    let store = store("kafka_gone_back", 2).await;
+    let records: Vec<(i64, Option<String>)> = (0..5)
+        .map(|i| (T0, Some(format!(r#"{{"videoId": "v{i}"}}"#))))
+        .collect();
+    produce(&broker, TOPIC, 0, &records).await;
+    let (logs, _capture) = topk_testkit::LogCapture::install();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(kafka::run(
+        store.clone(),
+        kafka_options(&broker, "topk"),
+        Arc::new(Backlog::new(0)),
+        stop.clone(),
+    ));
+    let within = |what: &'static str| {
+        let end = Instant::now() + Duration::from_secs(30);
+        move || assert!(Instant::now() < end, "{what} within 30 s")
+    };
+    let check = within("the five records forwarded");
+    while store.source_offsets_taken(TOPIC).await.unwrap().get(&0) != Some(&4) {
+        check();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!logs.text().contains(WARNING), "{}", logs.text());
+    let before = log_entries(&store).await;
+
+    broker.restart();
+    broker.create_topic(TOPIC, 1);
+    produce(&broker, TOPIC, 0, &records[..2]).await;
+    let check = within("the partition reported gone back");
+    while !logs.text().contains(WARNING) {
+        check();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Checked again every 500 ms: said once, and the new records were dropped.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(logs.text().matches(WARNING).count(), 1, "{}", logs.text());
+    assert_eq!(log_entries(&store).await, before);
+    assert!(!task.is_finished(), "the role stopped");
+    stop.cancel();
+    task.await.unwrap().unwrap();
 }
