@@ -173,6 +173,9 @@ pub async fn run(
     Ok(())
 }
 
+/// When [`watch_offsets`] looks first (or after `every`, if sooner).
+const FIRST_OFFSETS_CHECK: Duration = Duration::from_secs(5);
+
 /// Every `every`, [`partitions_gone_back`]: each partition found gone back is logged once as an error (again
 /// if it recovers and goes back again), and their number is `topk_kafka_partitions_gone_back`.
 async fn watch_offsets(
@@ -182,8 +185,11 @@ async fn watch_offsets(
     every: Duration,
 ) {
     let mut gone_back: Vec<i32> = Vec::new();
+    // The first look soon after the start: a role restarted after its topic was recreated says so at once.
+    let mut wait = every.min(FIRST_OFFSETS_CHECK);
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(wait).await;
+        wait = every;
         let now_gone = partitions_gone_back(&store, &consumer, &topic).await;
         for (partition, end, taken) in &now_gone {
             if !gone_back.contains(partition) {

@@ -256,3 +256,73 @@ async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
     );
     consumer.terminate(Duration::from_secs(30)).await;
 }
+
+/// A topic deleted and created again under its name (here: a memory broker restarted empty and the topic
+/// created again) restarts its offsets below what the logs have taken: the role reports it within seconds of
+/// starting, as an error naming the partition and `topk_kafka_partitions_gone_back` on its admin address
+/// (alert `TopkKafkaOffsetsWentBack`), and the new records are dropped, never counted twice (README, Known
+/// limits). The role is restarted across the recreation, as its supervisor would after librdkafka 2.12
+/// crashed under it (it can, when a live consumer's topic is recreated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_is_reported_as_gone_back() {
+    let (mut broker, env, store, _worker) =
+        role_deployment(KafkaBroker::start(), "kafka-gone-back").await;
+    let bootstrap = broker.bootstrap();
+    let admin = format!("127.0.0.1:{}", topk_testkit::free_port());
+    let mut settings = role_settings(&bootstrap, "gone-back-test").to_vec();
+    settings.push(("TOPK_ADMIN_ADDR", &admin));
+    let gone_back = || async {
+        let metrics = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("topk_kafka_partitions_gone_back "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+    };
+    let mut role = env.ingest_unchecked("kafka", 0, &settings);
+    let expected = spawn_producer(bootstrap.clone(), 40, 4).await.unwrap();
+    assert_eq!(
+        lost_and_doubled(&store, &expected).await,
+        (0, 0),
+        "{}",
+        role.log_tail()
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    while gone_back().await != Some(0.0) {
+        assert!(
+            Instant::now() < end,
+            "no topk_kafka_partitions_gone_back 0\n{}",
+            role.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    role.kill();
+    broker.restart();
+    broker.create_topic(TOPIC, 4);
+    spawn_producer(bootstrap.clone(), 8, 4).await.unwrap();
+    let role = env.ingest_unchecked("kafka", 0, &settings);
+    let end = Instant::now() + Duration::from_secs(40);
+    while gone_back().await.unwrap_or(0.0) < 1.0 {
+        assert!(
+            Instant::now() < end,
+            "not reported gone back in 40 s\n{}",
+            role.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        role.log_tail().contains("offsets went back"),
+        "{}",
+        role.log_tail()
+    );
+    assert_eq!(
+        crate::faults::counted(&store, Window::All).await,
+        expected,
+        "the recreated topic's records are dropped, not counted"
+    );
+}
