@@ -20,6 +20,7 @@ mod leader;
 mod one_off;
 mod rebuild;
 mod rebuild_late;
+mod rebuild_rerun;
 mod schedule;
 mod snapshots;
 mod verify;

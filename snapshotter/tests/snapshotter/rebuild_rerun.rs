@@ -1,0 +1,91 @@
+//! `rebuild-redis` run again after an interruption late in its redo: the rerun must leave every view counted
+//! once. The interruption is taken just before `restore_partition` deletes `P:{p}:replay` (after the redo's
+//! last apply): Redis then holds exactly what a completed rebuild leaves, plus that key as the first run saved
+//! it, which the test writes back.
+
+use crate::helpers::{database, redis, stats, totals, MIN, T0};
+use std::collections::BTreeMap;
+use topk_core::domain::{VideoId, Window};
+use topk_core::redis::{LogRead, RedisStore, SourcePartition, SourceRecord};
+use topk_snapshotter::jobs::snapshot_minutes;
+use topk_snapshotter::rebuild::rebuild;
+use topk_testkit::fixtures::{apply_log, window_counts};
+
+const DAY: i64 = 24 * 60 * MIN;
+
+/// Logs `n` views of `video` at `now`, dated `event_ms` by a Kafka record.
+async fn log_backdated(store: &RedisStore, video: &str, n: u64, now: i64, event_ms: i64) {
+    let source = SourcePartition {
+        topic: "views".into(),
+        partition: 0,
+    };
+    for (p, lines) in store.lines_by_partition(&[(VideoId::parse(video).unwrap(), n)]) {
+        let record = SourceRecord {
+            offset: 0,
+            event_ms,
+            lines,
+        };
+        store
+            .append_source_at(p, &source, &[record], now)
+            .await
+            .unwrap();
+    }
+}
+
+/// A worker took a back-dated entry (its minute already written to Postgres) and died before applying it; the
+/// rebuild redoes it whole, so its views also go to the late stream (the minute is closed). Interrupted before
+/// dropping `P:{p}:replay`, then run again: the rerun counts the late stream's copy as Postgres's own (it is
+/// after `late_through`) and redoes the still "pending" entry whole a second time.
+#[tokio::test]
+async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
+    let label = "rebuild_rerun";
+    let store = redis(&topk_testkit::servers().redis_url, label, 1).await;
+    let pool = database(label).await;
+    let mut now = T0 + 2 * DAY;
+    // An on-time view, applied and written: the checkpoint is the minute before `now`.
+    store
+        .append_at(&[(VideoId::parse("v0").unwrap(), 1)], now)
+        .await
+        .unwrap();
+    apply_log(&store, "w", 10).await;
+    now += 2 * MIN;
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    // A view dated 90 s ago (a minute Postgres has written), delivered to a worker that dies before applying.
+    log_backdated(&store, "v1", 3, now, now - 90_000).await;
+    let taken = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let x = taken[0].id;
+
+    rebuild(&store, &pool, now, false).await.unwrap();
+    // The interruption: `P:{0}:replay` as the first run saved it (the group's last delivered id and pending).
+    let mut conn = topk_testkit::RedisConn::open_url(&topk_testkit::servers().redis_url).unwrap();
+    conn.cmd(&[
+        "HSET",
+        &store.keys().replay(0),
+        "through",
+        &x.to_string(),
+        "pending",
+        &x.to_string(),
+    ])
+    .unwrap();
+    rebuild(&store, &pool, now, false).await.unwrap();
+
+    now += 2 * MIN;
+    apply_log(&store, "w", 10).await;
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    let want: BTreeMap<String, i64> = [("v0".to_owned(), 1), ("v1".to_owned(), 3)].into();
+    let all: BTreeMap<String, i64> = window_counts(&store, Window::All)
+        .await
+        .into_iter()
+        .map(|(v, n)| (v, n as i64))
+        .collect();
+    assert_eq!(all, want, "the all-time window");
+    assert_eq!(totals(&pool).await, want, "video_totals");
+    let v1: i64 = stats(&pool)
+        .await
+        .iter()
+        .filter(|(v, _, _)| v == "v1")
+        .map(|r| r.2)
+        .sum();
+    assert_eq!(v1, 3, "video_stats of v1");
+}
