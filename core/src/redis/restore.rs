@@ -3,7 +3,7 @@
 
 use super::client::{Route, Value, ValueExt};
 use super::LogRead;
-use super::{RedisStore, Result};
+use super::{ApplyOutcome, RedisStore, Result, StoreError};
 use crate::batch::{aggregate, EntryId, LogEntry};
 use crate::domain::Window;
 use crate::keys::{Partition, CONSUMER_GROUP};
@@ -14,10 +14,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// The consumer a rebuild redoes the applied entries as.
 const REDO_CONSUMER: &str = "rebuild";
 
-/// What the workers had applied of a partition's log: every entry through `through` but those `pending`.
+/// What the workers had applied of a partition's log: every entry through `through` but those `pending`; and
+/// the late stream's newest entry then (0-0: empty; `None`: not recorded), so that a rerun knows which late
+/// entries an interrupted redo wrote.
 struct Applied {
     through: EntryId,
     pending: HashSet<EntryId>,
+    late_before: Option<EntryId>,
 }
 
 /// Minute rows and totals with the waiting late views added.
@@ -48,7 +51,14 @@ impl RedisStore {
         let written_through = replay_after.map(|id| slices::minute_of(id.ms));
         let applied = self.applied_log(p).await?;
         let late = self
-            .take_late(p, late_through, written_through, minutes, totals)
+            .take_late(
+                p,
+                late_through,
+                written_through,
+                applied.as_ref().and_then(|a| a.late_before),
+                minutes,
+                totals,
+            )
             .await?;
         let (minutes, totals) = match &late {
             Some((m, t)) => (m, t.as_slice()),
@@ -143,7 +153,13 @@ impl RedisStore {
                 .get("pending")
                 .map(|s| s.split(',').filter_map(EntryId::parse).collect())
                 .unwrap_or_default();
-            return Ok(Some(Applied { through, pending }));
+            // Missing in a state saved by an older build: then nothing is set apart.
+            let late_before = saved.get("late").and_then(|s| EntryId::parse(s));
+            return Ok(Some(Applied {
+                through,
+                pending,
+                late_before,
+            }));
         }
         let state = match self.group_state(p).await {
             Err(e) if e.is_missing_group() => return Ok(None),
@@ -172,6 +188,25 @@ impl RedisStore {
             .filter_map(|s| EntryId::parse(&s))
             .collect();
         let listed: Vec<String> = pending.iter().map(EntryId::to_string).collect();
+        let newest_late: Vec<Value> = self
+            .on_first_key(
+                "XREVRANGE",
+                vec![
+                    self.keys.late(p),
+                    "+".into(),
+                    "-".into(),
+                    "COUNT".into(),
+                    "1".into(),
+                ],
+            )
+            .await?;
+        // 0-0 for an empty stream: every late entry after it is then the redo's.
+        let late_before = newest_late
+            .into_iter()
+            .filter_map(|e| e.into_array().into_iter().next())
+            .filter_map(|v| v.as_string())
+            .find_map(|s| EntryId::parse(&s))
+            .unwrap_or(EntryId { ms: 0, seq: 0 });
         let _: Value = self
             .on_first_key(
                 "HSET",
@@ -181,21 +216,29 @@ impl RedisStore {
                     through.to_string(),
                     "pending".into(),
                     listed.join(","),
+                    "late".into(),
+                    late_before.to_string(),
                 ],
             )
             .await?;
-        Ok(Some(Applied { through, pending }))
+        Ok(Some(Applied {
+            through,
+            pending,
+            late_before: Some(late_before),
+        }))
     }
 
     /// Partition `p`'s late views not yet in Postgres (after `late_through`): those of minutes through
     /// `written_through` are added to `minutes` and `totals` (returned, when there are any), as Postgres will
     /// hold them; the others are deleted, as their entries are past the checkpoint and the replay logs them
-    /// again (an entry's event time is never after its id).
+    /// again (an entry's event time is never after its id). So are those after `redone_after`: an interrupted
+    /// rebuild's redo wrote them, and this one's redo writes them again.
     async fn take_late(
         &self,
         p: Partition,
         late_through: Option<EntryId>,
         written_through: Option<i64>,
+        redone_after: Option<EntryId>,
         minutes: &BTreeMap<i64, Vec<(String, u64)>>,
         totals: &[(String, u64)],
     ) -> Result<Option<LateMerged>> {
@@ -206,7 +249,9 @@ impl RedisStore {
         loop {
             let entries = self.read_late(p, after, BATCH).await?;
             for e in &entries {
-                if written_through.is_some_and(|w| e.minute <= w) {
+                // Written by an interrupted run's redo, which this run redoes: not Postgres's.
+                let redone = redone_after.is_some_and(|before| e.id > before);
+                if !redone && written_through.is_some_and(|w| e.minute <= w) {
                     let row = rows.entry(e.minute).or_default();
                     for (v, n) in &e.views {
                         *row.entry(v.as_str().to_owned()).or_default() += n;
@@ -258,7 +303,7 @@ impl RedisStore {
         loop {
             let entries = self.read_log(p, REDO_CONSUMER, LogRead::New, 1000).await?;
             let Some(last) = entries.last().map(|e| e.id) else {
-                return Ok(());
+                break;
             };
             let counted: Vec<LogEntry> = entries
                 .iter()
@@ -270,11 +315,33 @@ impl RedisStore {
                 .collect();
             let mut batch = aggregate(&counted);
             batch.ids = entries.iter().map(|e| e.id).collect();
-            self.apply(p, REDO_CONSUMER, &batch).await?;
+            if let ApplyOutcome::NotOwned = self.apply(p, REDO_CONSUMER, &batch).await? {
+                // Only a worker claiming them could: rebuild-redis runs with the workers stopped.
+                return Err(StoreError::Reply(format!(
+                    "rebuild: another consumer took partition {p}'s log entries being redone; stop the \
+                     ingest workers and run rebuild-redis again"
+                )));
+            }
             if last >= applied.through {
-                return Ok(());
+                break;
             }
         }
+        // Everything it read is acknowledged: drop it from the group, so that it does not look like a
+        // running worker to the next rebuild-redis.
+        let log = self.keys.log(p);
+        let _: Value = self
+            .on_key(
+                "XGROUP",
+                &log,
+                vec![
+                    "DELCONSUMER".to_owned(),
+                    log.clone(),
+                    CONSUMER_GROUP.to_owned(),
+                    REDO_CONSUMER.to_owned(),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Replaces `window` of partition `p` with `counts`: its hash, its leader set and thresholds (restores,

@@ -56,8 +56,16 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
     assert_eq!(taken.len(), 1);
     let x = taken[0].id;
 
+    // The late stream's newest entry as the first run finds it (none yet).
+    let late_before = store
+        .read_late(0, topk_core::batch::EntryId { ms: 0, seq: 0 }, 1000)
+        .await
+        .unwrap()
+        .last()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id.to_string());
     rebuild(&store, &pool, now, false).await.unwrap();
-    // The interruption: `P:{0}:replay` as the first run saved it (the group's last delivered id and pending).
+    // The interruption: `P:{0}:replay` as the first run saved it (the group's last delivered id, the pending
+    // ids, the late stream's newest entry).
     let mut conn = topk_testkit::RedisConn::open_url(&topk_testkit::servers().redis_url).unwrap();
     conn.cmd(&[
         "HSET",
@@ -66,6 +74,8 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
         &x.to_string(),
         "pending",
         &x.to_string(),
+        "late",
+        &late_before,
     ])
     .unwrap();
     rebuild(&store, &pool, now, false).await.unwrap();
