@@ -125,15 +125,30 @@ impl WorkerOptions {
     }
 }
 
-/// Creates the log's consumer groups, retrying every second while Redis cannot; false when `stop` came first,
-/// an error when the deployment's recorded layout is not this process's (retrying cannot fix that).
+/// Creates the log's consumer groups, retrying every second while Redis cannot, and waits while a
+/// `rebuild-redis` is unfinished; false when `stop` came first, an error when the deployment's recorded
+/// layout is not this process's (retrying cannot fix that).
 pub async fn wait_for_log_groups(
     store: &RedisStore,
     stop: &CancellationToken,
 ) -> Result<bool, StoreError> {
+    let mut told: Option<tokio::time::Instant> = None;
     loop {
         match store.ensure_log_groups().await {
-            Ok(()) => return Ok(true),
+            Ok(()) => match store.interrupted_rebuilds().await {
+                Ok(partitions) if partitions.is_empty() => return Ok(true),
+                Ok(partitions) => {
+                    if told.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
+                        tracing::warn!(
+                            ?partitions,
+                            "rebuild-redis was interrupted on these partitions: the workers wait until it is \
+                             run again to the end (topk-snapshotter rebuild-redis)"
+                        );
+                        told = Some(tokio::time::Instant::now());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "waiting for Redis"),
+            },
             Err(e @ StoreError::Layout { .. }) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "waiting for Redis to create the log's consumer groups")

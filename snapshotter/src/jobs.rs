@@ -39,6 +39,13 @@ pub async fn snapshot_minutes(
     pool: &PgPool,
     now_ms: i64,
 ) -> anyhow::Result<MinuteReport> {
+    // A half-restored partition would be written as it is, and the rerun of the rebuild would then trust it.
+    let interrupted = store.interrupted_rebuilds().await?;
+    anyhow::ensure!(
+        interrupted.is_empty(),
+        "rebuild-redis was interrupted on partitions {interrupted:?}: no minute is written until it is run \
+         again to the end"
+    );
     let mut applied_through = now_ms;
     for p in store.keys().all_partitions() {
         if let Some(ms) = store.applied_through_ms(p).await? {

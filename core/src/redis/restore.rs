@@ -142,6 +142,22 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Partitions where a `rebuild-redis` started and has not finished (its saved state, `P:{p}:replay`, is
+    /// still there): until it is run again to the end, workers must not apply and the snapshotter must not
+    /// write, or the rerun would count what they did twice or not at all.
+    pub async fn interrupted_rebuilds(&self) -> Result<Vec<Partition>> {
+        let checks = self.keys.all_partitions().map(|p| async move {
+            let key = self.keys.replay(p);
+            let n: i64 = self.on_key("EXISTS", &key, vec![key.clone()]).await?;
+            Ok::<_, StoreError>((p, n > 0))
+        });
+        Ok(futures::future::try_join_all(checks)
+            .await?
+            .into_iter()
+            .filter_map(|(p, interrupted)| interrupted.then_some(p))
+            .collect())
+    }
+
     /// What the workers had applied of partition `p`'s log: as saved by an interrupted rebuild, else read from
     /// the consumer group and saved (the restore below recreates the group). `None` without a group.
     async fn applied_log(&self, p: Partition) -> Result<Option<Applied>> {

@@ -265,3 +265,30 @@ async fn a_process_with_another_partition_count_refuses_to_start() {
         "{message}"
     );
 }
+
+/// While a `rebuild-redis` is unfinished (its saved state `P:{p}:replay` is there), workers wait instead of
+/// applying the log: the rerun must find the log as the interrupted run left it.
+#[tokio::test]
+async fn workers_wait_while_a_rebuild_is_unfinished() {
+    let store = topk_testkit::fixtures::store("rebuild_wait", 2).await;
+    let replay = store.keys().replay(1);
+    let mut conn = topk_testkit::RedisConn::open_url(&topk_testkit::servers().redis_url).unwrap();
+    conn.cmd(&["HSET", &replay, "through", "1-0", "pending", ""])
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let waiting = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move { topk_ingest::worker::wait_for_log_groups(&store, &stop).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the workers started beside an unfinished rebuild"
+    );
+    conn.cmd(&["DEL", &replay]).unwrap();
+    let started = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("the workers start once the rebuild is done")
+        .unwrap();
+    assert!(started.unwrap());
+}

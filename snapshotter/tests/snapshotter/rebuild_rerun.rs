@@ -78,7 +78,14 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
         &late_before,
     ])
     .unwrap();
+    // Until it is run again, the snapshotter writes nothing (the workers wait too: ingest's defences tests).
+    assert_eq!(store.interrupted_rebuilds().await.unwrap(), [0]);
+    let refused = snapshot_minutes(&store, &pool, now + MIN)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("interrupted"), "{refused:#}");
     rebuild(&store, &pool, now, false).await.unwrap();
+    assert!(store.interrupted_rebuilds().await.unwrap().is_empty());
 
     now += 2 * MIN;
     apply_log(&store, "w", 10).await;
