@@ -4,13 +4,48 @@
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use topk_core::domain::VideoId;
-use topk_core::redis::RedisStore;
+use topk_core::redis::{RedisStore, SourcePartition, SourceRecord};
 use topk_testkit::fixtures;
 
 /// A minute in ms.
 pub const MIN: i64 = 60_000;
 /// A minute boundary in the past, the origin of the fed events' times.
 pub const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % MIN;
+
+/// Logs `views` at `now` as one record of a source (a Kafka topic's partition 0) at `offset`, dated
+/// `event_ms` (back-dated when before `now`): one entry on each partition the views touch.
+pub async fn log_backdated(
+    store: &RedisStore,
+    views: &[(VideoId, u64)],
+    offset: i64,
+    now: i64,
+    event_ms: i64,
+) {
+    let source = SourcePartition {
+        topic: "views".into(),
+        partition: 0,
+    };
+    for (p, lines) in store.lines_by_partition(views) {
+        let record = SourceRecord {
+            offset,
+            event_ms,
+            lines,
+        };
+        store
+            .append_source_at(p, &source, &[record], now)
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs one property case on a runtime of its own (proptest's cases are synchronous).
+pub fn block_on(case: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(case);
+}
 
 /// A store on a private key prefix of the Redis at `url`, its log groups created as ingest does.
 pub async fn redis(url: &str, label: &str, partitions: u16) -> RedisStore {

@@ -3,11 +3,12 @@
 //! with what Postgres and Redis hold. Checked against a brute-force model over random event times, some of them
 //! back-dated by the source that logged them (a Kafka record's timestamp).
 
-use crate::helpers::{database, per_minute, redis, stats, totals, MIN, T0};
+use crate::helpers::{
+    block_on, database, log_backdated, per_minute, redis, stats, totals, MIN, T0,
+};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use topk_core::domain::{VideoId, Window};
-use topk_core::redis::{SourcePartition, SourceRecord};
 use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::verify::verify;
 use topk_testkit::fixtures::{apply_log, window_counts};
@@ -71,10 +72,6 @@ async fn check(steps: Vec<Step>, case: usize) {
     // as snapshotted, so that late views are kept for it.
     snapshot_minutes(&store, &pool, now).await.unwrap();
     let mut events = Vec::new();
-    let source = SourcePartition {
-        topic: "views".into(),
-        partition: 0,
-    };
     let mut offset = 0;
     for s in &steps {
         now += s.advance_ms;
@@ -87,18 +84,7 @@ async fn check(steps: Vec<Step>, case: usize) {
                     now
                 }
                 Some(back) => {
-                    for (p, lines) in store.lines_by_partition(&views) {
-                        let event_ms = now - back;
-                        let record = SourceRecord {
-                            offset,
-                            event_ms,
-                            lines,
-                        };
-                        store
-                            .append_source_at(p, &source, &[record], now)
-                            .await
-                            .unwrap();
-                    }
+                    log_backdated(&store, &views, offset, now, now - back).await;
                     offset += 1;
                     now - back
                 }
@@ -149,10 +135,6 @@ proptest! {
     fn every_view_reaches_history_at_its_minute_once(steps in proptest::collection::vec(step(), 1..20)) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check(steps, case));
+        block_on(check(steps, case));
     }
 }

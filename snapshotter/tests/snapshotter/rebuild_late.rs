@@ -5,11 +5,13 @@
 //! rebuild at random moments: back-dated entries applied with their late views written, applied with them
 //! still in the late stream, or not yet applied; on-time entries among them; before and after the checkpoint.
 
-use crate::helpers::{database, per_minute, redis, stats, totals, MIN, T0};
+use crate::helpers::{
+    block_on, database, log_backdated, per_minute, redis, stats, totals, MIN, T0,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use topk_core::domain::{VideoId, Window};
-use topk_core::redis::{RedisStore, SourcePartition, SourceRecord};
+use topk_core::redis::RedisStore;
 use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::rebuild::rebuild;
 use topk_snapshotter::verify::verify;
@@ -74,21 +76,7 @@ async fn log(
         store.append_at(views, now).await.unwrap();
         return;
     };
-    let source = SourcePartition {
-        topic: "views".into(),
-        partition: 0,
-    };
-    for (p, lines) in store.lines_by_partition(views) {
-        let record = SourceRecord {
-            offset: *offset,
-            event_ms,
-            lines,
-        };
-        store
-            .append_source_at(p, &source, &[record], now)
-            .await
-            .unwrap();
-    }
+    log_backdated(store, views, *offset, now, event_ms).await;
     *offset += 1;
 }
 
@@ -170,10 +158,6 @@ proptest! {
     fn rebuild_counts_every_back_dated_view_once(steps in proptest::collection::vec(step(), 1..16)) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check(steps, case));
+        block_on(check(steps, case));
     }
 }

@@ -3,34 +3,15 @@
 //! last apply): Redis then holds exactly what a completed rebuild leaves, plus that key as the first run saved
 //! it, which the test writes back.
 
-use crate::helpers::{database, redis, stats, totals, MIN, T0};
+use crate::helpers::{database, log_backdated, redis, stats, totals, MIN, T0};
 use std::collections::BTreeMap;
 use topk_core::domain::{VideoId, Window};
-use topk_core::redis::{LogRead, RedisStore, SourcePartition, SourceRecord};
+use topk_core::redis::LogRead;
 use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::rebuild::rebuild;
 use topk_testkit::fixtures::{apply_log, window_counts};
 
 const DAY: i64 = 24 * 60 * MIN;
-
-/// Logs `n` views of `video` at `now`, dated `event_ms` by a Kafka record.
-async fn log_backdated(store: &RedisStore, video: &str, n: u64, now: i64, event_ms: i64) {
-    let source = SourcePartition {
-        topic: "views".into(),
-        partition: 0,
-    };
-    for (p, lines) in store.lines_by_partition(&[(VideoId::parse(video).unwrap(), n)]) {
-        let record = SourceRecord {
-            offset: 0,
-            event_ms,
-            lines,
-        };
-        store
-            .append_source_at(p, &source, &[record], now)
-            .await
-            .unwrap();
-    }
-}
 
 /// A worker took a back-dated entry (its minute already written to Postgres) and died before applying it; the
 /// rebuild redoes it whole, so its views also go to the late stream (the minute is closed). Interrupted before
@@ -51,7 +32,14 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
     now += 2 * MIN;
     snapshot_minutes(&store, &pool, now).await.unwrap();
     // A view dated 90 s ago (a minute Postgres has written), delivered to a worker that dies before applying.
-    log_backdated(&store, "v1", 3, now, now - 90_000).await;
+    log_backdated(
+        &store,
+        &[(VideoId::parse("v1").unwrap(), 3)],
+        0,
+        now,
+        now - 90_000,
+    )
+    .await;
     let taken = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
     assert_eq!(taken.len(), 1);
     let x = taken[0].id;
