@@ -1,25 +1,27 @@
 //! Event time and late views: every view reaches history at its own minute exactly once, however late it is
 //! applied (after the snapshotter wrote its minute, or after the day window retired it), and `verify` agrees
 //! with what Postgres and Redis hold. Checked against a brute-force model over random event times, some of them
-//! back-dated by the source that logged them (a Kafka record's timestamp).
+//! back-dated by the source that logged them (a Kafka record's timestamp). The schedule and the model serve
+//! `rebuild_late.rs` too, which adds `rebuild-redis` at random moments.
 
 use crate::helpers::{
     block_on, database, log_backdated, per_minute, redis, stats, totals, MIN, T0,
 };
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use topk_core::domain::{VideoId, Window};
 use topk_snapshotter::jobs::snapshot_minutes;
+use topk_snapshotter::rebuild::rebuild;
 use topk_snapshotter::verify::verify;
-use topk_testkit::fixtures::{apply_log, window_counts};
+use topk_testkit::fixtures::{apply_log, brute_force_window, window_counts};
 
 const DAY: i64 = 24 * 60 * MIN;
 
 /// One step of the schedule: time moves on, views are logged at the new time, and maybe the workers, the
-/// retirer and the snapshotter run at it. Workers that skip steps apply views late, after time has moved on
-/// by up to a day or more.
+/// retirer, the snapshotter and `rebuild-redis` run at it, in that order. Workers that skip steps apply views
+/// late, after time has moved on by up to a day or more.
 #[derive(Debug, Clone)]
-struct Step {
+pub(crate) struct Step {
     advance_ms: i64,
     views: Vec<(u8, u64)>,
     apply: bool,
@@ -27,9 +29,13 @@ struct Step {
     snapshot: bool,
     /// The views come from a source (Kafka) that dates them this long before they are logged.
     backdate_ms: Option<i64>,
+    /// Redis's windows lost, the log kept: `rebuild-redis` replaces everything of each partition but its log,
+    /// late stream and source offsets, and the workers replay the log after the checkpoint.
+    rebuild: bool,
 }
 
-fn step() -> impl Strategy<Value = Step> {
+/// A step, with a rebuild at `rebuild_odds`.
+pub(crate) fn step(rebuild_odds: f64) -> impl Strategy<Value = Step> {
     (
         prop_oneof![
             6 => 0i64..3 * MIN,
@@ -46,28 +52,28 @@ fn step() -> impl Strategy<Value = Step> {
             1 => (50 * MIN..70 * MIN).prop_map(Some),
             1 => (DAY - 5 * MIN..2 * DAY).prop_map(Some),
         ],
+        prop::bool::weighted(rebuild_odds),
     )
         .prop_map(
-            |(advance_ms, views, apply, retire, snapshot, backdate_ms)| Step {
+            |(advance_ms, views, apply, retire, snapshot, backdate_ms, rebuild)| Step {
                 advance_ms,
                 views,
                 apply,
                 retire,
                 snapshot,
                 backdate_ms,
+                rebuild,
             },
         )
 }
 
-async fn check(steps: Vec<Step>, case: usize) {
-    let store = redis(
-        &topk_testkit::servers().redis_url,
-        &format!("late{case}"),
-        2,
-    )
-    .await;
-    let pool = database(&format!("late{case}")).await;
-    let mut now = T0;
+/// Runs `steps` on a store and database of their own (named after `label`), then checks Postgres, the day and
+/// all-time windows and `verify` against the model.
+pub(crate) async fn check(steps: Vec<Step>, label: &str) {
+    let store = redis(&topk_testkit::servers().redis_url, label, 2).await;
+    let pool = database(label).await;
+    // Two days in, so that back-dated views stay after T0.
+    let mut now = T0 + 2 * DAY;
     // The snapshotter runs from the start, as `run` does: a first run closes nothing yet but marks the partition
     // as snapshotted, so that late views are kept for it.
     snapshot_minutes(&store, &pool, now).await.unwrap();
@@ -101,6 +107,9 @@ async fn check(steps: Vec<Step>, case: usize) {
         if s.snapshot {
             snapshot_minutes(&store, &pool, now).await.unwrap();
         }
+        if s.rebuild {
+            rebuild(&store, &pool, now, false).await.unwrap();
+        }
     }
     // Everything applied, retired and written: every minute of the events is closed by now.
     now += 2 * MIN;
@@ -121,6 +130,12 @@ async fn check(steps: Vec<Step>, case: usize) {
         .map(|(v, n)| (v, n as i64))
         .collect();
     assert_eq!(all, want, "the all-time window");
+    let day: HashMap<String, u64> = window_counts(&store, Window::Day).await;
+    assert_eq!(
+        day,
+        brute_force_window(&events, Window::Day, now),
+        "the day window"
+    );
     let diffs = verify(&store, &pool, now).await.unwrap();
     assert!(diffs.is_empty(), "verify: {diffs:?}");
 }
@@ -132,9 +147,9 @@ proptest! {
     /// between workers' runs), with the retirer and the snapshotter running at random moments: Postgres ends
     /// with every view once at its own minute and in the totals, as the model counts them.
     #[test]
-    fn every_view_reaches_history_at_its_minute_once(steps in proptest::collection::vec(step(), 1..20)) {
+    fn every_view_reaches_history_at_its_minute_once(steps in proptest::collection::vec(step(0.0), 1..20)) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        block_on(check(steps, case));
+        block_on(check(steps, &format!("late{case}")));
     }
 }
