@@ -320,7 +320,7 @@ tansu_bin() {
 }
 
 # Builds tansu into TANSU_ROOT/bin unless one is found (tansu_bin), and exports TOPK_TANSU, which the tests
-# read. The build takes 15 to 30 minutes on 2 cores and ~3 GB of temporary space, removed after.
+# read. The build takes about 35 minutes on 2 shared cores and ~3 GB of temporary space, removed after.
 ensure_tansu() {
 	local bin
 	if bin="$(tansu_bin)"; then
@@ -330,7 +330,7 @@ ensure_tansu() {
 	fi
 	command -v cargo >/dev/null 2>&1 || ensure_packages
 	command -v cc >/dev/null 2>&1 || ensure_packages
-	info "building tansu $TANSU_VERSION (the Kafka broker of the tests) once into $TANSU_ROOT/bin: 15 to 30 minutes on 2 cores"
+	info "building tansu $TANSU_VERSION (the Kafka broker of the tests) once into $TANSU_ROOT/bin: about 35 minutes on 2 cores"
 	local target start=$SECONDS
 	mkdir -p "$TANSU_ROOT"
 	target="$(mktemp -d "${TMPDIR:-/tmp}/topk-tansu-build.XXXXXX")"

@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: formatting, lints, the deployment files, every cargo test, the
 # OpenAPI fuzzing, then the interface contract check when ../shared/contract/check exists. The tests start
 # their own private redis-server, PostgreSQL and Kafka-compatible broker (tansu) on free ports (they do not
-# use what scripts/up.sh runs), so only the programs must be here; tansu is built once into a cache (15 to 30
+# use what scripts/up.sh runs), so only the programs must be here; tansu is built once into a cache (about 35
 # minutes on 2 cores, the first time on a machine only).
 set -euo pipefail
 

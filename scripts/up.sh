@@ -9,7 +9,7 @@
 # services: TOPK_INGEST_TOKEN, TOPK_PARTITIONS and any other TOPK_* of .env.example.
 # TOPK_REDIS_CLUSTER=N (N >= 3; 0 or unset: one Redis) runs a Redis Cluster instead: N primaries with one
 # replica each on ports TOPK_REDIS_PORT .. TOPK_REDIS_PORT + 2N - 1 (and their bus ports, 10000 above).
-# TOPK_KAFKA=1 also runs a Kafka-compatible broker (tansu, built once into a cache: 15 to 30 minutes the first
+# TOPK_KAFKA=1 also runs a Kafka-compatible broker (tansu, built once into a cache: about 35 minutes the first
 # time) on TOPK_KAFKA_PORT (9092) with the topic TOPK_KAFKA_TOPIC (views), and topk-ingest's kafka role on it.
 # Stop with scripts/down.sh.
 set -euo pipefail

@@ -31,7 +31,7 @@ pub fn tansu_bin() -> PathBuf {
     on_path.chain(cache).find(|p| p.is_file()).unwrap_or_else(|| {
         panic!(
             "tansu (the Kafka broker of the tests) is not installed: run \
-             `source scripts/lib.sh && ensure_tansu` once (it builds it into ~/.cache/topk, 15 to 30 \
+             `source scripts/lib.sh && ensure_tansu` once (it builds it into ~/.cache/topk, about 35 \
              minutes on 2 cores), or set TOPK_TANSU to a tansu binary"
         )
     })
