@@ -1,4 +1,4 @@
-//! A Kafka-compatible broker (tansu) owned by one test, which it can kill, freeze and start again.
+//! A Kafka-compatible broker (tansu) owned by one test, which it can kill and start again.
 //!
 //! [`KafkaBroker::start`] runs tansu with its memory storage engine: fast, but a restart starts empty (topics,
 //! records and committed offsets are gone). [`KafkaBroker::start_durable`] keeps them in an SQLite file of its
@@ -7,7 +7,7 @@
 //! `$XDG_CACHE_HOME/topk`, by default `~/.cache/topk`), built with the features `dynostore` (memory storage)
 //! and `libsql` (SQLite storage).
 
-use crate::process::{free_port, signal, wait_port};
+use crate::process::{free_port, wait_port};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -168,16 +168,6 @@ impl KafkaBroker {
         format!("127.0.0.1:{}", self.advertised_port())
     }
 
-    /// The port tansu itself listens on (plain Kafka; behind socat with [`Self::start_tls`]).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The broker's process id (0 when stopped).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
     /// Creates `topic` with `partitions` partitions (tansu creates no topic by itself).
     pub fn create_topic(&self, topic: &str, partitions: u32) {
         let out = Command::new(&self.bin)
@@ -209,16 +199,6 @@ impl KafkaBroker {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
-    }
-
-    /// Freezes the broker (SIGSTOP): connections stay open and requests wait unanswered.
-    pub fn pause(&self) {
-        signal(self.pid(), "STOP");
-    }
-
-    /// Lets a paused broker run again (SIGCONT).
-    pub fn resume(&self) {
-        signal(self.pid(), "CONT");
     }
 }
 

@@ -74,6 +74,11 @@ impl Api {
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(format!("http://{}{path}", self.addr))
     }
+
+    /// `GET path`'s body as JSON.
+    async fn json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
 }
 
 /// A ranking says when it was read (RFC 3339 with milliseconds, within the cache's age of now) and how long
@@ -220,14 +225,7 @@ async fn swagger_ui_is_served_from_the_binary() {
             assert!(body.contains("/openapi.json"), "{body}");
         }
     }
-    let doc: Value = api
-        .get("/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = api.json("/openapi.json").await;
     assert!(doc["paths"]["/v1/videos/{videoId}/hourly"].is_object());
     let tags: Vec<&str> = doc["tags"]
         .as_array()
@@ -244,25 +242,11 @@ async fn swagger_ui_is_served_from_the_binary() {
 async fn a_video_has_its_ranks_and_its_hours() {
     let api = Api::start("video", &["--ranking-cache-ms=0"]).await;
     api.add(&[("alpha", 30), ("beta", 20), ("gamma", 10)]).await;
-    let alpha: Value = api
-        .get("/v1/videos/beta")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(alpha["all"], 20);
-    assert_eq!(alpha["rank"]["all"], 2);
-    assert_eq!(alpha["rank"]["minute"], 2);
-    let unknown: Value = api
-        .get("/v1/videos/nobody")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let beta: Value = api.json("/v1/videos/beta").await;
+    assert_eq!(beta["all"], 20);
+    assert_eq!(beta["rank"]["all"], 2);
+    assert_eq!(beta["rank"]["minute"], 2);
+    let unknown: Value = api.json("/v1/videos/nobody").await;
     assert_eq!(unknown["all"], 0);
     assert_eq!(
         unknown["rank"],
@@ -286,14 +270,7 @@ async fn a_video_has_its_ranks_and_its_hours() {
     )
     .await
     .unwrap();
-    let hourly: Value = api
-        .get("/v1/videos/alpha/hourly")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hourly: Value = api.json("/v1/videos/alpha/hourly").await;
     let hours = hourly["hours"].as_array().unwrap();
     assert_eq!(hours.len(), 24);
     let hour_of = |minute: i64| {
@@ -314,14 +291,7 @@ async fn a_video_has_its_ranks_and_its_hours() {
         .windows(2)
         .all(|w| w[0]["hour"].as_str() < w[1]["hour"].as_str());
     assert!(sorted, "oldest first: {hourly}");
-    let week: Value = api
-        .get("/v1/videos/alpha/hourly?hours=168")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let week: Value = api.json("/v1/videos/alpha/hourly?hours=168").await;
     assert_eq!(week["hours"].as_array().unwrap().len(), 168);
     for bad in [
         "/v1/videos/alpha/hourly?hours=0",

@@ -34,6 +34,30 @@ pub(super) async fn wait_drained(store: &RedisStore) -> anyhow::Result<()> {
     }
 }
 
+/// Sends `bodies` over HTTP to ingest for the configured duration and waits until the workers have applied
+/// them: the views accepted, and the time from the first request to the last view applied.
+pub(super) async fn over_http(
+    cfg: &BenchConfig,
+    services: &Services,
+    store: &RedisStore,
+    http: &reqwest::Client,
+    bodies: Bodies,
+) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let accepted = send(
+        http,
+        &services.ingest_url,
+        TOKEN,
+        bodies,
+        cfg.clients,
+        None,
+        stop_after(cfg.duration()),
+    )
+    .await;
+    wait_drained(store).await?;
+    Ok((accepted, started.elapsed()))
+}
+
 /// `ingest`: views/s accepted over HTTP and applied, against one pipelined ZINCRBY per view and window.
 pub async fn ingest(
     cfg: &BenchConfig,
@@ -99,19 +123,8 @@ pub async fn ingest(
         redis_quiet(store).await?;
         let nodes_before = store.server_cpu_seconds_per_node().await?;
         let cpu_before = store.server_cpu_seconds().await?;
-        let started = Instant::now();
-        let accepted = send(
-            &http,
-            &services.ingest_url,
-            TOKEN,
-            bodies.clone(),
-            cfg.clients,
-            None,
-            stop_after(cfg.duration()),
-        )
-        .await;
-        wait_drained(store).await?;
-        ours.push(accepted as f64 / started.elapsed().as_secs_f64());
+        let (accepted, took) = over_http(cfg, services, store, &http, bodies.clone()).await?;
+        ours.push(accepted as f64 / took.as_secs_f64());
         ours_cpu
             .push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / accepted.max(1) as f64);
         if store.is_cluster() {

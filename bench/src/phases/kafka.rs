@@ -7,12 +7,11 @@
 //! body), to a topic of its own, starts a kafka role process, and times from its first forwarded record to
 //! the last record forwarded and applied. Production is not timed: the figure is topk's, not the producer's.
 
-use super::ingest::wait_drained;
+use super::ingest::{self, wait_drained};
 use super::{progress, redis_quiet, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
-use crate::load::{send, stop_after};
-use crate::stack::{Services, TOKEN};
+use crate::stack::Services;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::process::{Command, Stdio};
@@ -61,19 +60,9 @@ pub async fn kafka(
             cfg.repeats
         ));
         redis_quiet(store).await?;
-        let started = Instant::now();
-        let accepted = send(
-            &http,
-            &services.ingest_url,
-            TOKEN,
-            bodies.clone(),
-            cfg.clients,
-            None,
-            stop_after(cfg.duration()),
-        )
-        .await;
-        wait_drained(store).await?;
-        over_http.push(accepted as f64 / started.elapsed().as_secs_f64());
+        let (accepted, took) =
+            ingest::over_http(cfg, services, store, &http, bodies.clone()).await?;
+        over_http.push(accepted as f64 / took.as_secs_f64());
         bar.finish_and_clear();
 
         // As many bodies as HTTP took, each one record.

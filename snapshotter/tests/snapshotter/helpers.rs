@@ -123,6 +123,15 @@ pub async fn totals(pool: &PgPool) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// The all-time window of every partition, as [`totals`] reads `video_totals`: to compare the two.
+pub async fn all_time(store: &RedisStore) -> BTreeMap<String, i64> {
+    fixtures::window_counts(store, topk_core::domain::Window::All)
+        .await
+        .into_iter()
+        .map(|(v, n)| (v, n as i64))
+        .collect()
+}
+
 /// The `video_stats` rows that `events` make for the minutes that end by `before_ms`.
 pub fn per_minute(events: &[(i64, String, u64)], before_ms: i64) -> Vec<(String, i64, i64)> {
     let mut m: BTreeMap<(String, i64), i64> = BTreeMap::new();

@@ -5,7 +5,7 @@
 //! `rebuild_late.rs` too, which adds `rebuild-redis` at random moments.
 
 use crate::helpers::{
-    block_on, database, log_backdated, per_minute, redis, stats, totals, MIN, T0,
+    all_time, block_on, database, log_backdated, per_minute, redis, stats, totals, MIN, T0,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -124,11 +124,7 @@ pub(crate) async fn check(steps: Vec<Step>, label: &str) {
         *want.entry(v.clone()).or_default() += *n as i64;
     }
     assert_eq!(totals(&pool).await, want, "video_totals");
-    let all: BTreeMap<String, i64> = window_counts(&store, Window::All)
-        .await
-        .into_iter()
-        .map(|(v, n)| (v, n as i64))
-        .collect();
+    let all = all_time(&store).await;
     assert_eq!(all, want, "the all-time window");
     let day: HashMap<String, u64> = window_counts(&store, Window::Day).await;
     assert_eq!(

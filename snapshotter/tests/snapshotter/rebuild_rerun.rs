@@ -3,13 +3,13 @@
 //! last apply): Redis then holds exactly what a completed rebuild leaves, plus that key as the first run saved
 //! it, which the test writes back.
 
-use crate::helpers::{database, log_backdated, redis, stats, totals, MIN, T0};
+use crate::helpers::{all_time, database, log_backdated, redis, stats, totals, MIN, T0};
 use std::collections::BTreeMap;
-use topk_core::domain::{VideoId, Window};
+use topk_core::domain::VideoId;
 use topk_core::redis::LogRead;
 use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::rebuild::rebuild;
-use topk_testkit::fixtures::{apply_log, window_counts};
+use topk_testkit::fixtures::apply_log;
 
 const DAY: i64 = 24 * 60 * MIN;
 
@@ -79,11 +79,7 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
     apply_log(&store, "w", 10).await;
     snapshot_minutes(&store, &pool, now).await.unwrap();
     let want: BTreeMap<String, i64> = [("v0".to_owned(), 1), ("v1".to_owned(), 3)].into();
-    let all: BTreeMap<String, i64> = window_counts(&store, Window::All)
-        .await
-        .into_iter()
-        .map(|(v, n)| (v, n as i64))
-        .collect();
+    let all = all_time(&store).await;
     assert_eq!(all, want, "the all-time window");
     assert_eq!(totals(&pool).await, want, "video_totals");
     let v1: i64 = stats(&pool)
