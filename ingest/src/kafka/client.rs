@@ -1,11 +1,15 @@
 //! The Kafka consumer's settings: topk's own (those its guarantees rest on), then the operator's librdkafka
 //! properties from `TOPK_KAFKA_CONFIG_FILE` (SASL, a client id, fetch sizes, poll interval), checked by
-//! librdkafka at start; and the offset commits.
+//! librdkafka at start; the consumer, which logs its group's rebalances; and the offset commits.
 
 use super::KafkaOptions;
 use anyhow::Context;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -101,10 +105,47 @@ pub fn check(options: &KafkaOptions) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("the Kafka consumer's settings (TOPK_KAFKA_CONFIG_FILE): {e}"))
 }
 
+/// The source's consumer: a [`StreamConsumer`] that logs what its group does with it.
+pub type SourceConsumer = StreamConsumer<GroupEvents>;
+
+/// Logs the group's rebalances (which partitions this consumer now reads: at info, so that an operator sees
+/// partitions move) and failed asynchronous commits (otherwise silent: the records are read again and
+/// dropped by the logs, but a commit failing every time means every restart replays more).
+pub struct GroupEvents;
+
+impl ClientContext for GroupEvents {}
+
+impl ConsumerContext for GroupEvents {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &TopicPartitionList| {
+            list.elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = %partitions(list), "Kafka partitions assigned")
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(partitions = %partitions(list), "Kafka partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "Kafka rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "committing Kafka offsets failed; those records will be read again and dropped");
+        }
+    }
+}
+
 /// A consumer in `options.group`, subscribed to `options.topic`, that commits only when told.
-pub fn consumer(options: &KafkaOptions) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = client_config(options)
-        .create()
+pub fn consumer(options: &KafkaOptions) -> anyhow::Result<SourceConsumer> {
+    let consumer: SourceConsumer = client_config(options)
+        .create_with_context(GroupEvents)
         .context("create the Kafka consumer (TOPK_KAFKA_BROKERS, TOPK_KAFKA_CONFIG_FILE)")?;
     consumer
         .subscribe(&[&options.topic])
@@ -115,7 +156,7 @@ pub fn consumer(options: &KafkaOptions) -> anyhow::Result<StreamConsumer> {
 /// Commits `offsets` (the next offset to read, per partition). A failed commit only means that a later owner
 /// reads those records again, and the logs drop them: it is logged, not fatal.
 pub(super) fn commit(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     topic: &str,
     offsets: &BTreeMap<i32, i64>,
     mode: CommitMode,

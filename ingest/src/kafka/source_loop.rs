@@ -6,11 +6,11 @@
 //! however long the backlog lasts (librdkafka leaves the group when a consumer stops polling for
 //! `max.poll.interval.ms`, 5 minutes by default, which would move its partitions back and forth).
 
-use super::client::{commit, consumer};
+use super::client::{commit, consumer, SourceConsumer};
 use super::forward::{forward, Record};
 use super::KafkaOptions;
 use crate::backpressure::Backlog;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// Waits for the next record (until `stop`), then takes what follows within `options.batch_wait`, up to
 /// `options.max_records`. Consumer errors (a broker down, a rebalance) are logged: librdkafka recovers.
 async fn next_batch(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     options: &KafkaOptions,
     stop: &CancellationToken,
     idle_until: Option<tokio::time::Instant>,
@@ -180,7 +180,7 @@ const FIRST_OFFSETS_CHECK: Duration = Duration::from_secs(5);
 /// if it recovers and goes back again), and their number is `topk_kafka_partitions_gone_back`.
 async fn watch_offsets(
     store: RedisStore,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<SourceConsumer>,
     topic: String,
     every: Duration,
 ) {
@@ -217,7 +217,7 @@ fn record_of(m: &BorrowedMessage<'_>) -> Record {
 
 /// Pauses (or resumes) fetching on every partition assigned now. Fetched records of a paused partition are
 /// dropped by librdkafka and fetched again on resume, from after the last one delivered.
-fn set_paused(consumer: &StreamConsumer, pause: bool) {
+fn set_paused(consumer: &SourceConsumer, pause: bool) {
     let result = consumer.assignment().and_then(|assigned| {
         if pause {
             consumer.pause(&assigned)
@@ -237,7 +237,7 @@ fn set_paused(consumer: &StreamConsumer, pause: bool) {
 /// now, or a failed Redis read, counts as healthy: the next check sees it.
 pub async fn partitions_gone_back(
     store: &RedisStore,
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<SourceConsumer>,
     topic: &str,
 ) -> Vec<(i32, i64, i64)> {
     let Ok(assigned) = consumer.assignment() else {

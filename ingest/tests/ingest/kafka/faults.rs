@@ -99,14 +99,82 @@ async fn role_deployment(
     (broker, env, store, worker)
 }
 
-/// The kafka role's settings for a test's broker and group (a killed member's partitions move after 6 s).
-fn role_settings<'a>(bootstrap: &'a str, group: &'a str) -> [(&'static str, &'a str); 4] {
+/// How long the group waits for a killed member ([`role_settings`]' session timeout).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+const SESSION_TIMEOUT_MS: &str = "6000";
+
+/// Replaces a role SIGKILLed last only once the group has expired every killed member (its session timeout,
+/// and a margin). tansu 0.6's group coordinator can drop expired members without telling the survivors (the
+/// group goes back to forming while their heartbeats still succeed), so a role that joined beside killed
+/// members and was assigned nothing by them would wait forever, its records unread; seen on loaded machines.
+/// Apache Kafka's coordinator rebalances the survivors instead. Roles started at once after a kill (the
+/// random kills) may stall that way until their own kill; the last one may not.
+async fn replace_after_expiry(
+    env: &crate::faults::Env,
+    role: &mut crate::faults::Proc,
+    settings: &[(&str, &str)],
+) {
+    role.kill();
+    tokio::time::sleep(SESSION_TIMEOUT + Duration::from_secs(3)).await;
+    *role = env.ingest_unchecked("kafka", 0, settings);
+}
+
+/// The kafka role's settings for a test's broker and group (a killed member's partitions move after
+/// [`SESSION_TIMEOUT`]), logging its rebalances and pauses too.
+fn role_settings<'a>(bootstrap: &'a str, group: &'a str) -> [(&'static str, &'a str); 5] {
     [
         ("TOPK_KAFKA_BROKERS", bootstrap),
         ("TOPK_KAFKA_TOPIC", TOPIC),
         ("TOPK_KAFKA_GROUP", group),
-        ("TOPK_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ("TOPK_KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS),
+        ("RUST_LOG", "warn,topk_ingest::kafka=info"),
     ]
+}
+
+/// Panics unless `(lost, doubled)` is `(0, 0)`, showing the role's log and, per Kafka partition, the topic's
+/// end, the group's committed offset and the highest offset the logs have taken; the logs' backlog; the
+/// worker's log (it applies them) and the broker's.
+async fn assert_exact(
+    (lost, doubled): (u64, u64),
+    role: &crate::faults::Proc,
+    broker: &KafkaBroker,
+    group: &str,
+    store: &RedisStore,
+    worker: &crate::faults::Proc,
+) {
+    if (lost, doubled) == (0, 0) {
+        return;
+    }
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::TopicPartitionList;
+    let taken = store.source_offsets_taken(TOPIC).await;
+    let backlog = super::log_entries(store).await;
+    let (bootstrap, group) = (broker.bootstrap(), group.to_owned());
+    let offsets = tokio::task::spawn_blocking(move || {
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .create()
+            .expect("create the reader");
+        let mut list = TopicPartitionList::new();
+        for p in 0..4 {
+            list.add_partition(TOPIC, p);
+        }
+        let committed = reader.committed_offsets(list, Duration::from_secs(10));
+        let ends: Vec<_> = (0..4)
+            .map(|p| reader.fetch_watermarks(TOPIC, p, Duration::from_secs(10)))
+            .collect();
+        format!("committed by the group: {committed:?}\ntopic ends (low, high): {ends:?}")
+    })
+    .await
+    .unwrap();
+    panic!(
+        "lost {lost}, doubled {doubled}\nthe last role's log:\n{}\n{offsets}\ntaken by the logs: {taken:?}\n\
+         log entries not yet applied: {backlog}\nworker log:\n{}\nbroker log:\n{}",
+        role.log_tail(),
+        worker.log_tail(),
+        broker.log()
+    );
 }
 
 /// The kafka role SIGKILLed at random moments while an independent producer writes: every record produced is
@@ -116,7 +184,7 @@ fn role_settings<'a>(bootstrap: &'a str, group: &'a str) -> [(&'static str, &'a 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
     const PRODUCED: u64 = 2_400;
-    let (broker, env, store, _worker) = role_deployment(KafkaBroker::start(), "kafka-kill").await;
+    let (broker, env, store, worker) = role_deployment(KafkaBroker::start(), "kafka-kill").await;
     let bootstrap = broker.bootstrap();
     let settings = role_settings(&bootstrap, "kill-test");
     let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
@@ -135,13 +203,24 @@ async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
         consumer = env.ingest_unchecked("kafka", 0, &settings);
     }
     let expected = producing.await.unwrap();
+    // A last kill, and the role that reads the rest.
+    replace_after_expiry(&env, &mut consumer, &settings).await;
+    kills += 1;
     let (lost, doubled) = lost_and_doubled(&store, &expected).await;
     let total: u64 = expected.values().sum();
     eprintln!(
         "kafka kill test: {PRODUCED} records ({total} views) produced, consumer SIGKILLed {kills} times: \
          lost {lost}, doubled {doubled}"
     );
-    assert_eq!((lost, doubled), (0, 0), "{}", consumer.log_tail());
+    assert_exact(
+        (lost, doubled),
+        &consumer,
+        &broker,
+        "kill-test",
+        &store,
+        &worker,
+    )
+    .await;
 }
 
 /// Rebalances under load: a second consumer joins the group (the partitions are split between the two), then
@@ -149,7 +228,7 @@ async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
     const PRODUCED: u64 = 1_800;
-    let (broker, env, store, _worker) =
+    let (broker, env, store, worker) =
         role_deployment(KafkaBroker::start(), "kafka-rebalance").await;
     let bootstrap = broker.bootstrap();
     let settings = role_settings(&bootstrap, "rebalance-test");
@@ -165,7 +244,15 @@ async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
         "kafka rebalance test: {PRODUCED} records, a consumer joined then left under load: lost {lost}, \
          doubled {doubled}"
     );
-    assert_eq!((lost, doubled), (0, 0), "{}", second.log_tail());
+    assert_exact(
+        (lost, doubled),
+        &second,
+        &broker,
+        "rebalance-test",
+        &store,
+        &worker,
+    )
+    .await;
     second.terminate(Duration::from_secs(30)).await;
 }
 
@@ -217,7 +304,7 @@ async fn topic_views(broker: &KafkaBroker, partitions: i32) -> HashMap<String, u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
     const PRODUCED: u64 = 1_200;
-    let (mut broker, env, store, _worker) =
+    let (mut broker, env, store, worker) =
         role_deployment(KafkaBroker::start_durable(), "kafka-broker-restart").await;
     let bootstrap = broker.bootstrap();
     let settings = role_settings(&bootstrap, "broker-restart-test");
@@ -234,7 +321,7 @@ async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
             // logs drop what it had forwarded after its last commit.
             consumer.kill();
             broker.restart();
-            consumer = env.ingest_unchecked("kafka", 0, &settings);
+            replace_after_expiry(&env, &mut consumer, &settings).await;
         }
         restarts += 1;
     }
@@ -247,13 +334,15 @@ async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
         held.values().sum::<u64>()
     );
     assert_eq!(restarts, 2, "the producer finished before the restarts");
-    assert_eq!(
+    assert_exact(
         (lost, doubled),
-        (0, 0),
-        "{}\nbroker:\n{}",
-        consumer.log_tail(),
-        broker.log()
-    );
+        &consumer,
+        &broker,
+        "broker-restart-test",
+        &store,
+        &worker,
+    )
+    .await;
     consumer.terminate(Duration::from_secs(30)).await;
 }
 
