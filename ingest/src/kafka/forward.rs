@@ -20,9 +20,13 @@ pub struct Record {
 /// What one [`forward`] step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forwarded {
-    /// Records whose views are in the log (now, or already from an earlier read).
+    /// Records whose views this step put in the log (all of them, or the rest of a record a crash had left
+    /// half forwarded).
     pub records: u64,
-    /// Records kept as dead letters.
+    /// Records read again (after a crash or a rebalance, before their offsets were committed) that the logs or
+    /// the dead letters had already taken whole: dropped.
+    pub replayed: u64,
+    /// Records kept as dead letters by this step.
     pub malformed: u64,
     /// Per Kafka partition, the offset to commit: the one after the last record handled.
     pub commit: BTreeMap<i32, i64>,
@@ -60,7 +64,14 @@ pub async fn forward(
     let mut out = Forwarded::default();
     // Per (topk partition, Kafka partition), the records' parts in offset order.
     let mut parts: BTreeMap<(Partition, i32), Vec<SourceRecord>> = BTreeMap::new();
+    // Per valid record (Kafka partition, offset), how many parts it has.
+    let mut parts_of: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     for r in records {
+        // The same record twice in a batch (a client that rewound) is the second time a replay.
+        if parts_of.contains_key(&(r.partition, r.offset)) {
+            out.replayed += 1;
+            continue;
+        }
         let source = SourcePartition {
             topic: topic.to_owned(),
             partition: r.partition,
@@ -68,7 +79,9 @@ pub async fn forward(
         match parse_record(r.value.as_deref(), max_batch_len) {
             Ok(views) => {
                 let event_ms = r.timestamp_ms.filter(|t| *t >= 0).unwrap_or(now_ms);
-                for (p, lines) in store.lines_by_partition(&views) {
+                let lines = store.lines_by_partition(&views);
+                parts_of.insert((r.partition, r.offset), lines.len());
+                for (p, lines) in lines {
                     parts
                         .entry((p, r.partition))
                         .or_default()
@@ -78,7 +91,6 @@ pub async fn forward(
                             lines,
                         });
                 }
-                out.records += 1;
             }
             Err(reason) => {
                 let kept = store
@@ -89,18 +101,20 @@ pub async fn forward(
                         r.value.as_deref().unwrap_or_default(),
                     )
                     .await?;
-                // A replayed one was logged when it was kept.
+                // A replayed one was logged and counted when it was kept.
                 if kept {
                     tracing::warn!(source = %source, offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
+                    out.malformed += 1;
+                } else {
+                    out.replayed += 1;
                 }
-                out.malformed += 1;
             }
         }
         let next = out.commit.entry(r.partition).or_insert(r.offset + 1);
         *next = (*next).max(r.offset + 1);
     }
     // Partitions are independent (on a cluster, other nodes): their appends go out together.
-    try_join_all(parts.iter().map(|((p, kafka_partition), part)| {
+    let appended = try_join_all(parts.iter().map(|((p, kafka_partition), part)| {
         let source = SourcePartition {
             topic: topic.to_owned(),
             partition: *kafka_partition,
@@ -108,6 +122,22 @@ pub async fn forward(
         async move { store.append_source(*p, &source, part).await }
     }))
     .await?;
+    // A log drops the records at or below the offset it had taken: the first ones of its part. A record
+    // dropped by every log its views go to is a replay.
+    let mut dropped: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for (((_, kafka_partition), part), done) in parts.iter().zip(&appended) {
+        let taken_before = part.len().saturating_sub(done.records as usize);
+        for r in &part[..taken_before] {
+            *dropped.entry((*kafka_partition, r.offset)).or_default() += 1;
+        }
+    }
+    for (record, n) in &parts_of {
+        if dropped.get(record) == Some(n) {
+            out.replayed += 1;
+        } else {
+            out.records += 1;
+        }
+    }
     Ok(out)
 }
 

@@ -162,6 +162,8 @@ pub async fn run(
             .increment(forwarded.records);
         metrics::counter!("topk_kafka_records_total", "outcome" => "malformed")
             .increment(forwarded.malformed);
+        metrics::counter!("topk_kafka_records_total", "outcome" => "replayed")
+            .increment(forwarded.replayed);
         pending.extend(forwarded.commit);
     }
     // The last asynchronous commits may still be in flight, and the latest offsets wait: this one returns once

@@ -107,6 +107,88 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
     assert_eq!(window_counts(&store, Window::All).await, want);
 }
 
+/// A batch read again (a consumer killed before its commit, a rebalance) is counted as `replayed`, not
+/// `forwarded`, in `topk_kafka_records_total`: records whose views every log had taken already, dead letters
+/// kept already, and a record twice in one batch. A record a crash left half forwarded (its views in one
+/// partition's log, not yet in the other's) is forwarded again, its rest only.
+#[tokio::test]
+async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
+    let store = store("kafka_replayed", 4).await;
+    let record = |offset: i64, value: &str| kafka::Record {
+        partition: 0,
+        offset,
+        timestamp_ms: Some(T0),
+        value: Some(value.as_bytes().to_vec()),
+    };
+    let spread = r#"[{"videoId": "a"}, {"videoId": "b"}, {"videoId": "c"}, {"videoId": "d"}, {"videoId": "e"}]"#;
+    let batch = vec![
+        record(0, r#"{"videoId": "a"}"#),
+        record(1, spread),
+        record(2, "not json"),
+        record(3, r#"{"videoId": "b", "count": 2}"#),
+    ];
+    let outcome = |f: &kafka::Forwarded| (f.records, f.replayed, f.malformed);
+    let first = kafka::forward(&store, TOPIC, &batch, T0, 100)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&first), (3, 0, 1));
+    assert_eq!(first.commit, [(0, 4)].into());
+    let again = kafka::forward(&store, TOPIC, &batch, T0, 100)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&again), (0, 4, 0));
+
+    // The same record twice in a batch, and two new ones after the old.
+    let mut overlapping = batch[2..].to_vec();
+    overlapping.extend([
+        batch[3].clone(),
+        record(4, spread),
+        record(5, r#"{"videoId": "c"}"#),
+    ]);
+    let next = kafka::forward(&store, TOPIC, &overlapping, T0, 100)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&next), (2, 3, 0));
+    assert_eq!(next.commit, [(0, 6)].into());
+
+    // Half forwarded: record 6's part for the partition of "a" is in, the others not (as if the role died
+    // between the appends); read again, it is forwarded (its rest), not replayed.
+    let half = record(6, spread);
+    let a_part = store
+        .lines_by_partition(&topk_ingest::kafka::parse_record(half.value.as_deref(), 100).unwrap())
+        .into_iter()
+        .find(|(_, lines)| lines.contains("a "))
+        .unwrap();
+    let source = topk_core::redis::SourcePartition {
+        topic: TOPIC.into(),
+        partition: 0,
+    };
+    let part = topk_core::redis::SourceRecord {
+        offset: 6,
+        event_ms: T0,
+        lines: a_part.1.clone(),
+    };
+    store
+        .append_source(a_part.0, &source, &[part])
+        .await
+        .unwrap();
+    let rest = kafka::forward(&store, TOPIC, &[half], T0, 100)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&rest), (1, 0, 0));
+
+    apply_log(&store, "w", 100).await;
+    let all = window_counts(&store, Window::All).await;
+    let want = HashMap::from([
+        ("a".to_owned(), 4),
+        ("b".to_owned(), 5),
+        ("c".to_owned(), 4),
+        ("d".to_owned(), 3),
+        ("e".to_owned(), 3),
+    ]);
+    assert_eq!(all, want, "each record's views once");
+}
+
 /// `topk-ingest` in the kafka role, as the binary runs it: no brokers is refused at build; with a broker it
 /// forwards the topic, counts records in `topk_kafka_records_total` on the admin address, and stops cleanly.
 #[tokio::test]
