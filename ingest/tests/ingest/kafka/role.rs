@@ -376,3 +376,69 @@ async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
     // Not "Application maximum poll interval exceeded", nor any other.
     assert!(!logged.contains("Kafka consumer error"), "{logged}");
 }
+
+/// Paused and resumed over and over under load: the backlog goes over its limit and back under every 150 ms
+/// while 600 records arrive on 4 partitions, so the partitions are paused and resumed many times with
+/// records in flight (librdkafka drops what it had fetched for a paused partition and fetches it again on
+/// resume): each record counted once. (The role's holding of a record delivered after a pause, which
+/// librdkafka's purge makes rare, is not provoked here: with it removed this test still passes.)
+#[tokio::test]
+async fn pausing_and_resuming_under_load_loses_and_doubles_nothing() {
+    const RECORDS: u64 = 600;
+    let broker = KafkaBroker::start();
+    broker.create_topic(TOPIC, 4);
+    let store = store("kafka_pause_churn", 3).await;
+    let backlog = Arc::new(Backlog::new(1));
+    let churning = CancellationToken::new();
+    let churn = {
+        let (backlog, churning) = (backlog.clone(), churning.clone());
+        tokio::spawn(async move {
+            let mut over = false;
+            while !churning.is_cancelled() {
+                over = !over;
+                for _ in 0..3 {
+                    backlog.record(if over { 10 } else { 0 });
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            backlog.record(0);
+        })
+    };
+    let (logs, _capture) = topk_testkit::LogCapture::install();
+    let stop = CancellationToken::new();
+    let role = tokio::spawn(kafka::run(
+        store.clone(),
+        kafka_options(&broker, "churn"),
+        backlog,
+        stop.clone(),
+    ));
+    let records: Vec<(i64, Option<String>)> = (0..RECORDS)
+        .map(|i| {
+            let value = format!(r#"{{"videoId": "v{}", "count": {}}}"#, i % 13, 1 + i % 4);
+            (T0 + i as i64, Some(value))
+        })
+        .collect();
+    let mut want: HashMap<String, u64> = HashMap::new();
+    for i in 0..RECORDS {
+        *want.entry(format!("v{}", i % 13)).or_default() += 1 + i % 4;
+    }
+    // Each partition ends with a malformed record: once the four are dead letters, all was read.
+    produce(&broker, TOPIC, 4, &records).await;
+    let end = Instant::now() + Duration::from_secs(90);
+    while store.dead_letters(10).await.unwrap().len() < 4 {
+        assert!(
+            Instant::now() < end,
+            "not all read in 90 s\n{}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    churning.cancel();
+    churn.await.unwrap();
+    stop.cancel();
+    role.await.unwrap().unwrap();
+    apply_log(&store, "w", 100).await;
+    assert_eq!(window_counts(&store, Window::All).await, want);
+    let paused = logs.text().matches("Kafka consumption paused").count();
+    assert!(paused >= 5, "paused {paused} times only");
+}
