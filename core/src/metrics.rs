@@ -131,7 +131,7 @@ pub const CATALOG: &[Metric] = &[
     metric(Part::Workers, "topk_log_entries_trimmed_total", Kind::Counter, "Acknowledged log entries trimmed past their retention"),
     // Kafka source.
     metric(Part::Kafka, "topk_kafka_partitions_gone_back", Kind::Gauge, "Assigned Kafka partitions whose end offset is at or below the offset the logs have already taken from them (the topic was recreated, or the broker lost records): their new records are dropped as already forwarded until their offsets pass the kept ones. 0 when healthy"),
-    labelled(Part::Kafka, "topk_kafka_records_total", Kind::Counter, "Kafka records read by the kafka role, by outcome: forwarded (its views put in the log, once), malformed (kept in the dead-letter stream with the reason) or replayed (read again after a crash or a rebalance, already taken whole: dropped)", "outcome", KAFKA_OUTCOMES),
+    labelled(Part::Kafka, "topk_kafka_records_total", Kind::Counter, "Kafka records read by the kafka role, by outcome: forwarded (its views put in the log, once), malformed (kept in the dead-letter stream with the reason) or replayed (already taken whole by the logs or the dead letters: dropped; read again after a crash or a rebalance, twice in a batch, or behind offsets gone back)", "outcome", KAFKA_OUTCOMES),
     // API.
     labelled(Part::Api, "topk_api_request_duration_seconds", Kind::Histogram, "Time from request head to response, by route, on the API", "route", &[]),
     labelled(Part::Api, "topk_api_requests_total", Kind::Counter, "Requests answered by the API, by route and status", "route", &[]),

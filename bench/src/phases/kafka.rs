@@ -23,8 +23,9 @@ use topk_testkit::KafkaBroker;
 /// Partitions of the benchmark's topic.
 const TOPIC_PARTITIONS: u32 = 4;
 
-/// The records the kafka role forwarded, from its metrics on its admin address (None while it does not
-/// answer yet).
+/// The records the kafka role has handled, from its metrics on its admin address (None while it does not
+/// answer yet): forwarded or replayed (a step retried after a lost Redis reply counts what that reply's
+/// script took as replayed).
 async fn forwarded(http: &reqwest::Client, admin: &str) -> Option<u64> {
     let text = http
         .get(format!("http://{admin}/metrics"))
@@ -34,13 +35,16 @@ async fn forwarded(http: &reqwest::Client, admin: &str) -> Option<u64> {
         .text()
         .await
         .ok()?;
-    text.lines()
+    let handled: Vec<u64> = text
+        .lines()
         .filter(|l| {
-            l.starts_with("topk_kafka_records_total") && l.contains("outcome=\"forwarded\"")
+            l.starts_with("topk_kafka_records_total")
+                && (l.contains("outcome=\"forwarded\"") || l.contains("outcome=\"replayed\""))
         })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .map(|v| v as u64)
-        .next()
+        .collect();
+    (!handled.is_empty()).then(|| handled.iter().sum())
 }
 
 pub async fn kafka(

@@ -9,7 +9,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -108,9 +107,9 @@ pub fn check(options: &KafkaOptions) -> anyhow::Result<()> {
 /// The source's consumer: a [`StreamConsumer`] that logs what its group does with it.
 pub type SourceConsumer = StreamConsumer<GroupEvents>;
 
-/// Logs the group's rebalances (which partitions this consumer now reads: at info, so that an operator sees
-/// partitions move) and failed asynchronous commits (otherwise silent: the records are read again and
-/// dropped by the logs, but a commit failing every time means every restart replays more).
+/// Logs the group's rebalances: which partitions this consumer now reads, at info, so that an operator sees
+/// partitions move. (A failed asynchronous commit is logged by librdkafka itself, as a `COMMITFAIL`
+/// warning: rdkafka hands topk no result for it.)
 pub struct GroupEvents;
 
 impl ClientContext for GroupEvents {}
@@ -132,12 +131,6 @@ impl ConsumerContext for GroupEvents {
                 tracing::info!(partitions = %partitions(list), "Kafka partitions revoked")
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "Kafka rebalance failed"),
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "committing Kafka offsets failed; those records will be read again and dropped");
         }
     }
 }

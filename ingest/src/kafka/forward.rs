@@ -1,7 +1,7 @@
 //! One step of the Kafka source: a batch of records validated and appended to the logs exactly once.
 
 use crate::receiver::parse_batch;
-use futures::future::try_join_all;
+use futures::future::join_all;
 use std::collections::BTreeMap;
 use topk_core::domain::VideoId;
 use topk_core::keys::Partition;
@@ -20,17 +20,30 @@ pub struct Record {
 /// What one [`forward`] step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forwarded {
-    /// Records whose views this step put in the log (all of them, or the rest of a record a crash had left
+    /// Records whose views the step put in the log (all of them, or the rest of a record a crash had left
     /// half forwarded).
     pub records: u64,
-    /// Records read again (after a crash or a rebalance, before their offsets were committed) that the logs or
-    /// the dead letters had already taken whole: dropped.
+    /// Records the logs (or the dead letters) had taken whole before the step: dropped. Read again after a
+    /// crash or a rebalance, twice in one batch, behind a partition's offsets gone back, or taken by an
+    /// attempt of the step whose reply was lost.
     pub replayed: u64,
-    /// Records kept as dead letters by this step.
+    /// Records kept as dead letters by the step.
     pub malformed: u64,
     /// Per Kafka partition, the offset to commit: the one after the last record handled.
     pub commit: BTreeMap<i32, i64>,
 }
+
+/// What became of a record in a step, across its attempts (a step is tried again while Redis fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Forwarded,
+    Malformed,
+    Replayed,
+}
+
+/// Per record (Kafka partition, offset), its outcome as far as a step's attempts have decided it: kept from
+/// one attempt to the next, so that what an attempt that failed half way did counts as done, not replayed.
+pub type Outcomes = BTreeMap<(i32, i64), Outcome>;
 
 /// Validates a record's value: one view object, or an array of them, exactly as a `POST /v1/views` body's
 /// elements (the same parser), at most `max_len` of them. The error is the reason for the dead letter.
@@ -50,25 +63,28 @@ pub fn parse_record(value: Option<&[u8]>, max_len: usize) -> Result<Vec<(VideoId
     parsed.map_err(|e| e.message().to_owned())
 }
 
-/// Forwards `records` of `topic` (any of its partitions, each partition's in offset order) into the log:
-/// each valid record's views with its timestamp as event time (`now_ms` when it has none), exactly once per
-/// topk partition; each malformed one into the dead-letter stream. Returns the offsets to commit. An error
-/// leaves some parts appended and others not: forwarding the same records again completes it.
+/// Forwards `records` of `topic` (any of its partitions) into the log: each valid record's views with its
+/// timestamp as event time (`now_ms` when it has none), exactly once per topk partition; each malformed one
+/// into the dead-letter stream. Returns the offsets to commit and what became of the records. An error
+/// leaves some parts appended and others not: forwarding the same records again, with the same `outcomes`,
+/// completes it and counts each record once.
 pub async fn forward(
     store: &RedisStore,
     topic: &str,
     records: &[Record],
     now_ms: i64,
     max_batch_len: usize,
+    outcomes: &mut Outcomes,
 ) -> Result<Forwarded, StoreError> {
     let mut out = Forwarded::default();
-    // Per (topk partition, Kafka partition), the records' parts in offset order.
+    // Per (topk partition, Kafka partition), the records' parts.
     let mut parts: BTreeMap<(Partition, i32), Vec<SourceRecord>> = BTreeMap::new();
-    // Per valid record (Kafka partition, offset), how many parts it has.
+    // Per record of this batch (Kafka partition, offset), how many parts it has (0: malformed).
     let mut parts_of: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     for r in records {
-        // The same record twice in a batch (a client that rewound) is the second time a replay.
-        if parts_of.contains_key(&(r.partition, r.offset)) {
+        let record = (r.partition, r.offset);
+        // The same record twice in a batch (a client that rewound): the second is a replay.
+        if parts_of.contains_key(&record) {
             out.replayed += 1;
             continue;
         }
@@ -80,7 +96,7 @@ pub async fn forward(
             Ok(views) => {
                 let event_ms = r.timestamp_ms.filter(|t| *t >= 0).unwrap_or(now_ms);
                 let lines = store.lines_by_partition(&views);
-                parts_of.insert((r.partition, r.offset), lines.len());
+                parts_of.insert(record, lines.len());
                 for (p, lines) in lines {
                     parts
                         .entry((p, r.partition))
@@ -93,49 +109,83 @@ pub async fn forward(
                 }
             }
             Err(reason) => {
-                let kept = store
-                    .dead_letter(
-                        &source,
-                        r.offset,
-                        &reason,
-                        r.value.as_deref().unwrap_or_default(),
-                    )
-                    .await?;
-                // A replayed one was logged and counted when it was kept.
-                if kept {
-                    tracing::warn!(source = %source, offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
-                    out.malformed += 1;
-                } else {
-                    out.replayed += 1;
+                parts_of.insert(record, 0);
+                // Unless an earlier attempt kept it, or found it kept.
+                if let std::collections::btree_map::Entry::Vacant(undecided) =
+                    outcomes.entry(record)
+                {
+                    let kept = store
+                        .dead_letter(
+                            &source,
+                            r.offset,
+                            &reason,
+                            r.value.as_deref().unwrap_or_default(),
+                        )
+                        .await?;
+                    // A replayed one was logged when it was kept.
+                    if kept {
+                        tracing::warn!(source = %source, offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
+                    }
+                    undecided.insert(if kept {
+                        Outcome::Malformed
+                    } else {
+                        Outcome::Replayed
+                    });
                 }
             }
         }
         let next = out.commit.entry(r.partition).or_insert(r.offset + 1);
         *next = (*next).max(r.offset + 1);
     }
-    // Partitions are independent (on a cluster, other nodes): their appends go out together.
-    let appended = try_join_all(parts.iter().map(|((p, kafka_partition), part)| {
+    // In offset order, as the append script wants them: it then drops a first run of them (those at or below
+    // the offset its log had taken) and appends the rest.
+    for part in parts.values_mut() {
+        part.sort_by_key(|r| r.offset);
+    }
+    // Partitions are independent (on a cluster, other nodes): their appends go out together, and each one
+    // that succeeds is counted even if another fails.
+    let appended = join_all(parts.iter().map(|((p, kafka_partition), part)| {
         let source = SourcePartition {
             topic: topic.to_owned(),
             partition: *kafka_partition,
         };
         async move { store.append_source(*p, &source, part).await }
     }))
-    .await?;
-    // A log drops the records at or below the offset it had taken: the first ones of its part. A record
-    // dropped by every log its views go to is a replay.
+    .await;
     let mut dropped: BTreeMap<(i32, i64), usize> = BTreeMap::new();
-    for (((_, kafka_partition), part), done) in parts.iter().zip(&appended) {
+    let mut failed = None;
+    for (((_, kafka_partition), part), done) in parts.iter().zip(appended) {
+        let done = match done {
+            Ok(done) => done,
+            Err(e) => {
+                failed.get_or_insert(e);
+                continue;
+            }
+        };
         let taken_before = part.len().saturating_sub(done.records as usize);
         for r in &part[..taken_before] {
             *dropped.entry((*kafka_partition, r.offset)).or_default() += 1;
         }
+        for r in &part[taken_before..] {
+            outcomes.insert((*kafka_partition, r.offset), Outcome::Forwarded);
+        }
     }
+    // A record every log of its views had taken already is a replay, unless an earlier attempt forwarded
+    // some of it.
     for (record, n) in &parts_of {
-        if dropped.get(record) == Some(n) {
-            out.replayed += 1;
-        } else {
-            out.records += 1;
+        if *n > 0 && dropped.get(record) == Some(n) {
+            outcomes.entry(*record).or_insert(Outcome::Replayed);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for record in parts_of.keys() {
+        match outcomes.get(record) {
+            // Every record is decided once no append failed.
+            Some(Outcome::Forwarded) | None => out.records += 1,
+            Some(Outcome::Malformed) => out.malformed += 1,
+            Some(Outcome::Replayed) => out.replayed += 1,
         }
     }
     Ok(out)

@@ -20,7 +20,7 @@ pub mod forward;
 pub mod source_loop;
 
 pub use client::{read_properties, KafkaProperties};
-pub use forward::{forward, parse_record, Forwarded, Record};
+pub use forward::{forward, parse_record, Forwarded, Outcome, Outcomes, Record};
 pub use source_loop::{run, COMMIT_EVERY};
 
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! `max.poll.interval.ms`, 5 minutes by default, which would move its partitions back and forth).
 
 use super::client::{commit, consumer, SourceConsumer};
-use super::forward::{forward, Record};
+use super::forward::{forward, Outcomes, Record};
 use super::KafkaOptions;
 use crate::backpressure::Backlog;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -133,6 +133,7 @@ pub async fn run(
             continue;
         }
         let mut pause = Duration::from_millis(100);
+        let mut outcomes = Outcomes::new();
         let forwarded = loop {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -143,6 +144,7 @@ pub async fn run(
                 &batch,
                 now_ms,
                 options.max_batch_len,
+                &mut outcomes,
             )
             .await
             {

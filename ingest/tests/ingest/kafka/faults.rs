@@ -303,7 +303,8 @@ async fn topic_views(broker: &KafkaBroker, partitions: i32) -> HashMap<String, u
 /// exactly once, and the role then stops cleanly on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
-    const PRODUCED: u64 = 1_200;
+    // About 20 s of records at the producer's pace: still arriving when the second role starts, about 15 s in.
+    const PRODUCED: u64 = 2_400;
     let (mut broker, env, store, worker) =
         role_deployment(KafkaBroker::start_durable(), "kafka-broker-restart").await;
     let bootstrap = broker.bootstrap();
