@@ -332,9 +332,10 @@ for path in sorted(k8s.glob("*.yaml")):
             elif int(ann.get("prometheus.io/port", 0)) not in ports.values():
                 fail(where, "prometheus.io/port is not a container port")
             env = {e["name"]: e for e in c.get("env", [])}
-            if env.get("TOPK_INGEST_ROLE", {}).get("value") == "worker":
-                if "TOPK_ADMIN_ADDR" not in env:
-                    fail(cw, "a worker needs TOPK_ADMIN_ADDR (probes and scraping)")
+            role = env.get("TOPK_INGEST_ROLE", {}).get("value")
+            if role in ("worker", "kafka") and "TOPK_ADMIN_ADDR" not in env:
+                fail(cw, f"the {role} role needs TOPK_ADMIN_ADDR (probes and scraping): it serves no other HTTP")
+            if role == "worker":
                 ref = env.get("TOPK_CONSUMER_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
                 if ref.get("fieldPath") != "metadata.name":
                     fail(cw, "TOPK_CONSUMER_NAME must come from the pod's name (unique per pod)")
