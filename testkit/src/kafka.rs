@@ -2,7 +2,8 @@
 //!
 //! [`KafkaBroker::start`] runs tansu with its memory storage engine: fast, but a restart starts empty (topics,
 //! records and committed offsets are gone). [`KafkaBroker::start_durable`] keeps them in an SQLite file of its
-//! folder, so a restart, even after SIGKILL, finds them as a restarted Kafka broker would. The program is
+//! folder, so a restart, even after SIGKILL, finds them as a restarted Kafka broker would.
+//! [`KafkaBroker::start_sasl`] requires SASL/SCRAM of every client; [`KafkaBroker::start_tls`] TLS. The program is
 //! `TOPK_TANSU`, else `tansu` on `PATH`, else the build that `scripts/lib.sh`'s `ensure_tansu` caches (under
 //! `$XDG_CACHE_HOME/topk`, by default `~/.cache/topk`), built with the features `dynostore` (memory storage)
 //! and `libsql` (SQLite storage).
@@ -48,6 +49,8 @@ pub struct KafkaBroker {
     /// tansu's `--storage-engine`: memory, or an SQLite file in `dir` (a path relative to tansu's folder).
     storage: &'static str,
     child: Option<Child>,
+    /// Whether every client must authenticate (SASL/SCRAM), from the broker's next start on.
+    authentication: bool,
     /// With TLS: the port clients are told (socat terminates TLS there and forwards to `port`), its
     /// certificate and key, and the socat process.
     tls: Option<TlsFront>,
@@ -86,6 +89,23 @@ impl KafkaBroker {
         Self::start_with("memory://tansu/", Some(front))
     }
 
+    /// Starts a durable broker that holds `topics` (name, partitions) and knows `users` (name, password, for
+    /// SCRAM-SHA-512), then requires every client to authenticate as one of them (SASL). tansu's own tools
+    /// do not authenticate, so the topics and users are made first, on the broker started without
+    /// authentication, which then restarts requiring it; [`Self::create_topic`] no longer works.
+    pub fn start_sasl(users: &[(&str, &str)], topics: &[(&str, u32)]) -> Self {
+        let mut broker = Self::start_durable();
+        for (topic, partitions) in topics {
+            broker.create_topic(topic, *partitions);
+        }
+        for (name, password) in users {
+            broker.tansu(&["user", "create", name, password, "--mechanism", "scram512"]);
+        }
+        broker.authentication = true;
+        broker.restart();
+        broker
+    }
+
     fn start_with(storage: &'static str, tls: Option<TlsFront>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("topk-tansu-")
@@ -97,6 +117,7 @@ impl KafkaBroker {
             dir,
             storage,
             child: None,
+            authentication: false,
             tls,
         };
         broker.spawn();
@@ -118,6 +139,7 @@ impl KafkaBroker {
             // Clients connect to the advertised address after their first metadata request.
             .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", self.storage])
+            .args(self.authentication.then_some("--authentication"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("tansu log file"))
@@ -170,15 +192,26 @@ impl KafkaBroker {
 
     /// Creates `topic` with `partitions` partitions (tansu creates no topic by itself).
     pub fn create_topic(&self, topic: &str, partitions: u32) {
+        self.tansu(&[
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+        ]);
+    }
+
+    /// Runs one of tansu's own tools against the broker (plain port), asserting it succeeded.
+    fn tansu(&self, args: &[&str]) {
         let out = Command::new(&self.bin)
-            .args(["topic", "create", topic])
+            .args(args)
             .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args(["--partitions", &partitions.to_string()])
             .output()
-            .expect("run tansu topic create");
+            .unwrap_or_else(|e| panic!("run tansu {}: {e}", args.join(" ")));
         assert!(
             out.status.success(),
-            "tansu topic create {topic}: {}{}\nbroker log:\n{}",
+            "tansu {}: {}{}\nbroker log:\n{}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             self.log()
