@@ -13,7 +13,7 @@
 //!   one script call; claim what dead workers left pending. [`worker::spawn`] starts one loop per partition
 //!   with [`worker::WorkerOptions`].
 //! - [`kafka`]: the Kafka source (role `kafka`): records consumed in a group, validated like a POST's
-//!   elements, appended exactly once per topk partition by Kafka offset ([`kafka::forward`]), then committed;
+//!   elements, appended exactly once per topk partition by Kafka offset ([`kafka::forward()`]), then committed;
 //!   malformed ones to the dead-letter stream.
 //! - [`retirer`]: subtract slices that left a window, once; trim the acknowledged log past its retention.
 //!

@@ -2,7 +2,7 @@
 //! record's views into the log exactly once, with the record's timestamp as their event time.
 //!
 //! A record's value is what one element of a `POST /v1/views` body is (`{"videoId": "x", "count": 3}`), or an
-//! array of them, validated by the receiver's own parser. [`forward`] is the one step: it splits a batch of
+//! array of them, validated by the receiver's own parser. [`forward()`] is the one step: it splits a batch of
 //! records by topk partition and appends each partition's part with
 //! [`topk_core::redis::RedisStore::append_source`], which drops what that partition's log already took from
 //! the record's Kafka partition (the offset is kept beside the log and checked in the same script). Kafka
@@ -11,7 +11,7 @@
 //! views) goes to the dead-letter stream with the reason, once (by offset, as the logs take records), and is
 //! committed like the others: it never stops the consumer.
 //!
-//! - [`forward`]: one batch of records into the logs and the dead letters.
+//! - [`mod@forward`]: one batch of records into the logs and the dead letters.
 //! - [`client`]: the consumer's settings (with the operator's properties file) and offset commits.
 //! - [`source_loop`]: the loop ([`run`]): batches, backpressure, commits, shutdown.
 
