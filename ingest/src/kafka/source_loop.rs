@@ -1,4 +1,4 @@
-//! The Kafka source's loop: reads batches, forwards them ([`super::forward`]), commits their offsets at most
+//! The Kafka source's loop: reads batches, forwards them ([`super::forward()`]), commits their offsets at most
 //! every [`COMMIT_EVERY`], and pauses while the log is backlogged.
 //!
 //! Backpressure: while the log's backlog is over `TOPK_INGEST_MAX_BACKLOG`, the assigned partitions are
