@@ -9,7 +9,7 @@
 //! - [`top`], [`video`]: a GET to the API, printed as a table, or as it came with `--json`.
 //! - [`send`]: ids from the arguments or stdin, counted per id in batches, POSTed to ingest under an
 //!   `Idempotency-Key` each, and sent again under the same key after a 503 or a lost answer.
-//! - [`format`]: thousands separators, aligned tables, stdout.
+//! - [`mod@format`]: thousands separators, aligned tables, stdout.
 
 pub mod args;
 pub mod client;

@@ -25,7 +25,7 @@ pub struct MinuteReport {
     pub minutes: u64,
     /// `video_stats` rows written.
     pub rows: u64,
-    /// Late views added to the rows of minutes written before (see [`add_late_views`]).
+    /// Late views added to the rows of minutes written before (see `add_late_views`).
     pub late_views: u64,
 }
 

@@ -17,7 +17,7 @@ pub fn lag_seconds(minutes_through: impl IntoIterator<Item = i64>, now_ms: i64) 
     Some(((now_ms - (oldest + 1) * MINUTE_MS) as f64 / 1000.0).max(0.0))
 }
 
-/// Updates the gauge every [`EVERY`] until `stop`.
+/// Updates the gauge every `EVERY` until `stop`.
 pub async fn watch(pool: PgPool, stop: CancellationToken) -> anyhow::Result<()> {
     let gauge = metrics::gauge!("topk_snapshot_lag_seconds");
     let mut through: Option<i64> = None;

@@ -1,4 +1,4 @@
-//! One writer at a time: the snapshotter that holds the Postgres advisory lock ([`SnapshotterLock`]) writes;
+//! One writer at a time: the snapshotter that holds the Postgres advisory lock ([`topk_core::db::SnapshotterLock`]) writes;
 //! others stand by until it is free.
 
 use std::time::Duration;

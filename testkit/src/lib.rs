@@ -11,7 +11,7 @@
 //! Tests that kill or freeze a cluster node, or move a slot, start their own [`RedisCluster`].
 //!
 //! # Layout
-//! - [`servers`]: the shared servers of a test process (and its shared cluster, [`cluster_url`]),
+//! - [`mod@servers`]: the shared servers of a test process (and its shared cluster, [`cluster_url`]),
 //!   [`unique_name`] and [`fresh_database`].
 //! - [`redis_server`]: [`RedisServer`], a redis-server a test owns.
 //! - [`redis_cluster`]: [`RedisCluster`], a Redis Cluster a test owns (kill, freeze, failover, live slot

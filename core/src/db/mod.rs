@@ -8,7 +8,7 @@
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 //! - [`video_history`]: one video's views per hour, for the API's per-video chart.
 //! - [`migrations`]: whether the database has every migration of this build (readiness).
-//! - [`unreachable`]: a failed connection's error naming the server and the cause.
+//! - [`mod@unreachable`]: a failed connection's error naming the server and the cause.
 
 pub mod late;
 pub mod lock;

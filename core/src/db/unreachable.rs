@@ -25,7 +25,7 @@ static LAST_PROBE: Mutex<Vec<(String, Instant, Cause)>> = Mutex::new(Vec::new())
 /// `e` naming the server of `pool` (`Postgres at host:port`) when it is a connection failure; any other
 /// error (a statement's) as it is. The variant is kept, except `PoolTimedOut`: the pool retries failed
 /// connections until its acquire timeout and then drops their cause, so one direct connection try (at most
-/// [`PROBE_TIMEOUT`]) finds it again, and its error, named, is returned instead.
+/// `PROBE_TIMEOUT`) finds it again, and its error, named, is returned instead.
 pub async fn named(pool: &PgPool, e: sqlx::Error) -> sqlx::Error {
     let options = pool.connect_options();
     let server = format!("Postgres at {}:{}", options.get_host(), options.get_port());

@@ -164,7 +164,7 @@ impl RedisStore {
     }
 
     /// Removes acknowledged log entries older than `retention` before `now_ms` on every partition, and late
-    /// views older than [`LATE_RETENTION`] that no snapshotter took (a backstop: the snapshotter trims what it
+    /// views older than `LATE_RETENTION` that no snapshotter took (a backstop: the snapshotter trims what it
     /// adds to history within seconds).
     pub async fn trim_all(&self, now_ms: i64, retention: Duration) -> Result<u64> {
         let mut removed = 0;

@@ -4,7 +4,7 @@
 //! [`RedisStore`] speaks the domain. Its methods are split by concern, one file each:
 //! - `append`: a batch into the per-partition log (one script on a node, one per partition on a cluster).
 //! - `source`: a source's records (Kafka's) into the log exactly once, by source offset, with event times.
-//! - [`log`](self::log): the per-partition log (read, claim, trim).
+//! - `log`: the per-partition log (read, claim, trim).
 //! - `group`: where the consumer group stands (backlog, applied-through time, active workers).
 //! - `windows`: the window scripts (apply with the acknowledgement, retire, refill, seal).
 //! - `rankings`: the global top K and one video's counts, for the API.
