@@ -55,6 +55,15 @@ async fn receive(consumer: &StreamConsumer, n: usize, seen: &mut Seen) {
     }
 }
 
+/// A member of group `topk` that receives `n` records, commits where it stands and leaves the group.
+async fn receive_commit_and_leave(broker: &KafkaBroker, n: usize, seen: &mut Seen) {
+    let member = consumer(broker, "topk");
+    receive(&member, n, seen).await;
+    member
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit the offsets");
+}
+
 #[tokio::test]
 async fn records_keep_their_timestamps_and_a_group_resumes_after_its_commit() {
     let (major_minor, version) = rdkafka::util::get_rdkafka_version();
@@ -101,12 +110,7 @@ async fn records_keep_their_timestamps_and_a_group_resumes_after_its_commit() {
 
     // A first consumer takes 600 records and commits where it stands, then leaves the group.
     let mut seen = Seen::new();
-    let first = consumer(&broker, "topk");
-    receive(&first, 600, &mut seen).await;
-    first
-        .commit_consumer_state(CommitMode::Sync)
-        .expect("commit the offsets");
-    drop(first);
+    receive_commit_and_leave(&broker, 600, &mut seen).await;
 
     // A second member of the group starts after the committed offsets: it sees exactly the other 400.
     let second = consumer(&broker, "topk");
@@ -158,12 +162,7 @@ async fn a_durable_broker_keeps_records_and_commits_across_a_kill() {
     }
     drop(producer);
     let mut seen = Seen::new();
-    let first = consumer(&broker, "topk");
-    receive(&first, 120, &mut seen).await;
-    first
-        .commit_consumer_state(CommitMode::Sync)
-        .expect("commit the offsets");
-    drop(first);
+    receive_commit_and_leave(&broker, 120, &mut seen).await;
 
     broker.restart();
     let second = consumer(&broker, "topk");

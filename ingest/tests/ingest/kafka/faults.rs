@@ -1,7 +1,7 @@
 //! Real processes (the kafka role and a worker, spawned from cargo's binaries) broken under load while an
 //! independent producer writes: every record counted exactly once in the all-time window.
 
-use super::{ONE_RECORD_PER_BATCH, TOPIC};
+use super::{wait_for, ONE_RECORD_PER_BATCH, TOPIC};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::HashMap;
@@ -381,30 +381,24 @@ async fn a_recreated_topic_is_reported_as_gone_back() {
         "{}",
         role.log_tail()
     );
-    let end = Instant::now() + Duration::from_secs(30);
-    while gone_back().await != Some(0.0) {
-        assert!(
-            Instant::now() < end,
-            "no topk_kafka_partitions_gone_back 0\n{}",
-            role.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(
+        Duration::from_secs(30),
+        || async { gone_back().await == Some(0.0) },
+        || format!("no topk_kafka_partitions_gone_back 0\n{}", role.log_tail()),
+    )
+    .await;
 
     role.kill();
     broker.restart();
     broker.create_topic(TOPIC, 4);
     spawn_producer(bootstrap.clone(), 8, 4).await.unwrap();
     let role = env.ingest_unchecked("kafka", 0, &settings);
-    let end = Instant::now() + Duration::from_secs(40);
-    while gone_back().await.unwrap_or(0.0) < 1.0 {
-        assert!(
-            Instant::now() < end,
-            "not reported gone back in 40 s\n{}",
-            role.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(
+        Duration::from_secs(40),
+        || async { gone_back().await.unwrap_or(0.0) >= 1.0 },
+        || format!("not reported gone back\n{}", role.log_tail()),
+    )
+    .await;
     assert!(
         role.log_tail().contains("offsets went back"),
         "{}",

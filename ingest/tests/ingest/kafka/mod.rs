@@ -96,6 +96,20 @@ fn kafka_options(broker: &KafkaBroker, group: &str) -> KafkaOptions {
     }
 }
 
+/// Polls `done` every 100 ms until it holds; after `within`, panics saying what did not happen, `what`
+/// (made then, so that it can show a log's tail).
+async fn wait_for<F, Fut>(within: Duration, mut done: F, what: impl Fn() -> String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + within;
+    while !done().await {
+        assert!(Instant::now() < end, "{} in {} s", what(), within.as_secs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs the kafka role's loop in `group` until `done` holds of the store (or 60 s), then stops it.
 async fn consume_until<F, Fut>(store: &RedisStore, options: KafkaOptions, done: F)
 where
@@ -105,14 +119,10 @@ where
     let stop = CancellationToken::new();
     let backlog = Arc::new(Backlog::new(0));
     let task = tokio::spawn(kafka::run(store.clone(), options, backlog, stop.clone()));
-    let end = Instant::now() + Duration::from_secs(60);
-    while !done().await {
-        assert!(
-            Instant::now() < end,
-            "the kafka role did not get there in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(Duration::from_secs(60), done, || {
+        "the kafka role did not get there".into()
+    })
+    .await;
     stop.cancel();
     task.await.unwrap().unwrap();
 }

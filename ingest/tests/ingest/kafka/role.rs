@@ -1,12 +1,12 @@
 //! The kafka role's loop (`topk_ingest::kafka`) in this process, and the binary in the kafka role.
 
-use super::{consume_until, kafka_options, log_entries, produce, T0, TOPIC};
+use super::{consume_until, kafka_options, log_entries, produce, wait_for, T0, TOPIC};
 use clap::Parser;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::Window;
 use topk_core::redis::RedisStore;
@@ -270,14 +270,12 @@ async fn the_kafka_role_runs_from_its_settings_and_counts_records() {
     let store = RedisStore::connect(&redis_config_with_prefix(&prefix))
         .await
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(60);
-    while store.dead_letters(10).await.unwrap().len() < 2 {
-        assert!(
-            Instant::now() < end,
-            "the kafka role did not read its topic in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(60),
+        || async { store.dead_letters(10).await.unwrap().len() >= 2 },
+        || "the kafka role did not read its topic".into(),
+    )
+    .await;
     let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
         .await
         .unwrap()
@@ -352,13 +350,14 @@ async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
     let task = tokio::spawn(kafka::run(store.clone(), options, backlog, stop.clone()));
     let until_logged = |n: u64| {
         let store = store.clone();
-        async move {
-            let end = Instant::now() + Duration::from_secs(30);
-            while log_entries(&store).await < n {
-                assert!(Instant::now() < end, "{n} entries not logged in 30 s");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        wait_for(
+            Duration::from_secs(30),
+            move || {
+                let store = store.clone();
+                async move { log_entries(&store).await >= n }
+            },
+            move || format!("{n} entries not logged"),
+        )
     };
 
     // Reading, then backlogged for longer than the poll interval while a record waits.
@@ -407,11 +406,12 @@ async fn pausing_and_resuming_under_load_loses_and_doubles_nothing() {
         stop.clone(),
     ));
     // The churn starts once the group has given the role its partitions, so that every pause pauses them.
-    let end = Instant::now() + Duration::from_secs(30);
-    while !logs.text().contains("Kafka partitions assigned") {
-        assert!(Instant::now() < end, "no partitions assigned in 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(30),
+        || async { logs.text().contains("Kafka partitions assigned") },
+        || "no partitions assigned".into(),
+    )
+    .await;
     let churning = CancellationToken::new();
     let churn = {
         let churning = churning.clone();
@@ -444,15 +444,12 @@ async fn pausing_and_resuming_under_load_loses_and_doubles_nothing() {
         produce(&broker, TOPIC, 4, chunk).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let end = Instant::now() + Duration::from_secs(90);
-    while store.dead_letters(100).await.unwrap().len() < 4 * CHUNKS {
-        assert!(
-            Instant::now() < end,
-            "not all read in 90 s\n{}",
-            logs.text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(90),
+        || async { store.dead_letters(100).await.unwrap().len() >= 4 * CHUNKS },
+        || format!("not all read\n{}", logs.text()),
+    )
+    .await;
     churning.cancel();
     churn.await.unwrap();
     stop.cancel();
