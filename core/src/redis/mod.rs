@@ -44,7 +44,8 @@ pub use closed::LateViews;
 pub use group::LogPosition;
 pub use log::LogRead;
 pub use source::{
-    SourceAppended, SourcePartition, SourceRecord, DEAD_LETTERS_KEPT, DEAD_LETTER_VALUE_BYTES,
+    DeadLetter, SourceAppended, SourcePartition, SourceRecord, DEAD_LETTERS_KEPT,
+    DEAD_LETTER_VALUE_BYTES,
 };
 pub use windows::{ApplyOutcome, LeaderCaps};
 

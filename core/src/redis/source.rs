@@ -46,6 +46,17 @@ pub const DEAD_LETTERS_KEPT: u32 = 100_000;
 /// The longest record value a dead letter keeps, in bytes; a longer one is cut.
 pub const DEAD_LETTER_VALUE_BYTES: usize = 16 * 1024;
 
+/// A source record that could not be read, for [`RedisStore::keep_dead_letters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetter<'a> {
+    /// The record's offset in its source partition.
+    pub offset: i64,
+    /// Why it could not be read.
+    pub reason: &'a str,
+    /// Its value (cut at [`DEAD_LETTER_VALUE_BYTES`] when kept).
+    pub value: &'a [u8],
+}
+
 /// What an append of source records did on one topk partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceAppended {
@@ -142,28 +153,46 @@ impl RedisStore {
         })
     }
 
-    /// Keeps a record of `source` that could not be read, with why, in the dead-letter stream (the last
-    /// [`DEAD_LETTERS_KEPT`] or so; a value cut at [`DEAD_LETTER_VALUE_BYTES`]), once: a record at or below
-    /// the last offset kept from `source` is dropped in the same script (`lua/dead_letter.lua`), so a replay
-    /// after a crash keeps nothing twice. Returns whether it was kept now.
-    pub async fn dead_letter(
+    /// Keeps records of `source` that could not be read (in offset order), with why, in the dead-letter
+    /// stream (the last [`DEAD_LETTERS_KEPT`] or so; a value cut at [`DEAD_LETTER_VALUE_BYTES`]), each once:
+    /// a record at or below the last offset kept from `source` is dropped in the same script
+    /// (`lua/dead_letter.lua`), so a replay after a crash keeps nothing twice. Returns how many were kept now:
+    /// the last ones of `letters`. With `wait_replicas`, it returns once that many replicas have the stream
+    /// ([`StoreError::NotReplicated`] otherwise), as [`Self::append_source`] does.
+    pub async fn keep_dead_letters(
         &self,
         source: &SourcePartition,
-        offset: i64,
-        reason: &str,
-        value: &[u8],
-    ) -> Result<bool> {
-        let keys = vec![self.keys.dead_letters(), self.keys.dead_letter_offsets()];
-        let value = &value[..value.len().min(DEAD_LETTER_VALUE_BYTES)];
-        let args: Vec<Vec<u8>> = vec![
+        letters: &[DeadLetter<'_>],
+    ) -> Result<u64> {
+        if letters.is_empty() {
+            return Ok(0);
+        }
+        let stream = self.keys.dead_letters();
+        let keys = vec![stream.clone(), self.keys.dead_letter_offsets()];
+        let wait = self.wait_replicas > 0;
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 3 * letters.len());
+        args.extend([
             source.to_string().into_bytes(),
-            offset.to_string().into_bytes(),
-            reason.as_bytes().to_vec(),
-            value.to_vec(),
             DEAD_LETTERS_KEPT.to_string().into_bytes(),
-        ];
-        let kept: i64 = self.eval(&self.scripts.dead_letter, keys, args).await?;
-        Ok(kept == 1)
+            u8::from(wait).to_string().into_bytes(),
+        ]);
+        for letter in letters {
+            let value = &letter.value[..letter.value.len().min(DEAD_LETTER_VALUE_BYTES)];
+            args.extend([
+                letter.offset.to_string().into_bytes(),
+                letter.reason.as_bytes().to_vec(),
+                value.to_vec(),
+            ]);
+        }
+        let reply: Vec<Value> = self.eval(&self.scripts.dead_letter, keys, args).await?;
+        let bad = || StoreError::Reply(format!("dead_letter answered {reply:?}"));
+        let kept = reply.first().and_then(ValueExt::as_i64).ok_or_else(bad)?;
+        if wait {
+            let replid = reply.get(1).and_then(ValueExt::as_string).ok_or_else(bad)?;
+            self.wait_for_replicas(BTreeMap::from([(replid, stream)]))
+                .await?;
+        }
+        Ok(kept.max(0) as u64)
     }
 
     /// The dead letters kept, oldest first, up to `count`: `(source, offset, reason, value)` (for tests and

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use topk_core::batch::{aggregate, LogEntry};
 use topk_core::domain::VideoId;
 use topk_core::keys::Partition;
-use topk_core::redis::{LogRead, RedisStore, SourcePartition, SourceRecord};
+use topk_core::redis::{DeadLetter, LogRead, RedisStore, SourcePartition, SourceRecord};
 use topk_core::slices::slice5_of;
 use topk_testkit::fixtures::store;
 
@@ -254,9 +254,9 @@ proptest! {
     }
 }
 
-/// With `wait_replicas`, an append returns only once replicas have the log (even when it dropped every
-/// record: the write that took them may not be replicated yet), so the caller commits nothing a failover
-/// could lose; a lone node refuses.
+/// With `wait_replicas`, an append (and a dead letter) returns only once replicas have the log (the stream),
+/// even when it dropped every record: the write that took them may not be replicated yet. So the caller
+/// commits nothing a failover could lose; a lone node refuses.
 #[tokio::test]
 async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
     let record = |offset: i64| SourceRecord {
@@ -299,11 +299,49 @@ async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
             .unwrap();
         assert_eq!((again.records, again.last_offset), (0, Some(1)));
     }
+    // Dead letters too: kept, or found kept, once a replica has them.
+    let letter = DeadLetter {
+        offset: 0,
+        reason: "not JSON",
+        value: b"nope",
+    };
+    for want in [1, 0] {
+        let kept = replicated.keep_dead_letters(&source(), &[letter]).await;
+        assert_eq!(kept.unwrap(), want);
+    }
+    let err = lone
+        .keep_dead_letters(&source(), &[letter])
+        .await
+        .expect_err("a dead letter confirmed without a replica");
+    assert!(
+        matches!(
+            err,
+            topk_core::redis::StoreError::NotReplicated { wanted: 1, .. }
+        ),
+        "{err}"
+    );
+}
+
+/// Keeps one malformed record of `source` at `offset`; whether it was kept now.
+async fn keep_one(
+    store: &RedisStore,
+    source: &SourcePartition,
+    offset: i64,
+    reason: &str,
+    value: &[u8],
+) -> bool {
+    let letter = DeadLetter {
+        offset,
+        reason,
+        value,
+    };
+    store.keep_dead_letters(source, &[letter]).await.unwrap() == 1
 }
 
 /// A malformed record is kept as a dead letter once per offset, on one node and on a cluster (the stream and
 /// its offsets share a slot): a replay from an older offset keeps nothing again, other source partitions are
-/// independent, and a value longer than the limit is cut.
+/// independent, a value longer than the limit is cut, and a batch keeps only its records past the kept
+/// offset, in one call.
 #[tokio::test]
 async fn a_dead_letter_is_kept_once_per_offset() {
     let other = SourcePartition {
@@ -327,32 +365,12 @@ async fn a_dead_letter_is_kept_once_per_offset() {
             (source(), 5),
             (other.clone(), 2),
         ] {
-            kept.push(
-                store
-                    .dead_letter(&source, offset, "not JSON", b"nope")
-                    .await
-                    .unwrap(),
-            );
+            kept.push(keep_one(&store, &source, offset, "not JSON", b"nope").await);
         }
         // The replay of offsets 5 and 6 after a crash.
-        kept.push(
-            store
-                .dead_letter(&source(), 5, "not JSON", b"nope")
-                .await
-                .unwrap(),
-        );
-        kept.push(
-            store
-                .dead_letter(&source(), 6, "not JSON", b"nope")
-                .await
-                .unwrap(),
-        );
-        kept.push(
-            store
-                .dead_letter(&source(), 7, "too long", &long)
-                .await
-                .unwrap(),
-        );
+        kept.push(keep_one(&store, &source(), 5, "not JSON", b"nope").await);
+        kept.push(keep_one(&store, &source(), 6, "not JSON", b"nope").await);
+        kept.push(keep_one(&store, &source(), 7, "too long", &long).await);
         assert_eq!(kept, [true, true, false, true, false, false, true]);
         let dead = store.dead_letters(100).await.unwrap();
         let seen: Vec<(String, i64)> = dead.iter().map(|(s, o, _, _)| (s.clone(), *o)).collect();
@@ -366,5 +384,23 @@ async fn a_dead_letter_is_kept_once_per_offset() {
             ]
         );
         assert_eq!(dead[3].3.len(), topk_core::redis::DEAD_LETTER_VALUE_BYTES);
+
+        // A batch replayed from offset 6 with two new records: the new two are kept.
+        let letters: Vec<DeadLetter<'_>> = (6..10)
+            .map(|offset| DeadLetter {
+                offset,
+                reason: "not JSON",
+                value: b"nope",
+            })
+            .collect();
+        assert_eq!(
+            store.keep_dead_letters(&source(), &letters).await.unwrap(),
+            2
+        );
+        let offsets: Vec<i64> = store.dead_letters(100).await.unwrap()[4..]
+            .iter()
+            .map(|(_, o, _, _)| *o)
+            .collect();
+        assert_eq!(offsets, [8, 9]);
     }
 }

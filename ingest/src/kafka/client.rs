@@ -146,19 +146,34 @@ pub fn consumer(options: &KafkaOptions) -> anyhow::Result<SourceConsumer> {
     Ok(consumer)
 }
 
-/// Commits `offsets` (the next offset to read, per partition). A failed commit only means that a later owner
-/// reads those records again, and the logs drop them: it is logged, not fatal.
+/// Commits `offsets` (the next offset to read, per partition) of the partitions assigned to this consumer now:
+/// a partition revoked since its records were forwarded belongs to another member, whose newer offset an
+/// old one would overwrite (making it read that stretch again). A failed or skipped commit only means that a
+/// later owner reads those records again, and the logs drop them: it is logged, not fatal.
 pub(super) fn commit(
     consumer: &SourceConsumer,
     topic: &str,
     offsets: &BTreeMap<i32, i64>,
     mode: CommitMode,
 ) {
+    let assigned = match consumer.assignment() {
+        Ok(assigned) => assigned,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the Kafka assignment failed; offsets not committed");
+            return;
+        }
+    };
     let mut list = TopicPartitionList::new();
     for (partition, next) in offsets {
+        if assigned.find_partition(topic, *partition).is_none() {
+            continue;
+        }
         if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
             tracing::warn!(error = %e, partition, "bad Kafka offset to commit");
         }
+    }
+    if list.count() == 0 {
+        return;
     }
     if let Err(e) = consumer.commit(&list, mode) {
         tracing::warn!(error = %e, "committing Kafka offsets failed; those records will be read again and dropped");

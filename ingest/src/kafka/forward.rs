@@ -1,11 +1,11 @@
 //! One step of the Kafka source: a batch of records validated and appended to the logs exactly once.
 
 use crate::receiver::parse_batch;
-use futures::future::join_all;
-use std::collections::BTreeMap;
+use futures::future::{join, join_all};
+use std::collections::{BTreeMap, BTreeSet};
 use topk_core::domain::VideoId;
 use topk_core::keys::Partition;
-use topk_core::redis::{RedisStore, SourcePartition, SourceRecord, StoreError};
+use topk_core::redis::{DeadLetter, RedisStore, SourcePartition, SourceRecord, StoreError};
 
 /// A record as the consumer read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,25 +79,21 @@ pub async fn forward(
     let mut out = Forwarded::default();
     // Per (topk partition, Kafka partition), the records' parts.
     let mut parts: BTreeMap<(Partition, i32), Vec<SourceRecord>> = BTreeMap::new();
-    // Per record of this batch (Kafka partition, offset), how many parts it has (0: malformed).
-    let mut parts_of: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    // The records of this batch (Kafka partition, offset).
+    let mut batch_records: BTreeSet<(i32, i64)> = BTreeSet::new();
+    // Per Kafka partition, the malformed records no earlier attempt decided, with why.
+    let mut malformed: BTreeMap<i32, Vec<(&Record, String)>> = BTreeMap::new();
     for r in records {
         let record = (r.partition, r.offset);
         // The same record twice in a batch (a client that rewound): the second is a replay.
-        if parts_of.contains_key(&record) {
+        if !batch_records.insert(record) {
             out.replayed += 1;
             continue;
         }
-        let source = SourcePartition {
-            topic: topic.to_owned(),
-            partition: r.partition,
-        };
         match parse_record(r.value.as_deref(), max_batch_len) {
             Ok(views) => {
                 let event_ms = r.timestamp_ms.filter(|t| *t >= 0).unwrap_or(now_ms);
-                let lines = store.lines_by_partition(&views);
-                parts_of.insert(record, lines.len());
-                for (p, lines) in lines {
+                for (p, lines) in store.lines_by_partition(&views) {
                     parts
                         .entry((p, r.partition))
                         .or_default()
@@ -108,84 +104,94 @@ pub async fn forward(
                         });
                 }
             }
-            Err(reason) => {
-                parts_of.insert(record, 0);
-                // Unless an earlier attempt kept it, or found it kept.
-                if let std::collections::btree_map::Entry::Vacant(undecided) =
-                    outcomes.entry(record)
-                {
-                    let kept = store
-                        .dead_letter(
-                            &source,
-                            r.offset,
-                            &reason,
-                            r.value.as_deref().unwrap_or_default(),
-                        )
-                        .await?;
-                    // A replayed one was logged when it was kept.
-                    if kept {
-                        tracing::warn!(source = %source, offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
-                    }
-                    undecided.insert(if kept {
-                        Outcome::Malformed
-                    } else {
-                        Outcome::Replayed
-                    });
-                }
+            // Unless an earlier attempt kept it, or found it kept.
+            Err(reason) if !outcomes.contains_key(&record) => {
+                malformed.entry(r.partition).or_default().push((r, reason));
             }
+            Err(_) => {}
         }
         let next = out.commit.entry(r.partition).or_insert(r.offset + 1);
         *next = (*next).max(r.offset + 1);
     }
-    // In offset order, as the append script wants them: it then drops a first run of them (those at or below
-    // the offset its log had taken) and appends the rest.
+    // In offset order, as the scripts want them: each drops a first run (what its log or the dead letters
+    // had taken) and takes the rest.
     for part in parts.values_mut() {
         part.sort_by_key(|r| r.offset);
     }
-    // Partitions are independent (on a cluster, other nodes): their appends go out together, and each one
-    // that succeeds is counted even if another fails.
-    let appended = join_all(parts.iter().map(|((p, kafka_partition), part)| {
-        let source = SourcePartition {
-            topic: topic.to_owned(),
-            partition: *kafka_partition,
-        };
-        async move { store.append_source(*p, &source, part).await }
-    }))
+    for letters in malformed.values_mut() {
+        letters.sort_by_key(|(r, _)| r.offset);
+    }
+    let source = |partition: i32| SourcePartition {
+        topic: topic.to_owned(),
+        partition,
+    };
+    // Partitions are independent (on a cluster, other nodes): their appends and dead letters go out
+    // together, and each one that succeeds is counted even if another fails.
+    let (appended, dead_lettered) = join(
+        join_all(parts.iter().map(|((p, kafka_partition), part)| {
+            let source = source(*kafka_partition);
+            async move { store.append_source(*p, &source, part).await }
+        })),
+        join_all(malformed.iter().map(|(kafka_partition, letters)| {
+            let source = source(*kafka_partition);
+            async move {
+                let letters: Vec<DeadLetter<'_>> = letters
+                    .iter()
+                    .map(|(r, reason)| DeadLetter {
+                        offset: r.offset,
+                        reason,
+                        value: r.value.as_deref().unwrap_or_default(),
+                    })
+                    .collect();
+                store.keep_dead_letters(&source, &letters).await
+            }
+        })),
+    )
     .await;
-    let mut dropped: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     let mut failed = None;
     for (((_, kafka_partition), part), done) in parts.iter().zip(appended) {
-        let done = match done {
-            Ok(done) => done,
+        match done {
+            // The script drops a first run of the part (what its log had taken) and appends the rest.
+            Ok(done) => {
+                let taken_before = part.len().saturating_sub(done.records as usize);
+                for r in &part[taken_before..] {
+                    outcomes.insert((*kafka_partition, r.offset), Outcome::Forwarded);
+                }
+            }
             Err(e) => {
                 failed.get_or_insert(e);
-                continue;
             }
-        };
-        let taken_before = part.len().saturating_sub(done.records as usize);
-        for r in &part[..taken_before] {
-            *dropped.entry((*kafka_partition, r.offset)).or_default() += 1;
-        }
-        for r in &part[taken_before..] {
-            outcomes.insert((*kafka_partition, r.offset), Outcome::Forwarded);
         }
     }
-    // A record every log of its views had taken already is a replay, unless an earlier attempt forwarded
-    // some of it.
-    for (record, n) in &parts_of {
-        if *n > 0 && dropped.get(record) == Some(n) {
-            outcomes.entry(*record).or_insert(Outcome::Replayed);
+    for ((kafka_partition, letters), done) in malformed.iter().zip(dead_lettered) {
+        match done {
+            Ok(kept) => {
+                let taken_before = letters.len().saturating_sub(kept as usize);
+                for (i, (r, reason)) in letters.iter().enumerate() {
+                    let outcome = if i < taken_before {
+                        Outcome::Replayed
+                    } else {
+                        // A replayed one was logged when it was kept.
+                        tracing::warn!(source = %source(*kafka_partition), offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
+                        Outcome::Malformed
+                    };
+                    outcomes.insert((*kafka_partition, r.offset), outcome);
+                }
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
     }
     if let Some(e) = failed {
         return Err(e);
     }
-    for record in parts_of.keys() {
+    for record in &batch_records {
         match outcomes.get(record) {
-            // Every record is decided once no append failed.
-            Some(Outcome::Forwarded) | None => out.records += 1,
+            Some(Outcome::Forwarded) => out.records += 1,
             Some(Outcome::Malformed) => out.malformed += 1,
-            Some(Outcome::Replayed) => out.replayed += 1,
+            // Every log of its views had taken it already, in this attempt and any before.
+            Some(Outcome::Replayed) | None => out.replayed += 1,
         }
     }
     Ok(out)

@@ -94,6 +94,12 @@ pub async fn run(
     )));
     tracing::info!(brokers = %options.brokers, topic = %options.topic, group = %options.group, "Kafka source starting");
     while !stop.is_cancelled() {
+        // Before the backlog check: a long pause still commits what was forwarded before it.
+        if !pending.is_empty() && last_commit.elapsed() >= COMMIT_EVERY {
+            commit(&consumer, &options.topic, &pending, CommitMode::Async);
+            committed.append(&mut pending);
+            last_commit = tokio::time::Instant::now();
+        }
         if let Some(entries) = backlog.over_limit() {
             if !paused {
                 tracing::info!(entries, "log backlogged: Kafka consumption paused");
@@ -117,11 +123,6 @@ pub async fn run(
             set_paused(&consumer, false);
             paused = false;
             tracing::info!("log under its backlog limit: Kafka consumption resumed");
-        }
-        if !pending.is_empty() && last_commit.elapsed() >= COMMIT_EVERY {
-            commit(&consumer, &options.topic, &pending, CommitMode::Async);
-            committed.append(&mut pending);
-            last_commit = tokio::time::Instant::now();
         }
         let idle_until = (!pending.is_empty()).then(|| last_commit + COMMIT_EVERY);
         let batch = if held.is_empty() {
