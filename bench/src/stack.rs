@@ -47,7 +47,7 @@ impl Services {
     ) -> anyhow::Result<Self> {
         let (ingest_port, api_port) = (free_port()?, free_port()?);
         let env = |c: &mut Command| {
-            c.env("TOPK_REDIS_URL", &redis.redis_url)
+            c.env("TOPK_REDIS_URL", redis.redis_url.expose())
                 .env("TOPK_KEY_PREFIX", &redis.key_prefix)
                 .env("TOPK_PARTITIONS", redis.partitions.to_string())
                 .env("TOPK_DATABASE_URL", &database.database_url)

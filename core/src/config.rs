@@ -1,17 +1,20 @@
 //! Typed settings shared by the binaries: each is a flag and a `TOPK_*` environment variable
 //! (documented in `.env.example`).
 
+use crate::redis::RedisUrl;
 use std::time::Duration;
 
 /// Where Redis is and how the deployment's keys are laid out.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisConfig {
-    /// Redis URL: `redis://host:port` for one node, `redis-cluster://host:port?node=host:port&node=...` for
-    /// Redis Cluster (any reachable nodes; the rest are discovered). `rediss://` and `rediss-cluster://`
-    /// connect with TLS and verify the server's certificate (against `TOPK_REDIS_CA_FILE`, else the system's
-    /// roots) and that it names the URL's host.
-    #[arg(long, env = "TOPK_REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = redis_url)]
-    pub redis_url: String,
+    /// Redis URL: `redis://[user:password@]host:port` for one node,
+    /// `redis-cluster://[user:password@]host:port?node=host:port&node=...` for Redis Cluster (any reachable
+    /// nodes; the rest are discovered; the credentials apply to every node). `rediss://` and
+    /// `rediss-cluster://` connect with TLS and verify the server's certificate (against
+    /// `TOPK_REDIS_CA_FILE`, else the system's roots) and that it names the URL's host. Parsed here, once;
+    /// it prints with its password as `***`.
+    #[arg(long, env = "TOPK_REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = RedisUrl::parse)]
+    pub redis_url: RedisUrl,
     /// CA certificate (PEM) that signs the Redis server's certificate, for rediss:// ; unset: the system's
     /// roots. Set with a URL that is not `rediss://` or `rediss-cluster://`, the process refuses to start
     /// (the operator meant TLS and would not get it).
@@ -49,30 +52,6 @@ pub struct DatabaseConfig {
         value_parser = postgres_url
     )]
     pub database_url: String,
-}
-
-/// A Redis URL of a scheme topk connects to, checked when the settings are read (the client would only say
-/// "did not parse"). The value is not echoed: it may hold a password.
-fn redis_url(raw: &str) -> Result<String, String> {
-    if raw.contains('#') {
-        // redis-rs reads `#insecure` as "skip the certificate checks": TLS must not be weakened by a URL.
-        return Err(
-            "TOPK_REDIS_URL must not end in a #fragment (#insecure asks the client to skip the \
-                    server certificate checks); use TOPK_REDIS_CA_FILE for a private CA"
-                .to_owned(),
-        );
-    }
-    let scheme = raw.split_once("://").map(|(s, _)| s);
-    match scheme {
-        Some("redis" | "rediss" | "redis-cluster" | "rediss-cluster" | "unix" | "redis+unix") => {
-            Ok(raw.to_owned())
-        }
-        _ => Err(format!(
-            "TOPK_REDIS_URL must be redis://host:port (rediss:// for TLS) or \
-             redis-cluster://host:port?node=host:port&... (rediss-cluster:// for TLS); got scheme {:?}",
-            scheme.unwrap_or("(none)")
-        )),
-    }
 }
 
 /// A Postgres URL, checked when the settings are read (sqlx would only say so on the first query).

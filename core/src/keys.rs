@@ -67,8 +67,13 @@ impl KeySchema {
 
     /// The partition a video belongs to: FNV-1a of its id, stable across processes and releases.
     pub fn partition_of(&self, video: &VideoId) -> Partition {
+        self.hash_to_partition(video.as_str())
+    }
+
+    /// FNV-1a of `text`, modulo the partition count.
+    fn hash_to_partition(&self, text: &str) -> Partition {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in video.as_str().bytes() {
+        for b in text.bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -82,6 +87,14 @@ impl KeySchema {
     /// The record of a batch's `Idempotency-Key` on partition `p`, written with the partition's entry.
     pub fn idempotency(&self, p: Partition, key: &IdempotencyKey) -> String {
         self.key(p, &format!("idem:{}", key.as_str()))
+    }
+
+    /// Which batch an `Idempotency-Key` belongs to (the batch's fingerprint), on a partition chosen by the key
+    /// alone: every append under the key claims it first, whatever partitions its batch touches, so the same
+    /// key with another batch is refused before anything is written.
+    pub fn idempotency_claim(&self, key: &IdempotencyKey) -> String {
+        let home = self.hash_to_partition(key.as_str());
+        self.key(home, &format!("idem-batch:{}", key.as_str()))
     }
 
     /// The last offset of each source partition (`topic/partition`) that partition `p`'s log has taken.

@@ -63,6 +63,7 @@ impl Application {
             Role::Worker => &[Part::Workers],
             Role::Kafka => &[Part::Kafka],
         };
+        config.check()?;
         // A kafka process without brokers is a configuration mistake: refused before anything starts.
         if config.role == Role::Kafka {
             config.kafka_options()?;
@@ -85,7 +86,7 @@ impl Application {
             ));
         match store.ensure_log_groups().await {
             Ok(()) => {}
-            Err(e @ StoreError::Layout { .. }) => return Err(e.into()),
+            Err(e @ (StoreError::Layout { .. } | StoreError::Config(_))) => return Err(e.into()),
             // Redis may come later: the workers create the groups on their first successful step.
             Err(e) => tracing::warn!(error = %e, "could not create the log's consumer groups yet"),
         }

@@ -73,7 +73,8 @@ pub struct IngestConfig {
     #[arg(long, env = "TOPK_INGEST_TOKEN", hide_env_values = true)]
     pub token: Option<Secret>,
     /// How long a batch's `Idempotency-Key` is remembered: the same batch sent again with the same key within
-    /// this time is answered 202 and stored once. Each key costs Redis about 200 bytes per partition its batch
+    /// this time is answered 202 and stored once. At least a minute, and twice the request or Redis timeout,
+    /// whichever is longer (refused at start otherwise); a 503 says how long its key can be retried. Each key costs Redis about 200 bytes per partition its batch
     /// touches (README, "Retries").
     #[arg(long, env = "TOPK_IDEMPOTENCY_RETENTION_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_retention_secs: u64,
@@ -126,6 +127,30 @@ impl IngestConfig {
                     .map_err(|why| anyhow::anyhow!("TOPK_INGEST_TOKEN / --token: {why}"))
             })
             .transpose()
+    }
+
+    /// The shortest `TOPK_IDEMPOTENCY_RETENTION_SECS` that keeps a retry safe: a minute, and twice the longest
+    /// an attempt can take (the request timeout, or the Redis timeout). A key forgotten before its producer's
+    /// retry arrives would store again the parts its first attempt stored.
+    pub fn shortest_idempotency_retention_secs(&self) -> u64 {
+        let longest_attempt_ms = self
+            .http
+            .request_timeout_ms
+            .max(self.redis.redis_timeout_ms);
+        (2 * longest_attempt_ms).div_ceil(1000).max(60)
+    }
+
+    /// Refuses settings that each parse but cannot work together.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let shortest = self.shortest_idempotency_retention_secs();
+        anyhow::ensure!(
+            self.idempotency_retention_secs >= shortest,
+            "TOPK_IDEMPOTENCY_RETENTION_SECS={} is too short: it must be at least {shortest} s (a minute, and \
+             twice TOPK_REQUEST_TIMEOUT_MS or TOPK_REDIS_TIMEOUT_MS, whichever is longer), or a batch sent again \
+             after its key was forgotten would be stored twice",
+            self.idempotency_retention_secs
+        );
+        Ok(())
     }
 
     /// What the kafka role consumes; an error when `TOPK_KAFKA_BROKERS` is missing or librdkafka refuses a

@@ -180,15 +180,18 @@ async fn receive(
             }
         }
     };
-    let replayed = stored.map_err(store_rejection)?;
+    let replayed =
+        stored.map_err(|e| store_rejection(e, state.config.idempotency_retention_secs))?;
     Ok(Received {
         views: accepted,
         replayed,
     })
 }
 
-/// The answer to a batch the store did not take, and its reason label.
-fn store_rejection(e: StoreError) -> Rejected {
+/// The answer to a batch the store did not take, and its reason label. A batch that may be stored (in part
+/// on a cluster, or whole but unconfirmed where replicas are awaited) is answered with the key that completes
+/// it and how long that key is remembered.
+fn store_rejection(e: StoreError, retention_secs: u64) -> Rejected {
     let reason = match &e {
         StoreError::KeyReused => "idempotency_conflict",
         StoreError::NotReplicated { .. } => "not_replicated",
@@ -206,14 +209,20 @@ fn store_rejection(e: StoreError) -> Rejected {
              (send a new batch under a new key)",
         ),
         StoreError::Incomplete { key, cause } => {
-            ApiError::unavailable("the view log (Redis)", &cause).with_idempotency_key(
-                key.as_str(),
-                format!(
-                    "the view log (Redis) is unavailable: part of the batch may be stored; send it again with \
-                     the header Idempotency-Key: {} to store exactly what is missing",
-                    key.as_str()
-                ),
-            )
+            let what = match *cause {
+                StoreError::NotReplicated { .. } => {
+                    "the batch may be stored but fewer replicas than TOPK_REDIS_WAIT_REPLICAS confirmed it in \
+                     time (a failover now could lose it)"
+                }
+                _ => "the view log (Redis) is unavailable: part of the batch may be stored",
+            };
+            let message = format!(
+                "{what}; send it again within {retention_secs} s with the header Idempotency-Key: {}: \
+                 what is stored is not stored twice",
+                key.as_str()
+            );
+            ApiError::unavailable("the view log (Redis)", &cause)
+                .with_idempotency_key(key.as_str(), message)
         }
         e => ApiError::unavailable("the view log (Redis)", &e),
     };

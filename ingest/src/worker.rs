@@ -149,7 +149,7 @@ pub async fn wait_for_log_groups(
                 }
                 Err(e) => tracing::warn!(error = %e, "waiting for Redis"),
             },
-            Err(e @ StoreError::Layout { .. }) => return Err(e),
+            Err(e @ (StoreError::Layout { .. } | StoreError::Config(_))) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "waiting for Redis to create the log's consumer groups")
             }

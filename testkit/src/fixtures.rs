@@ -17,7 +17,7 @@ pub const TIMEOUT_MS: u64 = 5_000;
 /// Settings for a deployment of `partitions` on the Redis at `url`, under a key prefix of its own.
 pub fn redis_config_at(url: &str, label: &str, partitions: u16) -> RedisConfig {
     RedisConfig {
-        redis_url: url.to_owned(),
+        redis_url: url.parse().expect("a Redis URL"),
         partitions,
         key_prefix: unique_name(label),
         redis_timeout_ms: TIMEOUT_MS,

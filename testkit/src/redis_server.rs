@@ -1,6 +1,7 @@
 //! A `redis-server` owned by one test, which it can kill, freeze, shut down and start again.
 
 use crate::process::{free_port, signal, wait_port, which};
+use crate::redis_access::RedisAccess;
 use crate::resp::RedisConn;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    access: RedisAccess,
     pub(crate) dir: PathBuf,
     persistent: bool,
     child: Option<Child>,
@@ -19,22 +21,29 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a redis-server on a free port with no persistence.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, RedisAccess::default())
+    }
+
+    /// Starts a redis-server on a free port, without persistence, reached with `access` (a password, an ACL
+    /// user with the default user off, TLS only).
+    pub fn start_secured(access: RedisAccess) -> Self {
+        Self::start_with(false, access)
     }
 
     /// Starts a redis-server on a free port that logs every write to its append-only file and fsyncs it
     /// before answering (`appendfsync always`): a restart on the same folder loses nothing acknowledged.
     pub fn start_persistent() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, RedisAccess::default())
     }
 
-    fn start_with(persistent: bool) -> Self {
+    fn start_with(persistent: bool, access: RedisAccess) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("topk-redis-")
             .tempdir()
             .expect("temp dir");
         let mut s = Self {
             port: free_port(),
+            access,
             dir: tmp.path().to_owned(),
             persistent,
             child: None,
@@ -51,14 +60,8 @@ impl RedisServer {
             &["--appendonly", "no"]
         };
         let child = Command::new(which("redis-server"))
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
+            .args(self.access.server_args(self.port))
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(aof)
             .arg("--dir")
             .arg(&self.dir)
@@ -70,8 +73,9 @@ impl RedisServer {
         wait_port(self.port, "redis-server");
     }
 
+    /// topk's URL of this server, credentials included.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.access.url(self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -95,7 +99,8 @@ impl RedisServer {
     pub fn shutdown(&mut self) {
         if let Some(mut c) = self.child.take() {
             // The server closes the connection instead of answering: an error here is the expected outcome.
-            let _ = RedisConn::open(self.port).and_then(|mut r| r.cmd(&["SHUTDOWN"]));
+            let _ = RedisConn::open_with(self.port, &self.access)
+                .and_then(|mut r| r.cmd(&["SHUTDOWN"]));
             let end = Instant::now() + Duration::from_secs(30);
             while c.try_wait().ok().flatten().is_none() {
                 if Instant::now() > end {
@@ -132,7 +137,7 @@ impl RedisServer {
 
     /// A connection of the test's own to this server.
     pub fn conn(&self) -> RedisConn {
-        RedisConn::open(self.port).expect("connect to the test redis-server")
+        RedisConn::open_with(self.port, &self.access).expect("connect to the test redis-server")
     }
 }
 

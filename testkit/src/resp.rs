@@ -1,7 +1,11 @@
 //! A minimal blocking client of the Redis protocol (RESP2), for tests to observe a server independently of the
 //! service's client.
 
+use crate::redis_access::RedisAccess;
+use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One reply of the Redis protocol (RESP2).
@@ -51,20 +55,47 @@ impl Reply {
 /// A minimal blocking Redis client for tests to observe a server (INFO, DBSIZE, SCAN) independently of the
 /// service's client, so what it measures never depends on the code under test. Reads time out: a frozen
 /// server fails a call rather than hanging the test.
-#[derive(Debug)]
 pub struct RedisConn {
-    reader: std::io::BufReader<TcpStream>,
+    reader: std::io::BufReader<Box<dyn Stream>>,
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn").finish_non_exhaustive()
+    }
 }
 
 impl RedisConn {
     /// Connects to a server on a loopback port.
     pub fn open(port: u16) -> std::io::Result<Self> {
+        Self::open_with(port, &RedisAccess::default())
+    }
+
+    /// Connects to a server on a loopback port with `access`: TLS (trusting its CA) and `AUTH` first.
+    pub fn open_with(port: u16, access: &RedisAccess) -> std::io::Result<Self> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Self {
+        let stream: Box<dyn Stream> = match &access.tls {
+            Some(tls) => Box::new(tls_stream(stream, &tls.ca)?),
+            None => Box::new(stream),
+        };
+        let mut conn = Self {
             reader: std::io::BufReader::new(stream),
-        })
+        };
+        if let Some(auth) = access.auth_command() {
+            if let Reply::Error(e) = conn.cmd(&auth)? {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("AUTH on {port}: {e}"),
+                ));
+            }
+        }
+        Ok(conn)
     }
 
     /// Connects to a `redis://host:port` URL's port on loopback.
@@ -79,7 +110,6 @@ impl RedisConn {
 
     /// Sends one command and reads its reply.
     pub fn cmd(&mut self, args: &[&str]) -> std::io::Result<Reply> {
-        use std::io::Write;
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -100,7 +130,6 @@ impl RedisConn {
     }
 
     fn read_reply(&mut self) -> std::io::Result<Reply> {
-        use std::io::Read;
         let line = self.read_line()?;
         let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad RESP reply");
         let (kind, rest) = line.split_at_checked(1).ok_or_else(bad)?;
@@ -179,4 +208,27 @@ impl RedisConn {
             })
             .sum()
     }
+}
+
+/// A TLS client stream over `tcp` to 127.0.0.1, trusting the CA in `ca` (PEM).
+fn tls_stream(tcp: TcpStream, ca: &Path) -> std::io::Result<impl Stream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| invalid(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| invalid(e.to_string()))?)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").map_err(|e| invalid(e.to_string()))?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
 }

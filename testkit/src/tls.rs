@@ -28,11 +28,12 @@ impl TlsCerts {
             .expect("temp dir");
         let d = dir.path();
         // webpki accepts only v3 certificates, a CA marked as one, and an end-entity certificate whose
-        // subjectAltName names the address the client dialled (the CN is ignored).
+        // subjectAltName names the address the client dialled (the CN is ignored). clientAuth too: the nodes of
+        // a TLS cluster present it to each other on the cluster bus and for replication.
         std::fs::write(
             d.join("server.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n",
         )
         .expect("write server.ext");
         let ec = [

@@ -124,7 +124,7 @@ pub async fn kafka(
         redis_quiet(store).await?;
         let admin = format!("127.0.0.1:{}", crate::stack::free_port()?);
         let mut role = Command::new(crate::stack::binary("topk-ingest")?)
-            .env("TOPK_REDIS_URL", &redis.redis_url)
+            .env("TOPK_REDIS_URL", redis.redis_url.expose())
             .env("TOPK_KEY_PREFIX", &redis.key_prefix)
             .env("TOPK_PARTITIONS", redis.partitions.to_string())
             .env("TOPK_INGEST_ROLE", "kafka")

@@ -92,11 +92,13 @@ impl RedisStore {
         id: &str,
         key: Option<(&IdempotencyKey, Duration, Fresh)>,
     ) -> Result<AppendOutcome> {
-        // On a cluster every append has a key: one is generated for a batch sent without (a fresh key cannot
-        // have been used before, so it is not looked for first).
+        // On a cluster, and wherever replicas are awaited, every append has a key: one is generated for a
+        // batch sent without, so that an append that may have stored something (a part on a cluster; the
+        // whole batch, unconfirmed, on one node) hands back the key that completes it without doubling it. A
+        // fresh key cannot have been used before, so it is not claimed or looked for first.
         let generated;
         let key = match key {
-            None if self.cluster => {
+            None if self.hands_back_keys() => {
                 generated = IdempotencyKey::generate();
                 Some((&generated, self.generated_key_retention, Fresh::Yes))
             }
@@ -126,7 +128,7 @@ impl RedisStore {
             failed => failed,
         };
         match (outcome, keyed) {
-            (Err(e), Some(k)) if self.cluster && !matches!(e, StoreError::KeyReused) => {
+            (Err(e), Some(k)) if self.hands_back_keys() && !matches!(e, StoreError::KeyReused) => {
                 Err(StoreError::Incomplete {
                     key: k.key.clone(),
                     cause: Box::new(e),
@@ -134,6 +136,12 @@ impl RedisStore {
             }
             (outcome, _) => outcome,
         }
+    }
+
+    /// Whether a failed append may have stored something (a part on a cluster, or a batch no replica
+    /// confirmed): its error then carries the key to send it again with ([`StoreError::Incomplete`]).
+    fn hands_back_keys(&self) -> bool {
+        self.cluster || self.wait_replicas > 0
     }
 
     /// The batch's views grouped by partition, as each partition's lines.
@@ -151,9 +159,9 @@ impl RedisStore {
             .collect()
     }
 
-    /// On a cluster: one script per partition, all at once, and the parts that fail sent again under the key
-    /// until the store's timeout. The same key with another batch is checked on every partition first, so
-    /// that such a batch stores nothing.
+    /// On a cluster: the key claimed for this batch first (`lua/claim_key.lua`), so that the same key with
+    /// another batch stores nothing whatever its partitions, then one script per partition, all at once, and
+    /// the parts that fail sent again under the key until the store's timeout.
     async fn append_each(
         &self,
         parts: &[Part],
@@ -162,7 +170,7 @@ impl RedisStore {
         writers: &Writers,
     ) -> Result<AppendOutcome> {
         if keyed.fresh == Fresh::No {
-            self.refuse_reused_key(parts, keyed).await?;
+            self.claim_key(keyed).await?;
         }
         let give_up = Instant::now() + self.timeout;
         let mut pending: Vec<Part> = parts.to_vec();
@@ -201,22 +209,21 @@ impl RedisStore {
         }
     }
 
-    /// Refuses (before writing anything) a key that any of the batch's partitions recorded for another batch.
-    async fn refuse_reused_key(&self, parts: &[Part], keyed: Keyed<'_>) -> Result<()> {
-        let records = join_all(parts.iter().map(|(p, _)| {
-            let record = self.keys.idempotency(*p, keyed.key);
-            async move {
-                self.on_key::<Option<String>, _>("GET", &record, vec![record.clone()])
-                    .await
-            }
-        }))
-        .await;
-        for record in records {
-            if record?.is_some_and(|seen| seen != keyed.fingerprint) {
-                return Err(StoreError::KeyReused);
-            }
+    /// Claims the key for this batch on its own partition ([`KeySchema::idempotency_claim`]); refuses
+    /// ([`StoreError::KeyReused`]) a key another batch holds.
+    ///
+    /// [`KeySchema::idempotency_claim`]: crate::keys::KeySchema::idempotency_claim
+    async fn claim_key(&self, keyed: Keyed<'_>) -> Result<()> {
+        let claim = self.keys.idempotency_claim(keyed.key);
+        let retention_ms = keyed.retention.as_millis().max(1).to_string();
+        let args = vec![keyed.fingerprint.to_owned(), retention_ms];
+        let ours: i64 = self
+            .eval(&self.scripts.claim_key, vec![claim], args)
+            .await?;
+        match ours {
+            1 => Ok(()),
+            _ => Err(StoreError::KeyReused),
         }
-        Ok(())
     }
 
     /// One call of `lua/append.lua` for `parts` (all on one node: one partition on a cluster). With
@@ -232,6 +239,11 @@ impl RedisStore {
         if let Some(k) = keyed {
             keys.extend(parts.iter().map(|(p, _)| self.keys.idempotency(*p, k.key)));
         }
+        // On one node the script claims the key for the whole batch itself (on a cluster, `append_each` did).
+        let claim = keyed.filter(|k| !self.cluster && k.fresh == Fresh::No);
+        if let Some(k) = claim {
+            keys.push(self.keys.idempotency_claim(k.key));
+        }
         // At least 1 ms: 0 means "no key" to the script.
         let retention_ms = keyed.map_or(0, |k| k.retention.as_millis().max(1));
         let mut args = vec![
@@ -241,6 +253,7 @@ impl RedisStore {
             retention_ms.to_string(),
             keyed.map_or_else(String::new, |k| k.fingerprint.to_owned()),
             u8::from(self.wait_replicas > 0).to_string(),
+            u8::from(claim.is_some()).to_string(),
         ];
         args.extend(parts.iter().map(|(_, lines)| lines.clone()));
         let first_key = keys[0].clone();
@@ -271,7 +284,8 @@ impl RedisStore {
     /// replicas at or past the offset it had after the write). The check makes the answer independent of the
     /// connection WAIT ran on: after a reconnect WAIT knows nothing of the write, and after a failover the new
     /// primary's ID differs. Fails with [`StoreError::NotReplicated`] when the replicas do not confirm within
-    /// half the store's timeout.
+    /// half the store's timeout. WAIT runs on a connection of its own: while it waits for a lagging replica,
+    /// every other command to the node goes on.
     pub(super) async fn wait_for_replicas(&self, writers: BTreeMap<String, String>) -> Result<()> {
         let wanted = self.wait_replicas;
         if wanted == 0 {
@@ -286,7 +300,7 @@ impl RedisStore {
                     .as_millis()
                     .max(1);
                 let _: i64 = self
-                    .on_key("WAIT", key, vec![wanted.to_string(), left.to_string()])
+                    .on_key_waiting("WAIT", key, vec![wanted.to_string(), left.to_string()])
                     .await?;
                 let (acked, _) = self.replication(key, replid).await?;
                 let confirmed = acked.iter().filter(|&&offset| offset >= target).count() as u32;
@@ -308,7 +322,11 @@ impl RedisStore {
     /// The replicas' acknowledged offsets and the primary's own offset, from INFO on the node that owns `key`,
     /// which must still be the primary with replication ID `replid`.
     async fn replication(&self, key: &str, replid: &str) -> Result<(Vec<u64>, u64)> {
-        let info: String = self.on_key("INFO", key, vec!["replication"]).await?;
+        // On the connection WAIT runs on: any command there moves what its next WAIT covers to the
+        // primary's offset now, past the write being confirmed.
+        let info: String = self
+            .on_key_waiting("INFO", key, vec!["replication"])
+            .await?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))

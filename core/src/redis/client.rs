@@ -11,12 +11,12 @@
 //! Every command names a key of the partition it is about ([`Route::Key`]), so on a cluster it goes to the
 //! node that owns that partition even when it has no key of its own (TIME, SCAN, WAIT, SCRIPT LOAD).
 
-use super::{tls, unreachable, Result, StoreError};
+use super::{tls, unreachable, RedisUrl, Result, StoreError};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use ::redis::{Cmd, FromRedisValue};
+use ::redis::{Cmd, FromRedisValue, TlsCertificates};
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,6 +39,9 @@ pub(super) enum Route {
 #[derive(Clone)]
 pub(super) struct Connection {
     kind: Kind,
+    /// A second connection, for WAIT and the replication checks around it alone: WAIT holds its connection
+    /// until the replicas answer, and every command behind it on a multiplexed connection would wait too.
+    waits: Kind,
     /// The longest a command may take, waiting for a connection included.
     timeout: Duration,
     /// How errors name the server (`Redis at host:port`), so a failed connection says where it failed.
@@ -51,58 +54,66 @@ enum Kind {
     Cluster(ClusterConnection),
 }
 
-impl Connection {
-    /// Connects to `url` in the background: `redis://` or `rediss://` for one node,
-    /// `redis-cluster://host:port?node=host:port&...` (or `rediss-cluster://`) for a cluster. While Redis is
-    /// unreachable, commands fail within `timeout`; the connection keeps trying. With TLS the server's
-    /// certificate is verified against `ca_file` (PEM), or the system's roots without one (`tls.rs`).
-    pub fn open(url: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<Self> {
-        let certs = tls::certificates(url, ca_file)?;
-        let nodes = cluster_nodes(url)?;
-        let server = unreachable::server_name(url, nodes.as_deref());
-        match nodes {
-            Some(nodes) => {
-                let mut builder = ClusterClientBuilder::new(nodes)
-                    .connection_timeout(timeout)
-                    .response_timeout(timeout)
-                    .overall_response_timeout(Some(timeout))
-                    .retries(CLUSTER_RETRIES)
-                    .min_retry_wait(10)
-                    .max_retry_wait(250);
-                // The nodes the cluster reports are reached the same way, verified against the same CA.
-                if let Some(certs) = certs {
-                    builder = builder.certs(certs);
-                }
-                let client = builder.build()?;
-                let config = ::redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(timeout)
-                    .set_response_timeout(timeout);
-                Ok(Self {
-                    kind: Kind::Cluster(client.get_pending_async_connection_with_config(config)),
-                    timeout,
-                    server,
-                })
+impl Kind {
+    fn is_single(&self) -> bool {
+        matches!(self, Kind::Single(_))
+    }
+
+    fn open(url: &RedisUrl, certs: Option<TlsCertificates>, timeout: Duration) -> Result<Self> {
+        let nodes = url.connection_infos();
+        if url.is_cluster() {
+            let mut builder = ClusterClientBuilder::new(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .overall_response_timeout(Some(timeout))
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(10)
+                .max_retry_wait(250);
+            // The nodes the cluster reports are reached the same way, verified against the same CA, with
+            // the same credentials (the client takes them from the seeds).
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
             }
-            None => {
-                let client = match certs {
-                    Some(certs) => ::redis::Client::build_with_tls(url, certs)?,
-                    None => ::redis::Client::open(url)?,
-                };
-                // One reconnection try per failed command: a command waits for the reconnection in progress,
-                // and a long series of tries would hold every command past its timeout while Redis is down.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_millis(500));
-                Ok(Self {
-                    kind: Kind::Single(ConnectionManager::new_lazy_with_config(client, config)?),
-                    timeout,
-                    server,
-                })
-            }
+            let client = builder.build()?;
+            let config = ::redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+            return Ok(Kind::Cluster(
+                client.get_pending_async_connection_with_config(config),
+            ));
         }
+        let node = nodes.into_iter().next().expect("a URL names a node");
+        let client = match certs {
+            Some(certs) => ::redis::Client::build_with_tls(node, certs)?,
+            None => ::redis::Client::open(node)?,
+        };
+        // One reconnection try per failed command: a command waits for the reconnection in progress, and a
+        // long series of tries would hold every command past its timeout while Redis is down.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Kind::Single(ConnectionManager::new_lazy_with_config(
+            client, config,
+        )?))
+    }
+}
+
+impl Connection {
+    /// Connects to `url` in the background, to one node or to a cluster, with its credentials. While Redis
+    /// is unreachable, commands fail within `timeout`; the connection keeps trying. With TLS the server's
+    /// certificate is verified against `ca_file` (PEM), or the system's roots without one (`tls.rs`).
+    pub fn open(url: &RedisUrl, ca_file: Option<&Path>, timeout: Duration) -> Result<Self> {
+        let certs = tls::certificates(url, ca_file)?;
+        let open = || Kind::open(url, certs.clone(), timeout);
+        Ok(Self {
+            kind: open()?,
+            waits: open()?,
+            timeout,
+            server: url.server_name(),
+        })
     }
 
     pub fn is_cluster(&self) -> bool {
@@ -112,18 +123,29 @@ impl Connection {
     /// Sends `cmd` where `route` says and converts the reply; fails after the timeout whatever the client is
     /// waiting for (an answer, or a connection to send on).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd, route: Route) -> Result<T> {
+        self.query_on(&self.kind, cmd, route).await
+    }
+
+    /// [`Self::query`] on the connection kept for WAIT and the replication checks around it.
+    pub async fn query_waiting<T: FromRedisValue>(&self, cmd: &Cmd, route: Route) -> Result<T> {
+        self.query_on(&self.waits, cmd, route).await
+    }
+
+    async fn query_on<T: FromRedisValue>(&self, kind: &Kind, cmd: &Cmd, route: Route) -> Result<T> {
         // A failed connection (refused, timed out, TLS) surfaces here: its error names the server and cause.
-        let reply = tokio::time::timeout(self.timeout, self.send(cmd, route))
+        let reply = tokio::time::timeout(self.timeout, Self::send(kind, cmd, route))
             .await
             .map_err(|_| unreachable::timed_out(&self.server, self.timeout))?
             .map_err(|e| unreachable::name(e, &self.server, self.timeout))?;
         // An error reply comes back as a value; it is the command's error.
-        let reply = reply.extract_error()?;
+        let reply = reply
+            .extract_error()
+            .map_err(|e| unreachable::explain_reply(e, &self.server, kind.is_single()))?;
         ::redis::from_redis_value(reply).map_err(|e| StoreError::Reply(e.to_string()))
     }
 
-    async fn send(&self, cmd: &Cmd, route: Route) -> Result<Value> {
-        Ok(match &self.kind {
+    async fn send(kind: &Kind, cmd: &Cmd, route: Route) -> Result<Value> {
+        Ok(match kind {
             Kind::Single(conn) => conn.clone().send_packed_command(cmd).await?,
             Kind::Cluster(conn) => {
                 let routing = match route {
@@ -178,31 +200,6 @@ impl Connection {
     }
 }
 
-/// The seed nodes of a `redis-cluster://` URL as `redis://host:port` URLs (`None` for a single-node URL).
-fn cluster_nodes(url: &str) -> Result<Option<Vec<String>>> {
-    let (scheme, rest) = match url.split_once("://") {
-        Some(("redis-cluster", rest)) => ("redis", rest),
-        Some(("rediss-cluster", rest)) => ("rediss", rest),
-        _ => return Ok(None),
-    };
-    let (first, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let first = first.trim_end_matches('/');
-    let bad = || {
-        StoreError::Config(format!("bad Redis Cluster URL {url:?}: expected {scheme}-cluster://host:port?node=host:port&..."))
-    };
-    if first.is_empty() {
-        return Err(bad());
-    }
-    let mut nodes = vec![format!("{scheme}://{first}")];
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("node", node)) if !node.is_empty() => nodes.push(format!("{scheme}://{node}")),
-            _ => return Err(bad()),
-        }
-    }
-    Ok(Some(nodes))
-}
-
 /// Reading replies without a schema (stream entries, script results).
 pub(super) trait ValueExt: Sized {
     fn into_array(self) -> Vec<Value>;
@@ -242,29 +239,5 @@ impl ValueExt for Value {
 
     fn is_null(&self) -> bool {
         matches!(self, Value::Nil)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cluster_nodes;
-
-    #[test]
-    fn cluster_urls_name_their_seed_nodes() {
-        assert_eq!(cluster_nodes("redis://127.0.0.1:6379").unwrap(), None);
-        assert_eq!(
-            cluster_nodes("redis-cluster://a:7000?node=b:7001&node=c:7002").unwrap(),
-            Some(vec![
-                "redis://a:7000".to_owned(),
-                "redis://b:7001".to_owned(),
-                "redis://c:7002".to_owned()
-            ])
-        );
-        assert_eq!(
-            cluster_nodes("rediss-cluster://a:7000").unwrap(),
-            Some(vec!["rediss://a:7000".to_owned()])
-        );
-        assert!(cluster_nodes("redis-cluster://a:7000?host=b").is_err());
-        assert!(cluster_nodes("redis-cluster://?node=b:1").is_err());
     }
 }

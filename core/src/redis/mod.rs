@@ -15,7 +15,8 @@
 //! - `clock`: Redis's clock and the append deadline on it.
 //! - `scripts`: the Lua scripts in `lua/`.
 //! - `client`: the connection to one node or to a Redis Cluster, and where each command goes.
-//! - `tls`: which URLs use TLS, and the CA file their servers are verified against.
+//! - `url`: the Redis URL, parsed once into one typed value (nodes, cluster, TLS, credentials, redacted).
+//! - `tls`: the CA file a TLS server is verified against.
 //! - `unreachable`: a failed connection's error, naming the server and the cause (refused, timed out, TLS).
 //! - `route`: commands about a partition, and which failures are retried.
 //! - `measure` (feature `bench`): the benchmark's baselines and measurements.
@@ -37,6 +38,7 @@ mod scripts;
 mod source;
 mod tls;
 mod unreachable;
+mod url;
 mod windows;
 
 pub use append::AppendOutcome;
@@ -47,6 +49,7 @@ pub use source::{
     DeadLetter, SourceAppended, SourcePartition, SourceRecord, DEAD_LETTERS_KEPT,
     DEAD_LETTER_VALUE_BYTES,
 };
+pub use url::RedisUrl;
 pub use windows::{ApplyOutcome, LeaderCaps};
 
 use crate::config::RedisConfig;
@@ -84,9 +87,10 @@ pub enum StoreError {
     /// owner meanwhile): they are stored, but a failover now could lose them.
     #[error("only {acked} of {wanted} replicas confirmed the entries in time")]
     NotReplicated { acked: u32, wanted: u32 },
-    /// On Redis Cluster, a part of the batch could not be stored (or confirmed): other parts may be. Sending
-    /// the batch again under `key` stores exactly what is missing.
-    #[error("the batch may be partly stored ({cause}); send it again with Idempotency-Key {}", key.as_str())]
+    /// A batch that may be stored in part (on Redis Cluster, where each partition's part is its own append)
+    /// or whole but unconfirmed (replicas awaited): sending it again under `key` stores exactly what is
+    /// missing and waits for the replicas again.
+    #[error("the batch may be stored in part or whole ({cause}); send it again with Idempotency-Key {}", key.as_str())]
     Incomplete {
         key: IdempotencyKey,
         cause: Box<StoreError>,
@@ -113,6 +117,8 @@ pub struct RedisStore {
     scripts: scripts::Scripts,
     /// The URL names a Redis Cluster: no command may touch two partitions.
     cluster: bool,
+    /// How errors name the server.
+    server: String,
     /// Replicas that must confirm an append before it returns (WAIT).
     wait_replicas: u32,
     /// How long a partition remembers the key an append without one was given on a cluster.
@@ -142,6 +148,7 @@ impl RedisStore {
             clock: Default::default(),
             scripts: scripts::Scripts::load(),
             cluster,
+            server: cfg.redis_url.server_name(),
             wait_replicas: cfg.wait_replicas,
             generated_key_retention: Duration::from_secs(300),
         };
@@ -155,6 +162,11 @@ impl RedisStore {
     pub fn with_generated_key_retention(mut self, retention: Duration) -> Self {
         self.generated_key_retention = retention;
         self
+    }
+
+    /// How errors name the Redis server (`Redis at host:port`, `Redis Cluster at ...`), without credentials.
+    pub fn server_name(&self) -> String {
+        self.server.clone()
     }
 
     /// Whether this store runs on Redis Cluster.
@@ -184,6 +196,7 @@ impl RedisStore {
     /// and refuses one that differs ([`StoreError::Layout`]): a process with another partition count would
     /// look for videos in the wrong partitions and drop them from the rankings, or write them there.
     pub async fn check_layout(&self) -> Result<()> {
+        self.check_server_kind().await?;
         let configured = self.keys.layout_value();
         let layout = self.keys.layout();
         let _: Option<String> = self
@@ -199,11 +212,35 @@ impl RedisStore {
         }
     }
 
-    /// [`Self::check_layout`] at a process's start: a layout that differs is an error (the process must not
+    /// A single-node URL that names a Redis Cluster node would reach the partitions of that node only (the
+    /// others answer MOVED): refused, saying which URL to use.
+    async fn check_server_kind(&self) -> Result<()> {
+        if self.cluster {
+            return Ok(());
+        }
+        // A server that refuses INFO (some managed services rename it) is taken at its URL's word.
+        let Ok(info) = self
+            .on_key::<String, _>("INFO", &self.keys.layout(), vec!["cluster"])
+            .await
+        else {
+            return Ok(());
+        };
+        if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            return Err(StoreError::Config(format!(
+                "{} is a Redis Cluster node: set TOPK_REDIS_URL to redis-cluster://host:port?node=host:port&... \
+                 (rediss-cluster:// with TLS) to use the cluster",
+                self.server_name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_layout`] at a process's start: a layout that differs, or settings that cannot work (a
+    /// cluster node behind a single-node URL, credentials refused), are errors (the process must not
     /// start); Redis not answering yet is only logged, since a service may start before its Redis.
     pub async fn check_layout_at_start(&self) -> Result<()> {
         match self.check_layout().await {
-            Err(e @ StoreError::Layout { .. }) => Err(e),
+            Err(e @ (StoreError::Layout { .. } | StoreError::Config(_))) => Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "could not check the deployment's layout in Redis yet");
                 Ok(())

@@ -121,6 +121,28 @@ impl RedisStore {
         self.retry_not_run(|| self.query(&cmd, key)).await
     }
 
+    /// [`Self::on_key`] on the connection kept for WAIT and the replication checks around it (`client.rs`).
+    pub(super) async fn on_key_waiting<R: FromRedisValue, T: ToRedisArgs>(
+        &self,
+        name: &'static str,
+        key: &str,
+        args: Vec<T>,
+    ) -> Result<R> {
+        let mut cmd = ::redis::cmd(name);
+        for a in &args {
+            cmd.arg(a);
+        }
+        let route = || Route::Key(key.to_owned());
+        self.retry_not_run(|| async {
+            let result = self.conn.query_waiting(&cmd, route()).await;
+            if let Err(e) = &result {
+                e.count();
+            }
+            result
+        })
+        .await
+    }
+
     /// [`Self::on_key`] for a command whose first argument is its key.
     pub(super) async fn on_first_key<R: FromRedisValue>(
         &self,

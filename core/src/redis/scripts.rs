@@ -32,6 +32,7 @@ macro_rules! window_script {
 #[derive(Clone)]
 pub(super) struct Scripts {
     pub append: Lua,
+    pub claim_key: Lua,
     pub append_source: Lua,
     pub dead_letter: Lua,
     pub apply: Lua,
@@ -47,6 +48,7 @@ impl Scripts {
     pub fn load() -> Self {
         Self {
             append: Lua::new(include_str!("lua/append.lua")),
+            claim_key: Lua::new(include_str!("lua/claim_key.lua")),
             append_source: Lua::new(include_str!("lua/append_source.lua")),
             dead_letter: Lua::new(include_str!("lua/dead_letter.lua")),
             apply: window_script!("lua/apply.lua"),

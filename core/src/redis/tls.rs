@@ -1,24 +1,21 @@
-//! TLS to Redis: which URLs use it, and the CA (`TOPK_REDIS_CA_FILE`) a server's certificate is checked
-//! against. redis-rs (rustls) verifies the chain and that the certificate names the URL's host; without a
+//! TLS to Redis: the CA (`TOPK_REDIS_CA_FILE`) a server's certificate is checked against. redis-rs (rustls) verifies the chain and that the certificate names the URL's host; without a
 //! CA file it trusts the system's roots.
 
-use super::{Result, StoreError};
+use super::{RedisUrl, Result, StoreError};
 use ::redis::TlsCertificates;
 use std::path::Path;
-
-/// Whether `url` asks for TLS (`rediss://`, `rediss-cluster://`).
-pub(super) fn is_tls(url: &str) -> bool {
-    url.starts_with("rediss://") || url.starts_with("rediss-cluster://")
-}
 
 /// The certificates to verify the server with: `None` to use the system's roots (or for a URL without
 /// TLS). Refuses, naming the setting and the path, a CA file that cannot be read or holds no usable
 /// certificate, and a CA file given with a URL without TLS.
-pub(super) fn certificates(url: &str, ca_file: Option<&Path>) -> Result<Option<TlsCertificates>> {
+pub(super) fn certificates(
+    url: &RedisUrl,
+    ca_file: Option<&Path>,
+) -> Result<Option<TlsCertificates>> {
     let Some(path) = ca_file else {
         return Ok(None);
     };
-    if !is_tls(url) {
+    if !url.is_tls() {
         // Refused rather than ignored: whoever set a CA file meant the connection to be encrypted.
         return Err(StoreError::Config(
             "TOPK_REDIS_CA_FILE is set but TOPK_REDIS_URL is not rediss:// (or rediss-cluster://): use a TLS \
@@ -57,20 +54,24 @@ mod tests {
         f
     }
 
+    fn url(raw: &str) -> RedisUrl {
+        RedisUrl::parse(raw).unwrap()
+    }
+
     fn message(r: Result<Option<TlsCertificates>>) -> String {
         r.expect_err("refused").to_string()
     }
 
     #[test]
     fn no_ca_file_means_the_system_roots_or_no_tls() {
-        assert!(certificates("rediss://a:1", None).unwrap().is_none());
-        assert!(certificates("redis://a:1", None).unwrap().is_none());
+        assert!(certificates(&url("rediss://a:1"), None).unwrap().is_none());
+        assert!(certificates(&url("redis://a:1"), None).unwrap().is_none());
     }
 
     #[test]
     fn a_ca_file_with_a_plain_url_is_refused() {
         let m = message(certificates(
-            "redis://a:1",
+            &url("redis://a:1"),
             Some(Path::new("/nowhere/ca.pem")),
         ));
         assert!(
@@ -78,7 +79,7 @@ mod tests {
             "{m}"
         );
         let m = message(certificates(
-            "redis-cluster://a:1",
+            &url("redis-cluster://a:1"),
             Some(Path::new("/nowhere/ca.pem")),
         ));
         assert!(m.contains("not rediss://"), "{m}");
@@ -87,7 +88,7 @@ mod tests {
     #[test]
     fn an_unreadable_or_broken_ca_file_is_refused_by_name_and_path() {
         let m = message(certificates(
-            "rediss://a:1",
+            &url("rediss://a:1"),
             Some(Path::new("/nowhere/ca.pem")),
         ));
         assert!(
@@ -95,13 +96,16 @@ mod tests {
             "{m}"
         );
         let empty = file("not a certificate\n");
-        let m = message(certificates("rediss-cluster://a:1", Some(empty.path())));
+        let m = message(certificates(
+            &url("rediss-cluster://a:1"),
+            Some(empty.path()),
+        ));
         assert!(
             m.contains("TOPK_REDIS_CA_FILE") && m.contains("no PEM certificate"),
             "{m}"
         );
         let garbage = file("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
-        let m = message(certificates("rediss://a:1", Some(garbage.path())));
+        let m = message(certificates(&url("rediss://a:1"), Some(garbage.path())));
         assert!(
             m.contains("TOPK_REDIS_CA_FILE") && m.contains("not a usable"),
             "{m}"

@@ -16,6 +16,11 @@ pub(super) fn name(e: StoreError, server: &str, timeout: Duration) -> StoreError
     let StoreError::Redis(redis) = &e else {
         return e;
     };
+    if redis.kind() == ::redis::ErrorKind::AuthenticationFailed
+        || matches!(redis.code(), Some("NOAUTH" | "WRONGPASS"))
+    {
+        return auth_failed(redis, server);
+    }
     let Some(kind) = io_kind(redis) else {
         return e;
     };
@@ -71,36 +76,26 @@ fn timed_out_after(timeout: Duration) -> String {
     format!("timed out after {} ms", timeout.as_millis())
 }
 
-/// How errors name the server of `url`: `Redis at host:port`, or `Redis Cluster at host:port,...` (the
-/// seed nodes; the node that failed is not known here). Credentials are left out.
-pub(super) fn server_name(url: &str, cluster_nodes: Option<&[String]>) -> String {
-    match cluster_nodes {
-        Some(nodes) => {
-            let addrs: Vec<String> = nodes.iter().map(|n| host_port(n)).collect();
-            format!("Redis Cluster at {}", addrs.join(","))
-        }
-        None => format!("Redis at {}", host_port(url)),
+/// A command's error reply, explained where the operator has something to change: a single-node URL that
+/// points at a cluster node (MOVED, ASK, CLUSTERDOWN: "use redis-cluster://"), and an authentication that
+/// failed. Any other error as it is.
+pub(super) fn explain_reply(e: RedisError, server: &str, single_node_url: bool) -> StoreError {
+    match e.code() {
+        Some("MOVED" | "ASK" | "CLUSTERDOWN") if single_node_url => StoreError::Config(format!(
+            "{server} is a Redis Cluster node (it answered {e}): set TOPK_REDIS_URL to \
+             redis-cluster://host:port?node=host:port&... (rediss-cluster:// with TLS) to use the cluster"
+        )),
+        Some("NOAUTH" | "WRONGPASS") => auth_failed(&e, server),
+        _ => StoreError::Redis(e),
     }
 }
 
-/// `host:port` of a `redis://` or `rediss://` URL (port 6379 when it has none).
-fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    // Credentials come before the last '@'.
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let has_port = match host.rsplit_once(':') {
-        // An IPv6 literal ([::1]) has colons of its own.
-        Some((_, port)) => {
-            !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && !host.ends_with(']')
-        }
-        None => false,
-    };
-    if has_port {
-        host.to_owned()
-    } else {
-        format!("{host}:6379")
-    }
+/// An authentication refused by the server, naming it and what to check; the password is never in it.
+fn auth_failed(e: &RedisError, server: &str) -> StoreError {
+    StoreError::Config(format!(
+        "{server}: authentication failed ({e}): check the user and password in TOPK_REDIS_URL \
+         (redis://user:password@host:port, or redis://:password@host:port for the default user)"
+    ))
 }
 
 #[cfg(test)]
@@ -162,28 +157,6 @@ mod tests {
         assert_eq!(
             name(reply, "Redis at a:1", Duration::ZERO).to_string(),
             "unexpected reply from redis: nonsense"
-        );
-    }
-
-    #[test]
-    fn servers_are_named_by_host_and_port_without_credentials() {
-        assert_eq!(
-            server_name("redis://127.0.0.1:6390", None),
-            "Redis at 127.0.0.1:6390"
-        );
-        assert_eq!(
-            server_name("rediss://user:secret@cache.internal:6380/0", None),
-            "Redis at cache.internal:6380"
-        );
-        assert_eq!(server_name("redis://cache", None), "Redis at cache:6379");
-        assert_eq!(
-            server_name("redis://[::1]:7000", None),
-            "Redis at [::1]:7000"
-        );
-        let seeds = ["rediss://a:7000".to_owned(), "rediss://b:7001".to_owned()];
-        assert_eq!(
-            server_name("rediss-cluster://a:7000?node=b:7001", Some(&seeds)),
-            "Redis Cluster at a:7000,b:7001"
         );
     }
 }

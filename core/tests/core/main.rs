@@ -2,6 +2,8 @@
 //! source's records appended exactly once by offset (`source`), the HTTP server loop's limits on real sockets
 //! (`serve`), and TLS to Redis and Postgres with what a failed connection says (`tls`).
 
+mod credentials;
+mod idempotency;
 mod serve;
 mod source;
 mod store;

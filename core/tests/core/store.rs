@@ -578,8 +578,8 @@ async fn a_process_with_another_partition_count_is_refused() {
 }
 
 /// `TOPK_REDIS_WAIT_REPLICAS`: an append is confirmed only once that many replicas of the primary that took it
-/// have it. On one Redis without a replica it is refused (`NotReplicated`, within the timeout; the entry is
-/// in the log, a retry under its key would not store it twice); on the cluster, whose primaries each have a
+/// have it. On one Redis without a replica it is refused (`NotReplicated`, within the timeout, with the key
+/// to send it again with: the entry is in the log, a retry under the key does not store it twice); on the cluster, whose primaries each have a
 /// replica, it is confirmed, keyed or not.
 #[tokio::test]
 async fn waiting_for_replicas_refuses_what_no_replica_confirmed() {
@@ -595,9 +595,12 @@ async fn waiting_for_replicas_refuses_what_no_replica_confirmed() {
         .append(&[(v.clone(), 1)])
         .await
         .expect_err("confirmed without a replica");
+    let topk_core::redis::StoreError::Incomplete { cause, .. } = &err else {
+        panic!("no key handed back: {err}");
+    };
     assert!(
         matches!(
-            err,
+            **cause,
             topk_core::redis::StoreError::NotReplicated {
                 acked: 0,
                 wanted: 1

@@ -522,6 +522,12 @@ async fn bad_settings_are_refused_at_start_naming_the_setting() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
     let admin_in_use = format!("127.0.0.1:{taken_port}");
+    // One node of the shared cluster, behind a single-node URL.
+    let cluster_node = topk_testkit::cluster_url()
+        .split(['?', '/'])
+        .nth(2)
+        .map(|node| format!("redis://{node}"))
+        .unwrap();
     let cases: Vec<(&str, Proc, &[&str])> = vec![
         (
             "API address in use",
@@ -555,6 +561,20 @@ async fn bad_settings_are_refused_at_start_naming_the_setting() {
                 &[("TOPK_REDIS_URL", "rediss://127.0.0.1:6379/#insecure")],
             ),
             &["TOPK_REDIS_URL", "#insecure"],
+        ),
+        (
+            "a single-node URL that names a cluster node",
+            env.api_unchecked(free_port(), &[("TOPK_REDIS_URL", &cluster_node)]),
+            &["is a Redis Cluster node", "redis-cluster://"],
+        ),
+        (
+            "an idempotency retention too short for a retry",
+            env.ingest_unchecked(
+                "all",
+                free_port(),
+                &[("TOPK_IDEMPOTENCY_RETENTION_SECS", "1")],
+            ),
+            &["TOPK_IDEMPOTENCY_RETENTION_SECS", "at least"],
         ),
         (
             "a database URL that is not Postgres",

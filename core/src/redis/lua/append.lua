@@ -14,10 +14,15 @@
 -- expiry is renewed, a write that makes a following WAIT cover the earlier entry. The same key with another
 -- batch is refused before anything is written.
 --
--- KEYS: the partitions' logs, then (with a key) the key's record on each of them, in the same order.
+-- On one node the key is also claimed for the whole batch first (ARGV[7] = '1', the claim the last KEY; see
+-- lua/claim_key.lua): the same key with another batch is refused even when the two share no partition. On a
+-- cluster the caller claims it with lua/claim_key.lua before the parts.
+--
+-- KEYS: the partitions' logs, then (with a key) the key's record on each of them, in the same order, then
+-- the key's claim when ARGV[7] is '1'.
 -- ARGV: 1 deadline (ms, Redis clock), 2 entry id ('*' or '<ms>-*'), 3 the entries' field name, 4 the key's
 -- retention in ms (0: no key), 5 the batch's fingerprint (with a key), 6 '1' when the caller will wait for
--- replicas, then per partition its lines.
+-- replicas, 7 '1' when the last KEY is the key's claim, then per partition its lines.
 -- Returns {the entries written (0: every partition already had this batch), -1 past the deadline, or -2 when
 -- the key was used for another batch}, followed, when ARGV[6] is '1' and something may need replicating, by
 -- this primary's replication ID (the caller checks the replicas of the very primary that ran the script).
@@ -25,9 +30,17 @@ local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[1]) then
   return {-1}
 end
-local n = #ARGV - 6
+local n = #ARGV - 7
 local keyed = tonumber(ARGV[4]) > 0
 local stored = {}
+if ARGV[7] == '1' then
+  local claim = KEYS[#KEYS]
+  local holder = redis.call('GET', claim)
+  if holder and holder ~= ARGV[5] then
+    return {-2}
+  end
+  redis.call('SET', claim, ARGV[5], 'PX', ARGV[4])
+end
 if keyed then
   for k = 1, n do
     local seen = redis.call('GET', KEYS[n + k])
@@ -44,7 +57,7 @@ for k = 1, n do
   if stored[k] then
     redis.call('PEXPIRE', KEYS[n + k], ARGV[4])
   else
-    redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], ARGV[6 + k])
+    redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], ARGV[7 + k])
     if keyed then
       redis.call('SET', KEYS[n + k], ARGV[5], 'PX', ARGV[4])
     end

@@ -68,7 +68,7 @@ impl Env {
     /// A client of the test's own on this deployment's keys.
     pub async fn store(&self) -> RedisStore {
         RedisStore::connect(&RedisConfig {
-            redis_url: self.redis_url.clone(),
+            redis_url: self.redis_url.parse().expect("a Redis URL"),
             partitions: self.partitions,
             key_prefix: self.prefix.clone(),
             redis_timeout_ms: 5_000,
