@@ -259,3 +259,52 @@ async fn a_postgres_outage_degrades_history_only() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["hours"].as_array().map(Vec::len), Some(2), "{body}");
 }
+
+/// `topk-ingest` (role `all`) started while Redis is down serves at once, as the receiver role and the API
+/// do: `/healthz` 200 and `/readyz` 503 naming Redis, while its workers wait for Redis. Once Redis is up it
+/// becomes ready, and a view it takes is stored and applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_started_before_redis_serves_its_health_at_once() {
+    let mut redis = topk_testkit::RedisServer::start();
+    // Nothing listens on its port until it starts again.
+    redis.kill();
+    let env = Env::new(&redis.url(), "redislater", 2);
+    let port = free_port();
+    let _ingest = env.ingest("all", port, &[("TOPK_REDIS_TIMEOUT_MS", "500")]);
+    // Short: a process that answers nothing is what this test catches.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    let (status, body) = get(&http, port, "/healthz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = readyz(&http, port).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("Redis"), "{body}");
+
+    redis.start_again();
+    ready_within(&http, port, StatusCode::OK, "ingest once Redis is up").await;
+    let sent = http
+        .post(format!("http://127.0.0.1:{port}/v1/views"))
+        .bearer_auth(TOKEN)
+        .json(&json!([{"videoId": "late", "count": 2}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let store = env.store().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = crate::faults::counted(&store, topk_core::domain::Window::All).await;
+        if counts.get("late") == Some(&2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the view was not applied: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
