@@ -392,7 +392,11 @@ write_mode "$want_redis" "$want_partitions"
 
 # --- how to use it ------------------------------------------------------------------------------
 auth=""
-[[ -n "${TOPK_INGEST_TOKEN:-}" ]] && auth=" -H \"Authorization: Bearer \$TOPK_INGEST_TOKEN\""
+ingest_auth="no token needed: TOPK_INGEST_TOKEN is unset"
+if [[ -n "${TOPK_INGEST_TOKEN:-}" ]]; then
+	auth=" -H \"Authorization: Bearer \$TOPK_INGEST_TOKEN\""
+	ingest_auth="Authorization: Bearer \$TOPK_INGEST_TOKEN"
+fi
 down_cmd="scripts/down.sh"
 [[ "$TOPK_HOME" == "$TOPK_ROOT/.topk" ]] || down_cmd="TOPK_HOME=$TOPK_HOME scripts/down.sh"
 redis_summary="127.0.0.1:$TOPK_REDIS_PORT"
@@ -403,7 +407,9 @@ fi
 cat <<EOF
 
 topk is up ($TOPK_PROFILE build).
-  ingest:   http://127.0.0.1:$TOPK_INGEST_PORT   (POST /v1/views)
+  page:     http://127.0.0.1:$TOPK_API_PORT/   (the live leaderboard, in a browser)
+  docs:     http://127.0.0.1:$TOPK_API_PORT/docs   (Swagger UI: every route, tried in the browser)
+  ingest:   http://127.0.0.1:$TOPK_INGEST_PORT   (POST /v1/views; $ingest_auth)
   api:      http://127.0.0.1:$TOPK_API_PORT   (GET /v1/topk, /view/video, /healthz, /readyz)
   redis:    $redis_summary
   postgres: postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk$kafka_summary
