@@ -7,6 +7,8 @@
 #   logs/    one log per process                run/   one pid file per process that up.sh started
 # With TOPK_REDIS_CLUSTER=N, each Redis Cluster node has its own folder redis/node-<port>/ (its append-only
 # file and nodes-<port>.conf), log logs/redis-<port>.log and pid file run/redis-<port>.pid.
+#   mode     the setup the data belongs to (written by up.sh; see "the recorded setup" below)
+#   redis.<setup>.<time>/   the Redis data of an earlier setup, moved aside by `up.sh --switch`
 
 # The repository root, whatever directory the script was called from.
 TOPK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +35,8 @@ LOG_DIR="$TOPK_HOME/logs"
 RUN_DIR="$TOPK_HOME/run"
 # Written by up.sh: down.sh --purge deletes only a folder that carries it.
 HOME_MARKER="$TOPK_HOME/.topk-home"
+# The setup TOPK_HOME's data belongs to: up.sh refuses to start another over it (see "the recorded setup").
+MODE_FILE="$TOPK_HOME/mode"
 
 info() { printf '%s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -111,6 +115,72 @@ redis_cluster_url() {
 check_home_path() {
 	[[ "$TOPK_HOME" != *[[:space:]\'\"\\]* ]] ||
 		die "TOPK_HOME='$TOPK_HOME' contains spaces or quotes; pick a plain path"
+}
+
+# --- the recorded setup ---------------------------------------------------------------------------
+# A Redis of another setup (a single node or a cluster of another size, another partition count) started over
+# TOPK_HOME's data would sit empty beside the old history in PostgreSQL: verify would report every window
+# different and the views of the minutes not yet in history would never reach it. So up.sh records the setup
+# it started in MODE_FILE (`redis=single` or `redis=cluster:<primaries>`, `partitions=<P>`, and
+# `rebuild=pending` while a switch's rebuild-redis has not finished) and refuses another.
+
+# The value of KEY in MODE_FILE (empty when absent).
+mode_value() {
+	[[ -f "$MODE_FILE" ]] || return 0
+	sed -n "s/^$1=//p" "$MODE_FILE" | tail -n 1
+}
+
+# The Redis setup of TOPK_HOME's data: the recorded one, else what its folders show (a TOPK_HOME from before
+# the record: cluster nodes' folders, or a single Redis's files), else nothing (no Redis data yet).
+home_redis_mode() {
+	local recorded nodes=0 d
+	recorded="$(mode_value redis)"
+	if [[ -n "$recorded" ]]; then
+		printf '%s\n' "$recorded"
+		return 0
+	fi
+	for d in "$REDIS_DIR"/node-*; do
+		if [[ -d "$d" ]]; then nodes=$((nodes + 1)); fi
+	done
+	if ((nodes > 0)); then
+		printf 'cluster:%s\n' $((nodes / 2))
+	elif [[ -d "$REDIS_DIR" && -n "$(ls -A "$REDIS_DIR" 2>/dev/null)" ]]; then
+		printf 'single\n'
+	fi
+}
+
+# The Redis setup TOPK_REDIS_CLUSTER asks for.
+wanted_redis_mode() {
+	if ((TOPK_REDIS_CLUSTER == 0)); then printf 'single\n'; else printf 'cluster:%s\n' "$TOPK_REDIS_CLUSTER"; fi
+}
+
+# A Redis setup in words: "a single Redis", "a Redis Cluster of 3 primaries".
+describe_redis_mode() {
+	case "$1" in
+	single) printf 'a single Redis\n' ;;
+	cluster:*) printf 'a Redis Cluster of %s primaries\n' "${1#cluster:}" ;;
+	*) printf '%s\n' "$1" ;;
+	esac
+}
+
+# The settings that select a Redis setup, as a command line prefix: "TOPK_REDIS_CLUSTER=3 ".
+redis_mode_settings() {
+	case "$1" in
+	cluster:*) printf 'TOPK_REDIS_CLUSTER=%s ' "${1#cluster:}" ;;
+	*) printf '' ;;
+	esac
+}
+
+# write_mode REDIS PARTITIONS [rebuild=pending]: records the setup of TOPK_HOME's data.
+write_mode() {
+	{
+		printf '# The setup of the data in this folder, written by scripts/up.sh, which refuses to start another\n'
+		printf '# over it (scripts/up.sh --help says how to switch).\n'
+		printf 'redis=%s\n' "$1"
+		if [[ -n "$2" ]]; then printf 'partitions=%s\n' "$2"; fi
+		if [[ -n "${3:-}" ]]; then printf '%s\n' "$3"; fi
+	} >"$MODE_FILE.tmp"
+	mv -f "$MODE_FILE.tmp" "$MODE_FILE"
 }
 
 # --- PostgreSQL programs ----------------------------------------------------------------------

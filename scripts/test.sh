@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, the deployment files, every cargo test, the
-# OpenAPI fuzzing, then the interface contract check when ../shared/contract/check exists. The tests start
-# their own private redis-server, PostgreSQL and Kafka-compatible broker (tansu) on free ports (they do not
-# use what scripts/up.sh runs), so only the programs must be here; tansu is built once into a cache (about 35
-# minutes on 2 cores, the first time on a machine only).
+# The whole test suite, as CI runs it: formatting, lints, the deployment files, every cargo test, the local
+# stack's scripts, the OpenAPI fuzzing, then the interface contract check when ../shared/contract/check
+# exists. The tests start their own private redis-server, PostgreSQL and Kafka-compatible broker (tansu) on
+# free ports (they do not use what scripts/up.sh runs, and scripts/check-up.sh runs up.sh on a TOPK_HOME and
+# ports of its own), so only the programs must be here; tansu is built once into a cache (about 35 minutes on
+# 2 cores, the first time on a machine only).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -50,6 +51,8 @@ stage deploy "scripts/check-deploy.sh: alert rules, scrape config, dashboard, Ku
 stage broker "ensure_tansu: the Kafka-compatible broker of the Kafka source's tests (built once, then cached)" \
 	ensure_tansu
 stage test "cargo test --workspace" cargo_test
+stage scripts "scripts/check-up.sh: up.sh and down.sh on a private TOPK_HOME, a change of setup refused, --switch" \
+	"$TOPK_ROOT/scripts/check-up.sh"
 stage schemathesis "scripts/schemathesis.sh: both services fuzzed from their OpenAPI documents, no 5xx" \
 	"$TOPK_ROOT/scripts/schemathesis.sh"
 if [[ -f ../shared/contract/check ]]; then

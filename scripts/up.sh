@@ -12,23 +12,77 @@
 # TOPK_KAFKA=1 also runs a Kafka-compatible broker (tansu, built once into a cache: about 35 minutes the first
 # time) on TOPK_KAFKA_PORT (9092) with the topic TOPK_KAFKA_TOPIC (views), and topk-ingest's kafka role on it.
 # Stop with scripts/down.sh.
+#
+# TOPK_HOME remembers its setup (single Redis or cluster of N, partition count; in TOPK_HOME/mode), and up.sh
+# refuses to start another over its data: an empty Redis beside the old history would mix them. To change the
+# Redis setup and keep the history, stop the stack (scripts/down.sh) and run up.sh with the new settings and
+# --switch: it moves the old Redis data aside (TOPK_HOME/redis.<old setup>.<time>), starts the new Redis, fills
+# it from PostgreSQL (topk-snapshotter rebuild-redis), then starts the services. Views not yet in history
+# when the old stack stopped (the last minute or two) stay in the old data only.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case "${1:-}" in
-"") ;;
--h | --help)
-	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-	exit 0
-	;;
-*) die "unknown argument '$1' (try --help)" ;;
-esac
+switch=false
+for arg in "$@"; do
+	case "$arg" in
+	--switch) switch=true ;;
+	-h | --help)
+		sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*) die "unknown argument '$arg' (try --help)" ;;
+	esac
+done
 
 check_port_vars
 check_redis_cluster_var
 check_home_path
+
+# --- the setup TOPK_HOME's data belongs to ------------------------------------------------------
+# Checked before anything is installed, built or started, so a refusal leaves everything as it was.
+want_redis="$(wanted_redis_mode)"
+want_partitions="${TOPK_PARTITIONS:-16}"
+[[ "$want_partitions" =~ ^[0-9]{1,5}$ ]] && ((10#$want_partitions >= 1)) ||
+	die "TOPK_PARTITIONS='$want_partitions' is not a number of partitions"
+want_partitions=$((10#$want_partitions))
+have_redis="$(home_redis_mode)"
+have_partitions="$(mode_value partitions)"
+want_text="$(describe_redis_mode "$want_redis") with $want_partitions partitions"
+have_text="$(describe_redis_mode "${have_redis:-single}")${have_partitions:+ with $have_partitions partitions}"
+again="$(redis_mode_settings "${have_redis:-single}")${have_partitions:+TOPK_PARTITIONS=$have_partitions }scripts/up.sh"
+if [[ -n "$have_partitions" && "$have_partitions" != "$want_partitions" ]]; then
+	die "TOPK_HOME=$TOPK_HOME holds the data of $have_text; this run asks for $want_text.
+A Redis with another partition count beside that history would find its videos in other partitions. Either:
+  - start the recorded setup:              $again
+  - start afresh, deleting that data:      scripts/down.sh --purge, then this command again
+  - keep that data, use another folder:    TOPK_HOME=<another folder> with this command
+(--switch changes the Redis setup, not the partition count.)"
+fi
+switching=false
+if [[ -n "$have_redis" && "$have_redis" != "$want_redis" ]]; then
+	if [[ "$switch" != true ]]; then
+		die "TOPK_HOME=$TOPK_HOME holds the data of $have_text; this run asks for $want_text.
+Starting it there would put an empty Redis beside the old history in PostgreSQL: verify would report the
+windows different from history, and the views history has not taken yet would never reach it. Either:
+  - start the recorded setup:              $again
+  - start afresh, deleting that data:      scripts/down.sh --purge, then this command again
+  - keep that data, use another folder:    TOPK_HOME=<another folder> with this command
+  - switch and keep the history:           scripts/down.sh, then this command with --switch: the old Redis
+    data is moved aside, and the new Redis is filled from PostgreSQL (topk-snapshotter rebuild-redis)
+    before the services start"
+	fi
+	for f in "$RUN_DIR"/*.pid; do
+		[[ -e "$f" ]] || continue
+		name="$(basename "$f" .pid)"
+		expect=topk-; [[ "$name" == redis* ]] && expect=redis-server
+		if pid="$(live_pid "$f" "$expect")"; then
+			die "--switch: $name of the current setup is running (pid $pid): stop the stack first (scripts/down.sh)"
+		fi
+	done
+	switching=true
+fi
 TOPK_REDIS_APPENDFSYNC="${TOPK_REDIS_APPENDFSYNC:-everysec}"
 case "$TOPK_REDIS_APPENDFSYNC" in
 everysec | always) ;;
@@ -63,8 +117,19 @@ for b in topk-ingest topk-api topk-snapshotter; do
 	[[ -x "$BIN_DIR/$b" ]] || die "$BIN_DIR/$b was not built"
 done
 
-mkdir -p "$TOPK_HOME" "$REDIS_DIR" "$LOG_DIR" "$RUN_DIR"
+mkdir -p "$TOPK_HOME"
 : >"$HOME_MARKER"
+if [[ "$switching" == true ]]; then
+	aside="$TOPK_HOME/redis.${have_redis/:/-}.$(date -u +%Y%m%dT%H%M%SZ)"
+	if [[ -d "$REDIS_DIR" ]]; then mv "$REDIS_DIR" "$aside"; fi
+	rm -f "$RUN_DIR"/redis.pid "$RUN_DIR"/redis-*.pid
+	info "switching from $have_text to $want_text: the old Redis data is now in $aside"
+	# Recorded before the new Redis starts: until rebuild-redis has run to the end, every up.sh runs it again.
+	write_mode "$want_redis" "$want_partitions" rebuild=pending
+elif [[ -z "$have_redis" ]]; then
+	write_mode "$want_redis" "$want_partitions"
+fi
+mkdir -p "$REDIS_DIR" "$LOG_DIR" "$RUN_DIR"
 # As root, PostgreSQL runs as the postgres user (see pg_run), which must reach its data and log even
 # under a restrictive umask.
 if is_root; then chmod 755 "$TOPK_HOME" "$LOG_DIR"; fi
@@ -236,6 +301,18 @@ info "migrating the database"
 	die "topk-snapshotter migrate failed; see $LOG_DIR/migrate.log"
 }
 
+# After a --switch (or an up.sh interrupted after one), the new Redis is filled from PostgreSQL before any
+# service starts: rebuild-redis refuses to run beside workers, and is safe to run again.
+if [[ "$(mode_value rebuild)" == pending ]]; then
+	info "filling Redis from PostgreSQL: topk-snapshotter rebuild-redis (log $LOG_DIR/rebuild-redis.log)"
+	"$BIN_DIR/topk-snapshotter" rebuild-redis >>"$LOG_DIR/rebuild-redis.log" 2>&1 || {
+		tail -n 20 "$LOG_DIR/rebuild-redis.log" >&2 || true
+		die "topk-snapshotter rebuild-redis failed; see $LOG_DIR/rebuild-redis.log (scripts/up.sh runs it again)"
+	}
+	write_mode "$want_redis" "$want_partitions"
+	info "redis: rebuilt from PostgreSQL"
+fi
+
 kept_old=false
 # start_service NAME BINARY [ARGS...]: starts BINARY detached (nohup, own log and pid file) unless the
 # process of its pid file is still alive.
@@ -310,9 +387,16 @@ for name in snapshotter kafka; do
 	fi
 done
 
+# Every service started with these settings, so the partition count is the one Redis holds: recorded.
+write_mode "$want_redis" "$want_partitions"
+
 # --- how to use it ------------------------------------------------------------------------------
 auth=""
-[[ -n "${TOPK_INGEST_TOKEN:-}" ]] && auth=" -H \"Authorization: Bearer \$TOPK_INGEST_TOKEN\""
+ingest_auth="no token needed: TOPK_INGEST_TOKEN is unset"
+if [[ -n "${TOPK_INGEST_TOKEN:-}" ]]; then
+	auth=" -H \"Authorization: Bearer \$TOPK_INGEST_TOKEN\""
+	ingest_auth="Authorization: Bearer \$TOPK_INGEST_TOKEN"
+fi
 down_cmd="scripts/down.sh"
 [[ "$TOPK_HOME" == "$TOPK_ROOT/.topk" ]] || down_cmd="TOPK_HOME=$TOPK_HOME scripts/down.sh"
 redis_summary="127.0.0.1:$TOPK_REDIS_PORT"
@@ -323,7 +407,9 @@ fi
 cat <<EOF
 
 topk is up ($TOPK_PROFILE build).
-  ingest:   http://127.0.0.1:$TOPK_INGEST_PORT   (POST /v1/views)
+  page:     http://127.0.0.1:$TOPK_API_PORT/   (the live leaderboard, in a browser)
+  docs:     http://127.0.0.1:$TOPK_API_PORT/docs   (Swagger UI: every route, tried in the browser)
+  ingest:   http://127.0.0.1:$TOPK_INGEST_PORT   (POST /v1/views; $ingest_auth)
   api:      http://127.0.0.1:$TOPK_API_PORT   (GET /v1/topk, /view/video, /healthz, /readyz)
   redis:    $redis_summary
   postgres: postgres://postgres@127.0.0.1:$TOPK_PG_PORT/topk$kafka_summary

@@ -7,7 +7,7 @@ use axum::Router;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use topk_core::http::{with_request_metrics, Readiness, Service};
+use topk_core::http::{with_request_metrics, OnFailure, Readiness, Service};
 use topk_core::metrics::Part;
 use topk_core::redis::RedisStore;
 use topk_core::supervise::{Liveness, Supervisor};
@@ -24,8 +24,10 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     /// The merged top list of each window, shared by requests.
     pub rankings: std::sync::Arc<cache::RankingCache>,
-    /// What `/readyz` checks: Redis, and Postgres reachable and migrated (history reads it). The API has no
-    /// loop of its own but the admin server (each cache refresh is a task of one request).
+    /// What `/readyz` checks: Redis, which the rankings need, and Postgres reachable and migrated, whose outage
+    /// only degrades history (its routes answer 503; the API stays ready, so an outage of the history database
+    /// does not pull every instance out of its load balancer). The API has no loop of its own but the admin
+    /// server (each cache refresh is a task of one request).
     pub readiness: Readiness,
     /// Origins allowed to read from a browser (`TOPK_CORS_ORIGINS`; empty: none, `*`: any).
     pub cors_origins: std::sync::Arc<Vec<String>>,
@@ -98,7 +100,7 @@ impl Application {
             state: AppState {
                 readiness: Readiness::new(liveness.clone())
                     .with_redis(store.clone())
-                    .with_postgres(db.clone()),
+                    .with_postgres(db.clone(), OnFailure::Degrades("history")),
                 store,
                 db,
                 rankings: std::sync::Arc::new(cache::RankingCache::new(

@@ -165,18 +165,17 @@ impl Application {
                 kafka::run(store, options, backlog, stopping),
             );
         } else if config.role != Role::Receiver {
-            let store = self.state.store.clone();
-            if !worker::wait_for_log_groups(&store, &stop).await? {
-                return Ok(());
-            }
-            let options = WorkerOptions::from_config(&config);
-            tracing::info!(consumer = %options.consumer, partitions = config.redis.partitions, "workers starting");
-            worker::spawn(&mut tasks, &store, &options, &stop);
-            let (interval, retention) = (
-                config.retire_interval(),
-                std::time::Duration::from_secs(config.log_retention_secs),
+            // The workers wait for Redis in a task of their own, so that the receiver (role `all`) serves
+            // `/healthz` and a 503 `/readyz` meanwhile instead of answering nothing.
+            let (store, stopping, liveness) = (
+                self.state.store.clone(),
+                stop.clone(),
+                self.liveness.clone(),
             );
-            retirer::spawn(&mut tasks, &store, interval, retention, &stop);
+            tasks.spawn(
+                "workers",
+                run_workers(store, config.clone(), stopping, liveness),
+            );
         }
         let served = if let Some(listener) = self.listener {
             tracing::info!(addr = %listener.local_addr()?, "receiver listening");
@@ -200,4 +199,28 @@ impl Application {
         }
         served
     }
+}
+
+/// Waits until Redis has the log's consumer groups (and no rebuild is half done), then runs a worker per
+/// partition and the retirer under a supervisor of their own until `stop`: one of them dying ends this task
+/// with its cause, which stops the process.
+async fn run_workers(
+    store: RedisStore,
+    config: Arc<IngestConfig>,
+    stop: CancellationToken,
+    liveness: Liveness,
+) -> anyhow::Result<()> {
+    if !worker::wait_for_log_groups(&store, &stop).await? {
+        return Ok(());
+    }
+    let options = WorkerOptions::from_config(&config);
+    tracing::info!(consumer = %options.consumer, partitions = config.redis.partitions, "workers starting");
+    let mut tasks = Supervisor::new(stop.clone(), liveness);
+    worker::spawn(&mut tasks, &store, &options, &stop);
+    let (interval, retention) = (
+        config.retire_interval(),
+        std::time::Duration::from_secs(config.log_retention_secs),
+    );
+    retirer::spawn(&mut tasks, &store, interval, retention, &stop);
+    tasks.wait().await
 }

@@ -9,7 +9,7 @@ use crate::{jobs, lag, leader, rebuild, verify};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use topk_core::http::Readiness;
+use topk_core::http::{OnFailure, Readiness};
 use topk_core::metrics::Part;
 use topk_core::redis::RedisStore;
 use topk_core::supervise::{Liveness, Supervisor};
@@ -42,7 +42,7 @@ async fn run_service(args: &RunArgs, stop: CancellationToken) -> anyhow::Result<
     if let Some(listener) = admin {
         let readiness = Readiness::new(liveness)
             .with_redis(store.clone())
-            .with_postgres(pool.clone());
+            .with_postgres(pool.clone(), OnFailure::NotReady);
         topk_core::http::admin::spawn(&mut tasks, listener, readiness, &stop);
     }
     tasks.spawn("snapshot lag watch", lag::watch(pool.clone(), stop.clone()));

@@ -15,12 +15,20 @@ use utoipa::ToSchema;
 /// The answer of `/healthz` and `/readyz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    #[schema(example = "ok")]
+    /// `ok`; from `/readyz`, `degraded` when the process serves its main work but a feature answers 503 until a
+    /// dependency is back (the API's history while Postgres is down: listed in `degraded`).
+    #[schema(example = "ok", pattern = "^(ok|degraded)$")]
     pub status: &'static str,
-    /// What `/readyz` checked, by name ("redis", "postgres", "backlog"), and what it found.
+    /// What `/readyz` checked, by name ("redis", "postgres", "backlog"), and what it found: `"ok"` (or a
+    /// report, for the backlog), or `"unavailable: <what>"` for a dependency whose outage only degrades.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    #[schema(value_type = Object, example = json!({"redis": "ok"}))]
+    #[schema(value_type = Object, example = json!({"redis": "ok", "postgres": "unavailable: Postgres"}))]
     pub checks: BTreeMap<&'static str, serde_json::Value>,
+    /// The features that answer 503 meanwhile (`history`: `/v1/topk/history` and `/v1/videos/{videoId}/hourly`);
+    /// absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["history"]))]
+    pub degraded: Vec<&'static str>,
 }
 
 /// `GET /healthz`: the process is up.
@@ -30,20 +38,32 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
         checks: BTreeMap::new(),
+        degraded: Vec::new(),
     })
 }
 
-/// `GET /readyz`: every background loop of the process runs and what it depends on answers (Redis; Postgres,
-/// migrated, where the process uses it), so the service can do its work.
+/// `GET /readyz`: every background loop of the process runs and what it needs for its work answers (Redis;
+/// for the snapshotter, Postgres migrated too). The API needs Redis only: while Postgres is down or not
+/// migrated it stays ready, `"status": "degraded"`, and its history routes answer 503.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "ready: every check passed (listed in `checks`)", body = Health),
-    (status = 503, description = "a dependency is unreachable (or Postgres not migrated), or a background \
-        loop of the process died (it is stopping); the body names what failed", body = ErrorBody)))]
+    (status = 200, description = "ready: `status` is `ok` when every check passed (listed in `checks`), \
+        `degraded` when a dependency only some routes need is down: its check reads `unavailable: ...` and \
+        `degraded` lists the features that answer 503 meanwhile (`history`, while Postgres is down)", body = Health,
+        example = json!({"status": "degraded", "checks": {"redis": "ok", "postgres": "unavailable: Postgres"},
+            "degraded": ["history"]})),
+    (status = 503, description = "a dependency the process needs is unreachable (or Postgres not migrated, \
+        for the snapshotter), or a background loop of the process died (it is stopping); the body names what \
+        failed", body = ErrorBody)))]
 pub async fn readyz(State(readiness): State<Readiness>) -> Result<Json<Health>, ApiError> {
     match readiness.evaluate().await {
-        Ok(checks) => Ok(Json(Health {
-            status: "ok",
-            checks,
+        Ok(report) => Ok(Json(Health {
+            status: if report.degraded.is_empty() {
+                "ok"
+            } else {
+                "degraded"
+            },
+            checks: report.checks,
+            degraded: report.degraded,
         })),
         Err(failed) => {
             let names: Vec<&str> = failed.iter().map(|f| f.what.as_str()).collect();

@@ -19,5 +19,5 @@ pub use auth::*;
 pub use error::*;
 // A glob, so that utoipa's generated `__path_*` items come along for `paths(topk_core::http::healthz)`.
 pub use health::*;
-pub use readiness::{NotReady, Readiness};
+pub use readiness::{NotReady, OnFailure, Readiness};
 pub use request_metrics::{with_request_metrics, Service};

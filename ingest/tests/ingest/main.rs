@@ -7,8 +7,9 @@
 //! - [`batch`]: the batch decoder, with property tests.
 //! - [`supervision`]: a background loop that dies stops the process with its cause.
 //! - [`retries`]: a batch sent again under its `Idempotency-Key` counts once.
-//! - [`operations`]: metrics agree with the traffic, readiness follows Redis and Postgres, bad settings are
-//!   refused at start.
+//! - [`operations`]: metrics agree with the traffic, bad settings are refused at start.
+//! - [`readiness`]: `/readyz` follows Redis for the API and ingest, Redis and Postgres for the snapshotter; a
+//!   Postgres outage degrades history only; an ingest started before Redis serves its health at once.
 //! - [`cluster`]: Redis Cluster under faults: a primary killed, a slot migrated live, a node frozen.
 //! - [`kafka`]: the Kafka client against a real broker (tansu): timestamps kept, a group resumes after its
 //!   committed offsets; the kafka role forwards each record once at its own time, dead-letters malformed
@@ -22,6 +23,7 @@ mod end_to_end;
 mod faults;
 mod kafka;
 mod operations;
+mod readiness;
 mod retries;
 mod stack;
 mod supervision;

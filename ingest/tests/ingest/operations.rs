@@ -1,12 +1,12 @@
 //! What an operator relies on, on the real processes: metrics that agree exactly with the traffic (and cover
-//! every metric the dashboard and alert rules use), readiness that follows Redis and Postgres, and settings
-//! refused at start with the setting named.
+//! every metric the dashboard and alert rules use), and settings refused at start with the setting named.
+//! Readiness is [`crate::readiness`].
 //!
 //! The processes are spawned (not run in this test process) so that each has its own metrics registry.
 
 use crate::faults::{Env, Proc, TOKEN};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -421,98 +421,6 @@ async fn metrics_agree_with_the_traffic_and_cover_the_deployment_files() {
         unknown.is_empty(),
         "the deployment files use metrics topk does not export: {unknown:?}"
     );
-}
-
-async fn readyz(http: &reqwest::Client, port: u16) -> (StatusCode, Value) {
-    let r = http
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .expect("GET /readyz");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn ready_within(http: &reqwest::Client, port: u16, want: StatusCode, what: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = readyz(http, port).await;
-        if status == want {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: /readyz stayed {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// `/readyz` means it: the API is not ready until Postgres is migrated, neither the API nor a worker-only
-/// ingest (on its admin address) is ready while Redis is frozen, and both come back with Redis.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_follows_redis_and_postgres() {
-    let redis = topk_testkit::RedisServer::start();
-    let mut env = Env::new(&redis.url(), "ready", 2);
-    env.database_url = Some(topk_testkit::fresh_database("ready"));
-    let (api_port, worker_admin) = (free_port(), free_port());
-    let _api = env.api(api_port, &[("TOPK_REDIS_TIMEOUT_MS", "500")]);
-    let _worker = env.ingest(
-        "worker",
-        0,
-        &[
-            ("TOPK_ADMIN_ADDR", &format!("127.0.0.1:{worker_admin}")),
-            ("TOPK_REDIS_TIMEOUT_MS", "500"),
-        ],
-    );
-    topk_testkit::wait_port(worker_admin, "the worker's admin address");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-
-    // Not migrated: 503 naming it (polled: a first connection slower than the check's 3 s says only that
-    // Postgres did not answer).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = readyz(&http, api_port).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        let error = body["error"].as_str().unwrap_or_default().to_owned();
-        if error.contains("Postgres") && error.contains("migrate") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{error}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    env.snapshotter_once(&["migrate"]).await;
-    let body = ready_within(&http, api_port, StatusCode::OK, "api after migrate").await;
-    assert_eq!(body["checks"], json!({"redis": "ok", "postgres": "ok"}));
-    let body = ready_within(&http, worker_admin, StatusCode::OK, "worker").await;
-    assert_eq!(body["checks"]["redis"], "ok");
-    assert_eq!(body["checks"]["backlog"]["refusing"], false, "{body}");
-
-    redis.pause();
-    for (port, what) in [(api_port, "api"), (worker_admin, "worker")] {
-        let body = ready_within(&http, port, StatusCode::SERVICE_UNAVAILABLE, what).await;
-        let error = body["error"].as_str().unwrap_or_default();
-        assert!(error.contains("Redis"), "{what}: {error}");
-        // Health is not readiness: the process is up.
-        let health = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status(), StatusCode::OK);
-    }
-    redis.resume();
-    ready_within(&http, api_port, StatusCode::OK, "api after Redis came back").await;
-    ready_within(
-        &http,
-        worker_admin,
-        StatusCode::OK,
-        "worker after Redis came back",
-    )
-    .await;
 }
 
 /// Mistakes in the settings stop a process at once, with a message that names the setting.
