@@ -6,9 +6,9 @@ use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,9 @@ pub struct Accepted {
         (status = 400, description = "the batch is malformed; nothing was stored", body = ErrorBody),
         (status = 401, description = "missing or wrong token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 415, description = "body is not JSON", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or the body has a Content-Encoding \
+            (compressed bodies are not taken); nothing was stored", body = ErrorBody,
+            headers(("Accept-Encoding" = String, description = "identity: the only content coding taken"))),
         (status = 422, description = "the Idempotency-Key was used for a different batch within its retention; \
             nothing was stored", body = ErrorBody),
         (status = 503, description = "the views could not be stored (or not confirmed on \
@@ -138,17 +140,7 @@ async fn receive(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Received, Rejected> {
-    // The token and the backlog were checked by [`admit`], before the body was read.
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !ct.starts_with("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type must be application/json",
-            )
-            .into());
-        }
-    }
+    // The token, the media type and the backlog were checked by [`admit`], before the body was read.
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -234,9 +226,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Runs before `POST /v1/views` reads its body, so a client without the token, or a batch the log has no room
-/// for, costs no body buffering: 401 without the right token, 503 with `Retry-After` while the backlog is over
-/// its limit.
+/// Runs before `POST /v1/views` reads its body, so a client without the token, a body that is not plain JSON,
+/// or a batch the log has no room for, costs no body buffering: 401 without the right token, 415 for another
+/// media type or a content coding, 503 with `Retry-After` while the backlog is over its limit.
 pub async fn admit(
     State(state): State<AppState>,
     request: Request,
@@ -245,6 +237,16 @@ pub async fn admit(
     if let Err(refused) = authorize(&state, request.headers()) {
         count_rejected("unauthorized");
         return Err(refused);
+    }
+    if let Err(refused) = plain_json(request.headers()) {
+        count_rejected("invalid");
+        let mut response = refused.into_response();
+        // RFC 9110 15.5.16: a 415 names the content codings that would have been taken.
+        response.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        return Ok(response);
     }
     if let Some(entries) = state.backlog.over_limit() {
         count_rejected("backlog");
@@ -258,6 +260,36 @@ pub async fn admit(
         ));
     }
     Ok(next.run(request).await)
+}
+
+/// 415 unless the body is declared as JSON (`application/json`, any case, parameters allowed) without a
+/// content coding. A missing `Content-Type` is refused too: it is what a page on another origin can send
+/// without a CORS preflight (as is `text/plain`), and an open ingest must not be writable by any web page.
+/// Compressed bodies are refused rather than decoded: batches are small, and a decoder would have to bound
+/// the decoded size as well; refusing is better than reading the compressed bytes as JSON.
+fn plain_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim());
+    if !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json (a JSON array of views)",
+        ));
+    }
+    let encoded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a Content-Encoding (gzip, deflate, ...) is not supported: send the JSON uncompressed",
+        ));
+    }
+    Ok(())
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -292,3 +292,80 @@ async fn workers_wait_while_a_rebuild_is_unfinished() {
         .unwrap();
     assert!(started.unwrap());
 }
+
+/// Only a JSON body without a content coding is taken. Without the check, a page on any origin could write
+/// to an open ingest with a no-cors `fetch` or `sendBeacon` (no `Content-Type`, or `text/plain`); with it,
+/// such a write needs a CORS preflight. The media type is compared exactly, case-insensitive, parameters
+/// allowed; a `Content-Encoding` is refused rather than ignored. Refusals are 415 with a JSON error and store
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_json_body_without_a_content_coding_is_taken() {
+    // No token: the local default, where this matters most.
+    let cfg = config(&topk_testkit::unique_name("media"), &["--role=receiver"]);
+    let store = RedisStore::connect(&cfg.redis).await.unwrap();
+    let receiver = start(cfg).await;
+    let http = reqwest::Client::new();
+    let send = |content_type: Option<&'static str>, encoding: Option<&'static str>| {
+        let mut request = http
+            .post(format!("http://{}/v1/views", receiver.addr))
+            .body(r#"[{"videoId":"m"}]"#);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        if let Some(e) = encoding {
+            request = request.header("content-encoding", e);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.ok())
+        }
+    };
+    let taken = [
+        "application/json",
+        "APPLICATION/JSON",
+        "application/json; charset=utf-8",
+        "Application/Json;charset=UTF-8",
+    ];
+    for ct in taken {
+        let (status, body) = send(Some(ct), None).await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{ct}: {body:?}");
+    }
+    let (status, body) = send(Some("application/json"), Some("identity")).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "identity: {body:?}");
+    let refused: Vec<(Option<&str>, Option<&str>)> = vec![
+        (None, None),
+        (Some(""), None),
+        (Some("text/plain"), None),
+        (Some("text/plain;charset=UTF-8"), None),
+        (Some("application/x-www-form-urlencoded"), None),
+        (Some("multipart/form-data; boundary=x"), None),
+        (Some("application/jsonx"), None),
+        (Some("application/json-seq"), None),
+        (Some("application/json+x"), None),
+        (Some("json"), None),
+        (Some("application/json"), Some("gzip")),
+        (Some("application/json"), Some("GZIP")),
+        (Some("application/json"), Some("deflate")),
+        (Some("application/json"), Some("br")),
+        (Some("application/json"), Some("identity, gzip")),
+    ];
+    for (ct, encoding) in refused {
+        let (status, body) = send(ct, encoding).await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{ct:?} {encoding:?}: {body:?}"
+        );
+        let error = body.as_ref().and_then(|b| b["error"].as_str());
+        assert!(
+            error.is_some_and(|e| e.contains("application/json") || e.contains("Content-Encoding")),
+            "{ct:?} {encoding:?}: {body:?}"
+        );
+    }
+    // One log entry per batch taken (a receiver alone: nothing applies them), none for the refused.
+    assert_eq!(
+        Backlog::measure(&store).await.unwrap(),
+        taken.len() as u64 + 1
+    );
+    receiver.stop().await;
+}

@@ -206,6 +206,13 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
+            "no Content-Type",
+            r#"[{"videoId":"a"}]"#.into(),
+            Some(TOKEN),
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
             "no token",
             r#"[{"videoId":"a"}]"#.into(),
             None,
@@ -229,7 +236,11 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         );
     }
     let (status, body) = s
-        .post_raw(r#"[{"videoId":"a"},{"videoId":"b c"}]"#, Some(TOKEN), None)
+        .post_raw(
+            r#"[{"videoId":"a"},{"videoId":"b c"}]"#,
+            Some(TOKEN),
+            Some("application/json"),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
