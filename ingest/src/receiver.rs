@@ -64,7 +64,8 @@ pub struct Accepted {
         (status = 202, description = "every view is in the log", body = Accepted),
         (status = 400, description = "the batch is malformed; nothing was stored", body = ErrorBody),
         (status = 401, description = "missing or wrong token", body = ErrorBody),
-        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 413, description = "body over the size limit (TOPK_MAX_BODY_BYTES); a declared Content-Length \
+            over it is refused before the body is read", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json, or the body has a Content-Encoding \
             (compressed bodies are not taken); nothing was stored", body = ErrorBody,
             headers(("Accept-Encoding" = String, description = "identity: the only content coding taken"))),
@@ -226,9 +227,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Runs before `POST /v1/views` reads its body, so a client without the token, a body that is not plain JSON,
-/// or a batch the log has no room for, costs no body buffering: 401 without the right token, 415 for another
-/// media type or a content coding, 503 with `Retry-After` while the backlog is over its limit.
+/// Runs before `POST /v1/views` reads its body, so a client without the token, a body declared too large or
+/// not plain JSON, or a batch the log has no room for, costs no body buffering: 401 without the right token,
+/// 413 for a `Content-Length` over the limit, 415 for another media type or a content coding, 503 with
+/// `Retry-After` while the backlog is over its limit.
 pub async fn admit(
     State(state): State<AppState>,
     request: Request,
@@ -237,6 +239,22 @@ pub async fn admit(
     if let Err(refused) = authorize(&state, request.headers()) {
         count_rejected("unauthorized");
         return Err(refused);
+    }
+    if let Some(declared) = declared_over(request.headers(), state.config.max_body_bytes) {
+        count_rejected("too_large");
+        let mut response = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is declared as {declared} bytes; at most {} are accepted",
+                state.config.max_body_bytes
+            ),
+        )
+        .into_response();
+        // The body is left unread (and no `100 Continue` sent): the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
     }
     if let Err(refused) = plain_json(request.headers()) {
         count_rejected("invalid");
@@ -260,6 +278,15 @@ pub async fn admit(
         ));
     }
     Ok(next.run(request).await)
+}
+
+/// The `Content-Length` of a request whose declared body is over `limit`. A body without one (chunked) is cut
+/// at the limit as it is read instead.
+fn declared_over(headers: &HeaderMap, limit: usize) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .filter(|declared| *declared > limit as u64)
 }
 
 /// 415 unless the body is declared as JSON (`application/json`, any case, parameters allowed) without a

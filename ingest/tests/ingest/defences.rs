@@ -369,3 +369,47 @@ async fn only_a_json_body_without_a_content_coding_is_taken() {
     );
     receiver.stop().await;
 }
+
+/// A body declared larger than the limit is refused at once, before a byte of it is read: 413 with a JSON
+/// error and the connection closed, without `100 Continue` to a client that asked whether to send it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_gets_413_at_once() {
+    use std::io::{Read, Write};
+    let receiver = start(config(
+        &topk_testkit::unique_name("declared"),
+        &["--role=receiver", "--token=t", "--max-body-bytes=1000"],
+    ))
+    .await;
+    let addr = receiver.addr;
+    for expect in ["Expect: 100-continue\r\n", ""] {
+        let (answer, took) = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            let started = Instant::now();
+            write!(
+                stream,
+                "POST /v1/views HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\
+                 Content-Type: application/json\r\nContent-Length: 2147483648\r\n{expect}\r\n"
+            )
+            .unwrap();
+            // Read until the server closes; a server still waiting for the body fails the read's timeout.
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut answer = Vec::new();
+            let read = stream.read_to_end(&mut answer);
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            assert!(read.is_ok(), "{expect:?}: no answer yet: {answer:?}");
+            (answer, started.elapsed())
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{expect:?}: {answer}");
+        assert!(!answer.contains("100 Continue"), "{expect:?}: {answer}");
+        assert!(
+            answer.contains(r#"{"error":"the body is declared as 2147483648 bytes"#),
+            "{expect:?}: {answer}"
+        );
+        assert!(took < Duration::from_secs(2), "{expect:?}: {took:?}");
+    }
+    receiver.stop().await;
+}
