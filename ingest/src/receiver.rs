@@ -30,12 +30,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ViewIn {
-    /// 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+    /// 1 to 64 characters of `A-Z a-z 0-9 _ - . :`, and not `.` or `..`.
     #[schema(
         example = "dQw4w9WgXcQ",
         min_length = 1,
         max_length = 64,
-        pattern = "^[A-Za-z0-9_.:-]+$"
+        pattern = r"^(?:[A-Za-z0-9_:-]|\.[A-Za-z0-9_:-]|\.\.[A-Za-z0-9_.:-])[A-Za-z0-9_.:-]*$"
     )]
     pub video_id: String,
     /// How many views this element stands for, 1 to 1,000,000 (default 1).

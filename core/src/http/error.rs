@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// What was wrong, for a person to read.
-    #[schema(example = "element 2: videoId must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
+    #[schema(
+        example = "element 2: videoId must be 1 to 64 characters of A-Z a-z 0-9 _ - . :, and not . or .."
+    )]
     pub error: String,
     /// On a 503 for a batch that may be partly stored (Redis Cluster): the key to send it again with, which
     /// stores exactly what is missing.

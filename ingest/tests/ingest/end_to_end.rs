@@ -136,6 +136,20 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         (
+            "id `.` (a URL path resolves it away)",
+            r#"[{"videoId":"a"},{"videoId":"."}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id `..`",
+            r#"[{"videoId":".."}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "id too long",
             format!(r#"[{{"videoId":"{long_id}"}}]"#),
             Some(TOKEN),
