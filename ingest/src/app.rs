@@ -11,7 +11,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use topk_core::http::{with_request_metrics, BearerTokens, Readiness, Service};
+use topk_core::http::{
+    with_request_metrics, BearerTokens, Readiness, RefusalLog, Service, REFUSAL_LOG_INTERVAL,
+};
 use topk_core::metrics::Part;
 use topk_core::redis::{RedisStore, StoreError};
 use topk_core::supervise::{Liveness, Supervisor};
@@ -25,6 +27,8 @@ pub struct AppState {
     pub config: Arc<IngestConfig>,
     /// The tokens that may write (None: no authentication), parsed once from the configuration.
     pub tokens: Option<Arc<BearerTokens>>,
+    /// Refused writes, logged at most once per interval.
+    pub refusals: Arc<RefusalLog>,
     /// The latest backlog measurement the receiver refuses on.
     pub backlog: Arc<Backlog>,
     /// What `/readyz` checks: every background loop runs, Redis answers; it reports the backlog's state.
@@ -104,6 +108,7 @@ impl Application {
             state: AppState {
                 store,
                 tokens,
+                refusals: Arc::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)),
                 backlog,
                 readiness,
                 config: Arc::new(config),

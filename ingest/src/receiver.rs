@@ -327,11 +327,17 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         Ok(())
     } else {
         // Never log or echo the presented value, nor a part of it: only which known scheme it names, since a
-        // client that sends the bare token (no scheme) would otherwise have its first word logged.
-        tracing::warn!(
-            authorization_scheme = presented_scheme(headers.get(header::AUTHORIZATION)),
-            "write refused: missing or wrong bearer token"
-        );
+        // client that sends the bare token (no scheme) would otherwise have its first word logged. One line
+        // per interval at most, counting the refusals since the last.
+        if let Some(refused) = state.refusals.record(std::time::Instant::now()) {
+            tracing::warn!(
+                refused,
+                authorization_scheme = presented_scheme(headers.get(header::AUTHORIZATION)),
+                "writes refused: missing or wrong bearer token ({refused} since the last such line; at most \
+                 one line per {} s)",
+                state.refusals.interval().as_secs()
+            );
+        }
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",

@@ -413,3 +413,34 @@ async fn a_declared_body_over_the_limit_gets_413_at_once() {
     }
     receiver.stop().await;
 }
+
+/// A client hammering with a wrong token cannot flood the log: the refusals of an interval are aggregated
+/// into one WARN line that counts them (the metric counts each).
+#[tokio::test(flavor = "current_thread")]
+async fn refused_tokens_are_logged_once_per_interval_with_their_count() {
+    use tower::ServiceExt;
+    let cfg = config(
+        &topk_testkit::unique_name("refusals"),
+        &["--role=receiver", "--token=right"],
+    );
+    let (capture, _guard) = topk_testkit::LogCapture::install();
+    let router = Application::build(cfg).await.unwrap().router();
+    for i in 0..300 {
+        let request = axum::http::Request::post("/v1/views")
+            .header("authorization", format!("Bearer wrong-{i}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"[{"videoId":"a"}]"#))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::UNAUTHORIZED);
+    }
+    let logged = capture.text();
+    let lines: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("missing or wrong bearer token"))
+        .collect();
+    // The 300 refusals take well under the 10 s interval: the first is logged, the rest counted for the next.
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains(r#""level":"WARN""#), "{}", lines[0]);
+    assert!(lines[0].contains(r#""refused":1"#), "{}", lines[0]);
+}
