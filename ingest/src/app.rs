@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use topk_core::http::{
-    with_request_metrics, BearerTokens, Readiness, RefusalLog, Service, REFUSAL_LOG_INTERVAL,
+    with_json_errors, with_request_metrics, BearerTokens, Readiness, RefusalLog, Service,
+    REFUSAL_LOG_INTERVAL,
 };
 use topk_core::metrics::Part;
 use topk_core::redis::{RedisStore, StoreError};
@@ -45,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         // After every merge: it applies to the routes the router has when it is set.
         .method_not_allowed_fallback(topk_core::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit));
-    with_request_metrics(routes, Service::Ingest).with_state(state)
+    with_request_metrics(with_json_errors(routes), Service::Ingest).with_state(state)
 }
 
 /// A built ingest process: its listener is bound (so tests can pass port 0 and read the port) but nothing

@@ -392,6 +392,19 @@ pub fn parse_batch(body: &[u8], max_len: usize) -> Result<Vec<(VideoId, u64)>, A
         .collect()
 }
 
+/// At most this many characters of a client's own text are echoed in an error: a field name can be as long
+/// as the body.
+const ECHOED_CHARS: usize = 40;
+
+/// `text` quoted, cut to [`ECHOED_CHARS`] characters (marked `...` when cut).
+fn cut_short(text: &str) -> String {
+    let mut chars = text.char_indices();
+    match chars.nth(ECHOED_CHARS) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
 /// Turns a serde error into a message naming the first bad element, by re-reading the body loosely.
 fn explain_json_error(body: &[u8], err: serde_json::Error) -> String {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
@@ -406,7 +419,10 @@ fn explain_json_error(body: &[u8], err: serde_json::Error) -> String {
             let why = match item.as_object() {
                 None => "must be an object like {\"videoId\": \"abc\", \"count\": 1}".to_owned(),
                 Some(obj) => match obj.keys().find(|k| *k != "videoId" && *k != "count") {
-                    Some(k) => format!("unknown field {k:?}: only videoId and count are allowed"),
+                    Some(k) => format!(
+                        "unknown field {}: only videoId and count are allowed",
+                        cut_short(k)
+                    ),
                     None if !obj.get("videoId").is_some_and(|v| v.is_string()) => {
                         "videoId is required and must be a string".into()
                     }

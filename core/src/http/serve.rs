@@ -5,8 +5,11 @@
 //! directly, with:
 //! - a header read timeout, which also closes idle keep-alive connections;
 //! - a limit on the head's size and on the number of headers: 431 with a JSON body above them, from the
-//!   request guard; hyper itself refuses heads over [`HARD_LIMIT_FACTOR`] times the limits (a bare 431),
-//!   so even a refused head is never buffered without bound;
+//!   request guard; hyper itself refuses heads over [`HARD_LIMIT_FACTOR`] times the limits, so even a
+//!   refused head is never buffered without bound. hyper answers those (and a request line or header it
+//!   cannot parse, 400) before any service runs, with a bare head (`content-length: 0`,
+//!   `connection: close`): hyper 1 has no hook for that answer (`on_error` of its HTTP/1 server role builds
+//!   it), so these are the only errors without a JSON body;
 //! - a bound on open connections (further clients wait in the kernel's listen queue);
 //! - a write timeout: a client that stops reading its responses is cut off once a write has waited the request
 //!   timeout, so it cannot keep one of those connections, or shutdown, forever;

@@ -262,6 +262,23 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         "{body}"
     );
 
+    // A client's field name is echoed cut short, however long it is.
+    let long_name = "n".repeat(1500);
+    let (status, body) = s
+        .post_raw(
+            format!(r#"[{{"videoId":"a","{long_name}":1}}]"#),
+            Some(TOKEN),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("element 0: unknown field \"nnn"),
+        "{error}"
+    );
+    assert!(error.len() < 200, "{} bytes: {error}", error.len());
+
     for (query, what) in [
         ("/v1/topk?window=week", "window"),
         ("/v1/topk?k=5", "window"),
