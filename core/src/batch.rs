@@ -260,13 +260,7 @@ mod tests {
             assert!(decode_fields(entry(bad.into())).is_err(), "{bad:?}");
         }
         // `..` is refused at the edges now, but an entry an earlier version took with it is applied whole.
-        let old = decode_fields(entry(
-            "a 1
-.. 2
-"
-            .into(),
-        ))
-        .unwrap();
+        let old = decode_fields(entry("a 1\n.. 2\n".into())).unwrap();
         assert_eq!(old.len(), 2);
         // The field name is not a video id, so an older entry is never read as lines, nor the reverse.
         assert!(VideoId::parse(LINES_FIELD).is_err());
