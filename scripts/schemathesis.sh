@@ -76,7 +76,9 @@ cd "$TOPK_ROOT"
 # The same build as `cargo test --workspace` (so after the test stage it compiles nothing): it also builds the
 # binaries, with the features the tests use.
 cargo test --workspace --no-run --quiet
-BIN="$TOPK_ROOT/target/debug"
+# Where cargo put them: CARGO_TARGET_DIR when set (relative to the root, where cargo ran), else target/.
+BIN="${CARGO_TARGET_DIR:-target}/debug"
+[[ "$BIN" == /* ]] || BIN="$TOPK_ROOT/$BIN"
 
 WORK="$(mktemp -d -t topk-schemathesis.XXXXXX)"
 # PostgreSQL runs as the postgres user when we are root: it must reach its folder.

@@ -7,7 +7,7 @@ use axum::Router;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use topk_core::http::{with_request_metrics, OnFailure, Readiness, Service};
+use topk_core::http::{with_json_errors, with_request_metrics, OnFailure, Readiness, Service};
 use topk_core::metrics::Part;
 use topk_core::redis::RedisStore;
 use topk_core::supervise::{Liveness, Supervisor};
@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         // After every merge: it applies to the routes the router has when it is set.
         .method_not_allowed_fallback(topk_core::http::method_not_allowed);
     let cors = cors(&state.cors_origins);
-    with_request_metrics(routes, Service::Api)
+    with_request_metrics(with_json_errors(routes), Service::Api)
         // A top 1000 is ~40 KB of JSON and shrinks about fivefold; small answers are not worth the CPU.
         .layer(
             CompressionLayer::new()

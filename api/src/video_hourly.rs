@@ -62,8 +62,8 @@ pub fn parse_hours(raw: Option<&str>) -> Result<u32, ApiError> {
 /// A video's views in each hour of the last `hours` (the current hour last, holding the minutes history has
 /// so far: it trails now by a minute or two).
 #[utoipa::path(get, path = "/v1/videos/{videoId}/hourly", tag = "videos",
-    params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :",
-        min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$"), HoursQuery),
+    params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :, and not . or ..",
+        min_length = 1, max_length = 64, pattern = r"^(?:[A-Za-z0-9_:-]|\.[A-Za-z0-9_:-]|\.\.[A-Za-z0-9_.:-])[A-Za-z0-9_.:-]*$"), HoursQuery),
     responses(
         (status = 200, description = "views per hour, oldest first; 0 for an hour without views", body = VideoHourly),
         (status = 400, description = "invalid video id or hours", body = ErrorBody),

@@ -43,8 +43,8 @@ pub fn parse_video_id(raw: &str) -> Result<VideoId, ApiError> {
 }
 
 /// A video's views in the last minute, hour, day and of all time (0 for a video never seen).
-#[utoipa::path(get, path = "/v1/videos/{videoId}", tag = "videos", params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :",
-        min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")),
+#[utoipa::path(get, path = "/v1/videos/{videoId}", tag = "videos", params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :, and not . or ..",
+        min_length = 1, max_length = 64, pattern = r"^(?:[A-Za-z0-9_:-]|\.[A-Za-z0-9_:-]|\.\.[A-Za-z0-9_.:-])[A-Za-z0-9_.:-]*$")),
     responses(
         (status = 200, description = "views and rank per window", body = VideoViews),
         (status = 400, description = "invalid video id", body = ErrorBody),
@@ -93,11 +93,13 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Any text is a valid id or a 400; a valid one is 1 to 64 characters of the alphabet and kept as is.
+        /// Any text is a valid id or a 400; a valid one is 1 to 64 characters of the alphabet, not `.` or
+        /// `..`, and kept as is.
         #[test]
-        fn video_ids_accepted_exactly_when_valid(raw in "\\PC{0,70}|[A-Za-z0-9_.:-]{0,70}") {
+        fn video_ids_accepted_exactly_when_valid(raw in "\\PC{0,70}|[A-Za-z0-9_.:-]{0,70}|[.a]{0,3}") {
             let valid = (1..=64).contains(&raw.len())
-                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+                && raw != "." && raw != "..";
             match parse_video_id(&raw) {
                 Ok(id) => { prop_assert!(valid); prop_assert_eq!(id.as_str(), raw.as_str()); }
                 Err(e) => { prop_assert!(!valid); prop_assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST); }

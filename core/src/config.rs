@@ -88,7 +88,8 @@ pub struct HttpConfig {
     #[arg(long, env = "TOPK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Most requests handled at once; any more are answered 503 with `Retry-After` straight away, so memory
-    /// stays bounded when clients outpace the service.
+    /// stays bounded when clients outpace the service. `/healthz` and `/metrics` are not counted: they answer
+    /// whatever the load.
     #[arg(long, env = "TOPK_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 }

@@ -15,7 +15,7 @@ pub const MAX_K: usize = 1000;
 /// Why a value from outside was refused; the message is shown to the client as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("videoId must be 1 to {MAX_VIDEO_ID_LEN} characters of A-Z a-z 0-9 _ - . :")]
+    #[error("videoId must be 1 to {MAX_VIDEO_ID_LEN} characters of A-Z a-z 0-9 _ - . :, and not . or ..")]
     VideoId,
     #[error("count must be an integer from 1 to {MAX_VIEW_COUNT}")]
     Count,
@@ -56,16 +56,29 @@ impl IdempotencyKey {
     }
 }
 
-/// A video id: 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+/// A video id: 1 to 64 characters of `A-Z a-z 0-9 _ - . :`, other than `.` and `..`.
 ///
-/// The alphabet keeps ids safe as Redis members, log fields and URL path segments.
+/// The alphabet keeps ids safe as Redis members, log fields and URL path segments; `.` and `..` are refused
+/// because a URL resolves them away as path segments (`/v1/videos/..` is `/v1/`): such an id could be
+/// ranked but never read back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct VideoId(String);
 
 impl VideoId {
-    /// Accepts an id only if it has the documented length and alphabet.
+    /// Accepts an id only if it has the documented length and alphabet and is not `.` or `..`: for every
+    /// id from outside (HTTP, Kafka records, command lines).
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if matches!(raw, "." | "..") {
+            return Err(ParseError::VideoId);
+        }
+        Self::parse_stored(raw)
+    }
+
+    /// An id read back from what topk stored itself (the log, Postgres history): the length and alphabet
+    /// only, so that `.` and `..`, which versions before the refusal accepted, are still counted, restored
+    /// and verified like the rest of their batch instead of failing it. Never for input from outside.
+    pub fn parse_stored(raw: &str) -> Result<Self, ParseError> {
         let ok = !raw.is_empty()
             && raw.len() <= MAX_VIDEO_ID_LEN
             && raw
@@ -222,9 +235,16 @@ mod tests {
         assert!(VideoId::parse(&"a".repeat(64)).is_ok());
         assert_eq!(VideoId::parse(""), Err(ParseError::VideoId));
         assert_eq!(VideoId::parse(&"a".repeat(65)), Err(ParseError::VideoId));
-        for bad in ["has space", "a/b", "é", "a\nb", "{1}", "a*"] {
+        // `.` and `..` are path segments a URL resolves away: such an id could be ranked but never read back.
+        for bad in ["has space", "a/b", "é", "a\nb", "{1}", "a*", ".", ".."] {
             assert_eq!(VideoId::parse(bad), Err(ParseError::VideoId), "{bad:?}");
         }
+        for dots in ["...", ".a", "a.", "..a"] {
+            assert!(VideoId::parse(dots).is_ok(), "{dots:?}");
+        }
+        // What an earlier version stored is read back.
+        assert!(VideoId::parse_stored("..").is_ok());
+        assert_eq!(VideoId::parse_stored("a b"), Err(ParseError::VideoId));
     }
 
     #[test]

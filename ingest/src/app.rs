@@ -11,7 +11,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use topk_core::http::{with_request_metrics, BearerTokens, Readiness, Service};
+use topk_core::http::{
+    with_json_errors, with_request_metrics, BearerTokens, Readiness, RefusalLog, Service,
+    REFUSAL_LOG_INTERVAL,
+};
 use topk_core::metrics::Part;
 use topk_core::redis::{RedisStore, StoreError};
 use topk_core::supervise::{Liveness, Supervisor};
@@ -25,6 +28,8 @@ pub struct AppState {
     pub config: Arc<IngestConfig>,
     /// The tokens that may write (None: no authentication), parsed once from the configuration.
     pub tokens: Option<Arc<BearerTokens>>,
+    /// Refused writes, logged at most once per interval.
+    pub refusals: Arc<RefusalLog>,
     /// The latest backlog measurement the receiver refuses on.
     pub backlog: Arc<Backlog>,
     /// What `/readyz` checks: every background loop runs, Redis answers; it reports the backlog's state.
@@ -41,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         // After every merge: it applies to the routes the router has when it is set.
         .method_not_allowed_fallback(topk_core::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit));
-    with_request_metrics(routes, Service::Ingest).with_state(state)
+    with_request_metrics(with_json_errors(routes), Service::Ingest).with_state(state)
 }
 
 /// A built ingest process: its listener is bound (so tests can pass port 0 and read the port) but nothing
@@ -105,6 +110,7 @@ impl Application {
             state: AppState {
                 store,
                 tokens,
+                refusals: Arc::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)),
                 backlog,
                 readiness,
                 config: Arc::new(config),

@@ -6,9 +6,9 @@ use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -30,12 +30,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ViewIn {
-    /// 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+    /// 1 to 64 characters of `A-Z a-z 0-9 _ - . :`, and not `.` or `..`.
     #[schema(
         example = "dQw4w9WgXcQ",
         min_length = 1,
         max_length = 64,
-        pattern = "^[A-Za-z0-9_.:-]+$"
+        pattern = r"^(?:[A-Za-z0-9_:-]|\.[A-Za-z0-9_:-]|\.\.[A-Za-z0-9_.:-])[A-Za-z0-9_.:-]*$"
     )]
     pub video_id: String,
     /// How many views this element stands for, 1 to 1,000,000 (default 1).
@@ -64,8 +64,11 @@ pub struct Accepted {
         (status = 202, description = "every view is in the log", body = Accepted),
         (status = 400, description = "the batch is malformed; nothing was stored", body = ErrorBody),
         (status = 401, description = "missing or wrong token", body = ErrorBody),
-        (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 415, description = "body is not JSON", body = ErrorBody),
+        (status = 413, description = "body over the size limit (TOPK_MAX_BODY_BYTES); a declared Content-Length \
+            over it is refused before the body is read", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or the body has a Content-Encoding \
+            (compressed bodies are not taken); nothing was stored", body = ErrorBody,
+            headers(("Accept-Encoding" = String, description = "identity: the only content coding taken"))),
         (status = 422, description = "the Idempotency-Key was used for a different batch within its retention; \
             nothing was stored", body = ErrorBody),
         (status = 503, description = "the views could not be stored (or not confirmed on \
@@ -138,17 +141,7 @@ async fn receive(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Received, Rejected> {
-    // The token and the backlog were checked by [`admit`], before the body was read.
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !ct.starts_with("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type must be application/json",
-            )
-            .into());
-        }
-    }
+    // The token, the media type and the backlog were checked by [`admit`], before the body was read.
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -243,9 +236,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Runs before `POST /v1/views` reads its body, so a client without the token, or a batch the log has no room
-/// for, costs no body buffering: 401 without the right token, 503 with `Retry-After` while the backlog is over
-/// its limit.
+/// Runs before `POST /v1/views` reads its body, so a client without the token, a body declared too large or
+/// not plain JSON, or a batch the log has no room for, costs no body buffering: 401 without the right token,
+/// 413 for a `Content-Length` over the limit, 415 for another media type or a content coding, 503 with
+/// `Retry-After` while the backlog is over its limit.
 pub async fn admit(
     State(state): State<AppState>,
     request: Request,
@@ -254,6 +248,32 @@ pub async fn admit(
     if let Err(refused) = authorize(&state, request.headers()) {
         count_rejected("unauthorized");
         return Err(refused);
+    }
+    if let Some(declared) = declared_over(request.headers(), state.config.max_body_bytes) {
+        count_rejected("too_large");
+        let mut response = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is declared as {declared} bytes; at most {} are accepted",
+                state.config.max_body_bytes
+            ),
+        )
+        .into_response();
+        // The body is left unread (and no `100 Continue` sent): the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
+    if let Err(refused) = plain_json(request.headers()) {
+        count_rejected("invalid");
+        let mut response = refused.into_response();
+        // RFC 9110 15.5.16: a 415 names the content codings that would have been taken.
+        response.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        return Ok(response);
     }
     if let Some(entries) = state.backlog.over_limit() {
         count_rejected("backlog");
@@ -269,6 +289,45 @@ pub async fn admit(
     Ok(next.run(request).await)
 }
 
+/// The `Content-Length` of a request whose declared body is over `limit`. A body without one (chunked) is cut
+/// at the limit as it is read instead.
+fn declared_over(headers: &HeaderMap, limit: usize) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .filter(|declared| *declared > limit as u64)
+}
+
+/// 415 unless the body is declared as JSON (`application/json`, any case, parameters allowed) without a
+/// content coding. A missing `Content-Type` is refused too: it is what a page on another origin can send
+/// without a CORS preflight (as is `text/plain`), and an open ingest must not be writable by any web page.
+/// Compressed bodies are refused rather than decoded: batches are small, and a decoder would have to bound
+/// the decoded size as well; refusing is better than reading the compressed bytes as JSON.
+fn plain_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim());
+    if !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json (a JSON array of views)",
+        ));
+    }
+    let encoded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a Content-Encoding (gzip, deflate, ...) is not supported: send the JSON uncompressed",
+        ));
+    }
+    Ok(())
+}
+
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(tokens) = &state.tokens else {
         return Ok(());
@@ -277,11 +336,17 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         Ok(())
     } else {
         // Never log or echo the presented value, nor a part of it: only which known scheme it names, since a
-        // client that sends the bare token (no scheme) would otherwise have its first word logged.
-        tracing::warn!(
-            authorization_scheme = presented_scheme(headers.get(header::AUTHORIZATION)),
-            "write refused: missing or wrong bearer token"
-        );
+        // client that sends the bare token (no scheme) would otherwise have its first word logged. One line
+        // per interval at most, counting the refusals since the last.
+        if let Some(refused) = state.refusals.record(std::time::Instant::now()) {
+            tracing::warn!(
+                refused,
+                authorization_scheme = presented_scheme(headers.get(header::AUTHORIZATION)),
+                "writes refused: missing or wrong bearer token ({refused} since the last such line; at most \
+                 one line per {} s)",
+                state.refusals.interval().as_secs()
+            );
+        }
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
@@ -336,6 +401,19 @@ pub fn parse_batch(body: &[u8], max_len: usize) -> Result<Vec<(VideoId, u64)>, A
         .collect()
 }
 
+/// At most this many characters of a client's own text are echoed in an error: a field name can be as long
+/// as the body.
+const ECHOED_CHARS: usize = 40;
+
+/// `text` quoted, cut to [`ECHOED_CHARS`] characters (marked `...` when cut).
+fn cut_short(text: &str) -> String {
+    let mut chars = text.char_indices();
+    match chars.nth(ECHOED_CHARS) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
 /// Turns a serde error into a message naming the first bad element, by re-reading the body loosely.
 fn explain_json_error(body: &[u8], err: serde_json::Error) -> String {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
@@ -350,7 +428,10 @@ fn explain_json_error(body: &[u8], err: serde_json::Error) -> String {
             let why = match item.as_object() {
                 None => "must be an object like {\"videoId\": \"abc\", \"count\": 1}".to_owned(),
                 Some(obj) => match obj.keys().find(|k| *k != "videoId" && *k != "count") {
-                    Some(k) => format!("unknown field {k:?}: only videoId and count are allowed"),
+                    Some(k) => format!(
+                        "unknown field {}: only videoId and count are allowed",
+                        cut_short(k)
+                    ),
                     None if !obj.get("videoId").is_some_and(|v| v.is_string()) => {
                         "videoId is required and must be a string".into()
                     }

@@ -50,7 +50,7 @@ pub async fn rebuild(
     let mut totals: Vec<Vec<(String, u64)>> = vec![Vec::new(); usize::from(keys.partitions())];
     let mut report = RebuildReport::default();
     for (video, start, views) in source.minutes {
-        let Ok(id) = topk_core::domain::VideoId::parse(&video) else {
+        let Ok(id) = topk_core::domain::VideoId::parse_stored(&video) else {
             continue;
         };
         let p = usize::from(keys.partition_of(&id));
@@ -61,7 +61,7 @@ pub async fn rebuild(
         report.minute_rows += 1;
     }
     for (video, views) in source.totals {
-        let Ok(id) = topk_core::domain::VideoId::parse(&video) else {
+        let Ok(id) = topk_core::domain::VideoId::parse_stored(&video) else {
             continue;
         };
         totals[usize::from(keys.partition_of(&id))].push((video, views.max(0) as u64));

@@ -78,7 +78,7 @@ pub async fn verify(
     let mut totals: Vec<HashMap<String, u64>> =
         vec![HashMap::new(); usize::from(keys.partitions())];
     for (video, n) in db::totals(pool).await? {
-        if let Ok(id) = VideoId::parse(&video) {
+        if let Ok(id) = VideoId::parse_stored(&video) {
             totals[usize::from(keys.partition_of(&id))].insert(video, n.max(0) as u64);
         }
     }

@@ -111,6 +111,10 @@ async fn the_page_and_its_assets_have_their_headers() {
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'none'"),
+        "never framed: {csp}"
+    );
     let html = page.text().await.unwrap();
     assert!(!html.contains("<script>"), "no inline script");
     assert!(
@@ -142,6 +146,29 @@ async fn the_page_and_its_assets_have_their_headers() {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let body: serde_json::Value = missing.json().await.unwrap();
     assert!(body["error"].is_string(), "{body}");
+}
+
+/// Swagger UI still works under its Content-Security-Policy: in Chromium, `/docs/` loads the OpenAPI
+/// document and renders an operation of each route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_renders_under_its_policy() {
+    tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
+        .await
+        .unwrap();
+    let s = stack("docs_csp").await;
+    let dom = load(&s, "/docs/").await;
+    assert!(dom.contains("opblock-summary-path"), "{dom}");
+    for route in [
+        "/v1/topk",
+        "/view/video",
+        "/v1/videos/{videoId}",
+        "/healthz",
+    ] {
+        assert!(
+            dom.contains(&format!(r#"data-path="{route}""#)),
+            "{route} not rendered: {dom}"
+        );
+    }
 }
 
 /// Loads `path` of the stack's API in Chromium and returns the DOM the page built. Chromium blocks, so it

@@ -225,6 +225,18 @@ async fn swagger_ui_is_served_from_the_binary() {
             assert!(body.contains("/openapi.json"), "{body}");
         }
     }
+    // Never framed by another page (clickjacking), scripts from this server only.
+    for path in ["/docs/", "/docs/swagger-initializer.js"] {
+        let r = api.get(path).send().await.unwrap();
+        let csp = r
+            .headers()
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp:?}");
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp:?}");
+        assert!(!csp.contains("unsafe-eval"), "{path}: {csp:?}");
+    }
     let doc: Value = api.json("/openapi.json").await;
     assert!(doc["paths"]["/v1/videos/{videoId}/hourly"].is_object());
     let tags: Vec<&str> = doc["tags"]
@@ -300,5 +312,35 @@ async fn a_video_has_its_ranks_and_its_hours() {
     ] {
         let r = api.get(bad).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+/// Every error is JSON, also those of routes and extractors the API does not write itself: a path that is
+/// not valid percent-encoded UTF-8, a file Swagger UI does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json() {
+    let api = Api::start("json_errors", &[]).await;
+    for (path, status) in [
+        ("/v1/videos/%ff", StatusCode::BAD_REQUEST),
+        ("/v1/videos/%ff/hourly", StatusCode::BAD_REQUEST),
+        ("/assets/%ff", StatusCode::BAD_REQUEST),
+        ("/docs/%ff", StatusCode::BAD_REQUEST),
+        ("/docs/nope.js", StatusCode::NOT_FOUND),
+        ("/nope", StatusCode::NOT_FOUND),
+    ] {
+        let r = api.get(path).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        let content_type = r.headers().get("content-type").cloned();
+        let body = r.text().await.unwrap();
+        assert_eq!(
+            content_type.as_ref().and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{path}: {body:?}"
+        );
+        let error: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {body}"
+        );
     }
 }

@@ -1,7 +1,10 @@
-//! Bearer tokens for writes, compared in constant time, with rotation (several tokens at once), and the
-//! redacted [`Secret`] a token is configured as.
+//! Bearer tokens for writes, compared in constant time, with rotation (several tokens at once), the
+//! redacted [`Secret`] a token is configured as, and the [`RefusalLog`] that keeps refusals from flooding
+//! the log.
 
 use axum::http::HeaderValue;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Compares a presented secret with the expected one in time that depends only on the presented length:
 /// neither where they differ nor the expected length shows in the timing (the length is folded into the
@@ -94,6 +97,49 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// At most one log line of refused writes per this interval and process.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Aggregates refused writes into at most one log line per interval: a client sending wrong tokens as fast as
+/// it can (31,000 a second wrote 6 MB/s of log) costs one line per interval, which counts them. The first
+/// refusal is logged at once; the ones after it are counted, and the next refusal at least an interval after
+/// the last line logs their number (so a burst's tail shows in the next line; the metric counts each at once).
+#[derive(Debug)]
+pub struct RefusalLog {
+    interval: Duration,
+    /// When the last line was logged, and the refusals since it that no line counted yet.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl RefusalLog {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one refusal at `now`. Returns the number of refusals to log (this one and those not logged yet)
+    /// when a line is due, None when this one is only counted.
+    pub fn record(&self, now: Instant) -> Option<u64> {
+        // A std mutex: held for a few instructions, never across an await.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last_line, pending) = &mut *state;
+        *pending += 1;
+        let due = last_line.is_none_or(|at| now.saturating_duration_since(at) >= self.interval);
+        if !due {
+            return None;
+        }
+        *last_line = Some(now);
+        Some(std::mem::take(pending))
+    }
+
+    /// The interval between two lines.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +177,26 @@ mod tests {
             assert!(BearerTokens::parse(bad).is_err(), "{bad:?}");
         }
         assert!(!format!("{t:?}").contains("new"));
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_their_count() {
+        let log = RefusalLog::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(log.record(at(0)), Some(1), "the first is logged at once");
+        for ms in 1..=500 {
+            assert_eq!(log.record(at(ms)), None);
+        }
+        assert_eq!(log.record(at(9_999)), None);
+        assert_eq!(
+            log.record(at(10_000)),
+            Some(502),
+            "the ones since, and this one"
+        );
+        assert_eq!(log.record(at(10_001)), None);
+        // After a quiet time the next refusal is logged at once, with the one still pending.
+        assert_eq!(log.record(at(60_000)), Some(2));
     }
 
     proptest! {

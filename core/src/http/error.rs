@@ -1,9 +1,10 @@
 //! The one error type of both services: a status and a JSON body `{"error": "..."}`; internal causes are
-//! logged, never sent.
+//! logged, never sent. [`with_json_errors`] gives the same shape to the error answers the services do not
+//! write themselves.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,7 +13,9 @@ use utoipa::ToSchema;
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// What was wrong, for a person to read.
-    #[schema(example = "element 2: videoId must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
+    #[schema(
+        example = "element 2: videoId must be 1 to 64 characters of A-Z a-z 0-9 _ - . :, and not . or .."
+    )]
     pub error: String,
     /// On a 503 for a batch that may be partly stored (Redis Cluster): the key to send it again with, which
     /// stores exactly what is missing.
@@ -113,4 +116,50 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Most bytes of a foreign error answer read to make it JSON (they are a line of text).
+const FOREIGN_ERROR_BYTES: usize = 4096;
+/// Most characters of a foreign error's text kept in the JSON one.
+const FOREIGN_ERROR_CHARS: usize = 200;
+
+/// Makes every error answer of `app` JSON: one that is not yet (a rejection of an axum extractor, such as a
+/// path that is not valid percent-encoded UTF-8, or an answer of a library's route, such as Swagger UI's
+/// empty 404) becomes `{"error": ...}` with the same status and headers: its text for a 4xx (cut short), the
+/// status's reason for a 5xx (whose text is logged, never sent).
+pub fn with_json_errors<S>(app: Router<S>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    app.layer(axum::middleware::map_response(json_error))
+}
+
+async fn json_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, FOREIGN_ERROR_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("error").to_owned();
+    let message = if status.is_server_error() {
+        tracing::warn!(%status, error = %text, "internal error");
+        reason
+    } else if text.is_empty() {
+        reason
+    } else {
+        text.chars().take(FOREIGN_ERROR_CHARS).collect()
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut json = ApiError::new(status, message).into_response();
+    json.headers_mut().extend(parts.headers);
+    json
 }

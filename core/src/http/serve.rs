@@ -5,13 +5,18 @@
 //! directly, with:
 //! - a header read timeout, which also closes idle keep-alive connections;
 //! - a limit on the head's size and on the number of headers: 431 with a JSON body above them, from the
-//!   request guard; hyper itself refuses heads over [`HARD_LIMIT_FACTOR`] times the limits (a bare 431),
-//!   so even a refused head is never buffered without bound;
+//!   request guard; hyper itself refuses heads over [`HARD_LIMIT_FACTOR`] times the limits, so even a
+//!   refused head is never buffered without bound. hyper answers those (and a request line or header it
+//!   cannot parse, 400) before any service runs, with a bare head (`content-length: 0`,
+//!   `connection: close`): hyper 1 has no hook for that answer (`on_error` of its HTTP/1 server role builds
+//!   it), so these are the only errors without a JSON body;
 //! - a bound on open connections (further clients wait in the kernel's listen queue);
 //! - a write timeout: a client that stops reading its responses is cut off once a write has waited the request
 //!   timeout, so it cannot keep one of those connections, or shutdown, forever;
 //! - a whole-request timeout (408 and the connection closed) and a bound on requests in flight (503 with
-//!   `Retry-After` above it, before the body is read), as one middleware.
+//!   `Retry-After` above it, before the body is read), as one middleware. `/healthz` and `/metrics` are
+//!   outside that bound ([`UNBOUNDED_ROUTES`]): a liveness probe refused for load would have its process
+//!   restarted (every replica at once, when all are loaded), and a refused scrape would hide the overload.
 //!
 //! With the body limit each service sets, memory is bounded by connections × (head + body) limits.
 
@@ -34,6 +39,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Seconds a client is told to wait (`Retry-After`) when the service is too busy to take its request.
 pub const BUSY_RETRY_AFTER_SECS: u32 = 1;
+
+/// Routes answered whatever the number of requests in flight: they read no body and wait on no dependency,
+/// so they cannot pile up (the connection limit still bounds them).
+pub const UNBOUNDED_ROUTES: &[&str] = &["/healthz", "/metrics"];
 
 /// hyper's own limits on a request head are this many times the configured ones: between the two, the guard
 /// answers 431 with a JSON body saying which limit was passed.
@@ -107,7 +116,11 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
     }
     // try_acquire, not acquire: a queue of waiting requests would hold their connections and bodies, which is
     // the unbounded memory this limit exists to prevent.
-    let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
+    let _permit = if UNBOUNDED_ROUTES.contains(&req.uri().path()) {
+        None
+    } else if let Ok(permit) = guard.in_flight.clone().try_acquire_owned() {
+        Some(permit)
+    } else {
         count_refused("busy");
         return ApiError::busy(
             "the service is handling too many requests, try again shortly",

@@ -38,6 +38,11 @@ fn accepts_defaults_and_counts() {
     assert_eq!(v.iter().map(|(_, n)| n).sum::<u64>(), 1_000_001);
 }
 
+/// A valid id: 1 to 64 characters of the alphabet, not `.` or `..`.
+fn valid_id() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_.:-]{1,64}".prop_filter("not . or ..", |v| v != "." && v != "..")
+}
+
 proptest! {
     /// Arbitrary bytes never panic the decoder: they are accepted or refused with a message.
     #[test]
@@ -57,7 +62,7 @@ proptest! {
     /// batch comes back complete, in order, with its counts (default 1).
     #[test]
     fn a_batch_is_taken_whole_or_refused_whole(
-        items in proptest::collection::vec(("[A-Za-z0-9_.:-]{1,64}", proptest::option::of(1u64..=1_000_000)), 1..40),
+        items in proptest::collection::vec((valid_id(), proptest::option::of(1u64..=1_000_000)), 1..40),
         bad_at in any::<proptest::sample::Index>(),
         bad in prop_oneof![
             Just(serde_json::json!({"videoId": ""})),
@@ -67,6 +72,7 @@ proptest! {
             Just(serde_json::json!({"videoId": "a", "count": -1})),
             Just(serde_json::json!({"videoId": "a", "count": null, "x": 1})),
             Just(serde_json::json!({"videoId": "a".repeat(65)})),
+            Just(serde_json::json!({"videoId": ".."})),
             Just(serde_json::json!(["a"])),
             Just(serde_json::json!(null)),
         ],

@@ -292,3 +292,155 @@ async fn workers_wait_while_a_rebuild_is_unfinished() {
         .unwrap();
     assert!(started.unwrap());
 }
+
+/// Only a JSON body without a content coding is taken. Without the check, a page on any origin could write
+/// to an open ingest with a no-cors `fetch` or `sendBeacon` (no `Content-Type`, or `text/plain`); with it,
+/// such a write needs a CORS preflight. The media type is compared exactly, case-insensitive, parameters
+/// allowed; a `Content-Encoding` is refused rather than ignored. Refusals are 415 with a JSON error and store
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_json_body_without_a_content_coding_is_taken() {
+    // No token: the local default, where this matters most.
+    let cfg = config(&topk_testkit::unique_name("media"), &["--role=receiver"]);
+    let store = RedisStore::connect(&cfg.redis).await.unwrap();
+    let receiver = start(cfg).await;
+    let http = reqwest::Client::new();
+    let send = |content_type: Option<&'static str>, encoding: Option<&'static str>| {
+        let mut request = http
+            .post(format!("http://{}/v1/views", receiver.addr))
+            .body(r#"[{"videoId":"m"}]"#);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        if let Some(e) = encoding {
+            request = request.header("content-encoding", e);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.ok())
+        }
+    };
+    let taken = [
+        "application/json",
+        "APPLICATION/JSON",
+        "application/json; charset=utf-8",
+        "Application/Json;charset=UTF-8",
+    ];
+    for ct in taken {
+        let (status, body) = send(Some(ct), None).await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{ct}: {body:?}");
+    }
+    let (status, body) = send(Some("application/json"), Some("identity")).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "identity: {body:?}");
+    let refused: Vec<(Option<&str>, Option<&str>)> = vec![
+        (None, None),
+        (Some(""), None),
+        (Some("text/plain"), None),
+        (Some("text/plain;charset=UTF-8"), None),
+        (Some("application/x-www-form-urlencoded"), None),
+        (Some("multipart/form-data; boundary=x"), None),
+        (Some("application/jsonx"), None),
+        (Some("application/json-seq"), None),
+        (Some("application/json+x"), None),
+        (Some("json"), None),
+        (Some("application/json"), Some("gzip")),
+        (Some("application/json"), Some("GZIP")),
+        (Some("application/json"), Some("deflate")),
+        (Some("application/json"), Some("br")),
+        (Some("application/json"), Some("identity, gzip")),
+    ];
+    for (ct, encoding) in refused {
+        let (status, body) = send(ct, encoding).await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{ct:?} {encoding:?}: {body:?}"
+        );
+        let error = body.as_ref().and_then(|b| b["error"].as_str());
+        assert!(
+            error.is_some_and(|e| e.contains("application/json") || e.contains("Content-Encoding")),
+            "{ct:?} {encoding:?}: {body:?}"
+        );
+    }
+    // One log entry per batch taken (a receiver alone: nothing applies them), none for the refused.
+    assert_eq!(
+        Backlog::measure(&store).await.unwrap(),
+        taken.len() as u64 + 1
+    );
+    receiver.stop().await;
+}
+
+/// A body declared larger than the limit is refused at once, before a byte of it is read: 413 with a JSON
+/// error and the connection closed, without `100 Continue` to a client that asked whether to send it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_gets_413_at_once() {
+    use std::io::{Read, Write};
+    let receiver = start(config(
+        &topk_testkit::unique_name("declared"),
+        &["--role=receiver", "--token=t", "--max-body-bytes=1000"],
+    ))
+    .await;
+    let addr = receiver.addr;
+    for expect in ["Expect: 100-continue\r\n", ""] {
+        let (answer, took) = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            let started = Instant::now();
+            write!(
+                stream,
+                "POST /v1/views HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\
+                 Content-Type: application/json\r\nContent-Length: 2147483648\r\n{expect}\r\n"
+            )
+            .unwrap();
+            // Read until the server closes; a server still waiting for the body fails the read's timeout.
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut answer = Vec::new();
+            let read = stream.read_to_end(&mut answer);
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            assert!(read.is_ok(), "{expect:?}: no answer yet: {answer:?}");
+            (answer, started.elapsed())
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{expect:?}: {answer}");
+        assert!(!answer.contains("100 Continue"), "{expect:?}: {answer}");
+        assert!(
+            answer.contains(r#"{"error":"the body is declared as 2147483648 bytes"#),
+            "{expect:?}: {answer}"
+        );
+        assert!(took < Duration::from_secs(2), "{expect:?}: {took:?}");
+    }
+    receiver.stop().await;
+}
+
+/// A client hammering with a wrong token cannot flood the log: the refusals of an interval are aggregated
+/// into one WARN line that counts them (the metric counts each).
+#[tokio::test(flavor = "current_thread")]
+async fn refused_tokens_are_logged_once_per_interval_with_their_count() {
+    use tower::ServiceExt;
+    let cfg = config(
+        &topk_testkit::unique_name("refusals"),
+        &["--role=receiver", "--token=right"],
+    );
+    let (capture, _guard) = topk_testkit::LogCapture::install();
+    let router = Application::build(cfg).await.unwrap().router();
+    for i in 0..300 {
+        let request = axum::http::Request::post("/v1/views")
+            .header("authorization", format!("Bearer wrong-{i}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"[{"videoId":"a"}]"#))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::UNAUTHORIZED);
+    }
+    let logged = capture.text();
+    let lines: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("missing or wrong bearer token"))
+        .collect();
+    // The 300 refusals take well under the 10 s interval: the first is logged, the rest counted for the next.
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains(r#""level":"WARN""#), "{}", lines[0]);
+    assert!(lines[0].contains(r#""refused":1"#), "{}", lines[0]);
+}

@@ -136,6 +136,20 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         (
+            "id `.` (a URL path resolves it away)",
+            r#"[{"videoId":"a"},{"videoId":"."}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id `..`",
+            r#"[{"videoId":".."}]"#.into(),
+            Some(TOKEN),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "id too long",
             format!(r#"[{{"videoId":"{long_id}"}}]"#),
             Some(TOKEN),
@@ -206,6 +220,13 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
+            "no Content-Type",
+            r#"[{"videoId":"a"}]"#.into(),
+            Some(TOKEN),
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
             "no token",
             r#"[{"videoId":"a"}]"#.into(),
             None,
@@ -229,13 +250,34 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         );
     }
     let (status, body) = s
-        .post_raw(r#"[{"videoId":"a"},{"videoId":"b c"}]"#, Some(TOKEN), None)
+        .post_raw(
+            r#"[{"videoId":"a"},{"videoId":"b c"}]"#,
+            Some(TOKEN),
+            Some("application/json"),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"].as_str().unwrap().starts_with("element 1:"),
         "{body}"
     );
+
+    // A client's field name is echoed cut short, however long it is.
+    let long_name = "n".repeat(1500);
+    let (status, body) = s
+        .post_raw(
+            format!(r#"[{{"videoId":"a","{long_name}":1}}]"#),
+            Some(TOKEN),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("element 0: unknown field \"nnn"),
+        "{error}"
+    );
+    assert!(error.len() < 200, "{} bytes: {error}", error.len());
 
     for (query, what) in [
         ("/v1/topk?window=week", "window"),

@@ -33,6 +33,7 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
         (two_hours_ago, Some(view("b", 5))),
         (now, Some(format!("[{}, {}]", view("a", 1), view("c", 3)))),
         (now, Some(r#"{"videoId": "bad id"}"#.into())),
+        (now, Some(r#"[{"videoId": "a"}, {"videoId": ".."}]"#.into())),
         (now, Some("[]".into())),
         (now, Some("not json".into())),
         (now, None),
@@ -43,14 +44,14 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
     produce(&broker, TOPIC, 2, &records).await;
 
     // The role reads everything (it stops only once the batch in hand is forwarded and committed): 6
-    // records forwarded, 5 dead-lettered (the empty array included), and the two ends.
+    // records forwarded, 6 dead-lettered (the empty array and the id `..` included), and the two ends.
     consume_until(&store, kafka_options(&broker, "topk"), || async {
-        store.dead_letters(100).await.unwrap().len() >= 7
+        store.dead_letters(100).await.unwrap().len() >= 8
     })
     .await;
     let dead = store.dead_letters(100).await.unwrap();
     let reasons: Vec<&str> = dead.iter().map(|(_, _, why, _)| why.as_str()).collect();
-    assert_eq!(dead.len(), 7, "{dead:?}");
+    assert_eq!(dead.len(), 8, "{dead:?}");
     assert!(dead
         .iter()
         .all(|(source, _, _, _)| source.starts_with("views/")));
@@ -60,6 +61,10 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
         "{reasons:?}"
     );
     assert!(dead.iter().any(|(_, _, _, v)| v == "not json"));
+    assert!(
+        reasons.iter().any(|r| r.contains("element 1: videoId")),
+        "{reasons:?}"
+    );
 
     // Applied: each view once, the back-dated ones outside the hour window but in the day's.
     apply_log(&store, "w", 100).await;
@@ -95,14 +100,14 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
         .unwrap_or_else(|(e, _)| panic!("second end of partition {p}: {e}"));
     }
     consume_until(&store, kafka_options(&broker, "again"), || async {
-        store.dead_letters(100).await.unwrap().len() >= 9
+        store.dead_letters(100).await.unwrap().len() >= 10
     })
     .await;
     assert_eq!(log_entries(&store).await, 0, "nothing new in the log");
     let again = store.dead_letters(100).await.unwrap();
-    assert_eq!(again.len(), 9, "{again:?}");
-    assert_eq!(again[..7], dead[..], "the first dead letters, once");
-    assert!(again[7..].iter().all(|(_, _, _, v)| v == "end again"));
+    assert_eq!(again.len(), 10, "{again:?}");
+    assert_eq!(again[..8], dead[..], "the first dead letters, once");
+    assert!(again[8..].iter().all(|(_, _, _, v)| v == "end again"));
     apply_log(&store, "w", 100).await;
     assert_eq!(window_counts(&store, Window::All).await, want);
 }
