@@ -107,12 +107,14 @@ impl LogEntry {
     }
 }
 
-/// Milliseconds since the epoch as plain digits, 0 to [`MAX_EVENT_MS`].
+/// An event time field: milliseconds since the epoch, digits only. A time too large for any calendar (a
+/// producer's microseconds, `i64::MAX`) is a time in the future like any other: the caller clamps it to the
+/// entry's own time, so the views count rather than being refused.
 fn parse_event_ms(raw: &str) -> Option<i64> {
-    if raw.is_empty() || raw.len() > 15 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    if raw.is_empty() || raw.len() > 40 || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    raw.parse().ok().filter(|t| *t <= MAX_EVENT_MS)
+    Some(raw.parse::<i64>().unwrap_or(i64::MAX))
 }
 
 /// Decodes the field/value pairs of a stream entry: one [`LINES_FIELD`], or (older entries) a field per video.
@@ -296,17 +298,18 @@ mod tests {
             LogEntry::decode(id(at), vec![lines.clone(), t("1800000000000")]).event_ms,
             at
         );
-        for bad in [
-            "",
-            "-1",
-            "+5",
-            "1.5",
-            " 1",
-            "1e3",
-            "x",
-            "99999999999999999999",
+        // Past any calendar (microseconds, i64::MAX, more): in the future, so at the id's time, and counted.
+        for far in [
             "253402300800000",
+            "1700000000000000",
+            "9223372036854775807",
+            "99999999999999999999",
         ] {
+            let e = LogEntry::decode(id(at), vec![lines.clone(), t(far)]);
+            assert!(e.views.is_ok(), "{far:?}");
+            assert_eq!(e.event_ms, at);
+        }
+        for bad in ["", "-1", "+5", "1.5", " 1", "1e3", "x"] {
             let e = LogEntry::decode(id(at), vec![lines.clone(), t(bad)]);
             assert!(e.views.is_err(), "{bad:?}");
             assert_eq!(e.event_ms, at);
@@ -444,15 +447,22 @@ mod tests {
             }
         }
 
-        /// An event time decodes exactly when it is plain digits of at most [`MAX_EVENT_MS`]; arbitrary text
-        /// never panics, and a valid one is kept (at most the id's time).
+        /// An event time decodes exactly when it is plain digits; arbitrary text never panics, and a valid
+        /// one is kept at most at the id's time (one too large for an i64 is in the future: the id's time).
         #[test]
         fn event_times_decode_exactly_valid_values(
-            raw in prop_oneof![(0..=MAX_EVENT_MS).prop_map(|t| t.to_string()), "\\PC{0,20}", "[-+0-9 ]{0,17}"],
+            raw in prop_oneof![
+                (0..=MAX_EVENT_MS).prop_map(|t| t.to_string()),
+                (MAX_EVENT_MS..=i64::MAX).prop_map(|t| t.to_string()),
+                "[0-9]{19,30}",
+                "\\PC{0,20}",
+                "[-+0-9 ]{0,17}",
+            ],
             at in 0i64..=MAX_EVENT_MS,
         ) {
             let e = LogEntry::decode(id(at), vec![(LINES_FIELD.into(), "a 1\n".into()), (EVENT_TIME_FIELD.into(), raw.clone())]);
-            let valid = raw.parse::<i64>().ok().filter(|t| (0..=MAX_EVENT_MS).contains(t) && raw.bytes().all(|b| b.is_ascii_digit()));
+            let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+            let valid = digits.then(|| raw.parse::<i64>().unwrap_or(i64::MAX));
             prop_assert_eq!(e.views.is_ok(), valid.is_some(), "{:?}", raw);
             prop_assert_eq!(e.event_ms, valid.map_or(at, |t| t.min(at)));
         }

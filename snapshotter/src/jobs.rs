@@ -29,7 +29,16 @@ pub struct MinuteReport {
     pub late_views: u64,
 }
 
-/// Writes every closed minute not yet in Postgres, per partition, from the partition's checkpoint on.
+/// Minutes closed for writing: per partition, its checkpoint and the closed minutes that have a frozen copy,
+/// and the last closed minute.
+#[derive(Debug)]
+pub struct Closed {
+    work: Vec<(u16, i64, Vec<i64>)>,
+    open_minute: i64,
+}
+
+/// Writes every closed minute not yet in Postgres, per partition, from the partition's checkpoint on:
+/// [`close_minutes`], then [`write_closed`].
 ///
 /// A minute is closed once every partition has applied its log past the minute's end. Catch-up is by design:
 /// after a missed tick, a stopped snapshotter or a Postgres outage, the next run writes every minute since
@@ -39,6 +48,19 @@ pub async fn snapshot_minutes(
     pool: &PgPool,
     now_ms: i64,
 ) -> anyhow::Result<MinuteReport> {
+    let closed = close_minutes(store, pool, now_ms).await?;
+    write_closed(store, pool, closed, now_ms).await
+}
+
+/// The first half of the minute job: closes, on every partition, the minutes after its checkpoint that every
+/// partition has applied past (each bucket frozen as it is now; views for those minutes applied from then on
+/// go to the late stream too). A job that stops after this (a crash, Postgres down) is redone from the same
+/// frozen copies by the next run.
+pub async fn close_minutes(
+    store: &RedisStore,
+    pool: &PgPool,
+    now_ms: i64,
+) -> anyhow::Result<Closed> {
     // A half-restored partition would be written as it is, and the rerun of the rebuild would then trust it.
     let interrupted = store.interrupted_rebuilds().await?;
     anyhow::ensure!(
@@ -55,7 +77,6 @@ pub async fn snapshot_minutes(
     // Minutes strictly before this one are closed.
     let open_minute = slices::minute_of(applied_through);
     let checkpoints = db::checkpoints(pool).await?;
-    let mut report = MinuteReport::default();
     let mut work = Vec::new();
     for p in store.keys().all_partitions() {
         let after = checkpoints
@@ -69,6 +90,19 @@ pub async fn snapshot_minutes(
             store.close_minutes(p, after, open_minute - 1).await?,
         ));
     }
+    Ok(Closed { work, open_minute })
+}
+
+/// The second half of the minute job: writes the closed minutes' frozen copies to Postgres with each
+/// partition's checkpoint, then the late views.
+pub async fn write_closed(
+    store: &RedisStore,
+    pool: &PgPool,
+    closed: Closed,
+    now_ms: i64,
+) -> anyhow::Result<MinuteReport> {
+    let Closed { work, open_minute } = closed;
+    let mut report = MinuteReport::default();
     // Every day written to, today and tomorrow get their partition before rows arrive.
     let today = db::minute_start(slices::minute_of(now_ms)).date_naive();
     let days: std::collections::BTreeSet<chrono::NaiveDate> = work

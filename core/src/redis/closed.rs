@@ -23,24 +23,38 @@ pub struct LateViews {
 
 impl RedisStore {
     /// Closes partition `p`'s minutes in `(after, through]` for the snapshotter (`lua/close_minutes.lua`):
-    /// freezes the bucket of each that has one and returns those minutes, oldest first.
+    /// freezes the bucket of each that has one and returns those minutes, oldest first. With
+    /// `TOPK_REDIS_WAIT_REPLICAS`, returns once that many replicas have the close: a failover must not move
+    /// the snapshot cursor back behind minutes about to be written (their late views would then be taken as
+    /// on time, and written twice).
     pub async fn close_minutes(&self, p: Partition, after: i64, through: i64) -> Result<Vec<i64>> {
         let k = &self.keys;
+        let waits = self.wait_replicas > 0;
         loop {
             let listed = self
                 .bucket_minutes(p, after, through.saturating_add(1))
                 .await?;
             let mut keys = vec![k.cursors(p), k.minute_index(p)];
-            let mut args = vec![after.to_string(), through.to_string()];
+            let mut args = vec![
+                after.to_string(),
+                through.to_string(),
+                u8::from(waits).to_string(),
+            ];
             for &m in &listed {
                 keys.extend([k.minute(p, m), k.sealed_minute(p, m), k.frozen_minute(p, m)]);
                 args.push(m.to_string());
             }
-            let closed: i64 = self.eval(&self.scripts.close_minutes, keys, args).await?;
+            let reply: Vec<Value> = self.eval(&self.scripts.close_minutes, keys, args).await?;
+            let closed = reply.first().and_then(ValueExt::as_i64).unwrap_or(-1);
             // -1: a worker indexed another minute between the listing and the script; list again.
-            if closed >= 0 {
-                return Ok(listed);
+            if closed < 0 {
+                continue;
             }
+            if let Some(replid) = reply.get(1).and_then(ValueExt::as_string) {
+                let writer = std::iter::once((replid, k.cursors(p))).collect();
+                self.wait_for_replicas(writer).await?;
+            }
+            return Ok(listed);
         }
     }
 

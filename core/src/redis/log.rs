@@ -21,7 +21,8 @@ pub enum LogRead {
 
 impl RedisStore {
     /// Creates the consumer group on every partition's log (and the log itself), if missing, after checking
-    /// the deployment's layout ([`RedisStore::check_layout`]).
+    /// the deployment's layout ([`RedisStore::check_layout`]), and marks every partition as keeping history
+    /// from now on.
     pub async fn ensure_log_groups(&self) -> Result<()> {
         self.check_layout().await?;
         for p in self.keys.all_partitions() {
@@ -30,7 +31,21 @@ impl RedisStore {
                 Err(StoreError::Redis(e)) if e.to_string().contains("BUSYGROUP") => {}
                 Err(e) => return Err(e),
             }
+            self.keep_history(p).await?;
         }
+        Ok(())
+    }
+
+    /// Gives partition `p` a snapshot cursor (-1: no minute closed yet) if it has none. From then on every view
+    /// the windows do not carry to history (one behind the day window, or a minute retired from it before the
+    /// snapshotter closed it) is kept in the late stream for the snapshotter, even before its first minute
+    /// job: a backfill older than a day on a new deployment reaches history. Without the cursor such views
+    /// were kept for nobody.
+    async fn keep_history(&self, p: Partition) -> Result<()> {
+        let cursors = self.keys.cursors(p);
+        let _: i64 = self
+            .on_key("HSETNX", &cursors, vec![cursors.as_str(), "snapshot", "-1"])
+            .await?;
         Ok(())
     }
 

@@ -118,10 +118,10 @@ impl RedisStore {
             day_from.to_string(),
         ];
         // Every minute through the checkpoint is in Postgres: closed, so that the day window never hands the
-        // restored minutes to the late stream (they would be written twice).
-        if let Some(id) = replay_after {
-            cursors.extend(["snapshot".into(), slices::minute_of(id.ms).to_string()]);
-        }
+        // restored minutes to the late stream (they would be written twice). Without a checkpoint none is
+        // closed (-1), and history is kept from here as on a new deployment (`ensure_log_groups`).
+        let snapshot = replay_after.map_or(-1, |id| slices::minute_of(id.ms));
+        cursors.extend(["snapshot".into(), snapshot.to_string()]);
         let _: Value = self.on_first_key("HSET", cursors).await?;
         // Restart the consumer group after the checkpoint, dropping its pending list: every entry after the
         // checkpoint is delivered again exactly once (workers must be stopped meanwhile).

@@ -10,7 +10,7 @@
 
 use super::client::{Value, ValueExt};
 use super::{RedisStore, Result, StoreError};
-use crate::batch::{EVENT_TIME_FIELD, LINES_FIELD};
+use crate::batch::{EVENT_TIME_FIELD, LINES_FIELD, MAX_EVENT_MS};
 use crate::domain::VideoId;
 use crate::keys::Partition;
 use std::collections::BTreeMap;
@@ -127,7 +127,9 @@ impl RedisStore {
         for r in records {
             args.extend([
                 r.offset.to_string(),
-                r.event_ms.max(0).to_string(),
+                // Past the last representable time it is in the future anyway: the worker clamps it to the
+                // entry's time (`LogEntry::decode`); here it only has to stay a number Lua reads exactly enough.
+                r.event_ms.clamp(0, MAX_EVENT_MS).to_string(),
                 r.lines.clone(),
             ]);
         }

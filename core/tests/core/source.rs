@@ -404,3 +404,25 @@ async fn a_dead_letter_is_kept_once_per_offset() {
         assert_eq!(offsets, [8, 9]);
     }
 }
+
+/// A producer's timestamp past any real time (microseconds taken for milliseconds, `i64::MAX`) is a time in
+/// the future: clamped to its entry's own time, as any future time is, and counted. Such records used to be
+/// taken and committed, then refused by the workers: counted nowhere.
+#[tokio::test]
+async fn records_dated_past_any_real_time_count_at_their_entry_time() {
+    let store = store("source_far_future", 2).await;
+    let src = source();
+    let microseconds = 1_700_000_000_000_000;
+    let mut all = Vec::new();
+    for (offset, event_ms, video) in [(1, microseconds, "micro"), (2, i64::MAX, "max")] {
+        all.extend(parts(&store, offset, event_ms, &[(video.to_owned(), 2)]));
+    }
+    for (p, record) in all {
+        store.append_source(p, &src, &[record]).await.unwrap();
+    }
+    assert_eq!(topk_testkit::fixtures::apply_log(&store, "w", 10).await, 4);
+    let all_time =
+        topk_testkit::fixtures::window_counts(&store, topk_core::domain::Window::All).await;
+    let expected = [("micro".to_owned(), 2), ("max".to_owned(), 2)];
+    assert_eq!(all_time, expected.into_iter().collect());
+}

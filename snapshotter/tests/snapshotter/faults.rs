@@ -129,3 +129,22 @@ async fn a_crash_between_copy_and_commit_writes_once() {
         "a third run wrote again"
     );
 }
+
+/// With `TOPK_REDIS_WAIT_REPLICAS`, closing minutes waits for the replicas as appends do: a close no replica
+/// confirmed (this Redis has none) stops the run before anything is written, since a failover could move the
+/// snapshot cursor back behind the minutes about to be written.
+#[tokio::test]
+async fn closing_minutes_waits_for_the_replicas() {
+    let cfg = topk_core::config::RedisConfig {
+        wait_replicas: 1,
+        redis_timeout_ms: 600,
+        ..topk_testkit::fixtures::redis_config("close_wait", 1)
+    };
+    let store = topk_testkit::fixtures::store_for(&cfg).await;
+    let pool = topk_testkit::fixtures::migrated_pool("close_wait").await;
+    let err = snapshot_minutes(&store, &pool, T0 + 10 * MIN)
+        .await
+        .expect_err("a close no replica confirmed must stop the run");
+    assert!(format!("{err:#}").contains("replicas confirmed"), "{err:#}");
+    assert!(stats(&pool).await.is_empty());
+}

@@ -10,7 +10,7 @@ use crate::helpers::{
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use topk_core::domain::{VideoId, Window};
-use topk_snapshotter::jobs::snapshot_minutes;
+use topk_snapshotter::jobs::{close_minutes, snapshot_minutes};
 use topk_snapshotter::rebuild::rebuild;
 use topk_snapshotter::verify::verify;
 use topk_testkit::fixtures::{apply_log, brute_force_window, window_counts};
@@ -32,6 +32,9 @@ pub(crate) struct Step {
     /// Redis's windows lost, the log kept: `rebuild-redis` replaces everything of each partition but its log,
     /// late stream and source offsets, and the workers replay the log after the checkpoint.
     rebuild: bool,
+    /// The snapshotter's run (if any) stops between closing its minutes and writing them (a crash, Postgres
+    /// lost): the next run redoes it.
+    interrupted: bool,
 }
 
 /// A step, with a rebuild at `rebuild_odds`.
@@ -53,30 +56,36 @@ pub(crate) fn step(rebuild_odds: f64) -> impl Strategy<Value = Step> {
             1 => (DAY - 5 * MIN..2 * DAY).prop_map(Some),
         ],
         prop::bool::weighted(rebuild_odds),
+        prop::bool::weighted(0.25),
     )
         .prop_map(
-            |(advance_ms, views, apply, retire, snapshot, backdate_ms, rebuild)| Step {
-                advance_ms,
-                views,
-                apply,
-                retire,
-                snapshot,
-                backdate_ms,
-                rebuild,
+            |(advance_ms, views, apply, retire, snapshot, backdate_ms, rebuild, interrupted)| {
+                Step {
+                    advance_ms,
+                    views,
+                    apply,
+                    retire,
+                    snapshot,
+                    backdate_ms,
+                    rebuild,
+                    interrupted,
+                }
             },
         )
 }
 
 /// Runs `steps` on a store and database of their own (named after `label`), then checks Postgres, the day and
-/// all-time windows and `verify` against the model.
-pub(crate) async fn check(steps: Vec<Step>, label: &str) {
+/// all-time windows and `verify` against the model. With `snapshotter_first`, the snapshotter runs once before
+/// any view is logged (as `run` does from the start); without, views (a backfill older than a day among them)
+/// may be applied before the partition's first minute job.
+pub(crate) async fn check(steps: Vec<Step>, snapshotter_first: bool, label: &str) {
     let store = redis(&topk_testkit::servers().redis_url, label, 2).await;
     let pool = database(label).await;
     // Two days in, so that back-dated views stay after T0.
     let mut now = T0 + 2 * DAY;
-    // The snapshotter runs from the start, as `run` does: a first run closes nothing yet but marks the partition
-    // as snapshotted, so that late views are kept for it.
-    snapshot_minutes(&store, &pool, now).await.unwrap();
+    if snapshotter_first {
+        snapshot_minutes(&store, &pool, now).await.unwrap();
+    }
     let mut events = Vec::new();
     let mut offset = 0;
     for s in &steps {
@@ -104,7 +113,9 @@ pub(crate) async fn check(steps: Vec<Step>, label: &str) {
             store.retire_all(now).await.unwrap();
             store.seal_all(now).await.unwrap();
         }
-        if s.snapshot {
+        if s.snapshot && s.interrupted {
+            close_minutes(&store, &pool, now).await.unwrap();
+        } else if s.snapshot {
             snapshot_minutes(&store, &pool, now).await.unwrap();
         }
         if s.rebuild {
@@ -143,9 +154,71 @@ proptest! {
     /// between workers' runs), with the retirer and the snapshotter running at random moments: Postgres ends
     /// with every view once at its own minute and in the totals, as the model counts them.
     #[test]
-    fn every_view_reaches_history_at_its_minute_once(steps in proptest::collection::vec(step(0.0), 1..20)) {
+    fn every_view_reaches_history_at_its_minute_once(
+        steps in proptest::collection::vec(step(0.0), 1..20),
+        snapshotter_first in prop::bool::weighted(0.5),
+    ) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        block_on(check(steps, &format!("late{case}")));
+        block_on(check(steps, snapshotter_first, &format!("late{case}")));
     }
+}
+
+/// The checks of a run: `video_stats`, `video_totals` and the all-time window hold `events`, and `verify`
+/// finds nothing, at `now`.
+async fn history_holds(
+    store: &topk_core::redis::RedisStore,
+    pool: &sqlx::PgPool,
+    events: &[(i64, String, u64)],
+    now: i64,
+) {
+    assert_eq!(stats(pool).await, per_minute(events, now), "video_stats");
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, v, n) in events {
+        *want.entry(v.clone()).or_default() += *n as i64;
+    }
+    assert_eq!(totals(pool).await, want, "video_totals");
+    assert_eq!(all_time(store).await, want, "the all-time window");
+    let diffs = verify(store, pool, now).await.unwrap();
+    assert!(diffs.is_empty(), "verify: {diffs:?}");
+}
+
+/// A minute job closes a minute that has no views yet, then stops before writing it; a back-dated view for
+/// that minute is applied; the next run must count the view once (it is in the minute's bucket and in the
+/// late stream: only one of them may reach history).
+#[tokio::test]
+async fn a_rerun_of_an_interrupted_minute_job_counts_a_late_view_once() {
+    let store = redis(&topk_testkit::servers().redis_url, "rerun_late", 1).await;
+    let pool = database("rerun_late").await;
+    let mut now = T0 + 2 * DAY;
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    now += 3 * MIN;
+    // Closes the two minutes just ended, both empty, and stops there.
+    close_minutes(&store, &pool, now).await.unwrap();
+    let minute_ms = now - 2 * MIN + 7_000;
+    let views = [(VideoId::parse("late").unwrap(), 3)];
+    log_backdated(&store, &views, 0, now, minute_ms).await;
+    apply_log(&store, "w", 10).await;
+    now += MIN;
+    store.retire_all(now).await.unwrap();
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    history_holds(&store, &pool, &[(minute_ms, "late".into(), 3)], now).await;
+}
+
+/// A backfill on a new deployment: views older than a day applied before any minute job has run on the
+/// partition reach history at their minutes once the snapshotter runs.
+#[tokio::test]
+async fn views_older_than_a_day_applied_before_the_first_minute_job_reach_history() {
+    let store = redis(&topk_testkit::servers().redis_url, "backfill", 2).await;
+    let pool = database("backfill").await;
+    let now = T0 + 3 * DAY;
+    let old = now - 2 * DAY;
+    let views = [(VideoId::parse("old").unwrap(), 4)];
+    log_backdated(&store, &views, 0, now, old).await;
+    apply_log(&store, "w", 10).await;
+    // The retirer runs every few hundred ms, before the first minute job: it takes the view out of the
+    // windows it is too old for.
+    store.retire_all(now).await.unwrap();
+    snapshot_minutes(&store, &pool, now).await.unwrap();
+    history_holds(&store, &pool, &[(old, "old".into(), 4)], now).await;
 }

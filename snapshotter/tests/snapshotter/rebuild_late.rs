@@ -16,9 +16,12 @@ proptest! {
     /// snapshotter and `rebuild-redis` at random moments: in the end Postgres and the day and all-time windows
     /// hold every view once, as the model counts them.
     #[test]
-    fn rebuild_counts_every_back_dated_view_once(steps in proptest::collection::vec(step(0.3), 1..16)) {
+    fn rebuild_counts_every_back_dated_view_once(
+        steps in proptest::collection::vec(step(0.3), 1..16),
+        snapshotter_first in prop::bool::weighted(0.5),
+    ) {
         static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        block_on(check(steps, &format!("rebuild_late{case}")));
+        block_on(check(steps, snapshotter_first, &format!("rebuild_late{case}")));
     }
 }
