@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, the deployment files, every cargo test, the local
-# stack's scripts, the OpenAPI fuzzing, then the interface contract check when ../shared/contract/check
-# exists. The tests start their own private redis-server, PostgreSQL and Kafka-compatible broker (tansu) on
-# free ports (they do not use what scripts/up.sh runs, and scripts/check-up.sh runs up.sh on a TOPK_HOME and
-# ports of its own), so only the programs must be here; tansu is built once into a cache (about 35 minutes on
-# 2 cores, the first time on a machine only).
+# The whole test suite, as CI runs it: formatting, lints, the deployment files, the docs' links, every cargo
+# test, the local stack's scripts, the OpenAPI fuzzing, then the interface contract check when
+# ../shared/contract/check exists. The tests start their own private redis-server, PostgreSQL and
+# Kafka-compatible broker (tansu) on free ports (they do not use what scripts/up.sh runs, and
+# scripts/check-up.sh runs up.sh on a TOPK_HOME and ports of its own), so only the programs must be here;
+# tansu is built once into a cache (about 35 minutes on 2 cores, the first time on a machine only).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -48,6 +48,8 @@ stage fmt "cargo fmt --all -- --check" cargo fmt --all -- --check
 stage clippy "cargo clippy --workspace --all-targets -- -D warnings" \
 	cargo clippy --workspace --all-targets -- -D warnings
 stage deploy "scripts/check-deploy.sh: alert rules, scrape config, dashboard, Kubernetes manifests and compose file checked offline" "$TOPK_ROOT/scripts/check-deploy.sh"
+stage links "scripts/check-links.sh: every relative link of every Markdown file resolves (file and #anchor)" \
+	"$TOPK_ROOT/scripts/check-links.sh"
 stage broker "ensure_tansu: the Kafka-compatible broker of the Kafka source's tests (built once, then cached)" \
 	ensure_tansu
 stage test "cargo test --workspace" cargo_test
