@@ -145,9 +145,9 @@ require_free_port() {
 # --- Redis --------------------------------------------------------------------------------------
 # Append-only with fsync every second: an acknowledged view survives a Redis restart, but a crash of
 # the machine (not of Redis) can lose about the last second of views answered 202.
-# TOPK_REDIS_APPENDFSYNC=always fsyncs before every answer instead (README: Durability). No RDB snapshots besides
-# (save ""): the log already makes the data durable, and Redis's default rules would fork the whole
-# dataset every minute under load, a core's worth of work for seconds each time.
+# TOPK_REDIS_APPENDFSYNC=always fsyncs before every answer instead (docs/architecture.md: Durability).
+# No RDB snapshots besides (save ""): the log already makes the data durable, and Redis's default rules
+# would fork the whole dataset every minute under load, a core's worth of work for seconds each time.
 # A cluster's nodes are set up the same way, each in its own folder.
 cluster_pids=()
 for f in "$RUN_DIR"/redis-*.pid; do

@@ -75,7 +75,7 @@ pub struct IngestConfig {
     /// How long a batch's `Idempotency-Key` is remembered: the same batch sent again with the same key within
     /// this time is answered 202 and stored once. At least a minute, and twice the request or Redis timeout,
     /// whichever is longer (refused at start otherwise); a 503 says how long its key can be retried. Each key costs Redis about 200 bytes per partition its batch
-    /// touches (README, "Retries").
+    /// touches (docs/http-api.md, "Retries").
     #[arg(long, env = "TOPK_IDEMPOTENCY_RETENTION_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_retention_secs: u64,
     /// Which parts to run.

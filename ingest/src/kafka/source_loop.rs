@@ -202,7 +202,7 @@ async fn watch_offsets(
                     topic = %topic, partition, end, taken,
                     "Kafka partition's offsets went back below what the logs have taken (topic recreated, or \
                      records lost by the broker): its records are dropped as already forwarded until they pass \
-                     the kept offset; see README, Known limits"
+                     the kept offset; see docs/known-limits.md"
                 );
             }
         }

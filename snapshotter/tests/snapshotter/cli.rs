@@ -1,5 +1,5 @@
 //! The command line: the subcommands the scripts, the compose file and the fault suite run, and the defaults
-//! the README documents.
+//! docs/operating.md documents.
 
 use clap::Parser;
 use topk_snapshotter::cli::{Cli, Command};

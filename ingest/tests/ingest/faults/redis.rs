@@ -125,7 +125,8 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
     let after = after.finish().await;
     drain(&store, Duration::from_secs(30)).await;
 
-    // Per the runbook: stop the workers, lose Redis, rebuild, start the workers again.
+    // Per the runbook (docs/runbook.md, "Redis lost"): stop the workers, lose Redis, rebuild, start the
+    // workers again.
     ingest.terminate(Duration::from_secs(10)).await;
     for p in store.keys().all_partitions() {
         assert_eq!(
@@ -219,8 +220,8 @@ async fn redis_frozen_gives_bounded_503_never_202_never_hangs() {
     freeze_redis_under_load(false).await;
 }
 
-/// Guarantee 5's "never 202 for a view it did not store" has a converse the README promises: a batch
-/// answered 503 is not written later. With Redis frozen, the append is already on the socket when the
+/// Guarantee 5's "never 202 for a view it did not store" has a converse docs/architecture.md promises:
+/// a batch answered 503 is not written later. With Redis frozen, the append is already on the socket when the
 /// receiver's command times out, and Redis runs it when it thaws; the script then finds its deadline passed
 /// (`lua/append.lua`) and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -350,9 +350,9 @@ async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
 /// A topic deleted and created again under its name (here: a memory broker restarted empty and the topic
 /// created again) restarts its offsets below what the logs have taken: the role reports it within seconds of
 /// starting, as an error naming the partition and `topk_kafka_partitions_gone_back` on its admin address
-/// (alert `TopkKafkaOffsetsWentBack`), and the new records are dropped, never counted twice (README, Known
-/// limits). The role is restarted across the recreation, as its supervisor would after librdkafka 2.12
-/// crashed under it (it can, when a live consumer's topic is recreated).
+/// (alert `TopkKafkaOffsetsWentBack`), and the new records are dropped, never counted twice
+/// (docs/known-limits.md, Kafka). The role is restarted across the recreation, as its supervisor would
+/// after librdkafka 2.12 crashed under it (it can, when a live consumer's topic is recreated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_topic_is_reported_as_gone_back() {
     let (mut broker, env, store, _worker) =
