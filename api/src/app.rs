@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use topk_core::http::{with_json_errors, with_request_metrics, OnFailure, Readiness, Service};
 use topk_core::metrics::Part;
-use topk_core::redis::RedisStore;
+use topk_core::redis::{RankingReads, RedisStore};
 use topk_core::supervise::{Liveness, Supervisor};
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
@@ -18,8 +18,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// What every handler shares.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    /// Redis: the live windows and counts.
-    pub store: RedisStore,
+    /// Redis, read only: the live windows and counts (the API's only handle on Redis).
+    pub reads: RankingReads,
     /// Postgres: the ranking snapshots behind history (connected lazily).
     pub db: sqlx::PgPool,
     /// The merged top list of each window, shared by requests.
@@ -99,9 +99,9 @@ impl Application {
             admin,
             state: AppState {
                 readiness: Readiness::new(liveness.clone())
-                    .with_redis(store.clone())
+                    .with_redis(store.rankings())
                     .with_postgres(db.clone(), OnFailure::Degrades("history")),
-                store,
+                reads: store.rankings(),
                 db,
                 rankings: std::sync::Arc::new(cache::RankingCache::new(
                     std::time::Duration::from_millis(config.ranking_cache_ms),
@@ -130,7 +130,6 @@ impl Application {
             topk_core::serve::serve(self.listener, app, &self.http, stop.clone()),
             tasks.wait()
         );
-        self.state.store.quit().await;
         tracing::info!("api stopped");
         supervised.and(serving.map_err(anyhow::Error::from))
     }

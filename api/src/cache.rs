@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use topk_core::domain::{RankedVideo, TopK, Window, MAX_K};
-use topk_core::redis::{RedisStore, StoreError};
+use topk_core::redis::{RankingReads, StoreError};
 
 type Ranking = Arc<CachedRanking>;
 
@@ -150,42 +150,42 @@ impl RankingCache {
     }
 
     /// Reads the whole top list of `window`; returns it with the moment the read started.
-    async fn read(store: &RedisStore, window: Window) -> Result<(Instant, Ranking), StoreError> {
+    async fn read(reads: &RankingReads, window: Window) -> Result<(Instant, Ranking), StoreError> {
         let (started, as_of) = (Instant::now(), Utc::now());
-        let top = store.top(window, TopK::new(MAX_K).expect("max k")).await?;
+        let top = reads.top(window, TopK::new(MAX_K).expect("max k")).await?;
         Ok((started, Arc::new(CachedRanking::read_at(top, as_of))))
     }
 
     /// The top `k` of `window`, at most `ttl` plus one refresh old.
     pub async fn top(
         &self,
-        store: &RedisStore,
+        reads: &RankingReads,
         window: Window,
         k: TopK,
     ) -> Result<Vec<RankedVideo>, StoreError> {
-        Ok(self.ranking(store, window, k).await?.top(k))
+        Ok(self.ranking(reads, window, k).await?.top(k))
     }
 
     /// [`Self::top`] as a JSON array, and when its read started.
     pub async fn top_json(
         &self,
-        store: &RedisStore,
+        reads: &RankingReads,
         window: Window,
         k: TopK,
     ) -> Result<(Bytes, DateTime<Utc>), StoreError> {
-        let ranking = self.ranking(store, window, k).await?;
+        let ranking = self.ranking(reads, window, k).await?;
         Ok((ranking.top_json(k), ranking.as_of))
     }
 
     /// The 1-based rank of `video` in `window`'s top [`MAX_K`], if it is there.
     pub async fn rank_of(
         &self,
-        store: &RedisStore,
+        reads: &RankingReads,
         window: Window,
         video: &str,
     ) -> Result<Option<usize>, StoreError> {
         let whole = TopK::new(MAX_K).expect("max k");
-        Ok(self.ranking(store, window, whole).await?.rank_of(video))
+        Ok(self.ranking(reads, window, whole).await?.rank_of(video))
     }
 
     /// How long a ranking is shared (zero: never).
@@ -196,13 +196,13 @@ impl RankingCache {
     /// A ranking holding at least the top `k` of `window`.
     async fn ranking(
         &self,
-        store: &RedisStore,
+        reads: &RankingReads,
         window: Window,
         k: TopK,
     ) -> Result<Ranking, StoreError> {
         if self.ttl.is_zero() {
             let as_of = Utc::now();
-            let top = Arc::new(CachedRanking::read_at(store.top(window, k).await?, as_of));
+            let top = Arc::new(CachedRanking::read_at(reads.top(window, k).await?, as_of));
             record_age(window, Duration::ZERO);
             return Ok(top);
         }
@@ -219,10 +219,10 @@ impl RankingCache {
             (entry.top.clone(), refresh)
         };
         if refresh {
-            let (store, slot) = (store.clone(), slot.clone());
+            let (reads, slot) = (reads.clone(), slot.clone());
             tokio::spawn(async move {
                 let _refreshing = Refreshing(slot.clone());
-                let read = Self::read(&store, window).await;
+                let read = Self::read(&reads, window).await;
                 let mut entry = slot.lock().expect("cache lock");
                 match read {
                     Ok((started, top)) => entry.keep_newer(started, top),
@@ -236,7 +236,7 @@ impl RankingCache {
         let (started, top) = match current {
             Some(current) if current_is_usable(&slot, self.ttl) => current,
             _ => {
-                let (started, top) = Self::read(store, window).await?;
+                let (started, top) = Self::read(reads, window).await?;
                 slot.lock()
                     .expect("cache lock")
                     .keep_newer(started, top.clone());

@@ -65,7 +65,7 @@ pub async fn topk(
     // The cache keeps each ranking serialized: the body is a copied prefix of its bytes.
     let (body, as_of) = state
         .rankings
-        .top_json(&state.store, window, k)
+        .top_json(&state.reads, window, k)
         .await
         .map_err(|e| ApiError::unavailable("the rankings (Redis)", &e))?;
     let as_of = as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -55,14 +55,14 @@ pub async fn video(
 ) -> Result<Json<VideoViews>, ApiError> {
     let video = parse_video_id(&raw)?;
     let counts = state
-        .store
+        .reads
         .video_counts(&video)
         .await
         .map_err(|e| ApiError::unavailable("the counts (Redis)", &e))?;
     let get = |w| counts.iter().find(|(x, _)| *x == w).map_or(0, |(_, n)| *n);
     use topk_core::domain::Window::*;
     // From the shared top 1000 of each window: no extra Redis read while the cache is fresh.
-    let (rankings, store, id) = (&state.rankings, &state.store, video.as_str());
+    let (rankings, store, id) = (&state.rankings, &state.reads, video.as_str());
     let rank = |w| async move {
         rankings
             .rank_of(store, w, id)

@@ -142,7 +142,7 @@ async fn measure(
     let bar = phases::progress("removing the benchmark's keys");
     for store in &stores {
         // Best effort: a failure here must not hide the measurement's own outcome.
-        if let Err(e) = store.delete_all_keys().await {
+        if let Err(e) = store.measures().delete_all_keys().await {
             tracing::warn!(error = %e, prefix = %store.keys().pattern("*"), "could not remove the benchmark's keys");
         }
     }

@@ -85,27 +85,27 @@ impl KeySchema {
     }
 
     /// The record of a batch's `Idempotency-Key` on partition `p`, written with the partition's entry.
-    pub fn idempotency(&self, p: Partition, key: &IdempotencyKey) -> String {
+    pub(crate) fn idempotency(&self, p: Partition, key: &IdempotencyKey) -> String {
         self.key(p, &format!("idem:{}", key.as_str()))
     }
 
     /// Which batch an `Idempotency-Key` belongs to (the batch's fingerprint), on a partition chosen by the key
     /// alone: every append under the key claims it first, whatever partitions its batch touches, so the same
     /// key with another batch is refused before anything is written.
-    pub fn idempotency_claim(&self, key: &IdempotencyKey) -> String {
+    pub(crate) fn idempotency_claim(&self, key: &IdempotencyKey) -> String {
         let home = self.hash_to_partition(key.as_str());
         self.key(home, &format!("idem-batch:{}", key.as_str()))
     }
 
     /// The last offset of each source partition (`topic/partition`) that partition `p`'s log has taken.
-    pub fn source_offsets(&self, p: Partition) -> String {
+    pub(crate) fn source_offsets(&self, p: Partition) -> String {
         self.key(p, "sources")
     }
 
     pub fn log(&self, p: Partition) -> String {
         self.key(p, "log")
     }
-    pub fn cursors(&self, p: Partition) -> String {
+    pub(crate) fn cursors(&self, p: Partition) -> String {
         self.key(p, "cursor")
     }
     /// The hash of a window's counts per video.
@@ -113,28 +113,28 @@ impl KeySchema {
         self.key(p, &format!("w:{}", w.as_str()))
     }
     /// The sorted set of a window's leaders, which rankings read.
-    pub fn leaders(&self, p: Partition, w: Window) -> String {
+    pub(crate) fn leaders(&self, p: Partition, w: Window) -> String {
         self.key(p, &format!("top:{}", w.as_str()))
     }
     /// Per window, the leader thresholds and refill state.
-    pub fn leader_state(&self, p: Partition) -> String {
+    pub(crate) fn leader_state(&self, p: Partition) -> String {
         self.key(p, "lead")
     }
-    pub fn slice5(&self, p: Partition, slice: i64) -> String {
+    pub(crate) fn slice5(&self, p: Partition, slice: i64) -> String {
         self.key(p, &format!("s5:{slice}"))
     }
     /// A minute's open string of appended lines, written by the workers until the minute is sealed.
-    pub fn minute(&self, p: Partition, minute: i64) -> String {
+    pub(crate) fn minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("m:{minute}"))
     }
     /// A minute's sealed blob.
-    pub fn sealed_minute(&self, p: Partition, minute: i64) -> String {
+    pub(crate) fn sealed_minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("mz:{minute}"))
     }
     /// Late views: views applied after their minute's bucket was closed to writes (the snapshotter wrote the
     /// minute, or the day window retired it), as stream entries of a minute and its lines, for the snapshotter
     /// to add to history.
-    pub fn late(&self, p: Partition) -> String {
+    pub(crate) fn late(&self, p: Partition) -> String {
         self.key(p, "late")
     }
     /// What the workers had applied of the log past the checkpoint when `rebuild-redis` started (a hash: the
@@ -143,17 +143,17 @@ impl KeySchema {
         self.key(p, "replay")
     }
     /// A minute's bucket frozen when the snapshotter closed the minute: what it writes to Postgres.
-    pub fn frozen_minute(&self, p: Partition, minute: i64) -> String {
+    pub(crate) fn frozen_minute(&self, p: Partition, minute: i64) -> String {
         self.key(p, &format!("mf:{minute}"))
     }
     /// Minutes with an open string not yet sealed.
-    pub fn open_minutes(&self, p: Partition) -> String {
+    pub(crate) fn open_minutes(&self, p: Partition) -> String {
         self.key(p, "open")
     }
-    pub fn slice5_index(&self, p: Partition) -> String {
+    pub(crate) fn slice5_index(&self, p: Partition) -> String {
         self.key(p, "s5idx")
     }
-    pub fn minute_index(&self, p: Partition) -> String {
+    pub(crate) fn minute_index(&self, p: Partition) -> String {
         self.key(p, "midx")
     }
     /// Kafka records that could not be read (the dead letters), one stream outside any partition.
@@ -163,18 +163,18 @@ impl KeySchema {
 
     /// Per source partition, the last offset kept as a dead letter: hash-tagged with the stream's whole name,
     /// so that both are in one Redis Cluster slot and one script checks and writes them.
-    pub fn dead_letter_offsets(&self) -> String {
+    pub(crate) fn dead_letter_offsets(&self) -> String {
         format!("{{{}}}:offsets", self.dead_letters())
     }
 
     /// The deployment's recorded layout (partition count and key layout version): one key, outside any
     /// partition.
-    pub fn layout(&self) -> String {
+    pub(crate) fn layout(&self) -> String {
         format!("{}:layout", self.prefix)
     }
 
     /// The layout this process is configured with, as [`Self::layout`] records it.
-    pub fn layout_value(&self) -> String {
+    pub(crate) fn layout_value(&self) -> String {
         format!("partitions={} keys={LAYOUT_VERSION}", self.partitions)
     }
 
@@ -184,12 +184,12 @@ impl KeySchema {
     }
 
     /// A SCAN pattern for the sealed minutes of every partition.
-    pub fn sealed_minute_pattern(&self) -> String {
+    pub(crate) fn sealed_minute_pattern(&self) -> String {
         self.pattern("{*}:mz:*")
     }
 
     /// A SCAN pattern for every key of partition `p`.
-    pub fn partition_pattern(&self, p: Partition) -> String {
+    pub(crate) fn partition_pattern(&self, p: Partition) -> String {
         self.key(p, "*")
     }
 
@@ -199,7 +199,7 @@ impl KeySchema {
     }
 
     /// The bucket key of a sliding window's slice: 5-second slices for the minute window, minutes otherwise.
-    pub fn slice_bucket(&self, p: Partition, w: Window, slice: i64) -> String {
+    pub(crate) fn slice_bucket(&self, p: Partition, w: Window, slice: i64) -> String {
         match w {
             Window::Minute => self.slice5(p, slice),
             _ => self.minute(p, slice),
@@ -208,7 +208,12 @@ impl KeySchema {
 
     /// The sealed form of a sliding window's slice: minutes are sealed, 5-second slices are not (they live a
     /// minute). `None` for the minute window.
-    pub fn sealed_slice_bucket(&self, p: Partition, w: Window, slice: i64) -> Option<String> {
+    pub(crate) fn sealed_slice_bucket(
+        &self,
+        p: Partition,
+        w: Window,
+        slice: i64,
+    ) -> Option<String> {
         match w {
             Window::Minute => None,
             _ => Some(self.sealed_minute(p, slice)),
@@ -216,7 +221,7 @@ impl KeySchema {
     }
 
     /// The index of which slices exist for a sliding window.
-    pub fn slice_index(&self, p: Partition, w: Window) -> String {
+    pub(crate) fn slice_index(&self, p: Partition, w: Window) -> String {
         match w {
             Window::Minute => self.slice5_index(p),
             _ => self.minute_index(p),

@@ -9,8 +9,11 @@
 //! - [`lines`]: the `<video id> <count>` line format of log entries, minute buckets and sealed minutes.
 //! - [`batch`]: log entries, their codec, and aggregation of a batch per (slice, video).
 //! - [`sealed`]: the packed form of a closed minute, which the day window's tail keeps.
-//! - [`redis`]: [`redis::RedisStore`], every Redis call (the Redis client, redis-rs, lives only here), one file per concern (log,
-//!   windows, rankings, buckets, inspect, restore, clock), and the Lua scripts in `redis/lua/`.
+//! - [`wire`]: the view wire format (a batch's JSON elements) that HTTP and Kafka both parse.
+//! - [`redis`]: every Redis call (the Redis client, redis-rs, lives only here), behind one handle per role:
+//!   [`redis::LogWriter`], [`redis::WindowApplier`], [`redis::LogState`], [`redis::RankingReads`],
+//!   [`redis::HistoryFeed`], [`redis::Recovery`], handed out by [`redis::RedisStore`]; the Lua scripts in
+//!   `redis/lua/`.
 //! - [`db`]: Postgres: the pool, the migrations (`MIGRATOR`), minutes and checkpoints, ranking snapshots,
 //!   restore reads and `video_stats` retention, one file each.
 //! - [`http`]: the JSON error type, health routes, bearer tokens and the server loop both services share.
@@ -18,10 +21,10 @@
 //! - [`metrics`]: every Prometheus metric topk exports (the catalog), the recorder and `/metrics`'s text.
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
-//! Data moves: receiver → [`redis::RedisStore::append`] (log) → worker [`redis::RedisStore::read_log`] →
-//! [`batch::aggregate`] → [`redis::RedisStore::apply`] (counts + ack in one script) → retirer
-//! [`redis::RedisStore::retire_all`] and [`redis::RedisStore::seal_all`] → API [`redis::RedisStore::top`];
-//! snapshotter [`redis::RedisStore::minute_counts`] → [`db::write_minutes`].
+//! Data moves: receiver ([`wire::parse_batch`]) → [`redis::LogWriter::append`] (log) → worker
+//! [`redis::WindowApplier::step`] (read, [`batch::aggregate`], apply with the acknowledgement in one script)
+//! → retirer [`redis::WindowApplier::retire_window`] and [`redis::WindowApplier::seal_all`] → API
+//! [`redis::RankingReads::top`]; snapshotter [`redis::HistoryFeed::close_minutes`] → [`db::write_minutes`].
 
 pub mod batch;
 pub mod config;
@@ -38,6 +41,7 @@ pub mod shutdown;
 pub mod slices;
 pub mod supervise;
 pub mod telemetry;
+pub mod wire;
 
 // The server loop is used by both services by this short path.
 pub use http::serve;

@@ -16,14 +16,14 @@ use topk_core::http::{
     REFUSAL_LOG_INTERVAL,
 };
 use topk_core::metrics::Part;
-use topk_core::redis::{RedisStore, StoreError};
+use topk_core::redis::{LogState, LogWriter, RedisStore, StoreError, WindowApplier};
 use topk_core::supervise::{Liveness, Supervisor};
 
 /// What every handler shares.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    /// Redis: the log the receiver appends to.
-    pub store: RedisStore,
+    /// Redis: the log the receiver appends to (its only handle on Redis).
+    pub writer: LogWriter,
     /// The settings, for the body and batch limits.
     pub config: Arc<IngestConfig>,
     /// The tokens that may write (None: no authentication), parsed once from the configuration.
@@ -56,6 +56,8 @@ pub struct Application {
     admin: Option<TcpListener>,
     state: AppState,
     liveness: Liveness,
+    /// The connection, from which each role this process runs takes its own handle.
+    redis: RedisStore,
 }
 
 impl Application {
@@ -89,7 +91,7 @@ impl Application {
             .with_generated_key_retention(std::time::Duration::from_secs(
                 config.idempotency_retention_secs,
             ));
-        match store.ensure_log_groups().await {
+        match store.applier().ensure_log_groups().await {
             Ok(()) => {}
             Err(e @ (StoreError::Layout { .. } | StoreError::Config(_))) => return Err(e.into()),
             // Redis may come later: the workers create the groups on their first successful step.
@@ -99,7 +101,7 @@ impl Application {
         let liveness = Liveness::default();
         let reported = backlog.clone();
         let readiness = Readiness::new(liveness.clone())
-            .with_redis(store.clone())
+            .with_redis(store.log_state())
             .with("backlog", move || {
                 let report = reported.report();
                 Box::pin(async move { Ok(report) })
@@ -108,7 +110,7 @@ impl Application {
             listener,
             admin,
             state: AppState {
-                store,
+                writer: store.writer(),
                 tokens,
                 refusals: Arc::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)),
                 backlog,
@@ -116,6 +118,7 @@ impl Application {
                 config: Arc::new(config),
             },
             liveness,
+            redis: store,
         })
     }
 
@@ -150,37 +153,38 @@ impl Application {
             topk_core::http::admin::spawn(&mut tasks, admin, self.state.readiness.clone(), &stop);
         }
         // Backpressure and the backlog and freshness metrics, in every role.
-        let (backlog, store, watching) = (
+        let (backlog, log, watching) = (
             self.state.backlog.clone(),
-            self.state.store.clone(),
+            self.redis.log_state(),
             stop.clone(),
         );
         tasks.spawn("log watch", async move {
-            log_watch::run(store, backlog, watching).await;
+            log_watch::run(log, backlog, watching).await;
             Ok(())
         });
         if config.role == Role::Kafka {
-            let (store, backlog, stopping) = (
-                self.state.store.clone(),
+            let (writer, backlog, stopping) = (
+                self.redis.writer(),
                 self.state.backlog.clone(),
                 stop.clone(),
             );
             let options = config.kafka_options()?;
             tasks.spawn(
                 "kafka source",
-                kafka::run(store, options, backlog, stopping),
+                kafka::run(writer, options, backlog, stopping),
             );
         } else if config.role != Role::Receiver {
             // The workers wait for Redis in a task of their own, so that the receiver (role `all`) serves
             // `/healthz` and a 503 `/readyz` meanwhile instead of answering nothing.
-            let (store, stopping, liveness) = (
-                self.state.store.clone(),
+            let (applier, log, stopping, liveness) = (
+                self.redis.applier(),
+                self.redis.log_state(),
                 stop.clone(),
                 self.liveness.clone(),
             );
             tasks.spawn(
                 "workers",
-                run_workers(store, config.clone(), stopping, liveness),
+                run_workers(applier, log, config.clone(), stopping, liveness),
             );
         }
         let served = if let Some(listener) = self.listener {
@@ -195,7 +199,7 @@ impl Application {
         } else {
             tasks.wait().await
         };
-        self.state.store.quit().await;
+        self.redis.quit().await;
         match &served {
             Ok(()) => tracing::info!("ingest stopped"),
             Err(e) => tracing::error!(
@@ -211,22 +215,23 @@ impl Application {
 /// partition and the retirer under a supervisor of their own until `stop`: one of them dying ends this task
 /// with its cause, which stops the process.
 async fn run_workers(
-    store: RedisStore,
+    applier: WindowApplier,
+    log: LogState,
     config: Arc<IngestConfig>,
     stop: CancellationToken,
     liveness: Liveness,
 ) -> anyhow::Result<()> {
-    if !worker::wait_for_log_groups(&store, &stop).await? {
+    if !worker::wait_for_log_groups(&applier, &log, &stop).await? {
         return Ok(());
     }
     let options = WorkerOptions::from_config(&config);
     tracing::info!(consumer = %options.consumer, partitions = config.redis.partitions, "workers starting");
     let mut tasks = Supervisor::new(stop.clone(), liveness);
-    worker::spawn(&mut tasks, &store, &options, &stop);
+    worker::spawn(&mut tasks, &applier, &options, &stop);
     let (interval, retention) = (
         config.retire_interval(),
         std::time::Duration::from_secs(config.log_retention_secs),
     );
-    retirer::spawn(&mut tasks, &store, interval, retention, &stop);
+    retirer::spawn(&mut tasks, &applier, interval, retention, &stop);
     tasks.wait().await
 }

@@ -8,7 +8,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use topk_core::redis::{RedisStore, StoreError};
 
 /// How often the backlog is measured: one XPENDING and one XINFO GROUPS per partition each time.
 pub const REFRESH: Duration = Duration::from_millis(200);
@@ -63,12 +62,6 @@ impl Backlog {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Measures the backlog of every partition, summed.
-    pub async fn measure(store: &RedisStore) -> Result<u64, StoreError> {
-        let positions = crate::log_watch::measure(store).await?;
-        Ok(positions.iter().map(|p| p.backlog).sum())
     }
 
     /// The state `/readyz` reports: the backlog, the limit, and whether the receiver refuses views for it.

@@ -5,21 +5,24 @@
 //!   routes, merged in [`app::router`], and the worker and retirer loops, all stopped by one token.
 //! - [`config`]: settings and roles (receiver, worker, or both in one process).
 //! - [`openapi`](mod@openapi): the receiver's OpenAPI document and `GET /openapi.json`.
-//! - [`receiver`]: `POST /v1/views` and its router: check the token and backlog before the body is read,
-//!   validate the whole batch, append it to the partitioned log, answer 202.
+//! - [`admission`]: what `POST /v1/views` checks before its body is read (token, declared size, media type,
+//!   backlog).
+//! - [`receiver`]: `POST /v1/views` and its router: validate the whole batch (core's wire format), append it
+//!   to the partitioned log, answer 202.
 //! - [`backpressure`]: the log's backlog limit: over it the receiver answers 503.
 //! - [`log_watch`]: measures the log in the background, for backpressure and the backlog and freshness metrics.
-//! - [`worker`]: per partition, read the log in a consumer group, aggregate, apply with the acknowledgement in
-//!   one script call; claim what dead workers left pending. [`worker::spawn`] starts one loop per partition
+//! - [`worker`]: one loop per partition running core's apply step (read the log in a consumer group,
+//!   aggregate, apply with the acknowledgement in one script call; claim what dead workers left pending). [`worker::spawn`] starts one loop per partition
 //!   with [`worker::WorkerOptions`].
 //! - [`kafka`]: the Kafka source (role `kafka`): records consumed in a group, validated like a POST's
 //!   elements, appended exactly once per topk partition by Kafka offset ([`kafka::forward()`]), then committed;
 //!   malformed ones to the dead-letter stream.
 //! - [`retirer`]: subtract slices that left a window, once; trim the acknowledged log past its retention.
 //!
-//! Views move: HTTP → [`receiver`] (or Kafka → [`kafka`]) → Redis stream `{p}:log` → [`worker::step`] → window sets → `topk-api`.
+//! Views move: HTTP → [`receiver`] (or Kafka → [`kafka`]) → Redis stream `{p}:log` → [`WindowApplier::step`](topk_core::redis::WindowApplier::step) → window sets → `topk-api`.
 
 // The root re-exports what callers name without a module: other crates, the tests, the binary.
+pub mod admission;
 pub mod app;
 pub mod backpressure;
 pub mod config;

@@ -7,12 +7,11 @@ use crate::backpressure::{Backlog, REFRESH};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-use topk_core::redis::{LogPosition, RedisStore, StoreError};
+use topk_core::redis::{LogPosition, LogState, StoreError};
 
 /// Where the workers stand on every partition (concurrently: one round trip's time, not P).
-pub async fn measure(store: &RedisStore) -> Result<Vec<LogPosition>, StoreError> {
-    futures::future::try_join_all(store.keys().all_partitions().map(|p| store.log_position(p)))
-        .await
+pub async fn measure(log: &LogState) -> Result<Vec<LogPosition>, StoreError> {
+    futures::future::try_join_all(log.keys().all_partitions().map(|p| log.log_position(p))).await
 }
 
 /// Seconds from the oldest entry not yet applied to `now_ms` (0 when every partition is caught up).
@@ -26,15 +25,14 @@ pub fn freshness_seconds(positions: &[LogPosition], now_ms: i64) -> f64 {
 
 /// Measures every [`REFRESH`] until `stop`; failures are logged (once per outage) and leave the figures to go
 /// stale (the receiver then stops refusing on them, see [`Backlog::over_limit`]).
-pub async fn run(store: RedisStore, backlog: Arc<Backlog>, stop: CancellationToken) {
+pub async fn run(log: LogState, backlog: Arc<Backlog>, stop: CancellationToken) {
     let mut failing_since: Option<Instant> = None;
     loop {
-        let measured =
-            async { Ok::<_, StoreError>((measure(&store).await?, store.now_ms().await?)) };
+        let measured = async { Ok::<_, StoreError>((measure(&log).await?, log.now_ms().await?)) };
         match measured.await {
             Ok((positions, now_ms)) => {
                 backlog.record(positions.iter().map(|p| p.backlog).sum());
-                for (p, position) in store.keys().all_partitions().zip(&positions) {
+                for (p, position) in log.keys().all_partitions().zip(&positions) {
                     metrics::gauge!("topk_log_backlog_entries", "partition" => p.to_string())
                         .set(position.backlog as f64);
                 }

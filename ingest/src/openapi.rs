@@ -19,7 +19,7 @@ use utoipa::OpenApi;
         (name = "views", description = "Views in: validated, stored in the log, counted once"),
         (name = "health", description = "Liveness, readiness and Prometheus metrics")
     ),
-    components(schemas(receiver::ViewIn, receiver::Accepted, ErrorBody, Health)),
+    components(schemas(topk_core::wire::ViewIn, receiver::Accepted, ErrorBody, Health)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

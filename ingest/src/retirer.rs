@@ -1,6 +1,6 @@
 //! The retirer: subtracts every slice that has left a sliding window, exactly once
-//! ([`RedisStore::retire_window`]), seals closed minutes into packed blobs ([`RedisStore::seal_all`]), and
-//! trims acknowledged log entries past their retention ([`RedisStore::trim_all`]). Several retirers may run:
+//! ([`WindowApplier::retire_window`]), seals closed minutes into packed blobs ([`WindowApplier::seal_all`]), and
+//! trims acknowledged log entries past their retention ([`WindowApplier::trim_all`]). Several retirers may run:
 //! each step is atomic and guarded by the window's cursor.
 //!
 //! Each sliding window retires in a loop of its own, and sealing and trimming in another: a long step of one
@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::Window;
-use topk_core::redis::RedisStore;
+use topk_core::redis::WindowApplier;
 use topk_core::supervise::Supervisor;
 
 /// Starts the retirer's loops in the process's supervisor: one per sliding window, and the sealer (which also
 /// trims the log once a minute), each every `interval` on Redis's clock.
 pub fn spawn(
     tasks: &mut Supervisor,
-    store: &RedisStore,
+    applier: &WindowApplier,
     interval: Duration,
     retention: Duration,
     stop: &CancellationToken,
@@ -30,18 +30,18 @@ pub fn spawn(
             Window::Hour => "retirer (hour window)",
             _ => "retirer (day window)",
         };
-        let (store, stop) = (store.clone(), stop.clone());
+        let (applier, stop) = (applier.clone(), stop.clone());
         tasks.spawn(name, async move {
             let lag = metrics::gauge!("topk_retire_lag_seconds", "window" => window.as_str());
             let retired = metrics::counter!("topk_slices_retired_total", "window" => window.as_str());
             // When the window was last retired up to date on every partition (from the start: not yet). The
             // lag grows from there while retiring fails, the Redis clock included.
             let up_to_date = std::sync::Mutex::new(Instant::now());
-            every(interval, &store, &stop, |now| {
-                let (store, lag, retired, up_to_date) = (store.clone(), &lag, &retired, &up_to_date);
+            every(interval, &applier, &stop, |now| {
+                let (applier, lag, retired, up_to_date) = (applier.clone(), &lag, &retired, &up_to_date);
                 async move {
                     if let Some(now) = now {
-                        match store.retire_window(window, now).await {
+                        match applier.retire_window(window, now).await {
                             Ok(n) => {
                                 *up_to_date.lock().expect("lag lock") = Instant::now();
                                 retired.increment(u64::from(n));
@@ -61,22 +61,22 @@ pub fn spawn(
             Ok(())
         });
     }
-    let (store, stop) = (store.clone(), stop.clone());
+    let (applier, stop) = (applier.clone(), stop.clone());
     tasks.spawn("sealer", async move {
         // When the log was last trimmed (Redis ms): once a minute is enough.
         let last_trim = AtomicI64::new(i64::MIN);
-        every(interval, &store, &stop, |now| {
-            let (store, last_trim) = (store.clone(), &last_trim);
+        every(interval, &applier, &stop, |now| {
+            let (applier, last_trim) = (applier.clone(), &last_trim);
             async move {
                 let Some(now) = now else { return };
-                match store.seal_all(now).await {
+                match applier.seal_all(now).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(minutes = n, "sealed"),
                     Err(e) => tracing::warn!(error = %e, "sealing failed; retrying"),
                 }
                 if now.saturating_sub(last_trim.load(Ordering::Relaxed)) >= 60_000 {
                     last_trim.store(now, Ordering::Relaxed);
-                    match store.trim_all(now, retention).await {
+                    match applier.trim_all(now, retention).await {
                         Ok(n) if n > 0 => {
                             metrics::counter!("topk_log_entries_trimmed_total").increment(n);
                             tracing::info!(entries = n, "trimmed the log")
@@ -97,7 +97,7 @@ pub fn spawn(
 /// the next instead of piling up.
 async fn every<F, Fut>(
     interval: Duration,
-    store: &RedisStore,
+    applier: &WindowApplier,
     stop: &CancellationToken,
     mut step: F,
 ) where
@@ -111,7 +111,7 @@ async fn every<F, Fut>(
             _ = ticker.tick() => {}
             _ = stop.cancelled() => return,
         }
-        match store.now_ms().await {
+        match applier.now_ms().await {
             Ok(now) => step(Some(now)).await,
             Err(e) => {
                 tracing::warn!(error = %e, "retirer cannot read the Redis clock");

@@ -1,103 +1,13 @@
-//! Workers: one loop per partition reads the log through the consumer group, aggregates the batch, and applies
-//! it with its acknowledgement in one script call ([`RedisStore::apply`]), so each view counts exactly once.
+//! Workers: one loop per partition runs core's apply step ([`WindowApplier::step`]: read the log through the
+//! consumer group, aggregate the batch, apply it with its acknowledgement in one script call), so each view
+//! counts exactly once.
 
 use crate::config::IngestConfig;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use topk_core::batch::aggregate;
 use topk_core::keys::Partition;
-use topk_core::redis::{ApplyOutcome, LogRead, RedisStore, StoreError};
+use topk_core::redis::{LogState, StepPlan, StepReport, StepSource, StoreError, WindowApplier};
 use topk_core::supervise::Supervisor;
-
-/// Where a step's entries came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// Delivered to this consumer earlier and not acknowledged (a restart under the same name, a failed call).
-    OwnPending,
-    /// Left pending by another consumer for longer than the claim idle time (a dead worker).
-    Claimed,
-    /// Never delivered before.
-    New,
-}
-
-/// What one step did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepReport {
-    /// Log entries taken.
-    pub entries: usize,
-    /// Views applied (0 when another worker owned the entries).
-    pub views: u64,
-    /// Where the entries came from; `None` when there was nothing to do.
-    pub source: Option<Source>,
-    /// Another worker claimed the entries meanwhile: nothing was applied.
-    pub not_owned: bool,
-}
-
-/// What a step should look at besides new entries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepPlan {
-    /// Re-read this consumer's own pending entries first (needed only after a restart or a failed step, so the
-    /// steady state costs one read per step).
-    pub own_pending: bool,
-    /// Look for a dead worker's entries idle at least this long (XAUTOCLAIM scans the pending list).
-    pub claim: Option<Duration>,
-}
-
-/// One step on partition `p`: take the oldest work this consumer should do (per `plan`, its own pending
-/// entries, then entries a dead worker left; then new ones), aggregate it, and apply it atomically with the
-/// acknowledgement.
-pub async fn step(
-    store: &RedisStore,
-    p: Partition,
-    consumer: &str,
-    max_entries: usize,
-    plan: StepPlan,
-) -> Result<StepReport, StoreError> {
-    let mut found = Vec::new();
-    let mut source = Source::OwnPending;
-    if plan.own_pending {
-        found = store
-            .read_log(p, consumer, LogRead::OwnPending, max_entries)
-            .await?;
-    }
-    if found.is_empty() {
-        if let Some(min_idle) = plan.claim {
-            source = Source::Claimed;
-            found = store
-                .claim_stale(p, consumer, min_idle, max_entries)
-                .await?;
-        }
-    }
-    if found.is_empty() {
-        source = Source::New;
-        found = store
-            .read_log(p, consumer, LogRead::New, max_entries)
-            .await?;
-    }
-    if found.is_empty() {
-        return Ok(StepReport::default());
-    }
-    let batch = aggregate(&found);
-    for (id, why) in &batch.rejected {
-        tracing::error!(partition = p, entry = %id, reason = %why, "undecodable log entry acknowledged without effect");
-    }
-    let mut report = StepReport {
-        entries: found.len(),
-        source: Some(source),
-        ..StepReport::default()
-    };
-    match store.apply(p, consumer, &batch).await? {
-        ApplyOutcome::Applied { views } => report.views = views,
-        ApplyOutcome::NotOwned => {
-            tracing::info!(
-                partition = p,
-                "entries were claimed by another worker; skipped"
-            );
-            report.not_owned = true;
-        }
-    }
-    Ok(report)
-}
 
 /// How every partition's loop ([`run_partition`]) reads and applies the log.
 #[derive(Debug, Clone)]
@@ -129,13 +39,14 @@ impl WorkerOptions {
 /// `rebuild-redis` is unfinished; false when `stop` came first, an error when the deployment's recorded
 /// layout is not this process's (retrying cannot fix that).
 pub async fn wait_for_log_groups(
-    store: &RedisStore,
+    applier: &WindowApplier,
+    log: &LogState,
     stop: &CancellationToken,
 ) -> Result<bool, StoreError> {
     let mut told: Option<tokio::time::Instant> = None;
     loop {
-        match store.ensure_log_groups().await {
-            Ok(()) => match store.interrupted_rebuilds().await {
+        match applier.ensure_log_groups().await {
+            Ok(()) => match log.interrupted_rebuilds().await {
                 Ok(partitions) if partitions.is_empty() => return Ok(true),
                 Ok(partitions) => {
                     if told.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
@@ -164,14 +75,14 @@ pub async fn wait_for_log_groups(
 /// Spawns one [`run_partition`] loop per partition into the process's supervisor.
 pub fn spawn(
     tasks: &mut Supervisor,
-    store: &RedisStore,
+    applier: &WindowApplier,
     options: &WorkerOptions,
     stop: &CancellationToken,
 ) {
-    for p in store.keys().all_partitions() {
-        let (store, options, stop) = (store.clone(), options.clone(), stop.clone());
+    for p in applier.keys().all_partitions() {
+        let (applier, options, stop) = (applier.clone(), options.clone(), stop.clone());
         tasks.spawn("worker", async move {
-            run_partition(store, p, options, stop).await;
+            run_partition(applier, p, options, stop).await;
             Ok(())
         });
     }
@@ -186,11 +97,11 @@ fn record_step(report: &StepReport, started: Instant) {
     }
 }
 
-/// Runs [`step`] on partition `p` until `stop` is cancelled; the batch in hand is always finished first.
+/// Runs [`WindowApplier::step`] on partition `p` until `stop` is cancelled; the batch in hand is always finished first.
 /// After a batch smaller than `options.max_entries` (the log is drained) it waits `options.batch_wait` so views
 /// accumulate.
 pub async fn run_partition(
-    store: RedisStore,
+    applier: WindowApplier,
     p: Partition,
     options: WorkerOptions,
     stop: CancellationToken,
@@ -213,18 +124,13 @@ pub async fn run_partition(
             claim_idle
         });
         let started = Instant::now();
-        let result = step(
-            &store,
-            p,
-            &consumer,
-            max_entries,
-            StepPlan { own_pending, claim },
-        )
-        .await;
+        let result = applier
+            .step(p, &consumer, max_entries, StepPlan { own_pending, claim })
+            .await;
         // Own pending entries are re-read until none are left, and again after any step that may have left
         // some behind (a lost race, or an error that may have come before the apply).
         own_pending = match &result {
-            Ok(r) => r.not_owned || (own_pending && r.source == Some(Source::OwnPending)),
+            Ok(r) => r.not_owned || (own_pending && r.source == Some(StepSource::OwnPending)),
             Err(_) => true,
         };
         match result {
@@ -248,7 +154,7 @@ pub async fn run_partition(
                     partition = p,
                     "the log's consumer group is gone (Redis lost its data): recreating it"
                 );
-                if let Err(e) = store.ensure_log_groups().await {
+                if let Err(e) = applier.ensure_log_groups().await {
                     tracing::warn!(error = %e, "could not recreate the consumer groups");
                 }
                 idle = Duration::from_millis(100);

@@ -111,7 +111,7 @@ async fn verify_report(args: &StoreArgs) -> anyhow::Result<()> {
 /// refuses to run while ingest workers consume the log, unless `--force`.
 async fn rebuild_redis(args: &RebuildArgs, stop: &CancellationToken) -> anyhow::Result<()> {
     let (store, pool) = connect(&args.store).await?;
-    let active = store.active_consumers(ACTIVE_WITHIN).await?;
+    let active = store.log_state().active_consumers(ACTIVE_WITHIN).await?;
     if !active.is_empty() && !args.force {
         let names: Vec<String> = active
             .iter()

@@ -62,7 +62,7 @@ pub async fn close_minutes(
     now_ms: i64,
 ) -> anyhow::Result<Closed> {
     // A half-restored partition would be written as it is, and the rerun of the rebuild would then trust it.
-    let interrupted = store.interrupted_rebuilds().await?;
+    let interrupted = store.log_state().interrupted_rebuilds().await?;
     anyhow::ensure!(
         interrupted.is_empty(),
         "rebuild-redis was interrupted on partitions {interrupted:?}: no minute is written until it is run \
@@ -70,7 +70,7 @@ pub async fn close_minutes(
     );
     let mut applied_through = now_ms;
     for p in store.keys().all_partitions() {
-        if let Some(ms) = store.applied_through_ms(p).await? {
+        if let Some(ms) = store.log_state().applied_through_ms(p).await? {
             applied_through = applied_through.min(ms);
         }
     }
@@ -87,7 +87,10 @@ pub async fn close_minutes(
         work.push((
             p,
             after,
-            store.close_minutes(p, after, open_minute - 1).await?,
+            store
+                .history()
+                .close_minutes(p, after, open_minute - 1)
+                .await?,
         ));
     }
     Ok(Closed { work, open_minute })
@@ -125,7 +128,7 @@ pub async fn write_closed(
             let mut chunk_rows = 0;
             let count = minutes.len();
             for (i, &minute) in minutes.iter().enumerate() {
-                let rows = store.frozen_minute_counts(p, minute).await?;
+                let rows = store.history().frozen_minute_counts(p, minute).await?;
                 chunk_rows += rows.len();
                 chunk.push((minute, rows));
                 if chunk_rows >= CHUNK_ROWS || chunk.len() >= CHUNK_MINUTES || i + 1 == count {
@@ -143,7 +146,7 @@ pub async fn write_closed(
                 db::write_minutes(pool, p, &[], last_closed).await?;
             }
             // Written (by this run or, for a minute at or before the checkpoint, an earlier one).
-            store.drop_frozen_minutes(p, &minutes).await?;
+            store.history().drop_frozen_minutes(p, &minutes).await?;
             part.late_views = add_late_views(store, pool, p).await?;
             anyhow::Ok(part)
         })
@@ -170,7 +173,10 @@ async fn add_late_views(store: &RedisStore, pool: &PgPool, p: u16) -> anyhow::Re
         let Some(checkpoint) = db::checkpoints(pool).await?.get(&p).copied() else {
             return Ok(added);
         };
-        let entries = store.read_late(p, checkpoint.late_through, BATCH).await?;
+        let entries = store
+            .history()
+            .read_late(p, checkpoint.late_through, BATCH)
+            .await?;
         let ready: Vec<_> = entries
             .iter()
             .take_while(|e| e.minute <= checkpoint.minute_through)
@@ -190,7 +196,7 @@ async fn add_late_views(store: &RedisStore, pool: &PgPool, p: u16) -> anyhow::Re
         if db::add_late_views(pool, p, &views, last).await? {
             added += count;
         }
-        store.trim_late(p, last).await?;
+        store.history().trim_late(p, last).await?;
         if ready.len() < entries.len() || entries.len() < BATCH {
             return Ok(added);
         }
@@ -209,7 +215,10 @@ pub async fn snapshot_rankings(
         .expect("time in range");
     let mut rows = 0;
     for window in Window::ALL {
-        let ranking = store.top(window, TopK::new(MAX_K).expect("max k")).await?;
+        let ranking = store
+            .rankings()
+            .top(window, TopK::new(MAX_K).expect("max k"))
+            .await?;
         let start = slices::spec(window).and_then(|s| {
             let first = *slices::window_slices(s, now_ms).start();
             Utc.timestamp_millis_opt(first * s.slice_ms).single()

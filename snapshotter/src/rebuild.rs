@@ -72,6 +72,7 @@ pub async fn rebuild(
         let checkpoint = source.checkpoints.get(&p);
         let i = usize::from(p);
         store
+            .recovery()
             .restore_partition(
                 p,
                 &minutes[i],

@@ -85,8 +85,8 @@ pub async fn verify(
     for p in keys.all_partitions() {
         for w in Window::SLIDING {
             let (live, reference) = (
-                store.window_counts(p, w).await?,
-                store.reference_counts(p, w, now_ms).await?,
+                store.recovery().window_counts(p, w).await?,
+                store.history().reference_counts(p, w, now_ms).await?,
             );
             compare(
                 &mut out,
@@ -101,12 +101,16 @@ pub async fn verify(
         let after = checkpoints
             .get(&p)
             .map_or(i64::MIN / 2, |c| c.minute_through);
-        for minute in store.bucket_minutes(p, after, i64::MAX / 2).await? {
+        for minute in store
+            .history()
+            .bucket_minutes(p, after, i64::MAX / 2)
+            .await?
+        {
             // A closed minute's later views are in the late stream: its frozen copy is what history gets.
-            let rows = if store.has_frozen_minute(p, minute).await? {
-                store.frozen_minute_counts(p, minute).await?
+            let rows = if store.history().has_frozen_minute(p, minute).await? {
+                store.history().frozen_minute_counts(p, minute).await?
             } else {
-                store.minute_counts(p, minute).await?
+                store.history().minute_counts(p, minute).await?
             };
             for r in rows {
                 *expected.entry(r.video_id).or_default() += r.views;
@@ -118,7 +122,7 @@ pub async fn verify(
                 c.late_through
             });
         loop {
-            let late = store.read_late(p, late_after, 10_000).await?;
+            let late = store.history().read_late(p, late_after, 10_000).await?;
             let Some(last) = late.last().map(|e| e.id) else {
                 break;
             };
@@ -132,7 +136,7 @@ pub async fn verify(
             }
             late_after = last;
         }
-        let live = store.window_counts(p, Window::All).await?;
+        let live = store.recovery().window_counts(p, Window::All).await?;
         compare(
             &mut out,
             p,
@@ -150,7 +154,7 @@ pub async fn leader_problems(store: &RedisStore) -> anyhow::Result<Vec<String>> 
     let mut out = Vec::new();
     for p in store.keys().all_partitions() {
         for w in Window::ALL {
-            for problem in store.leader_violations(p, w).await? {
+            for problem in store.recovery().leader_violations(p, w).await? {
                 out.push(format!("partition {p} window {w}: {problem}"));
             }
         }

@@ -35,6 +35,7 @@ pub fn redis_config(label: &str, partitions: u16) -> RedisConfig {
 pub async fn store_for(cfg: &RedisConfig) -> RedisStore {
     let store = RedisStore::connect(cfg).await.expect("connect the store");
     store
+        .applier()
         .ensure_log_groups()
         .await
         .expect("create the log groups");
@@ -77,6 +78,7 @@ pub async fn apply_log(store: &RedisStore, consumer: &str, chunk: usize) -> u64 
     for p in store.keys().all_partitions() {
         loop {
             let entries = store
+                .applier()
                 .read_log(p, consumer, LogRead::New, chunk)
                 .await
                 .expect("read the log");
@@ -84,6 +86,7 @@ pub async fn apply_log(store: &RedisStore, consumer: &str, chunk: usize) -> u64 
                 break;
             }
             match store
+                .applier()
                 .apply(p, consumer, &aggregate(&entries))
                 .await
                 .expect("apply a batch")
@@ -100,7 +103,13 @@ pub async fn apply_log(store: &RedisStore, consumer: &str, chunk: usize) -> u64 
 pub async fn window_counts(store: &RedisStore, window: Window) -> HashMap<String, u64> {
     let mut all = HashMap::new();
     for p in store.keys().all_partitions() {
-        all.extend(store.window_counts(p, window).await.expect("read a window"));
+        all.extend(
+            store
+                .recovery()
+                .window_counts(p, window)
+                .await
+                .expect("read a window"),
+        );
     }
     all
 }

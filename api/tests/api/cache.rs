@@ -8,6 +8,7 @@ use topk_testkit::fixtures::apply_log;
 
 async fn add(store: &RedisStore, video: &str, n: u64) {
     store
+        .writer()
         .append(&[(VideoId::parse(video).unwrap(), n)])
         .await
         .unwrap();
@@ -23,7 +24,10 @@ async fn rankings_are_shared_for_the_ttl_then_refreshed() {
     add(&store, "b", 1).await;
     let cache = RankingCache::new(Duration::from_millis(300));
     let k = |n| TopK::new(n).unwrap();
-    let first = cache.top(&store, Window::All, k(10)).await.unwrap();
+    let first = cache
+        .top(&store.rankings(), Window::All, k(10))
+        .await
+        .unwrap();
     assert_eq!(
         first
             .iter()
@@ -34,20 +38,35 @@ async fn rankings_are_shared_for_the_ttl_then_refreshed() {
 
     add(&store, "c", 5).await;
     assert_eq!(
-        cache.top(&store, Window::All, k(10)).await.unwrap(),
+        cache
+            .top(&store.rankings(), Window::All, k(10))
+            .await
+            .unwrap(),
         first,
         "served from the cache"
     );
     assert_eq!(
-        cache.top(&store, Window::All, k(1)).await.unwrap(),
+        cache
+            .top(&store.rankings(), Window::All, k(1))
+            .await
+            .unwrap(),
         first[..1]
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
     // Past the TTL the list in hand is still served while one refresh runs in the background; then the new one.
-    assert_eq!(cache.top(&store, Window::All, k(10)).await.unwrap(), first);
+    assert_eq!(
+        cache
+            .top(&store.rankings(), Window::All, k(10))
+            .await
+            .unwrap(),
+        first
+    );
     let started = std::time::Instant::now();
     loop {
-        let fresh = cache.top(&store, Window::All, k(2)).await.unwrap();
+        let fresh = cache
+            .top(&store.rankings(), Window::All, k(2))
+            .await
+            .unwrap();
         let fresh: Vec<(String, u64)> = fresh.into_iter().map(|r| (r.video_id, r.views)).collect();
         if fresh == [("c".to_owned(), 5), ("a".to_owned(), 2)] {
             break;
@@ -63,7 +82,11 @@ async fn rankings_are_shared_for_the_ttl_then_refreshed() {
     let uncached = RankingCache::new(Duration::ZERO);
     add(&store, "d", 9).await;
     assert_eq!(
-        uncached.top(&store, Window::All, k(1)).await.unwrap()[0].video_id,
+        uncached
+            .top(&store.rankings(), Window::All, k(1))
+            .await
+            .unwrap()[0]
+            .video_id,
         "d"
     );
 }

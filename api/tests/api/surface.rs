@@ -67,7 +67,7 @@ impl Api {
             .iter()
             .map(|(v, n)| (VideoId::parse(v).unwrap(), *n))
             .collect();
-        self.store.append(&batch).await.unwrap();
+        self.store.writer().append(&batch).await.unwrap();
         apply_log(&self.store, "w", 1000).await;
     }
 

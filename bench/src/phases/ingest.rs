@@ -21,7 +21,7 @@ pub(super) async fn wait_drained(store: &RedisStore) -> anyhow::Result<()> {
     loop {
         let mut backlog = 0;
         for p in store.keys().all_partitions() {
-            backlog += store.log_backlog(p).await?;
+            backlog += store.log_state().log_backlog(p).await?;
         }
         if backlog == 0 {
             return Ok(());
@@ -85,7 +85,7 @@ pub async fn ingest(
             .collect();
         let keys = Arc::new(keys);
         redis_quiet(naive).await?;
-        let cpu_before = naive.server_cpu_seconds().await?;
+        let cpu_before = naive.measures().server_cpu_seconds().await?;
         let stop = stop_after(cfg.duration());
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -101,7 +101,7 @@ pub async fn ingest(
                         .iter()
                         .map(String::as_str)
                         .collect();
-                    naive.naive_increment(&keys, &chunk).await?;
+                    naive.measures().naive_increment(&keys, &chunk).await?;
                     sent += chunk.len() as u64;
                     at += 7919 * (c + 1);
                 }
@@ -112,7 +112,9 @@ pub async fn ingest(
         for t in tasks {
             sent += t.await??;
         }
-        base_cpu.push((naive.server_cpu_seconds().await? - cpu_before) * 1e6 / sent.max(1) as f64);
+        base_cpu.push(
+            (naive.measures().server_cpu_seconds().await? - cpu_before) * 1e6 / sent.max(1) as f64,
+        );
         base.push(sent as f64 / started.elapsed().as_secs_f64());
         bar.finish_and_clear();
     }
@@ -121,15 +123,17 @@ pub async fn ingest(
     for r in 0..cfg.repeats {
         let bar = progress(&format!("ingest over HTTP, run {}/{}", r + 1, cfg.repeats));
         redis_quiet(store).await?;
-        let nodes_before = store.server_cpu_seconds_per_node().await?;
-        let cpu_before = store.server_cpu_seconds().await?;
+        let nodes_before = store.measures().server_cpu_seconds_per_node().await?;
+        let cpu_before = store.measures().server_cpu_seconds().await?;
         let (accepted, took) = over_http(cfg, services, store, &http, bodies.clone()).await?;
         ours.push(accepted as f64 / took.as_secs_f64());
-        ours_cpu
-            .push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / accepted.max(1) as f64);
+        ours_cpu.push(
+            (store.measures().server_cpu_seconds().await? - cpu_before) * 1e6
+                / accepted.max(1) as f64,
+        );
         if store.is_cluster() {
             let before: BTreeMap<String, f64> = nodes_before.into_iter().collect();
-            for (node, after) in store.server_cpu_seconds_per_node().await? {
+            for (node, after) in store.measures().server_cpu_seconds_per_node().await? {
                 // A node missing from the first reading (a failover meanwhile) has no share to report.
                 if let Some(b) = before.get(&node) {
                     per_node

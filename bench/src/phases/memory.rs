@@ -10,7 +10,7 @@ pub async fn memory(
     windows: &RedisStore,
     tail: Option<&RedisStore>,
 ) -> anyhow::Result<Vec<Figure>> {
-    let (bytes, videos) = windows.window_memory().await?;
+    let (bytes, videos) = windows.measures().window_memory().await?;
     let per_window = bytes as f64 / videos.max(1) as f64;
     let mut out = vec![figure(
         "memory_window",
@@ -24,9 +24,11 @@ pub async fn memory(
         // they end.
         let now_ms = tail.now_ms().await?;
         for p in tail.keys().all_partitions() {
-            tail.seal_minutes(p, slices::minute_of(now_ms) + 1).await?;
+            tail.applier()
+                .seal_minutes(p, slices::minute_of(now_ms) + 1)
+                .await?;
         }
-        let (bytes, pairs) = tail.sealed_minute_memory().await?;
+        let (bytes, pairs) = tail.measures().sealed_minute_memory().await?;
         let per_minute = bytes as f64 / pairs.max(1) as f64;
         out.push(figure(
             "memory_tail",

@@ -55,7 +55,7 @@ pub fn progress(what: &str) -> ProgressBar {
 /// (a ZUNIONSTORE of a million members takes seconds) on the same cores while the next figure is measured.
 async fn redis_quiet(store: &RedisStore) -> anyhow::Result<()> {
     let started = Instant::now();
-    while store.persistence_busy().await? || store.replicas_behind().await? {
+    while store.measures().persistence_busy().await? || store.measures().replicas_behind().await? {
         if started.elapsed() > Duration::from_secs(300) {
             tracing::warn!("Redis still saving or replicating after 5 minutes; measuring anyway");
             break;
@@ -72,10 +72,10 @@ pub async fn layout(store: &RedisStore) -> anyhow::Result<Vec<crate::figures::Fi
         return Ok(Vec::new());
     }
     let mut owned = std::collections::BTreeMap::<String, f64>::new();
-    for (node, _) in store.server_cpu_seconds_per_node().await? {
+    for (node, _) in store.measures().server_cpu_seconds_per_node().await? {
         owned.insert(node, 0.0);
     }
-    for node in store.partition_nodes().await? {
+    for node in store.measures().partition_nodes().await? {
         *owned.entry(node).or_default() += 1.0;
     }
     Ok(owned

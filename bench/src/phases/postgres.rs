@@ -27,6 +27,7 @@ pub async fn postgres(
                 .map(|j| (format!("s{p}_{j}"), j % 97 + 1))
                 .collect();
             store
+                .recovery()
                 .seed_sealed_minute(p, minute, members.iter().map(|(v, n)| (v.as_str(), *n)))
                 .await?;
         }

@@ -28,6 +28,7 @@ pub async fn prefill_windows(store: &RedisStore, videos: u64) -> anyhow::Result<
     for w in Window::ALL {
         for (p, members) in per_partition.iter().enumerate() {
             store
+                .recovery()
                 .seed_window(p as u16, w, members.iter().map(|(v, n)| (v.as_str(), *n)))
                 .await?;
         }
@@ -64,6 +65,7 @@ pub async fn queries(
             }
             for (key, members) in union_keys.iter().zip(&sets) {
                 store
+                    .recovery()
                     .zadd_chunks(key.clone(), members.iter().map(|(v, c)| (v.as_str(), *c)))
                     .await?;
             }
@@ -100,6 +102,7 @@ pub async fn queries(
                 for _ in 0..baseline_reps {
                     let t = Instant::now();
                     let top = store
+                        .measures()
                         .union_top(
                             store.keys().baseline("union:scratch"),
                             &union_keys,
@@ -183,11 +186,11 @@ async fn refreshes(
     let reads = if cfg.quick { 20 } else { 200 };
     let (mut p50, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..cfg.repeats {
-        let cpu_before = store.server_cpu_seconds().await?;
+        let cpu_before = store.measures().server_cpu_seconds().await?;
         let mut lat = Vec::with_capacity(reads);
         for _ in 0..reads {
             let t = Instant::now();
-            let top = store.top(w, k).await?;
+            let top = store.rankings().top(w, k).await?;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
             anyhow::ensure!(
                 top.len() as u64 == cfg.videos.min(MAX_K as u64),
@@ -195,7 +198,7 @@ async fn refreshes(
                 top.len()
             );
         }
-        cpu.push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / reads as f64);
+        cpu.push((store.measures().server_cpu_seconds().await? - cpu_before) * 1e6 / reads as f64);
         p50.push(quantile(&lat, 0.5));
     }
     bar.finish_and_clear();

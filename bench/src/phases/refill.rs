@@ -45,7 +45,7 @@ pub async fn refill(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Vec
                 ours.push(overdue);
                 durations.push(took);
             }
-            store.delete_all_keys().await?;
+            store.measures().delete_all_keys().await?;
         }
     }
     Ok(vec![
@@ -85,11 +85,12 @@ async fn run_once(store: &RedisStore, videos: u64, sequential: bool) -> anyhow::
         (minute + 1, rows(due..videos, 1)),
     ]);
     store
+        .recovery()
         .restore_partition(0, &minutes, &[], seeded_at, None, None)
         .await?;
     // The minute window starts caught up, so that what is measured is what the day window's step holds back.
     let t0 = store.now_ms().await?;
-    store.retire(0, Window::Minute, t0).await?;
+    store.applier().retire(0, Window::Minute, t0).await?;
 
     let stop = CancellationToken::new();
     let mut tasks = Supervisor::new(stop.clone(), Liveness::default());
@@ -98,14 +99,20 @@ async fn run_once(store: &RedisStore, videos: u64, sequential: bool) -> anyhow::
         tasks.spawn("sequential retirer", async move {
             while !stop.is_cancelled() {
                 let now = store.now_ms().await?;
-                store.retire_all(now).await?;
-                store.seal_all(now).await?;
+                store.applier().retire_all(now).await?;
+                store.applier().seal_all(now).await?;
                 tokio::time::sleep(INTERVAL).await;
             }
             Ok(())
         });
     } else {
-        topk_ingest::retirer::spawn(&mut tasks, store, INTERVAL, Duration::from_secs(300), &stop);
+        topk_ingest::retirer::spawn(
+            &mut tasks,
+            &store.applier(),
+            INTERVAL,
+            Duration::from_secs(300),
+            &stop,
+        );
     }
 
     let minute_spec = slices::spec(Window::Minute).expect("minute slices");
@@ -113,13 +120,18 @@ async fn run_once(store: &RedisStore, videos: u64, sequential: bool) -> anyhow::
     let mut worst = 0i64;
     loop {
         let now = store.now_ms().await?;
-        let cursor = store.cursor(0, Window::Minute).await?.unwrap_or(i64::MIN);
+        let cursor = store
+            .recovery()
+            .cursor(0, Window::Minute)
+            .await?
+            .unwrap_or(i64::MIN);
         // The oldest slice not yet retired became due when the window's retire target reached it.
         if cursor < retire_target(minute_spec, now) {
             let due_at = (cursor + 1 + minute_spec.slices) * minute_spec.slice_ms;
             worst = worst.max(now - due_at);
         }
         let day_done = store
+            .recovery()
             .cursor(0, Window::Day)
             .await?
             .is_some_and(|c| c >= minute);

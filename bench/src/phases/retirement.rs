@@ -21,7 +21,7 @@ pub async fn retirement(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result
     const POST_VIEWS: usize = 1000;
     let posts = if cfg.quick { 100 } else { 2000 };
     let mut workload = Workload::new(cfg.videos, cfg.zipf_s, 7)?;
-    store.ensure_log_groups().await?;
+    store.applier().ensure_log_groups().await?;
     let now = Utc::now().timestamp_millis();
     // Each repeat moves on by a day and an hour: starting five days ago keeps every repeat's event time in the
     // past (no running retirer has this prefix, whatever the time).
@@ -46,14 +46,16 @@ pub async fn retirement(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result
                 .collect::<anyhow::Result<_>>()?;
             // Spread over the minute, as a minute of traffic is: every 5-second slice gets its share.
             let at = minute_start + (i as i64 * MINUTE_MS) / posts as i64;
-            store.append_at(&post, at).await?;
+            store.writer().append_at(&post, at).await?;
             views += POST_VIEWS as u64;
         }
         let mut applied = 0;
         for p in store.keys().all_partitions() {
             loop {
-                let step =
-                    topk_ingest::worker::step(store, p, "bench", 256, Default::default()).await?;
+                let step = store
+                    .applier()
+                    .step(p, "bench", 256, Default::default())
+                    .await?;
                 if step.entries == 0 {
                     break;
                 }
@@ -74,23 +76,25 @@ pub async fn retirement(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result
             closed.push((
                 p,
                 store
+                    .history()
                     .close_minutes(p, i64::MIN / 2, minute_start / MINUTE_MS)
                     .await?,
             ));
         }
         redis_quiet(store).await?;
-        let cpu_before = store.server_cpu_seconds().await?;
-        store.seal_all(after_everything).await?;
-        store.retire_all(after_everything).await?;
-        per_view.push((store.server_cpu_seconds().await? - cpu_before) * 1e6 / views as f64);
+        let cpu_before = store.measures().server_cpu_seconds().await?;
+        store.applier().seal_all(after_everything).await?;
+        store.applier().retire_all(after_everything).await?;
+        per_view
+            .push((store.measures().server_cpu_seconds().await? - cpu_before) * 1e6 / views as f64);
         for (p, minutes) in closed {
-            store.drop_frozen_minutes(p, &minutes).await?;
+            store.history().drop_frozen_minutes(p, &minutes).await?;
         }
         // Every count left the sliding windows (their hashes, not just the leader sets), none left all-time.
         for w in Window::ALL {
             let mut left = 0;
             for p in store.keys().all_partitions() {
-                left += store.window_counts(p, w).await?.len();
+                left += store.recovery().window_counts(p, w).await?.len();
             }
             anyhow::ensure!(
                 (left == 0) == (w != Window::All),

@@ -6,7 +6,7 @@
 //! needs (Postgres for the API's history) is added with [`OnFailure::Degrades`], so its outage leaves the
 //! process ready, `"status": "degraded"`, instead of pulling every instance out of its load balancer.
 
-use crate::redis::RedisStore;
+use crate::redis::Shared;
 use crate::supervise::Liveness;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -80,7 +80,10 @@ impl Readiness {
     }
 
     /// Adds "redis": Redis answers a PING.
-    pub fn with_redis(self, store: RedisStore) -> Self {
+    pub fn with_redis<H>(self, store: H) -> Self
+    where
+        H: std::ops::Deref<Target = Shared> + Clone + Send + Sync + 'static,
+    {
         self.with("redis", move || {
             let store = store.clone();
             Box::pin(async move {

@@ -1,13 +1,20 @@
 //! What only the benchmark needs (behind core's `bench` feature, out of the services' store API): the naive
 //! baseline's writes, the card's union query, and measurements of Redis's time and memory.
 
-use super::client::{Route, Value, ValueExt};
-use super::{RedisStore, Result};
 use crate::domain::{RankedVideo, TopK, Window};
+use crate::redis::connection::client::{Route, Value, ValueExt};
+use crate::redis::{Result, Shared};
 use crate::sealed;
 use ::redis::FromRedisValue;
 
-impl RedisStore {
+use super::store::handle;
+
+handle!(
+    /// The benchmark's baselines and measurements (feature `bench`).
+    Measures
+);
+
+impl Measures {
     /// The naive ingest baseline: one ZINCRBY per view into every sorted set in `keys`, pipelined, with no log
     /// and no aggregation.
     pub async fn naive_increment(&self, keys: &[String], videos: &[&str]) -> Result<()> {
@@ -200,7 +207,7 @@ fn parse_info(info: &str, fields: &[&str]) -> Vec<f64> {
         .collect()
 }
 
-impl RedisStore {
+impl Measures {
     /// Bytes Redis uses for every window (its hash and its leader set, MEMORY USAGE with every element
     /// sampled) and how many (video, window) pairs they hold.
     pub async fn window_memory(&self) -> Result<(u64, u64)> {

@@ -1,13 +1,20 @@
 //! Ranking reads for the API: the exact global top K of a window from the partitions' leader sets, and one
 //! video's counts.
 
-use super::client::{Value, ValueExt};
-use super::{RedisStore, Result, StoreError};
 use crate::domain::{RankedVideo, TopK, VideoId, Window};
 use crate::keys::Partition;
 use crate::ranking::{first_read_len, lists_to_extend, merge_rankings};
+use crate::redis::connection::client::{Value, ValueExt};
+use crate::redis::{Result, Shared, StoreError};
 
-impl RedisStore {
+use super::store::handle;
+
+handle!(
+    /// The global top K and one video's counts: the API's handle.
+    RankingReads
+);
+
+impl RankingReads {
     /// The global top `k` of `window`, exact: the partitions' leader sets read (`ZRANGE ... REV`) only as far as
     /// the top K can reach into each, then merged.
     pub async fn top(&self, window: Window, k: TopK) -> Result<Vec<RankedVideo>> {
@@ -58,8 +65,14 @@ impl RedisStore {
             .map(|(w, n)| (w, n.unwrap_or(0).max(0) as u64))
             .collect())
     }
+}
 
-    pub(super) async fn range_rev(&self, key: String, k: Option<TopK>) -> Result<Vec<RankedVideo>> {
+impl Shared {
+    pub(in crate::redis) async fn range_rev(
+        &self,
+        key: String,
+        k: Option<TopK>,
+    ) -> Result<Vec<RankedVideo>> {
         let stop = k.map_or(-1, |k| k.get() as i64 - 1);
         let reply: Vec<Value> = self
             .on_first_key(

@@ -30,9 +30,13 @@ async fn append_apply_rank(cfg: &RedisConfig) {
     let views: Vec<(VideoId, u64)> = (0..12u64)
         .map(|i| (VideoId::parse(&format!("v{i}")).unwrap(), i + 1))
         .collect();
-    store.append(&views).await.expect("append");
+    store.writer().append(&views).await.expect("append");
     assert_eq!(apply_log(&store, "w", 100).await, 78);
-    let top = store.top(Window::All, TopK::DEFAULT).await.unwrap();
+    let top = store
+        .rankings()
+        .top(Window::All, TopK::DEFAULT)
+        .await
+        .unwrap();
     let top: Vec<(&str, u64)> = top.iter().map(|r| (r.video_id.as_str(), r.views)).collect();
     assert_eq!(top[..3], [("v11", 12), ("v10", 11), ("v9", 10)]);
 }

@@ -31,11 +31,17 @@ async fn a_reused_key_is_refused_whatever_the_partitions(store: RedisStore) {
     let videos = one_per_partition(&store, "r", 4);
     let key = IdempotencyKey::parse("reused").unwrap();
     let first = [(videos[0].clone(), 1), (videos[1].clone(), 2)];
-    let outcome = store.append_idempotent(&first, &key, RETENTION).await;
+    let outcome = store
+        .writer()
+        .append_idempotent(&first, &key, RETENTION)
+        .await;
     assert_eq!(outcome.unwrap(), AppendOutcome::Stored);
 
     let other = [(videos[2].clone(), 3), (videos[3].clone(), 4)];
-    let outcome = store.append_idempotent(&other, &key, RETENTION).await;
+    let outcome = store
+        .writer()
+        .append_idempotent(&other, &key, RETENTION)
+        .await;
     assert!(matches!(outcome, Err(StoreError::KeyReused)), "{outcome:?}");
     apply_log(&store, "w", 100).await;
     let expected: HashMap<String, u64> = first
@@ -71,9 +77,10 @@ async fn concurrent_batches_under_one_key_store_one_of_them_whole() {
             videos.iter().map(|v| (v.clone(), 1)).collect()
         };
         let (first, second) = (batch(&a), batch(&b));
+        let writer = store.writer();
         let (x, y) = tokio::join!(
-            store.append_idempotent(&first, &key, RETENTION),
-            store.append_idempotent(&second, &key, RETENTION)
+            writer.append_idempotent(&first, &key, RETENTION),
+            writer.append_idempotent(&second, &key, RETENTION)
         );
         let winner = match (&x, &y) {
             (Ok(AppendOutcome::Stored), Err(StoreError::KeyReused)) => &first,
@@ -99,7 +106,7 @@ async fn an_unconfirmed_batch_on_one_node_hands_back_a_key_that_completes_it() {
     })
     .await;
     let views = [(video("u1"), 2), (video("u2"), 3)];
-    let key = match store.append(&views).await {
+    let key = match store.writer().append(&views).await {
         Err(StoreError::Incomplete { key, cause }) => {
             assert!(
                 matches!(*cause, StoreError::NotReplicated { .. }),
@@ -110,7 +117,10 @@ async fn an_unconfirmed_batch_on_one_node_hands_back_a_key_that_completes_it() {
         other => panic!("expected a key to send again with: {other:?}"),
     };
     for _ in 0..2 {
-        let again = store.append_idempotent(&views, &key, RETENTION).await;
+        let again = store
+            .writer()
+            .append_idempotent(&views, &key, RETENTION)
+            .await;
         assert!(
             matches!(&again, Err(StoreError::Incomplete { key: k, .. }) if *k == key),
             "{again:?}"
@@ -137,7 +147,7 @@ async fn a_blocked_wait_holds_up_no_other_command() {
     .await;
     let appending = {
         let store = store.clone();
-        tokio::spawn(async move { store.append(&[(video("w"), 1)]).await })
+        tokio::spawn(async move { store.writer().append(&[(video("w"), 1)]).await })
     };
     let mut observer = server.conn();
     let blocked_waits = move |observer: &mut RedisConn| {

@@ -1,6 +1,7 @@
 //! The core's integration tests, one binary: the Redis store against a real redis-server (`store`), a
 //! source's records appended exactly once by offset (`source`), the HTTP server loop's limits on real sockets
-//! (`serve`), and TLS to Redis and Postgres with what a failed connection says (`tls`).
+//! (`serve`), TLS to Redis and Postgres with what a failed connection says (`tls`), Redis with credentials
+//! (`credentials`), batches under one `Idempotency-Key` (`idempotency`), and the view wire format (`wire`).
 
 mod credentials;
 mod idempotency;
@@ -8,3 +9,4 @@ mod serve;
 mod source;
 mod store;
 mod tls;
+mod wire;

@@ -26,6 +26,7 @@ async fn read_all(store: &RedisStore) -> Vec<(Partition, LogEntry)> {
     for p in store.keys().all_partitions() {
         loop {
             let entries = store
+                .applier()
                 .read_log(p, "reader", LogRead::New, 500)
                 .await
                 .unwrap();
@@ -64,6 +65,7 @@ fn parts(
         .map(|(v, n)| (VideoId::parse(v).unwrap(), *n))
         .collect();
     store
+        .writer()
         .lines_by_partition(&views)
         .into_iter()
         .map(|(p, lines)| {
@@ -96,13 +98,18 @@ async fn records_of_one_slice_share_an_entry_and_repeats_are_dropped() {
         rec(12, T0 - 60_000, "a 3"),
         rec(13, T0 + 2_000, "a 4"),
     ];
-    let done = store.append_source(0, &src, &records).await.unwrap();
+    let done = store
+        .writer()
+        .append_source(0, &src, &records)
+        .await
+        .unwrap();
     assert_eq!(
         (done.entries, done.records, done.last_offset),
         (3, 4, Some(13))
     );
     // Again, and overlapping: only 14 is new.
     let again = store
+        .writer()
         .append_source(
             0,
             &src,
@@ -114,13 +121,16 @@ async fn records_of_one_slice_share_an_entry_and_repeats_are_dropped() {
         (again.entries, again.records, again.last_offset),
         (1, 1, Some(14))
     );
-    assert_eq!(store.source_offset(0, &src).await.unwrap(), Some(14));
+    assert_eq!(
+        store.writer().source_offset(0, &src).await.unwrap(),
+        Some(14)
+    );
     // Another partition of the topic has its own offset.
     let other = SourcePartition {
         topic: "views".into(),
         partition: 4,
     };
-    assert_eq!(store.source_offset(0, &other).await.unwrap(), None);
+    assert_eq!(store.writer().source_offset(0, &other).await.unwrap(), None);
 
     let entries = read_all(&store).await;
     let got: Vec<(i64, String)> = entries
@@ -198,7 +208,11 @@ async fn send(
         if crash_after == Some(k) {
             return None;
         }
-        store.append_source(*p, &source(), batch).await.unwrap();
+        store
+            .writer()
+            .append_source(*p, &source(), batch)
+            .await
+            .unwrap();
     }
     Some(())
 }
@@ -247,7 +261,7 @@ proptest! {
             }
             assert_eq!(logged_views(&store).await, want);
             for p in store.keys().all_partitions() {
-                let last = store.source_offset(p, &source()).await.unwrap();
+                let last = store.writer().source_offset(p, &source()).await.unwrap();
                 assert!(last.is_none_or(|o| o < n as i64), "partition {p} took offset {last:?}");
             }
         });
@@ -271,6 +285,7 @@ async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
     })
     .await;
     let err = lone
+        .writer()
         .append_source(0, &source(), &[record(0)])
         .await
         .expect_err("confirmed without a replica");
@@ -289,11 +304,13 @@ async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
     .await;
     for p in replicated.keys().all_partitions() {
         let first = replicated
+            .writer()
             .append_source(p, &source(), &[record(0), record(1)])
             .await
             .unwrap();
         assert_eq!(first.records, 2);
         let again = replicated
+            .writer()
             .append_source(p, &source(), &[record(1)])
             .await
             .unwrap();
@@ -306,10 +323,14 @@ async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
         value: b"nope",
     };
     for want in [1, 0] {
-        let kept = replicated.keep_dead_letters(&source(), &[letter]).await;
+        let kept = replicated
+            .writer()
+            .keep_dead_letters(&source(), &[letter])
+            .await;
         assert_eq!(kept.unwrap(), want);
     }
     let err = lone
+        .writer()
         .keep_dead_letters(&source(), &[letter])
         .await
         .expect_err("a dead letter confirmed without a replica");
@@ -335,7 +356,12 @@ async fn keep_one(
         reason,
         value,
     };
-    store.keep_dead_letters(source, &[letter]).await.unwrap() == 1
+    store
+        .writer()
+        .keep_dead_letters(source, &[letter])
+        .await
+        .unwrap()
+        == 1
 }
 
 /// A malformed record is kept as a dead letter once per offset, on one node and on a cluster (the stream and
@@ -372,7 +398,7 @@ async fn a_dead_letter_is_kept_once_per_offset() {
         kept.push(keep_one(&store, &source(), 6, "not JSON", b"nope").await);
         kept.push(keep_one(&store, &source(), 7, "too long", &long).await);
         assert_eq!(kept, [true, true, false, true, false, false, true]);
-        let dead = store.dead_letters(100).await.unwrap();
+        let dead = store.writer().dead_letters(100).await.unwrap();
         let seen: Vec<(String, i64)> = dead.iter().map(|(s, o, _, _)| (s.clone(), *o)).collect();
         assert_eq!(
             seen,
@@ -394,10 +420,14 @@ async fn a_dead_letter_is_kept_once_per_offset() {
             })
             .collect();
         assert_eq!(
-            store.keep_dead_letters(&source(), &letters).await.unwrap(),
+            store
+                .writer()
+                .keep_dead_letters(&source(), &letters)
+                .await
+                .unwrap(),
             2
         );
-        let offsets: Vec<i64> = store.dead_letters(100).await.unwrap()[4..]
+        let offsets: Vec<i64> = store.writer().dead_letters(100).await.unwrap()[4..]
             .iter()
             .map(|(_, o, _, _)| *o)
             .collect();
@@ -418,7 +448,11 @@ async fn records_dated_past_any_real_time_count_at_their_entry_time() {
         all.extend(parts(&store, offset, event_ms, &[(video.to_owned(), 2)]));
     }
     for (p, record) in all {
-        store.append_source(p, &src, &[record]).await.unwrap();
+        store
+            .writer()
+            .append_source(p, &src, &[record])
+            .await
+            .unwrap();
     }
     assert_eq!(topk_testkit::fixtures::apply_log(&store, "w", 10).await, 4);
     let all_time =

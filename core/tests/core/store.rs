@@ -22,7 +22,11 @@ const T0: i64 = 1_700_000_000_000;
 async fn log_views(store: &RedisStore, n: u64, times: &[i64]) {
     let v = VideoId::parse("v").unwrap();
     for &at in times {
-        store.append_at(&[(v.clone(), n)], at).await.unwrap();
+        store
+            .writer()
+            .append_at(&[(v.clone(), n)], at)
+            .await
+            .unwrap();
     }
 }
 
@@ -35,14 +39,18 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn seal_all(store: &RedisStore, now: i64) {
     for p in store.keys().all_partitions() {
-        store.seal_minutes(p, minute_of(now) + 1).await.unwrap();
+        store
+            .applier()
+            .seal_minutes(p, minute_of(now) + 1)
+            .await
+            .unwrap();
     }
 }
 
 async fn reference_counts(store: &RedisStore, w: Window, now: i64) -> HashMap<String, u64> {
     let mut all = HashMap::new();
     for p in store.keys().all_partitions() {
-        all.extend(store.reference_counts(p, w, now).await.unwrap());
+        all.extend(store.history().reference_counts(p, w, now).await.unwrap());
     }
     all
 }
@@ -145,18 +153,19 @@ async fn run_steps(mut store: RedisStore, steps: &[Step], chunk: usize, tiny_cap
             .collect();
         let event_ms = match s.backdate_ms {
             None => {
-                store.append_at(&views, now).await.unwrap();
+                store.writer().append_at(&views, now).await.unwrap();
                 now
             }
             Some(back) => {
                 let event_ms = now - back;
-                for (p, lines) in store.lines_by_partition(&views) {
+                for (p, lines) in store.writer().lines_by_partition(&views) {
                     let record = SourceRecord {
                         offset: offset as i64,
                         event_ms,
                         lines,
                     };
                     let appended = store
+                        .writer()
                         .append_source_at(p, &source, &[record], now)
                         .await
                         .unwrap();
@@ -170,7 +179,7 @@ async fn run_steps(mut store: RedisStore, steps: &[Step], chunk: usize, tiny_cap
             apply_log(&store, "c1", chunk).await;
         }
         if s.retire {
-            store.retire_all(now).await.unwrap();
+            store.applier().retire_all(now).await.unwrap();
         }
         if s.seal {
             seal_all(&store, now).await;
@@ -180,7 +189,7 @@ async fn run_steps(mut store: RedisStore, steps: &[Step], chunk: usize, tiny_cap
         }
     }
     apply_log(&store, "c1", chunk).await;
-    store.retire_all(now).await.unwrap();
+    store.applier().retire_all(now).await.unwrap();
     check(&store, &events, now).await;
 }
 
@@ -197,7 +206,7 @@ async fn check(store: &RedisStore, events: &[(i64, String, u64)], now: i64) {
             );
         }
         for p in store.keys().all_partitions() {
-            let broken = store.leader_violations(p, w).await.unwrap();
+            let broken = store.recovery().leader_violations(p, w).await.unwrap();
             assert!(
                 broken.is_empty(),
                 "leaders of {w} on partition {p}: {broken:?}"
@@ -206,7 +215,11 @@ async fn check(store: &RedisStore, events: &[(i64, String, u64)], now: i64) {
         let mut expected: Vec<(u64, String)> = want.into_iter().map(|(v, n)| (n, v)).collect();
         expected.sort_by(|a, b| b.cmp(a));
         for k in 1..=3 {
-            let top = store.top(w, TopK::new(k).unwrap()).await.unwrap();
+            let top = store
+                .rankings()
+                .top(w, TopK::new(k).unwrap())
+                .await
+                .unwrap();
             let top: Vec<(u64, String)> = top.into_iter().map(|r| (r.views, r.video_id)).collect();
             let want: Vec<(u64, String)> = expected.iter().take(k).cloned().collect();
             assert_eq!(top, want, "top {k} of {w} at {now}");
@@ -230,17 +243,21 @@ async fn a_batch_counts_each_slice_only_in_the_windows_where_it_is_live() {
             .iter()
             .map(|(v, n)| (VideoId::parse(v).unwrap(), *n))
             .collect();
-        store.append_at(&parsed, at).await.unwrap();
+        store.writer().append_at(&parsed, at).await.unwrap();
         events.extend(views.iter().map(|(v, n)| (at, v.to_string(), *n)));
     }
     // The cursors pass the two older slices before any of their views is applied.
-    store.retire_all(T0).await.unwrap();
+    store.applier().retire_all(T0).await.unwrap();
 
-    let entries = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
+    let entries = store
+        .applier()
+        .read_log(0, "w", LogRead::New, 10)
+        .await
+        .unwrap();
     let batch = aggregate(&entries);
     assert_eq!(batch.slices.len(), 3, "one batch, three slices");
     assert_eq!(
-        store.apply(0, "w", &batch).await.unwrap(),
+        store.applier().apply(0, "w", &batch).await.unwrap(),
         ApplyOutcome::Applied { views: 13 }
     );
     assert_eq!(
@@ -257,22 +274,36 @@ async fn a_batch_counts_each_slice_only_in_the_windows_where_it_is_live() {
 async fn claimed_entries_are_applied_once() {
     let store = store("claim", 1).await;
     let v = VideoId::parse("v1").unwrap();
-    store.append_at(&[(v.clone(), 5)], T0).await.unwrap();
+    store
+        .writer()
+        .append_at(&[(v.clone(), 5)], T0)
+        .await
+        .unwrap();
 
-    let slow = store.read_log(0, "slow", LogRead::New, 10).await.unwrap();
+    let slow = store
+        .applier()
+        .read_log(0, "slow", LogRead::New, 10)
+        .await
+        .unwrap();
     assert_eq!(slow.len(), 1);
     let claimed = store
+        .applier()
         .claim_stale(0, "rescuer", Duration::ZERO, 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
 
     assert_eq!(
-        store.apply(0, "slow", &aggregate(&slow)).await.unwrap(),
+        store
+            .applier()
+            .apply(0, "slow", &aggregate(&slow))
+            .await
+            .unwrap(),
         ApplyOutcome::NotOwned
     );
     assert_eq!(
         store
+            .applier()
             .apply(0, "rescuer", &aggregate(&claimed))
             .await
             .unwrap(),
@@ -281,13 +312,21 @@ async fn claimed_entries_are_applied_once() {
     // A retry of the same call (a reply lost on the way back) changes nothing either.
     assert_eq!(
         store
+            .applier()
             .apply(0, "rescuer", &aggregate(&claimed))
             .await
             .unwrap(),
         ApplyOutcome::NotOwned
     );
-    assert_eq!(store.window_counts(0, Window::All).await.unwrap()["v1"], 5);
-    assert_eq!(store.log_backlog(0).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .recovery()
+            .window_counts(0, Window::All)
+            .await
+            .unwrap()["v1"],
+        5
+    );
+    assert_eq!(store.log_state().log_backlog(0).await.unwrap(), 0);
 }
 
 /// The largest batch (10,000 distinct videos) into one partition is logged and applied whole.
@@ -297,9 +336,13 @@ async fn the_largest_batch_fits_in_one_partition() {
     let views: Vec<(VideoId, u64)> = (0..10_000)
         .map(|i| (VideoId::parse(&format!("v{i}")).unwrap(), 2))
         .collect();
-    store.append(&views).await.unwrap();
+    store.writer().append(&views).await.unwrap();
     assert_eq!(apply_log(&store, "w", 10).await, 20_000);
-    let all = store.window_counts(0, Window::All).await.unwrap();
+    let all = store
+        .recovery()
+        .window_counts(0, Window::All)
+        .await
+        .unwrap();
     assert_eq!((all.len(), all.values().sum::<u64>()), (10_000, 20_000));
 }
 
@@ -308,17 +351,24 @@ async fn the_largest_batch_fits_in_one_partition() {
 async fn own_pending_entries_are_redelivered() {
     let store = store("pending", 1).await;
     store
+        .writer()
         .append_at(&[(VideoId::parse("v").unwrap(), 2)], T0)
         .await
         .unwrap();
-    let first = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
+    let first = store
+        .applier()
+        .read_log(0, "w", LogRead::New, 10)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     assert!(store
+        .applier()
         .read_log(0, "w", LogRead::New, 10)
         .await
         .unwrap()
         .is_empty());
     let again = store
+        .applier()
         .read_log(0, "w", LogRead::OwnPending, 10)
         .await
         .unwrap();
@@ -331,17 +381,47 @@ async fn trim_never_drops_unacknowledged_entries() {
     let store = store("trim", 1).await;
     let v = VideoId::parse("v").unwrap();
     for i in 0..3 {
-        store.append_at(&[(v.clone(), 1)], T0 + i).await.unwrap();
+        store
+            .writer()
+            .append_at(&[(v.clone(), 1)], T0 + i)
+            .await
+            .unwrap();
     }
-    let read = store.read_log(0, "w", LogRead::New, 1).await.unwrap();
-    store.apply(0, "w", &aggregate(&read)).await.unwrap();
-    let pending = store.read_log(0, "w", LogRead::New, 1).await.unwrap();
+    let read = store
+        .applier()
+        .read_log(0, "w", LogRead::New, 1)
+        .await
+        .unwrap();
+    store
+        .applier()
+        .apply(0, "w", &aggregate(&read))
+        .await
+        .unwrap();
+    let pending = store
+        .applier()
+        .read_log(0, "w", LogRead::New, 1)
+        .await
+        .unwrap();
     // Everything is older than the cutoff, but only the acknowledged first entry may go.
-    assert_eq!(store.trim_log(0, T0 + 1_000_000).await.unwrap(), 1);
-    assert_eq!(store.log_backlog(0).await.unwrap(), 2);
-    store.apply(0, "w", &aggregate(&pending)).await.unwrap();
+    assert_eq!(
+        store.applier().trim_log(0, T0 + 1_000_000).await.unwrap(),
+        1
+    );
+    assert_eq!(store.log_state().log_backlog(0).await.unwrap(), 2);
+    store
+        .applier()
+        .apply(0, "w", &aggregate(&pending))
+        .await
+        .unwrap();
     assert_eq!(apply_log(&store, "w", 10).await, 1);
-    assert_eq!(store.window_counts(0, Window::All).await.unwrap()["v"], 3);
+    assert_eq!(
+        store
+            .recovery()
+            .window_counts(0, Window::All)
+            .await
+            .unwrap()["v"],
+        3
+    );
 }
 
 /// After `rebuild-redis` the group's last delivered id is the checkpoint's, `<ms>-18446744073709551615`: the
@@ -363,7 +443,10 @@ async fn trim_after_a_group_at_the_largest_sequence_keeps_what_follows() {
         .unwrap();
     assert_eq!(set.text().as_deref(), Some("OK"), "{set:?}");
     // The entry at T0 counts as delivered and acknowledged; the two after it are undelivered.
-    assert_eq!(store.trim_log(0, T0 + 1_000_000).await.unwrap(), 1);
+    assert_eq!(
+        store.applier().trim_log(0, T0 + 1_000_000).await.unwrap(),
+        1
+    );
     assert_eq!(apply_log(&store, "w", 10).await, 2);
 }
 
@@ -377,6 +460,7 @@ async fn a_restore_without_checkpoint_replays_the_surviving_log() {
     let now = T0 + 10_000;
     let none = std::collections::BTreeMap::new();
     store
+        .recovery()
         .restore_partition(0, &none, &[], now, None, None)
         .await
         .unwrap();
@@ -385,6 +469,7 @@ async fn a_restore_without_checkpoint_replays_the_surviving_log() {
     conn.cmd(&["XGROUP", "DESTROY", &store.keys().log(0), "workers"])
         .unwrap();
     store
+        .recovery()
         .restore_partition(0, &none, &[], now, None, None)
         .await
         .unwrap();
@@ -407,7 +492,10 @@ async fn a_log_without_its_group_is_not_taken_as_applied() {
         .await
         .unwrap();
     log_views(&store, 1, &[T0, T0 + 5]).await;
-    assert_eq!(store.applied_through_ms(0).await.unwrap(), Some(T0));
+    assert_eq!(
+        store.log_state().applied_through_ms(0).await.unwrap(),
+        Some(T0)
+    );
 }
 
 /// Trimming beside a worker that keeps reading: an entry delivered while the trim reads where the group
@@ -421,6 +509,7 @@ async fn trimming_beside_a_reading_worker_keeps_every_unacknowledged_entry() {
     let v = VideoId::parse("v").unwrap();
     for i in 0..ENTRIES {
         trimmer
+            .writer()
             .append_at(&[(v.clone(), 1)], T0 + i as i64)
             .await
             .unwrap();
@@ -428,6 +517,7 @@ async fn trimming_beside_a_reading_worker_keeps_every_unacknowledged_entry() {
     let reading = tokio::spawn(async move {
         // Delivered one at a time and never acknowledged: every entry stays pending.
         while !worker
+            .applier()
             .read_log(0, "w", LogRead::New, 1)
             .await
             .unwrap()
@@ -435,10 +525,15 @@ async fn trimming_beside_a_reading_worker_keeps_every_unacknowledged_entry() {
         {}
     });
     while !reading.is_finished() {
-        trimmer.trim_log(0, T0 + 1_000_000_000).await.unwrap();
+        trimmer
+            .applier()
+            .trim_log(0, T0 + 1_000_000_000)
+            .await
+            .unwrap();
     }
     reading.await.unwrap();
     let pending = trimmer
+        .applier()
         .read_log(0, "w", LogRead::OwnPending, ENTRIES + 1)
         .await
         .unwrap();
@@ -478,7 +573,7 @@ async fn store_started_before_redis_connects_when_redis_is_ready() {
     // (its 300 ms timeout on two busy cores); what must hold is that the same store gets through without a
     // restart of its own.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while let Err(e) = store.ensure_log_groups().await {
+    while let Err(e) = store.applier().ensure_log_groups().await {
         assert!(
             std::time::Instant::now() < deadline,
             "the store never connected to the Redis started after it: {e}"
@@ -499,8 +594,13 @@ async fn unreachable_redis_fails_fast() {
     store.ping().await.unwrap();
     server.kill();
     let started = std::time::Instant::now();
-    assert!(store.top(Window::All, TopK::DEFAULT).await.is_err());
     assert!(store
+        .rankings()
+        .top(Window::All, TopK::DEFAULT)
+        .await
+        .is_err());
+    assert!(store
+        .writer()
         .append(&[(VideoId::parse("v").unwrap(), 1)])
         .await
         .is_err());
@@ -526,6 +626,7 @@ async fn top_k_is_exact_when_one_partition_holds_most_of_it() {
             })
             .collect();
         store
+            .recovery()
             .seed_window(
                 p,
                 Window::Hour,
@@ -538,6 +639,7 @@ async fn top_k_is_exact_when_one_partition_holds_most_of_it() {
     all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
     for k in [1, 10, 100, 299, 300, 301, 450, 1000] {
         let top = store
+            .rankings()
             .top(Window::Hour, TopK::new(k).unwrap())
             .await
             .unwrap();
@@ -560,6 +662,7 @@ async fn a_process_with_another_partition_count_is_refused() {
     let err = RedisStore::connect(&other)
         .await
         .unwrap()
+        .applier()
         .ensure_log_groups()
         .await
         .expect_err("a store with 3 partitions started on a deployment of 4");
@@ -572,6 +675,7 @@ async fn a_process_with_another_partition_count_is_refused() {
     RedisStore::connect(&cfg)
         .await
         .unwrap()
+        .applier()
         .ensure_log_groups()
         .await
         .unwrap();
@@ -592,6 +696,7 @@ async fn waiting_for_replicas_refuses_what_no_replica_confirmed() {
     .await;
     let started = std::time::Instant::now();
     let err = lone
+        .writer()
         .append(&[(v.clone(), 1)])
         .await
         .expect_err("confirmed without a replica");
@@ -622,10 +727,11 @@ async fn waiting_for_replicas_refuses_what_no_replica_confirmed() {
     let views: Vec<(VideoId, u64)> = (0..12)
         .map(|i| (VideoId::parse(&format!("w{i}")).unwrap(), 1))
         .collect();
-    replicated.append(&views).await.unwrap();
+    replicated.writer().append(&views).await.unwrap();
     let key = topk_core::domain::IdempotencyKey::parse("wait-1").unwrap();
     for _ in 0..2 {
         replicated
+            .writer()
             .append_idempotent(&views, &key, Duration::from_secs(60))
             .await
             .unwrap();

@@ -39,10 +39,14 @@ async fn rediss_with_the_ca_file_appends_applies_and_ranks() {
         (VideoId::parse("a").unwrap(), 3),
         (VideoId::parse("b").unwrap(), 5),
     ];
-    store.append(&views).await.unwrap();
+    store.writer().append(&views).await.unwrap();
     assert_eq!(apply_log(&store, "w", 10).await, 8);
 
-    let top = store.top(Window::All, TopK::DEFAULT).await.unwrap();
+    let top = store
+        .rankings()
+        .top(Window::All, TopK::DEFAULT)
+        .await
+        .unwrap();
     let top: Vec<(&str, u64)> = top.iter().map(|r| (r.video_id.as_str(), r.views)).collect();
     assert_eq!(top, [("b", 5), ("a", 3)]);
 }

@@ -1,11 +1,11 @@
 //! One step of the Kafka source: a batch of records validated and appended to the logs exactly once.
 
-use crate::receiver::parse_batch;
 use futures::future::{join, join_all};
 use std::collections::{BTreeMap, BTreeSet};
 use topk_core::domain::VideoId;
 use topk_core::keys::Partition;
-use topk_core::redis::{DeadLetter, RedisStore, SourcePartition, SourceRecord, StoreError};
+use topk_core::redis::{DeadLetter, LogWriter, SourcePartition, SourceRecord, StoreError};
+use topk_core::wire::parse_batch;
 
 /// A record as the consumer read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub fn parse_record(value: Option<&[u8]>, max_len: usize) -> Result<Vec<(VideoId
     } else {
         parse_batch(value, max_len)
     };
-    parsed.map_err(|e| e.message().to_owned())
+    parsed.map_err(|e| e.to_string())
 }
 
 /// Forwards `records` of `topic` (any of its partitions) into the log: each valid record's views with its
@@ -69,7 +69,7 @@ pub fn parse_record(value: Option<&[u8]>, max_len: usize) -> Result<Vec<(VideoId
 /// leaves some parts appended and others not: forwarding the same records again, with the same `outcomes`,
 /// completes it and counts each record once.
 pub async fn forward(
-    store: &RedisStore,
+    writer: &LogWriter,
     topic: &str,
     records: &[Record],
     now_ms: i64,
@@ -93,7 +93,7 @@ pub async fn forward(
         match parse_record(r.value.as_deref(), max_batch_len) {
             Ok(views) => {
                 let event_ms = r.timestamp_ms.filter(|t| *t >= 0).unwrap_or(now_ms);
-                for (p, lines) in store.lines_by_partition(&views) {
+                for (p, lines) in writer.lines_by_partition(&views) {
                     parts
                         .entry((p, r.partition))
                         .or_default()
@@ -130,7 +130,7 @@ pub async fn forward(
     let (appended, dead_lettered) = join(
         join_all(parts.iter().map(|((p, kafka_partition), part)| {
             let source = source(*kafka_partition);
-            async move { store.append_source(*p, &source, part).await }
+            async move { writer.append_source(*p, &source, part).await }
         })),
         join_all(malformed.iter().map(|(kafka_partition, letters)| {
             let source = source(*kafka_partition);
@@ -143,7 +143,7 @@ pub async fn forward(
                         value: r.value.as_deref().unwrap_or_default(),
                     })
                     .collect();
-                store.keep_dead_letters(&source, &letters).await
+                writer.keep_dead_letters(&source, &letters).await
             }
         })),
     )

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use topk_core::redis::RedisStore;
+use topk_core::redis::LogWriter;
 
 /// How often the offsets of forwarded records are committed: one commit request a second instead of one per
 /// batch. Safe because appends are idempotent by offset: a crash replays at most this much, which the logs
@@ -71,7 +71,7 @@ async fn next_batch(
 /// Consumes until `stop`: each batch is forwarded (again and again while Redis fails: the records stay in
 /// hand, uncommitted) and then its offsets committed. The batch in hand is finished before it returns.
 pub async fn run(
-    store: RedisStore,
+    writer: LogWriter,
     options: KafkaOptions,
     backlog: Arc<Backlog>,
     stop: CancellationToken,
@@ -87,7 +87,7 @@ pub async fn run(
     let mut paused = false;
     // Beside the loop, so that a slow broker answer never holds up forwarding; stopped when the loop ends.
     let _watching = AbortOnDropHandle::new(tokio::spawn(watch_offsets(
-        store.clone(),
+        writer.clone(),
         consumer.clone(),
         options.topic.clone(),
         options.offsets_check_every,
@@ -140,7 +140,7 @@ pub async fn run(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             match forward(
-                &store,
+                &writer,
                 &options.topic,
                 &batch,
                 now_ms,
@@ -184,7 +184,7 @@ const FIRST_OFFSETS_CHECK: Duration = Duration::from_secs(5);
 /// Every `every`, [`partitions_gone_back`]: each partition found gone back is logged once as an error (again
 /// if it recovers and goes back again), and their number is `topk_kafka_partitions_gone_back`.
 async fn watch_offsets(
-    store: RedisStore,
+    writer: LogWriter,
     consumer: Arc<SourceConsumer>,
     topic: String,
     every: Duration,
@@ -195,7 +195,7 @@ async fn watch_offsets(
     loop {
         tokio::time::sleep(wait).await;
         wait = every;
-        let now_gone = partitions_gone_back(&store, &consumer, &topic).await;
+        let now_gone = partitions_gone_back(&writer, &consumer, &topic).await;
         for (partition, end, taken) in &now_gone {
             if !gone_back.contains(partition) {
                 tracing::error!(
@@ -241,7 +241,7 @@ fn set_paused(consumer: &SourceConsumer, pause: bool) {
 /// records, and the role is dropping new records as already forwarded. A partition whose end cannot be asked
 /// now, or a failed Redis read, counts as healthy: the next check sees it.
 pub async fn partitions_gone_back(
-    store: &RedisStore,
+    writer: &LogWriter,
     consumer: &Arc<SourceConsumer>,
     topic: &str,
 ) -> Vec<(i32, i64, i64)> {
@@ -256,7 +256,7 @@ pub async fn partitions_gone_back(
     if partitions.is_empty() {
         return Vec::new();
     }
-    let taken = match store.source_offsets_taken(topic).await {
+    let taken = match writer.source_offsets_taken(topic).await {
         Ok(taken) => taken,
         Err(e) => {
             tracing::debug!(error = %e, "reading the source offsets failed; checked again later");

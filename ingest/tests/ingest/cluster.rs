@@ -281,8 +281,14 @@ async fn a_batch_partly_stored_is_completed_once_by_its_key() {
     assert!(answer["error"].as_str().unwrap().contains(&key), "{answer}");
     // The parts on the running nodes are in the log already.
     for p in (0..6u16).filter(|&p| node_of(p) != frozen) {
-        let logged = s.store.log_backlog(p).await.unwrap() > 0
-            || s.store.window_counts(p, Window::All).await.unwrap().len() == 1;
+        let logged = s.store.log_state().log_backlog(p).await.unwrap() > 0
+            || s.store
+                .recovery()
+                .window_counts(p, Window::All)
+                .await
+                .unwrap()
+                .len()
+                == 1;
         assert!(logged, "partition {p} on a running node stored nothing");
     }
     cluster.resume(frozen);

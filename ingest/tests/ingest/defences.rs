@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use topk_core::domain::{VideoId, Window};
 use topk_core::redis::RedisStore;
-use topk_ingest::backpressure::{self, Backlog};
+use topk_ingest::backpressure;
 use topk_ingest::config::IngestConfig;
 use topk_ingest::Application;
 
@@ -68,9 +68,9 @@ async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_dra
     let receiver = start(receiver_cfg).await;
     for i in 0..8 {
         let video = VideoId::parse(&format!("fill{i}")).unwrap();
-        store.append(&[(video, 1)]).await.unwrap();
+        store.writer().append(&[(video, 1)]).await.unwrap();
     }
-    let backlog = Backlog::measure(&store).await.unwrap();
+    let backlog = backlog_of(&store).await;
     assert_eq!(backlog, 8);
 
     // Act: the receiver notices within a few refreshes (batches it takes meanwhile are answered 202 and kept).
@@ -102,10 +102,10 @@ async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_dra
         body["error"].as_str().unwrap().contains("limit 5"),
         "{body}"
     );
-    let before = Backlog::measure(&store).await.unwrap();
+    let before = backlog_of(&store).await;
     let again = post(receiver.addr, "t", r#"[{"videoId":"refused2"}]"#).await;
     assert_eq!(again.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(Backlog::measure(&store).await.unwrap(), before);
+    assert_eq!(backlog_of(&store).await, before);
     // The token is still checked first: refusing for load must not tell a stranger anything else.
     let stranger = post(receiver.addr, "wrong", r#"[{"videoId":"x"}]"#).await;
     assert_eq!(stranger.status(), reqwest::StatusCode::UNAUTHORIZED);
@@ -121,7 +121,7 @@ async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_dra
     // Drain: workers start and apply the log.
     let workers = start(config(&prefix, &["--role=worker"])).await;
     let started = Instant::now();
-    while Backlog::measure(&store).await.unwrap() > 0 {
+    while backlog_of(&store).await > 0 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the workers did not drain the log"
@@ -145,7 +145,7 @@ async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_dra
     }
     // Every batch answered 202 is counted, and nothing of the refused ones.
     let started = Instant::now();
-    while Backlog::measure(&store).await.unwrap() > 0 {
+    while backlog_of(&store).await > 0 {
         assert!(started.elapsed() < Duration::from_secs(20));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -153,7 +153,7 @@ async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_dra
         let store = store.clone();
         let video = VideoId::parse(video).unwrap();
         async move {
-            let counts = store.video_counts(&video).await.unwrap();
+            let counts = store.rankings().video_counts(&video).await.unwrap();
             counts
                 .iter()
                 .find(|(w, _)| *w == Window::All)
@@ -278,7 +278,10 @@ async fn workers_wait_while_a_rebuild_is_unfinished() {
     let stop = tokio_util::sync::CancellationToken::new();
     let waiting = tokio::spawn({
         let (store, stop) = (store.clone(), stop.clone());
-        async move { topk_ingest::worker::wait_for_log_groups(&store, &stop).await }
+        async move {
+            topk_ingest::worker::wait_for_log_groups(&store.applier(), &store.log_state(), &stop)
+                .await
+        }
     });
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     assert!(
@@ -363,10 +366,7 @@ async fn only_a_json_body_without_a_content_coding_is_taken() {
         );
     }
     // One log entry per batch taken (a receiver alone: nothing applies them), none for the refused.
-    assert_eq!(
-        Backlog::measure(&store).await.unwrap(),
-        taken.len() as u64 + 1
-    );
+    assert_eq!(backlog_of(&store).await, taken.len() as u64 + 1);
     receiver.stop().await;
 }
 
@@ -443,4 +443,12 @@ async fn refused_tokens_are_logged_once_per_interval_with_their_count() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].contains(r#""level":"WARN""#), "{}", lines[0]);
     assert!(lines[0].contains(r#""refused":1"#), "{}", lines[0]);
+}
+
+/// Every partition's backlog, summed, as the log watch measures it.
+async fn backlog_of(store: &topk_core::redis::RedisStore) -> u64 {
+    let positions = topk_ingest::log_watch::measure(&store.log_state())
+        .await
+        .unwrap();
+    positions.iter().map(|p| p.backlog).sum()
 }

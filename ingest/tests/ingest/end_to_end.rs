@@ -64,6 +64,7 @@ async fn rank_in_every_window_and_slide(redis_url: &str) {
     let s2 = stack_on(redis_url, "slide", 3, &[]).await;
     let now = s2.store.now_ms().await.unwrap();
     s2.store
+        .writer()
         .append_at(&[(VideoId::parse("old").unwrap(), 7)], now - 50_000)
         .await
         .unwrap();

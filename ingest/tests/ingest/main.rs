@@ -4,7 +4,6 @@
 //! - [`stack`]: ingest and the API in this process on free ports, isolated by a key prefix.
 //! - [`end_to_end`]: views over HTTP to the API's rankings in every window, and every class of bad input.
 //! - [`defences`]: the receiver's backpressure, token rotation, and tokens kept out of the logs.
-//! - [`batch`]: the batch decoder, with property tests.
 //! - [`supervision`]: a background loop that dies stops the process with its cause.
 //! - [`retries`]: a batch sent again under its `Idempotency-Key` counts once.
 //! - [`operations`]: metrics agree with the traffic, bad settings are refused at start.
@@ -16,7 +15,6 @@
 //!   ones, adds nothing on a full replay, and runs from its settings.
 //! - [`faults`]: the fault suite runs the real processes and breaks them, Redis and Postgres on purpose.
 
-mod batch;
 mod cluster;
 mod defences;
 mod end_to_end;

@@ -181,10 +181,11 @@ impl Stack {
         let mut backlog = 0;
         let mut windows = Vec::new();
         for p in 0..self.partitions {
-            backlog += self.store.log_backlog(p).await.unwrap();
+            backlog += self.store.log_state().log_backlog(p).await.unwrap();
             for w in Window::ALL {
                 let mut c: Vec<(String, u64)> = self
                     .store
+                    .recovery()
                     .window_counts(p, w)
                     .await
                     .unwrap()

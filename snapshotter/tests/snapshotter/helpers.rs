@@ -25,13 +25,14 @@ pub async fn log_backdated(
         topic: "views".into(),
         partition: 0,
     };
-    for (p, lines) in store.lines_by_partition(views) {
+    for (p, lines) in store.writer().lines_by_partition(views) {
         let record = SourceRecord {
             offset,
             event_ms,
             lines,
         };
         store
+            .writer()
             .append_source_at(p, &source, &[record], now)
             .await
             .unwrap();
@@ -75,7 +76,9 @@ pub async fn fed(
 /// Applies everything in the log with the real worker step.
 pub async fn drain(store: &RedisStore) {
     for p in store.keys().all_partitions() {
-        while topk_ingest::worker::step(store, p, "w", 50, Default::default())
+        while store
+            .applier()
+            .step(p, "w", 50, Default::default())
             .await
             .unwrap()
             .entries
@@ -86,7 +89,7 @@ pub async fn drain(store: &RedisStore) {
 
 /// Runs the retirer's step at `now`.
 pub async fn retire(store: &RedisStore, now: i64) {
-    store.retire_all(now).await.unwrap();
+    store.applier().retire_all(now).await.unwrap();
 }
 
 /// Appends 1 to 3 views of one of seven videos at each of `times` (offsets from T0, in ms); returns the events
@@ -97,6 +100,7 @@ pub async fn feed(store: &RedisStore, times: &[i64]) -> Vec<(i64, String, u64)> 
         let video = format!("v{}", i % 7);
         let n = (i % 3 + 1) as u64;
         store
+            .writer()
             .append_at(&[(VideoId::parse(&video).unwrap(), n)], T0 + t)
             .await
             .unwrap();

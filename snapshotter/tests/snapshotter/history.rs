@@ -48,12 +48,14 @@ async fn history_answers_the_snapshot_at_or_before_a_time() {
 
     assert_eq!(get(format!("window=all&at={}", rfc(t1))).await.0, 404);
     store
+        .writer()
         .append_at(&[(VideoId::parse("a").unwrap(), 1)], T0)
         .await
         .unwrap();
     drain(&store).await;
     snapshot_rankings(&store, &pool, t1).await.unwrap();
     store
+        .writer()
         .append_at(&[(VideoId::parse("b").unwrap(), 3)], T0 + 1)
         .await
         .unwrap();

@@ -95,7 +95,7 @@ pub(crate) async fn check(steps: Vec<Step>, snapshotter_first: bool, label: &str
             let views = [(VideoId::parse(&video).unwrap(), *n)];
             let event_ms = match s.backdate_ms {
                 None => {
-                    store.append_at(&views, now).await.unwrap();
+                    store.writer().append_at(&views, now).await.unwrap();
                     now
                 }
                 Some(back) => {
@@ -110,8 +110,8 @@ pub(crate) async fn check(steps: Vec<Step>, snapshotter_first: bool, label: &str
             apply_log(&store, "w", 7).await;
         }
         if s.retire {
-            store.retire_all(now).await.unwrap();
-            store.seal_all(now).await.unwrap();
+            store.applier().retire_all(now).await.unwrap();
+            store.applier().seal_all(now).await.unwrap();
         }
         if s.snapshot && s.interrupted {
             close_minutes(&store, &pool, now).await.unwrap();
@@ -125,8 +125,8 @@ pub(crate) async fn check(steps: Vec<Step>, snapshotter_first: bool, label: &str
     // Everything applied, retired and written: every minute of the events is closed by now.
     now += 2 * MIN;
     apply_log(&store, "w", 7).await;
-    store.retire_all(now).await.unwrap();
-    store.seal_all(now).await.unwrap();
+    store.applier().retire_all(now).await.unwrap();
+    store.applier().seal_all(now).await.unwrap();
     snapshot_minutes(&store, &pool, now).await.unwrap();
 
     assert_eq!(stats(&pool).await, per_minute(&events, now), "video_stats");
@@ -200,7 +200,7 @@ async fn a_rerun_of_an_interrupted_minute_job_counts_a_late_view_once() {
     log_backdated(&store, &views, 0, now, minute_ms).await;
     apply_log(&store, "w", 10).await;
     now += MIN;
-    store.retire_all(now).await.unwrap();
+    store.applier().retire_all(now).await.unwrap();
     snapshot_minutes(&store, &pool, now).await.unwrap();
     history_holds(&store, &pool, &[(minute_ms, "late".into(), 3)], now).await;
 }
@@ -218,7 +218,7 @@ async fn views_older_than_a_day_applied_before_the_first_minute_job_reach_histor
     apply_log(&store, "w", 10).await;
     // The retirer runs every few hundred ms, before the first minute job: it takes the view out of the
     // windows it is too old for.
-    store.retire_all(now).await.unwrap();
+    store.applier().retire_all(now).await.unwrap();
     snapshot_minutes(&store, &pool, now).await.unwrap();
     history_holds(&store, &pool, &[(old, "old".into(), 4)], now).await;
 }

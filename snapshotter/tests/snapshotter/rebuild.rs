@@ -12,7 +12,7 @@ async fn windows(store: &RedisStore) -> HashMap<Window, BTreeMap<String, u64>> {
     for w in Window::ALL {
         let mut all = BTreeMap::new();
         for p in store.keys().all_partitions() {
-            all.extend(store.window_counts(p, w).await.unwrap());
+            all.extend(store.recovery().window_counts(p, w).await.unwrap());
         }
         out.insert(w, all);
     }
@@ -53,7 +53,7 @@ async fn rebuild_after_redis_loss_restores_the_windows() {
             windows(&store).await.values().all(BTreeMap::is_empty),
             "redis still has data"
         );
-        store.ensure_log_groups().await.unwrap();
+        store.applier().ensure_log_groups().await.unwrap();
         let report = rebuild(&store, &pool, now, false).await.unwrap();
         assert!(report.minute_rows > 0 && report.total_rows > 0);
         let after = windows(&store).await;
@@ -68,8 +68,12 @@ async fn rebuild_after_redis_loss_restores_the_windows() {
         for w in [Window::Hour, Window::Day] {
             for p in store.keys().all_partitions() {
                 assert_eq!(
-                    store.window_counts(p, w).await.unwrap(),
-                    store.reference_counts(p, w, now + 5 * MIN).await.unwrap()
+                    store.recovery().window_counts(p, w).await.unwrap(),
+                    store
+                        .history()
+                        .reference_counts(p, w, now + 5 * MIN)
+                        .await
+                        .unwrap()
                 );
             }
         }
@@ -97,10 +101,12 @@ async fn rebuild_replays_the_log_after_the_checkpoint() {
         .unwrap();
     // Views after the snapshot: in Redis and the log, not in Postgres.
     store
+        .writer()
         .append_at(&[(VideoId::parse("after").unwrap(), 5)], T0 + 11 * MIN)
         .await
         .unwrap();
     store
+        .writer()
         .append_at(&[(VideoId::parse("v1").unwrap(), 2)], T0 + 11 * MIN + 1)
         .await
         .unwrap();
@@ -165,7 +171,7 @@ async fn rebuild_and_verify_on_a_cluster() {
         cluster.conn(port).cmd(&["FLUSHALL"]).unwrap();
     }
     assert!(windows(&store).await.values().all(BTreeMap::is_empty));
-    store.ensure_log_groups().await.unwrap();
+    store.applier().ensure_log_groups().await.unwrap();
     let report = rebuild(&store, &pool, now, false).await.unwrap();
     assert!(report.minute_rows > 0 && report.total_rows > 0);
     let after = windows(&store).await;

@@ -25,6 +25,7 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
     let mut now = T0 + 2 * DAY;
     // An on-time view, applied and written: the checkpoint is the minute before `now`.
     store
+        .writer()
         .append_at(&[(VideoId::parse("v0").unwrap(), 1)], now)
         .await
         .unwrap();
@@ -40,12 +41,17 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
         now - 90_000,
     )
     .await;
-    let taken = store.read_log(0, "w", LogRead::New, 10).await.unwrap();
+    let taken = store
+        .applier()
+        .read_log(0, "w", LogRead::New, 10)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     let x = taken[0].id;
 
     // The late stream's newest entry as the first run finds it (none yet).
     let late_before = store
+        .history()
         .read_late(0, topk_core::batch::EntryId { ms: 0, seq: 0 }, 1000)
         .await
         .unwrap()
@@ -67,13 +73,18 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
     ])
     .unwrap();
     // Until it is run again, the snapshotter writes nothing (the workers wait too: ingest's defences tests).
-    assert_eq!(store.interrupted_rebuilds().await.unwrap(), [0]);
+    assert_eq!(store.log_state().interrupted_rebuilds().await.unwrap(), [0]);
     let refused = snapshot_minutes(&store, &pool, now + MIN)
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("interrupted"), "{refused:#}");
     rebuild(&store, &pool, now, false).await.unwrap();
-    assert!(store.interrupted_rebuilds().await.unwrap().is_empty());
+    assert!(store
+        .log_state()
+        .interrupted_rebuilds()
+        .await
+        .unwrap()
+        .is_empty());
 
     now += 2 * MIN;
     apply_log(&store, "w", 10).await;

@@ -53,6 +53,7 @@ async fn catch_up_after_a_stop_leaves_no_gap_and_open_minutes_wait() {
 
     // A minute whose views are still in the log (not applied) is not closed: it is not written yet.
     store
+        .writer()
         .append_at(&[(VideoId::parse("late").unwrap(), 1)], T0 + 20 * MIN)
         .await
         .unwrap();
@@ -81,7 +82,11 @@ async fn a_long_catch_up_goes_in_chunks_and_writes_everything_once() {
             .enumerate()
             .map(|(i, _)| (VideoId::parse(&format!("c{i}")).unwrap(), 1))
             .collect();
-        store.append_at(&batch, T0 + chunk[0]).await.unwrap();
+        store
+            .writer()
+            .append_at(&batch, T0 + chunk[0])
+            .await
+            .unwrap();
         events.extend(
             batch
                 .iter()
@@ -109,8 +114,8 @@ async fn a_snapshotter_under_an_hour_late_still_writes_what_the_day_window_retir
     // The snapshotter ran once (nothing was closed yet), then stopped for more than a day.
     snapshot_minutes(&store, &pool, T0).await.unwrap();
     let now = T0 + 24 * 60 * MIN + 30 * MIN;
-    store.seal_all(now).await.unwrap();
-    store.retire_all(now).await.unwrap();
+    store.applier().seal_all(now).await.unwrap();
+    store.applier().retire_all(now).await.unwrap();
     assert!(
         topk_testkit::fixtures::window_counts(&store, topk_core::domain::Window::Day)
             .await

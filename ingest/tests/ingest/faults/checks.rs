@@ -32,7 +32,11 @@ pub async fn drain(store: &RedisStore, within: Duration) {
     loop {
         let mut backlog = 0;
         for p in store.keys().all_partitions() {
-            backlog += store.log_backlog(p).await.unwrap_or(u64::MAX / 1024);
+            backlog += store
+                .log_state()
+                .log_backlog(p)
+                .await
+                .unwrap_or(u64::MAX / 1024);
         }
         if backlog == 0 {
             return;
@@ -49,7 +53,7 @@ pub async fn drain(store: &RedisStore, within: Duration) {
 pub async fn counted(store: &RedisStore, window: Window) -> HashMap<String, u64> {
     let mut all = HashMap::new();
     for p in store.keys().all_partitions() {
-        all.extend(store.window_counts(p, window).await.unwrap());
+        all.extend(store.recovery().window_counts(p, window).await.unwrap());
     }
     all
 }

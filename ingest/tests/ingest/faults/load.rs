@@ -63,7 +63,7 @@ async fn mixed_load_keeps_memory_keys_and_log_bounded() {
         });
         let mut backlog = 0;
         for p in store.keys().all_partitions() {
-            backlog += store.log_backlog(p).await.unwrap();
+            backlog += store.log_state().log_backlog(p).await.unwrap();
         }
         backlog_max = backlog_max.max(backlog);
     }

@@ -121,7 +121,7 @@ async fn sigterm_of_every_service_is_graceful() {
     took.push(("worker", worker.terminate(bound).await));
     for p in store.keys().all_partitions() {
         assert_eq!(
-            store.pending(p).await.unwrap(),
+            store.log_state().pending(p).await.unwrap(),
             0,
             "partition {p}: entries read and not acknowledged after the worker stopped"
         );

@@ -78,7 +78,7 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
     env.database_url = Some(topk_testkit::fresh_database("lost"));
     env.snapshotter_once(&["migrate"]).await;
     let store = env.store().await;
-    store.ensure_log_groups().await.unwrap();
+    store.applier().ensure_log_groups().await.unwrap();
 
     // Views of a few minutes ago (injected event time), so that closed minutes exist without waiting.
     let now = wall_ms();
@@ -87,6 +87,7 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
         let video = format!("old{}", i % 13);
         let n = (i % 4 + 1) as u64;
         store
+            .writer()
             .append_at(
                 &[(VideoId::parse(&video).unwrap(), n)],
                 now - 180_000 + i * 1_000,
@@ -130,7 +131,7 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
     ingest.terminate(Duration::from_secs(10)).await;
     for p in store.keys().all_partitions() {
         assert_eq!(
-            store.pending(p).await.unwrap(),
+            store.log_state().pending(p).await.unwrap(),
             0,
             "partition {p}: left unacknowledged by SIGTERM"
         );

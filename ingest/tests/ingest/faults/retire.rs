@@ -50,7 +50,7 @@ fn next_time(t: i64, step: usize, steps: usize) -> i64 {
 async fn views_arriving_while_their_slice_retires_count_exactly() {
     let env = Env::new(&topk_testkit::servers().redis_url, "retire", 3);
     let store = env.store().await;
-    store.ensure_log_groups().await.unwrap();
+    store.applier().ensure_log_groups().await.unwrap();
     // Event times start at Redis's clock, so bucket expiries computed from them are never in the past.
     let base = store.now_ms().await.unwrap();
     let clock = Arc::new(AtomicI64::new(base));
@@ -78,7 +78,7 @@ async fn views_arriving_while_their_slice_retires_count_exactly() {
                             })
                             .collect()
                     };
-                    store.append_at(&batch, t).await.unwrap();
+                    store.writer().append_at(&batch, t).await.unwrap();
                     clock.store(t, Ordering::SeqCst);
                     events.extend(
                         batch
@@ -99,11 +99,12 @@ async fn views_arriving_while_their_slice_retires_count_exactly() {
                         let busy = appending.load(Ordering::SeqCst);
                         let mut applied = 0;
                         for p in store.keys().all_partitions() {
-                            applied +=
-                                topk_ingest::worker::step(&store, p, name, 4, Default::default())
-                                    .await
-                                    .unwrap()
-                                    .entries;
+                            applied += store
+                                .applier()
+                                .step(p, name, 4, Default::default())
+                                .await
+                                .unwrap()
+                                .entries;
                         }
                         if applied == 0 && !busy {
                             return;
@@ -118,7 +119,7 @@ async fn views_arriving_while_their_slice_retires_count_exactly() {
                 let mut n = 0u64;
                 while appending.load(Ordering::SeqCst) {
                     let now = clock.load(Ordering::SeqCst);
-                    n += store.retire_all(now).await.unwrap() as u64;
+                    n += store.applier().retire_all(now).await.unwrap() as u64;
                     tokio::task::yield_now().await;
                 }
                 n
@@ -132,14 +133,14 @@ async fn views_arriving_while_their_slice_retires_count_exactly() {
         drain(&store, Duration::from_secs(10)).await;
 
         let now = clock.load(Ordering::SeqCst);
-        retired += store.retire_all(now).await.unwrap() as u64;
+        retired += store.applier().retire_all(now).await.unwrap() as u64;
         for w in Window::ALL {
             let want = brute_force(&events, w, now);
             assert_eq!(counted(&store, w).await, want, "round {round}: {w} window");
             if shape(w).is_some() {
                 let mut reference = HashMap::new();
                 for p in store.keys().all_partitions() {
-                    reference.extend(store.reference_counts(p, w, now).await.unwrap());
+                    reference.extend(store.history().reference_counts(p, w, now).await.unwrap());
                 }
                 reference.retain(|_, n| *n > 0);
                 assert_eq!(reference, want, "round {round}: {w} slices");

@@ -147,7 +147,7 @@ async fn assert_exact(
     }
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::TopicPartitionList;
-    let taken = store.source_offsets_taken(TOPIC).await;
+    let taken = store.writer().source_offsets_taken(TOPIC).await;
     let backlog = super::log_entries(store).await;
     let (bootstrap, group) = (broker.bootstrap(), group.to_owned());
     let offsets = tokio::task::spawn_blocking(move || {

@@ -118,7 +118,7 @@ where
 {
     let stop = CancellationToken::new();
     let backlog = Arc::new(Backlog::new(0));
-    let task = tokio::spawn(kafka::run(store.clone(), options, backlog, stop.clone()));
+    let task = tokio::spawn(kafka::run(store.writer(), options, backlog, stop.clone()));
     wait_for(Duration::from_secs(60), done, || {
         "the kafka role did not get there".into()
     })
@@ -131,7 +131,7 @@ where
 async fn log_entries(store: &RedisStore) -> u64 {
     let mut n = 0;
     for p in store.keys().all_partitions() {
-        n += store.log_position(p).await.unwrap().backlog;
+        n += store.log_state().log_position(p).await.unwrap().backlog;
     }
     n
 }

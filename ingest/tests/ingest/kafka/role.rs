@@ -46,10 +46,10 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
     // The role reads everything (it stops only once the batch in hand is forwarded and committed): 6
     // records forwarded, 6 dead-lettered (the empty array and the id `..` included), and the two ends.
     consume_until(&store, kafka_options(&broker, "topk"), || async {
-        store.dead_letters(100).await.unwrap().len() >= 8
+        store.writer().dead_letters(100).await.unwrap().len() >= 8
     })
     .await;
-    let dead = store.dead_letters(100).await.unwrap();
+    let dead = store.writer().dead_letters(100).await.unwrap();
     let reasons: Vec<&str> = dead.iter().map(|(_, _, why, _)| why.as_str()).collect();
     assert_eq!(dead.len(), 8, "{dead:?}");
     assert!(dead
@@ -68,7 +68,7 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
 
     // Applied: each view once, the back-dated ones outside the hour window but in the day's.
     apply_log(&store, "w", 100).await;
-    store.retire_all(now).await.unwrap();
+    store.applier().retire_all(now).await.unwrap();
     let all = window_counts(&store, Window::All).await;
     let want = HashMap::from([
         ("a".to_owned(), 3),
@@ -100,11 +100,11 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
         .unwrap_or_else(|(e, _)| panic!("second end of partition {p}: {e}"));
     }
     consume_until(&store, kafka_options(&broker, "again"), || async {
-        store.dead_letters(100).await.unwrap().len() >= 10
+        store.writer().dead_letters(100).await.unwrap().len() >= 10
     })
     .await;
     assert_eq!(log_entries(&store).await, 0, "nothing new in the log");
-    let again = store.dead_letters(100).await.unwrap();
+    let again = store.writer().dead_letters(100).await.unwrap();
     assert_eq!(again.len(), 10, "{again:?}");
     assert_eq!(again[..8], dead[..], "the first dead letters, once");
     assert!(again[8..].iter().all(|(_, _, _, v)| v == "end again"));
@@ -137,18 +137,25 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
     ];
     let outcome = |f: &kafka::Forwarded| (f.records, f.replayed, f.malformed);
     let mut step = Outcomes::new();
-    let first = forward(&store, TOPIC, &batch, T0, 100, &mut step)
+    let first = forward(&store.writer(), TOPIC, &batch, T0, 100, &mut step)
         .await
         .unwrap();
     assert_eq!(outcome(&first), (3, 0, 1));
     assert_eq!(first.commit, [(0, 4)].into());
-    let retried = forward(&store, TOPIC, &batch, T0, 100, &mut step)
+    let retried = forward(&store.writer(), TOPIC, &batch, T0, 100, &mut step)
         .await
         .unwrap();
     assert_eq!(outcome(&retried), (3, 0, 1), "the same step, tried again");
-    let again = forward(&store, TOPIC, &batch, T0, 100, &mut Outcomes::new())
-        .await
-        .unwrap();
+    let again = forward(
+        &store.writer(),
+        TOPIC,
+        &batch,
+        T0,
+        100,
+        &mut Outcomes::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome(&again), (0, 4, 0), "a new step: a replay");
 
     // Out of offset order, with old records and one of them twice.
@@ -159,9 +166,16 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
         batch[2].clone(),
         batch[3].clone(),
     ];
-    let next = forward(&store, TOPIC, &overlapping, T0, 100, &mut Outcomes::new())
-        .await
-        .unwrap();
+    let next = forward(
+        &store.writer(),
+        TOPIC,
+        &overlapping,
+        T0,
+        100,
+        &mut Outcomes::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome(&next), (2, 3, 0));
     assert_eq!(next.commit, [(0, 6)].into());
 
@@ -169,6 +183,7 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
     // between the appends); read again, it is forwarded (its rest), not replayed.
     let half = record(6, spread);
     let a_part = store
+        .writer()
         .lines_by_partition(&kafka::parse_record(half.value.as_deref(), 100).unwrap())
         .into_iter()
         .find(|(_, lines)| lines.contains("a "))
@@ -183,12 +198,20 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
         lines: a_part.1.clone(),
     };
     store
+        .writer()
         .append_source(a_part.0, &source, &[part])
         .await
         .unwrap();
-    let rest = forward(&store, TOPIC, &[half], T0, 100, &mut Outcomes::new())
-        .await
-        .unwrap();
+    let rest = forward(
+        &store.writer(),
+        TOPIC,
+        &[half],
+        T0,
+        100,
+        &mut Outcomes::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome(&rest), (1, 0, 0));
 
     apply_log(&store, "w", 100).await;
@@ -277,7 +300,7 @@ async fn the_kafka_role_runs_from_its_settings_and_counts_records() {
         .unwrap();
     wait_for(
         Duration::from_secs(60),
-        || async { store.dead_letters(10).await.unwrap().len() >= 2 },
+        || async { store.writer().dead_letters(10).await.unwrap().len() >= 2 },
         || "the kafka role did not read its topic".into(),
     )
     .await;
@@ -352,7 +375,7 @@ async fn a_backlogged_log_pauses_consumption_instead_of_failing() {
     };
     let (logs, _capture) = topk_testkit::LogCapture::install();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(kafka::run(store.clone(), options, backlog, stop.clone()));
+    let task = tokio::spawn(kafka::run(store.writer(), options, backlog, stop.clone()));
     let until_logged = |n: u64| {
         let store = store.clone();
         wait_for(
@@ -405,7 +428,7 @@ async fn pausing_and_resuming_under_load_loses_and_doubles_nothing() {
     let (logs, _capture) = topk_testkit::LogCapture::install();
     let stop = CancellationToken::new();
     let role = tokio::spawn(kafka::run(
-        store.clone(),
+        store.writer(),
         kafka_options(&broker, "churn"),
         backlog.clone(),
         stop.clone(),
@@ -451,7 +474,7 @@ async fn pausing_and_resuming_under_load_loses_and_doubles_nothing() {
     }
     wait_for(
         Duration::from_secs(90),
-        || async { store.dead_letters(100).await.unwrap().len() >= 4 * CHUNKS },
+        || async { store.writer().dead_letters(100).await.unwrap().len() >= 4 * CHUNKS },
         || format!("not all read\n{}", logs.text()),
     )
     .await;

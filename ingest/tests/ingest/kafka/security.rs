@@ -28,7 +28,7 @@ fn with_properties(options: KafkaOptions, text: &str) -> KafkaOptions {
 async fn reads_nothing(store: &RedisStore, options: KafkaOptions, why: &str) {
     let stop = CancellationToken::new();
     let task = tokio::spawn(kafka::run(
-        store.clone(),
+        store.writer(),
         options,
         Arc::new(Backlog::new(0)),
         stop.clone(),

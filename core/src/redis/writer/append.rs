@@ -10,11 +10,11 @@
 //! With `wait_replicas` > 0, an append returns only once WAIT confirms its entries on that many replicas of
 //! every node that took a part, so a failover after the answer cannot lose them.
 
-use super::client::{Value, ValueExt};
-use super::{RedisStore, Result, StoreError};
 use crate::batch::{encode_lines, LINES_FIELD};
 use crate::domain::{IdempotencyKey, VideoId};
 use crate::keys::Partition;
+use crate::redis::connection::client::{Value, ValueExt};
+use crate::redis::{LogWriter, Result, Shared, StoreError};
 use futures::future::join_all;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -57,7 +57,7 @@ enum Fresh {
     No,
 }
 
-impl RedisStore {
+impl LogWriter {
     /// Appends a validated batch to the log. Returns once Redis has the entries (and, with `wait_replicas`,
     /// its replicas). On one node the batch is stored whole or not at all; on a cluster, see the module.
     pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
@@ -142,21 +142,6 @@ impl RedisStore {
     /// confirmed): its error then carries the key to send it again with ([`StoreError::Incomplete`]).
     fn hands_back_keys(&self) -> bool {
         self.cluster || self.wait_replicas > 0
-    }
-
-    /// The batch's views grouped by partition, as each partition's lines.
-    pub(super) fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
-        let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
-        for (video, n) in views {
-            by_partition
-                .entry(self.keys.partition_of(video))
-                .or_default()
-                .push((video, *n));
-        }
-        by_partition
-            .into_iter()
-            .map(|(p, views)| (p, encode_lines(views)))
-            .collect()
     }
 
     /// On a cluster: the key claimed for this batch first (`lua/claim_key.lua`), so that the same key with
@@ -278,6 +263,60 @@ impl RedisStore {
             other => Err(StoreError::Reply(format!("append script answered {other}"))),
         }
     }
+}
+
+impl Shared {
+    /// The replicas' acknowledged offsets and the primary's own offset, from INFO on the node that owns `key`,
+    /// which must still be the primary with replication ID `replid`.
+    pub(in crate::redis) async fn replication(
+        &self,
+        key: &str,
+        replid: &str,
+    ) -> Result<(Vec<u64>, u64)> {
+        // On the connection WAIT runs on: any command there moves what its next WAIT covers to the
+        // primary's offset now, past the write being confirmed.
+        let info: String = self
+            .on_key_waiting("INFO", key, vec!["replication"])
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("master_replid") != Some(replid) || field("role") != Some("master") {
+            // Another primary took over since the write: it may not have it.
+            return Err(StoreError::NotReplicated {
+                acked: 0,
+                wanted: self.wait_replicas,
+            });
+        }
+        let offset = field("master_repl_offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        // slave0:ip=...,port=...,state=online,offset=123,lag=0
+        let acked = info
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset=")))
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        Ok((acked, offset))
+    }
+
+    /// The batch's views grouped by partition, as each partition's lines.
+    pub(in crate::redis) fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
+        let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
+        for (video, n) in views {
+            by_partition
+                .entry(self.keys.partition_of(video))
+                .or_default()
+                .push((video, *n));
+        }
+        by_partition
+            .into_iter()
+            .map(|(p, views)| (p, encode_lines(views)))
+            .collect()
+    }
 
     /// With `wait_replicas` > 0: on every primary that took a part of the batch, WAIT until that many
     /// replicas have it, then check it on the primary itself (INFO: the same replication ID, and that many
@@ -286,7 +325,10 @@ impl RedisStore {
     /// primary's ID differs. Fails with [`StoreError::NotReplicated`] when the replicas do not confirm within
     /// half the store's timeout. WAIT runs on a connection of its own: while it waits for a lagging replica,
     /// every other command to the node goes on.
-    pub(super) async fn wait_for_replicas(&self, writers: BTreeMap<String, String>) -> Result<()> {
+    pub(in crate::redis) async fn wait_for_replicas(
+        &self,
+        writers: BTreeMap<String, String>,
+    ) -> Result<()> {
         let wanted = self.wait_replicas;
         if wanted == 0 {
             return Ok(());
@@ -317,39 +359,6 @@ impl RedisStore {
         }))
         .await;
         checks.into_iter().collect()
-    }
-
-    /// The replicas' acknowledged offsets and the primary's own offset, from INFO on the node that owns `key`,
-    /// which must still be the primary with replication ID `replid`.
-    async fn replication(&self, key: &str, replid: &str) -> Result<(Vec<u64>, u64)> {
-        // On the connection WAIT runs on: any command there moves what its next WAIT covers to the
-        // primary's offset now, past the write being confirmed.
-        let info: String = self
-            .on_key_waiting("INFO", key, vec!["replication"])
-            .await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        if field("master_replid") != Some(replid) || field("role") != Some("master") {
-            // Another primary took over since the write: it may not have it.
-            return Err(StoreError::NotReplicated {
-                acked: 0,
-                wanted: self.wait_replicas,
-            });
-        }
-        let offset = field("master_repl_offset")
-            .and_then(|o| o.parse().ok())
-            .unwrap_or(0);
-        // slave0:ip=...,port=...,state=online,offset=123,lag=0
-        let acked = info
-            .lines()
-            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
-            .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset=")))
-            .filter_map(|o| o.parse().ok())
-            .collect();
-        Ok((acked, offset))
     }
 }
 

@@ -11,7 +11,8 @@
 //! Every command names a key of the partition it is about ([`Route::Key`]), so on a cluster it goes to the
 //! node that owns that partition even when it has no key of its own (TIME, SCAN, WAIT, SCRIPT LOAD).
 
-use super::{tls, unreachable, RedisUrl, Result, StoreError};
+use super::{tls, unreachable};
+use crate::redis::{RedisUrl, Result, StoreError};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
@@ -27,7 +28,7 @@ const CLUSTER_RETRIES: u32 = 6;
 
 /// Where a command goes.
 #[derive(Debug, Clone)]
-pub(super) enum Route {
+pub(in crate::redis) enum Route {
     /// The primary that owns this key's hash slot (a partition's keys share the slot of its `{p}` tag).
     Key(String),
     /// This node, `host:port` (benchmark measurements of every primary).
@@ -37,7 +38,7 @@ pub(super) enum Route {
 
 /// A connection to one Redis node or to a Redis Cluster.
 #[derive(Clone)]
-pub(super) struct Connection {
+pub(in crate::redis) struct Connection {
     kind: Kind,
     /// A second connection, for WAIT and the replication checks around it alone: WAIT holds its connection
     /// until the replicas answer, and every command behind it on a multiplexed connection would wait too.
@@ -201,7 +202,7 @@ impl Connection {
 }
 
 /// Reading replies without a schema (stream entries, script results).
-pub(super) trait ValueExt: Sized {
+pub(in crate::redis) trait ValueExt: Sized {
     fn into_array(self) -> Vec<Value>;
     fn as_string(&self) -> Option<String>;
     fn as_i64(&self) -> Option<i64>;

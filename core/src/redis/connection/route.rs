@@ -7,9 +7,9 @@
 //! timeout. A command lost with its connection on one node is not: it may have run (appends retry those under
 //! their idempotency key, `append.rs`).
 
-use super::client::{Route, Value};
-use super::scripts::Lua;
-use super::{RedisStore, Result, StoreError};
+use crate::redis::connection::client::{Route, Value};
+use crate::redis::connection::scripts::Lua;
+use crate::redis::{Result, Shared, StoreError};
 use ::redis::{Cmd, FromRedisValue, ToRedisArgs};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -48,14 +48,21 @@ impl StoreError {
     }
 
     /// Counts this failed command in `topk_redis_errors_total`.
-    pub(super) fn count(&self) {
+    pub(in crate::redis) fn count(&self) {
         metrics::counter!("topk_redis_errors_total", "kind" => self.kind()).increment(1);
     }
 }
 
-impl RedisStore {
+impl Shared {
+    /// `cmd` once, on the node that owns `key`.
+    async fn query<R: FromRedisValue>(&self, cmd: &Cmd, key: &str) -> Result<R> {
+        self.query_routed(cmd, Route::Key(key.to_owned())).await
+    }
+}
+
+impl Shared {
     /// Runs `op` again while Redis answers that it did not run it, for at most the store's timeout.
-    pub(super) async fn retry_not_run<T, F, Fut>(&self, mut op: F) -> Result<T>
+    pub(in crate::redis) async fn retry_not_run<T, F, Fut>(&self, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -77,7 +84,7 @@ impl RedisStore {
     /// Runs `script` on the node that owns its keys (they share one partition's slot). A node that does not
     /// know the script yet (new, restarted, or promoted) gets it first, that node alone: loading it on every
     /// node would make one unreachable node stop the writes to all the others.
-    pub(super) async fn eval<R: FromRedisValue, T: ToRedisArgs>(
+    pub(in crate::redis) async fn eval<R: FromRedisValue, T: ToRedisArgs>(
         &self,
         script: &Lua,
         keys: Vec<String>,
@@ -108,7 +115,7 @@ impl RedisStore {
 
     /// Sends the command `name` with `args` to the node that owns `key`'s slot. `key` is the command's key
     /// (for commands like SCAN that have none: a key of the partition whose node is meant).
-    pub(super) async fn on_key<R: FromRedisValue, T: ToRedisArgs>(
+    pub(in crate::redis) async fn on_key<R: FromRedisValue, T: ToRedisArgs>(
         &self,
         name: &'static str,
         key: &str,
@@ -122,7 +129,7 @@ impl RedisStore {
     }
 
     /// [`Self::on_key`] on the connection kept for WAIT and the replication checks around it (`client.rs`).
-    pub(super) async fn on_key_waiting<R: FromRedisValue, T: ToRedisArgs>(
+    pub(in crate::redis) async fn on_key_waiting<R: FromRedisValue, T: ToRedisArgs>(
         &self,
         name: &'static str,
         key: &str,
@@ -144,7 +151,7 @@ impl RedisStore {
     }
 
     /// [`Self::on_key`] for a command whose first argument is its key.
-    pub(super) async fn on_first_key<R: FromRedisValue>(
+    pub(in crate::redis) async fn on_first_key<R: FromRedisValue>(
         &self,
         name: &'static str,
         args: Vec<String>,
@@ -153,14 +160,9 @@ impl RedisStore {
         self.on_key(name, &key, args).await
     }
 
-    /// `cmd` once, on the node that owns `key`.
-    async fn query<R: FromRedisValue>(&self, cmd: &Cmd, key: &str) -> Result<R> {
-        self.query_routed(cmd, Route::Key(key.to_owned())).await
-    }
-
     /// `cmd` once, where `route` says; a failure is counted (but for a missing script, which [`Self::eval`]
     /// loads and which is routine after a restart or failover).
-    pub(super) async fn query_routed<R: FromRedisValue>(
+    pub(in crate::redis) async fn query_routed<R: FromRedisValue>(
         &self,
         cmd: &Cmd,
         route: Route,

@@ -1,19 +1,15 @@
 //! Reads of the window state itself, for tests and `verify`: a window's hash, its leader set, and every way
 //! the leader set breaks the rules that make its top K exact.
 
-use super::{RedisStore, Result};
 use crate::domain::Window;
 use crate::keys::Partition;
+use crate::redis::{Recovery, Result, Shared};
 use std::collections::HashMap;
 
-impl RedisStore {
+impl Recovery {
     /// The newest slice of `window` already retired on partition `p` (`None` before its first retirement).
     pub async fn cursor(&self, p: Partition, window: Window) -> Result<Option<i64>> {
-        self.on_first_key(
-            "HGET",
-            vec![self.keys.cursors(p), window.as_str().to_owned()],
-        )
-        .await
+        self.read_cursor(p, window).await
     }
 
     /// Every video's count in `window` of partition `p` (tests, verification).
@@ -89,5 +85,20 @@ impl RedisStore {
             .into_iter()
             .map(|(video, n)| (video, n.max(0) as u64))
             .collect())
+    }
+}
+
+impl Shared {
+    /// The newest slice of `window` already retired on partition `p`, for any role that needs it.
+    pub(in crate::redis) async fn read_cursor(
+        &self,
+        p: Partition,
+        window: Window,
+    ) -> Result<Option<i64>> {
+        self.on_first_key(
+            "HGET",
+            vec![self.keys.cursors(p), window.as_str().to_owned()],
+        )
+        .await
     }
 }

@@ -1,14 +1,14 @@
 //! TLS to Redis: the CA (`TOPK_REDIS_CA_FILE`) a server's certificate is checked against. redis-rs (rustls) verifies the chain and that the certificate names the URL's host; without a
 //! CA file it trusts the system's roots.
 
-use super::{RedisUrl, Result, StoreError};
+use crate::redis::{RedisUrl, Result, StoreError};
 use ::redis::TlsCertificates;
 use std::path::Path;
 
 /// The certificates to verify the server with: `None` to use the system's roots (or for a URL without
 /// TLS). Refuses, naming the setting and the path, a CA file that cannot be read or holds no usable
 /// certificate, and a CA file given with a URL without TLS.
-pub(super) fn certificates(
+pub(in crate::redis) fn certificates(
     url: &RedisUrl,
     ca_file: Option<&Path>,
 ) -> Result<Option<TlsCertificates>> {

@@ -1,23 +1,30 @@
 //! Where the workers' consumer group stands on each partition's log: pending and undelivered entries, how far
 //! the log is applied (the snapshotter closes minutes by it), and which workers read it recently.
 
-use super::client::{Value, ValueExt};
-use super::{RedisStore, Result, StoreError};
 use crate::batch::EntryId;
 use crate::keys::{Partition, CONSUMER_GROUP};
+use crate::redis::connection::client::{Value, ValueExt};
+use crate::redis::{Result, Shared, StoreError};
 use std::time::Duration;
+
+use super::store::handle;
+
+handle!(
+    /// Where the log and its consumer group stand: the handle of backpressure, metrics and the snapshotter.
+    LogState
+);
 
 /// The consumer group's position on one partition's log.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct GroupState {
+pub(in crate::redis) struct GroupState {
     /// Entries delivered and not yet acknowledged.
-    pub(super) pending: u64,
-    pub(super) oldest_pending: Option<EntryId>,
-    pub(super) last_delivered: Option<EntryId>,
+    pub(in crate::redis) pending: u64,
+    pub(in crate::redis) oldest_pending: Option<EntryId>,
+    pub(in crate::redis) last_delivered: Option<EntryId>,
     /// Entries not yet delivered.
-    pub(super) lag: u64,
+    pub(in crate::redis) lag: u64,
     /// The first entry after `last_delivered`.
-    pub(super) first_undelivered: Option<EntryId>,
+    pub(in crate::redis) first_undelivered: Option<EntryId>,
 }
 
 /// How far the workers are on one partition's log.
@@ -29,7 +36,23 @@ pub struct LogPosition {
     pub oldest_waiting_ms: Option<i64>,
 }
 
-impl RedisStore {
+impl LogState {
+    /// Partitions where a `rebuild-redis` started and has not finished (its saved state, `P:{p}:replay`, is
+    /// still there): until it is run again to the end, workers must not apply and the snapshotter must not
+    /// write, or the rerun would count what they did twice or not at all.
+    pub async fn interrupted_rebuilds(&self) -> Result<Vec<Partition>> {
+        let checks = self.keys.all_partitions().map(|p| async move {
+            let key = self.keys.replay(p);
+            let n: i64 = self.on_key("EXISTS", &key, vec![key.clone()]).await?;
+            Ok::<_, StoreError>((p, n > 0))
+        });
+        Ok(futures::future::try_join_all(checks)
+            .await?
+            .into_iter()
+            .filter_map(|(p, interrupted)| interrupted.then_some(p))
+            .collect())
+    }
+
     /// Where the workers stand on partition `p`'s log (one script call): what is left and since when.
     pub async fn log_position(&self, p: Partition) -> Result<LogPosition> {
         let state = self.group_state(p).await?;
@@ -127,36 +150,6 @@ impl RedisStore {
             .min())
     }
 
-    /// Where the workers' consumer group stands on partition `p`'s log, read in one step
-    /// (`lua/group_state.lua`), so that no worker's read falls between its parts.
-    pub(super) async fn group_state(&self, p: Partition) -> Result<GroupState> {
-        let reply: Vec<Value> = self
-            .eval(
-                &self.scripts.group_state,
-                vec![self.keys.log(p)],
-                vec![CONSUMER_GROUP],
-            )
-            .await?;
-        let id = |i: usize| {
-            reply
-                .get(i)
-                .and_then(Value::as_string)
-                .and_then(|s| EntryId::parse(&s))
-        };
-        let first_undelivered = id(4);
-        Ok(GroupState {
-            pending: reply.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
-            oldest_pending: id(1),
-            last_delivered: id(2),
-            // Without Redis's lag, whether anything is undelivered at all.
-            lag: reply
-                .get(3)
-                .and_then(Value::as_i64)
-                .map_or(u64::from(first_undelivered.is_some()), |l| l.max(0) as u64),
-            first_undelivered,
-        })
-    }
-
     /// The first entry of partition `p`'s log after `last_delivered` (any entry when `None`).
     async fn first_undelivered(
         &self,
@@ -182,5 +175,37 @@ impl RedisStore {
             .and_then(|e| e.into_array().into_iter().next())
             .and_then(|v| v.as_string())
             .and_then(|s| EntryId::parse(&s)))
+    }
+}
+
+impl Shared {
+    /// Where the workers' consumer group stands on partition `p`'s log, read in one step
+    /// (`lua/group_state.lua`), so that no worker's read falls between its parts.
+    pub(in crate::redis) async fn group_state(&self, p: Partition) -> Result<GroupState> {
+        let reply: Vec<Value> = self
+            .eval(
+                &self.scripts.group_state,
+                vec![self.keys.log(p)],
+                vec![CONSUMER_GROUP],
+            )
+            .await?;
+        let id = |i: usize| {
+            reply
+                .get(i)
+                .and_then(Value::as_string)
+                .and_then(|s| EntryId::parse(&s))
+        };
+        let first_undelivered = id(4);
+        Ok(GroupState {
+            pending: reply.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
+            oldest_pending: id(1),
+            last_delivered: id(2),
+            // Without Redis's lag, whether anything is undelivered at all.
+            lag: reply
+                .get(3)
+                .and_then(Value::as_i64)
+                .map_or(u64::from(first_undelivered.is_some()), |l| l.max(0) as u64),
+            first_undelivered,
+        })
     }
 }

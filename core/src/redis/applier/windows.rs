@@ -1,10 +1,10 @@
 //! The window scripts: apply an aggregated batch with its acknowledgement, retire slices that left a
 //! window (refilling its leader set where needed), and seal closed minutes. Each runs on one partition.
 
-use super::{RedisStore, Result, StoreError};
 use crate::batch::{AggregatedBatch, EntryId};
 use crate::domain::Window;
 use crate::keys::{Partition, CONSUMER_GROUP};
+use crate::redis::{Result, StoreError, WindowApplier};
 use crate::slices::{self, minute_of, retire_target};
 
 /// What became of an apply call.
@@ -54,7 +54,7 @@ impl LeaderCaps {
 /// Videos a refill step reads from a window's hash: short enough that Redis never blocks for long.
 const FILL_STEP: u32 = 2_000;
 
-impl RedisStore {
+impl WindowApplier {
     /// Applies an aggregated batch of partition `p` and acknowledges its entries, atomically (`lua/apply.lua`).
     pub async fn apply(
         &self,

@@ -1,13 +1,13 @@
 //! Slice and minute buckets read back: the closed minutes the snapshotter writes to Postgres, and the sums of
 //! a window's slices that verification compares the maintained windows against.
 
-use super::{RedisStore, Result, StoreError};
 use crate::domain::{RankedVideo, Window};
 use crate::keys::Partition;
+use crate::redis::{HistoryFeed, Result, StoreError};
 use crate::slices::{self, window_slices};
 use std::collections::HashMap;
 
-impl RedisStore {
+impl HistoryFeed {
     /// Minutes of partition `p` that have a bucket, in `(after, before)`, oldest first.
     pub async fn bucket_minutes(&self, p: Partition, after: i64, before: i64) -> Result<Vec<i64>> {
         let found: Vec<String> = self

@@ -1,7 +1,7 @@
 //! Redis's clock: the clock that stamps log entries, so retirement reads the same one, and the deadline an
 //! append carries on it (`lua/append.lua` writes nothing after it).
 
-use super::{RedisStore, Result};
+use crate::redis::{Result, Shared};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,13 +12,13 @@ const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 /// estimated from it by the monotonic time elapsed since, so a step of our wall clock (NTP, a manual change)
 /// cannot move an append's deadline.
 #[derive(Debug, Default)]
-pub(super) struct ClockOffset {
+pub(in crate::redis) struct ClockOffset {
     reading: Mutex<Option<(Instant, i64)>>,
 }
 
 impl ClockOffset {
     /// Forgets the reading, so the next deadline reads Redis's clock again (after Redis was frozen or slow).
-    pub(super) fn forget(&self) {
+    pub(in crate::redis) fn forget(&self) {
         *self.reading.lock().expect("clock lock") = None;
     }
 
@@ -31,15 +31,17 @@ impl ClockOffset {
     }
 }
 
-impl RedisStore {
+impl Shared {
     /// Redis's clock in milliseconds: the clock that stamps log entries, so retirement uses the same one.
     pub async fn now_ms(&self) -> Result<i64> {
         self.now_ms_on(&self.keys.log(0)).await
     }
+}
 
+impl Shared {
     /// [`Self::now_ms`] read on the node that owns `key` (on a cluster, each node has its clock; they differ
     /// by what NTP leaves, far less than the deadlines built on them).
-    pub(super) async fn now_ms_on(&self, key: &str) -> Result<i64> {
+    pub(in crate::redis) async fn now_ms_on(&self, key: &str) -> Result<i64> {
         let (secs, micros): (i64, i64) = self.on_key("TIME", key, Vec::<String>::new()).await?;
         let redis_ms = secs * 1000 + micros / 1000;
         // Taking the reply's arrival as the moment Redis read its clock under-estimates Redis's time by at most
@@ -51,7 +53,7 @@ impl RedisStore {
     /// The latest time on Redis's clock at which an append sent now may still be written: three quarters of
     /// the command timeout, so that the reply has the last quarter to come back before the caller gives up.
     /// `key`: a key of the partition appended to, whose node is asked when the clock must be read again.
-    pub(super) async fn append_deadline_ms(&self, key: &str) -> Result<i64> {
+    pub(in crate::redis) async fn append_deadline_ms(&self, key: &str) -> Result<i64> {
         let redis_now = match self.clock.estimate_ms() {
             Some(ms) => ms,
             None => self.now_ms_on(key).await?,

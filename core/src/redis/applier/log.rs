@@ -1,10 +1,10 @@
 //! The log: one Redis stream per partition and the workers' consumer group on it. Reading and claiming
 //! entries, trimming what is applied (appending: `append.rs`; where the group stands: `group.rs`).
 
-use super::client::{Value, ValueExt};
-use super::{RedisStore, Result, StoreError};
 use crate::batch::{EntryId, LogEntry};
 use crate::keys::{Partition, CONSUMER_GROUP};
+use crate::redis::connection::client::{Value, ValueExt};
+use crate::redis::{Result, Shared, StoreError, WindowApplier};
 use std::time::Duration;
 
 /// How long late views wait in Redis for a snapshotter before they are dropped.
@@ -19,7 +19,7 @@ pub enum LogRead {
     OwnPending,
 }
 
-impl RedisStore {
+impl WindowApplier {
     /// Creates the consumer group on every partition's log (and the log itself), if missing, after checking
     /// the deployment's layout ([`RedisStore::check_layout`]), and marks every partition as keeping history
     /// from now on.
@@ -45,24 +45,6 @@ impl RedisStore {
         let cursors = self.keys.cursors(p);
         let _: i64 = self
             .on_key("HSETNX", &cursors, vec![cursors.as_str(), "snapshot", "-1"])
-            .await?;
-        Ok(())
-    }
-
-    /// Creates the consumer group on `log` starting after `start` (and the log itself when missing).
-    pub(super) async fn create_group(&self, log: String, start: String) -> Result<()> {
-        let _: Value = self
-            .on_key(
-                "XGROUP",
-                &log.clone(),
-                vec![
-                    "CREATE".to_owned(),
-                    log,
-                    CONSUMER_GROUP.into(),
-                    start,
-                    "MKSTREAM".into(),
-                ],
-            )
             .await?;
         Ok(())
     }
@@ -195,9 +177,29 @@ impl RedisStore {
     }
 }
 
-impl RedisStore {
+impl Shared {
+    /// Creates the consumer group on `log` starting after `start` (and the log itself when missing).
+    pub(in crate::redis) async fn create_group(&self, log: String, start: String) -> Result<()> {
+        let _: Value = self
+            .on_key(
+                "XGROUP",
+                &log.clone(),
+                vec![
+                    "CREATE".to_owned(),
+                    log,
+                    CONSUMER_GROUP.into(),
+                    start,
+                    "MKSTREAM".into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Shared {
     /// Deletes the entries of the stream at `key` older than `min_id` (XTRIM MINID); returns how many.
-    pub(super) async fn trim_before(&self, key: String, min_id: String) -> Result<u64> {
+    pub(in crate::redis) async fn trim_before(&self, key: String, min_id: String) -> Result<u64> {
         let removed: i64 = self
             .on_key("XTRIM", &key.clone(), vec![key, "MINID".into(), min_id])
             .await?;

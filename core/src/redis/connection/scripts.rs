@@ -3,7 +3,7 @@
 
 /// One Lua script: its source, and the SHA-1 that EVALSHA names it by.
 #[derive(Clone)]
-pub(super) struct Lua {
+pub(in crate::redis) struct Lua {
     pub source: &'static str,
     pub sha: String,
 }
@@ -22,7 +22,7 @@ impl Lua {
 macro_rules! window_script {
     ($file:literal) => {
         Lua::new(concat!(
-            include_str!("lua/leaders.lua"),
+            include_str!("../lua/leaders.lua"),
             include_str!($file)
         ))
     };
@@ -30,7 +30,7 @@ macro_rules! window_script {
 
 /// Every script the store runs, by what it does.
 #[derive(Clone)]
-pub(super) struct Scripts {
+pub(in crate::redis) struct Scripts {
     pub append: Lua,
     pub claim_key: Lua,
     pub append_source: Lua,
@@ -47,17 +47,17 @@ pub(super) struct Scripts {
 impl Scripts {
     pub fn load() -> Self {
         Self {
-            append: Lua::new(include_str!("lua/append.lua")),
-            claim_key: Lua::new(include_str!("lua/claim_key.lua")),
-            append_source: Lua::new(include_str!("lua/append_source.lua")),
-            dead_letter: Lua::new(include_str!("lua/dead_letter.lua")),
-            apply: window_script!("lua/apply.lua"),
-            retire: window_script!("lua/retire.lua"),
-            fill: window_script!("lua/fill.lua"),
-            seal: window_script!("lua/seal.lua"),
-            read_bucket: window_script!("lua/read_bucket.lua"),
-            group_state: Lua::new(include_str!("lua/group_state.lua")),
-            close_minutes: Lua::new(include_str!("lua/close_minutes.lua")),
+            append: Lua::new(include_str!("../lua/append.lua")),
+            claim_key: Lua::new(include_str!("../lua/claim_key.lua")),
+            append_source: Lua::new(include_str!("../lua/append_source.lua")),
+            dead_letter: Lua::new(include_str!("../lua/dead_letter.lua")),
+            apply: window_script!("../lua/apply.lua"),
+            retire: window_script!("../lua/retire.lua"),
+            fill: window_script!("../lua/fill.lua"),
+            seal: window_script!("../lua/seal.lua"),
+            read_bucket: window_script!("../lua/read_bucket.lua"),
+            group_state: Lua::new(include_str!("../lua/group_state.lua")),
+            close_minutes: Lua::new(include_str!("../lua/close_minutes.lua")),
         }
     }
 }

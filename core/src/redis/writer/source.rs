@@ -8,11 +8,11 @@
 //! adds only what is missing; two consumers that briefly own one source partition (a rebalance) add each
 //! record once. Entries carry the records' event time (`batch::EVENT_TIME_FIELD`).
 
-use super::client::{Value, ValueExt};
-use super::{RedisStore, Result, StoreError};
 use crate::batch::{EVENT_TIME_FIELD, LINES_FIELD, MAX_EVENT_MS};
 use crate::domain::VideoId;
 use crate::keys::Partition;
+use crate::redis::connection::client::{Value, ValueExt};
+use crate::redis::{LogWriter, Result, StoreError};
 use std::collections::BTreeMap;
 
 /// A partition of a source topic: names its offsets beside every log, as `topic/partition` (a Kafka topic
@@ -68,7 +68,7 @@ pub struct SourceAppended {
     pub last_offset: Option<i64>,
 }
 
-impl RedisStore {
+impl LogWriter {
     /// A record's views grouped by topk partition, as each partition's lines (repeated ids summed).
     pub fn lines_by_partition(&self, views: &[(VideoId, u64)]) -> Vec<(Partition, String)> {
         self.split(views)

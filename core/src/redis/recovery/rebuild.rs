@@ -1,13 +1,11 @@
 //! Restoring Redis from Postgres (`rebuild-redis`), and seeding window state directly (restores, benchmark
 //! fills, tests).
 
-use super::client::{Route, Value, ValueExt};
-use super::LogRead;
-use super::{ApplyOutcome, RedisStore, Result, StoreError};
-use crate::batch::{aggregate, EntryId, LogEntry};
+use crate::batch::{EntryId, LogEntry};
 use crate::domain::Window;
 use crate::keys::{Partition, CONSUMER_GROUP};
-use crate::sealed;
+use crate::redis::connection::client::{Route, Value, ValueExt};
+use crate::redis::{HistoryFeed, Recovery, Result, Shared, StepPlan, StoreError, WindowApplier};
 use crate::slices::{self, retire_target};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -26,7 +24,7 @@ struct Applied {
 /// Minute rows and totals with the waiting late views added.
 type LateMerged = (BTreeMap<i64, Vec<(String, u64)>>, Vec<(String, u64)>);
 
-impl RedisStore {
+impl Recovery {
     /// Replaces partition `p`'s counts with what Postgres holds (`rebuild-redis`): minute buckets of the day
     /// window's span, the hour and day windows as their sums, the all-time window, and cursors at `now_ms`.
     /// The minute window is left empty (Postgres has minutes, not 5-second slices): the log replay refills it.
@@ -142,22 +140,6 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Partitions where a `rebuild-redis` started and has not finished (its saved state, `P:{p}:replay`, is
-    /// still there): until it is run again to the end, workers must not apply and the snapshotter must not
-    /// write, or the rerun would count what they did twice or not at all.
-    pub async fn interrupted_rebuilds(&self) -> Result<Vec<Partition>> {
-        let checks = self.keys.all_partitions().map(|p| async move {
-            let key = self.keys.replay(p);
-            let n: i64 = self.on_key("EXISTS", &key, vec![key.clone()]).await?;
-            Ok::<_, StoreError>((p, n > 0))
-        });
-        Ok(futures::future::try_join_all(checks)
-            .await?
-            .into_iter()
-            .filter_map(|(p, interrupted)| interrupted.then_some(p))
-            .collect())
-    }
-
     /// What the workers had applied of partition `p`'s log: as saved by an interrupted rebuild, else read from
     /// the consumer group and saved (the restore below recreates the group). `None` without a group.
     async fn applied_log(&self, p: Partition) -> Result<Option<Applied>> {
@@ -263,7 +245,9 @@ impl RedisStore {
         let mut rows: BTreeMap<i64, HashMap<String, u64>> = BTreeMap::new();
         let mut dropped = Vec::new();
         loop {
-            let entries = self.read_late(p, after, BATCH).await?;
+            let entries = HistoryFeed::new(self.share())
+                .read_late(p, after, BATCH)
+                .await?;
             for e in &entries {
                 // Written by an interrupted run's redo, which this run redoes: not Postgres's.
                 let redone = redone_after.is_some_and(|before| e.id > before);
@@ -316,30 +300,26 @@ impl RedisStore {
         applied: &Applied,
         written_through: Option<i64>,
     ) -> Result<()> {
+        let applier = WindowApplier::new(self.share());
         loop {
-            let entries = self.read_log(p, REDO_CONSUMER, LogRead::New, 1000).await?;
-            let Some(last) = entries.last().map(|e| e.id) else {
-                break;
+            // An entry the workers had applied is redone only where Postgres does not hold its minute yet.
+            let counts = |e: &LogEntry| {
+                let redone = e.id <= applied.through && !applied.pending.contains(&e.id);
+                !(redone && written_through.is_some_and(|w| slices::minute_of(e.event_ms) <= w))
             };
-            let counted: Vec<LogEntry> = entries
-                .iter()
-                .filter(|e| {
-                    let redone = e.id <= applied.through && !applied.pending.contains(&e.id);
-                    !(redone && written_through.is_some_and(|w| slices::minute_of(e.event_ms) <= w))
-                })
-                .cloned()
-                .collect();
-            let mut batch = aggregate(&counted);
-            batch.ids = entries.iter().map(|e| e.id).collect();
-            if let ApplyOutcome::NotOwned = self.apply(p, REDO_CONSUMER, &batch).await? {
+            let step = applier
+                .step_counting(p, REDO_CONSUMER, 1000, StepPlan::default(), counts)
+                .await?;
+            if step.not_owned {
                 // Only a worker claiming them could: rebuild-redis runs with the workers stopped.
                 return Err(StoreError::Reply(format!(
                     "rebuild: another consumer took partition {p}'s log entries being redone; stop the \
                      ingest workers and run rebuild-redis again"
                 )));
             }
-            if last >= applied.through {
-                break;
+            match step.last {
+                Some(last) if last < applied.through => {}
+                _ => break,
             }
         }
         // Everything it read is acknowledged: drop it from the group, so that it does not look like a
@@ -359,108 +339,20 @@ impl RedisStore {
             .await?;
         Ok(())
     }
+}
 
-    /// Replaces `window` of partition `p` with `counts`: its hash, its leader set and thresholds (restores,
-    /// benchmark fills). Leaders are every video when they fit under the cap, else those at or above the
-    /// KEEP-th count, which is then the threshold.
-    pub async fn seed_window<'a>(
-        &self,
-        p: Partition,
-        window: Window,
-        counts: impl IntoIterator<Item = (&'a str, u64)>,
-    ) -> Result<()> {
-        let k = &self.keys;
-        let (hash, set) = (k.window(p, window), k.leaders(p, window));
-        let _: i64 = self
-            .on_first_key("DEL", vec![hash.clone(), set.clone()])
-            .await?;
-        let mut counts: Vec<(&str, u64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
-        for chunk in counts.chunks(1000) {
-            let mut args = vec![hash.clone()];
-            for (video, n) in chunk {
-                args.push((*video).to_owned());
-                args.push(n.to_string());
-            }
-            let _: i64 = self.on_first_key("HSET", args).await?;
-        }
-        let mut threshold = 1;
-        if counts.len() > self.caps.max as usize {
-            counts.sort_unstable_by_key(|(_, n)| std::cmp::Reverse(*n));
-            threshold = counts[self.caps.keep as usize - 1].1;
-            counts.retain(|(_, n)| *n >= threshold);
-        }
-        self.zadd_chunks(set, counts.into_iter()).await?;
-        let name = window.as_str();
-        let _: Value = self
-            .on_first_key(
-                "HSET",
-                vec![
-                    k.leader_state(p),
-                    format!("{name}:enter"),
-                    threshold.to_string(),
-                    format!("{name}:complete"),
-                    threshold.to_string(),
-                ],
-            )
-            .await?;
-        let _: i64 = self
-            .on_first_key("HDEL", vec![k.leader_state(p), format!("{name}:fill")])
-            .await?;
-        Ok(())
-    }
-
-    /// Writes one closed minute of partition `p` as a sealed blob and indexes it (restores, benchmark fills).
-    pub async fn seed_sealed_minute<'a>(
-        &self,
-        p: Partition,
-        minute: i64,
-        counts: impl IntoIterator<Item = (&'a str, u64)>,
-    ) -> Result<()> {
-        let k = &self.keys;
-        let _: Value = self
-            .on_first_key(
-                "SET",
-                vec![k.sealed_minute(p, minute), sealed::encode(counts)],
-            )
-            .await?;
-        let _: Value = self
-            .on_first_key(
-                "ZADD",
-                vec![k.minute_index(p), minute.to_string(), minute.to_string()],
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Adds `(member, score)` pairs to a sorted set, 1000 per command (leader sets, benchmark baselines).
-    pub async fn zadd_chunks<'a>(
-        &self,
-        key: String,
-        members: impl Iterator<Item = (&'a str, u64)>,
-    ) -> Result<()> {
-        let mut args = vec![key.clone()];
-        for (video, n) in members {
-            args.push(n.to_string());
-            args.push(video.to_owned());
-            if args.len() >= 2001 {
-                let _: i64 = self
-                    .on_first_key("ZADD", std::mem::replace(&mut args, vec![key.clone()]))
-                    .await?;
-            }
-        }
-        if args.len() > 1 {
-            let _: i64 = self.on_first_key("ZADD", args).await?;
-        }
-        Ok(())
-    }
-
+impl Shared {
     /// Every key of partition `p` matching a full SCAN pattern (scanned on the node that owns the partition).
-    pub(super) async fn scan_partition(&self, p: Partition, pattern: &str) -> Result<Vec<String>> {
+    pub(in crate::redis) async fn scan_partition(
+        &self,
+        p: Partition,
+        pattern: &str,
+    ) -> Result<Vec<String>> {
         self.scan(Route::Key(self.keys.log(p)), pattern).await
     }
 
     /// Every key matching a full SCAN pattern on the node `route` names.
-    pub(super) async fn scan(&self, route: Route, pattern: &str) -> Result<Vec<String>> {
+    pub(in crate::redis) async fn scan(&self, route: Route, pattern: &str) -> Result<Vec<String>> {
         let mut cursor = "0".to_owned();
         let mut found = Vec::new();
         loop {

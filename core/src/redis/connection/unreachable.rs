@@ -5,14 +5,14 @@
 //! redis-rs reports these as bare I/O errors ("Connection refused (os error 111)") without the address. The
 //! reworded error keeps its I/O kind, so `RedisError::is_timeout` and the like still answer as before.
 
-use super::StoreError;
+use crate::redis::StoreError;
 use ::redis::RedisError;
 use std::io;
 use std::time::Duration;
 
 /// `e` naming `server` (e.g. `Redis at 127.0.0.1:6379`) when it is a connection failure; any other error
 /// (a reply of the server's) as it is.
-pub(super) fn name(e: StoreError, server: &str, timeout: Duration) -> StoreError {
+pub(in crate::redis) fn name(e: StoreError, server: &str, timeout: Duration) -> StoreError {
     let StoreError::Redis(redis) = &e else {
         return e;
     };
@@ -65,7 +65,7 @@ fn io_kind(e: &RedisError) -> Option<io::ErrorKind> {
 }
 
 /// The error of a command that got no answer within `timeout` (connecting included).
-pub(super) fn timed_out(server: &str, timeout: Duration) -> StoreError {
+pub(in crate::redis) fn timed_out(server: &str, timeout: Duration) -> StoreError {
     StoreError::Redis(RedisError::from(io::Error::new(
         io::ErrorKind::TimedOut,
         format!("{server}: {}", timed_out_after(timeout)),
@@ -79,7 +79,11 @@ fn timed_out_after(timeout: Duration) -> String {
 /// A command's error reply, explained where the operator has something to change: a single-node URL that
 /// points at a cluster node (MOVED, ASK, CLUSTERDOWN: "use redis-cluster://"), and an authentication that
 /// failed. Any other error as it is.
-pub(super) fn explain_reply(e: RedisError, server: &str, single_node_url: bool) -> StoreError {
+pub(in crate::redis) fn explain_reply(
+    e: RedisError,
+    server: &str,
+    single_node_url: bool,
+) -> StoreError {
     match e.code() {
         Some("MOVED" | "ASK" | "CLUSTERDOWN") if single_node_url => StoreError::Config(format!(
             "{server} is a Redis Cluster node (it answered {e}): set TOPK_REDIS_URL to \

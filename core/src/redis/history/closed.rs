@@ -5,11 +5,11 @@
 //! bucket will carry to Postgres) also goes to the partition's late stream. The snapshotter writes the frozen
 //! copies, then adds the late stream's views to the rows of their minutes ([`RedisStore::read_late`]).
 
-use super::client::{Value, ValueExt};
-use super::{RedisStore, Result, StoreError};
 use crate::batch::{decode_fields, EntryId};
 use crate::domain::{ranking_order, RankedVideo, VideoId, Window};
 use crate::keys::Partition;
+use crate::redis::connection::client::{Value, ValueExt};
+use crate::redis::{HistoryFeed, Result, StoreError};
 use std::collections::HashMap;
 
 /// One entry of a partition's late stream: views applied after their minute was closed.
@@ -21,7 +21,7 @@ pub struct LateViews {
     pub views: Vec<(VideoId, u64)>,
 }
 
-impl RedisStore {
+impl HistoryFeed {
     /// Closes partition `p`'s minutes in `(after, through]` for the snapshotter (`lua/close_minutes.lua`):
     /// freezes the bucket of each that has one and returns those minutes, oldest first. With
     /// `TOPK_REDIS_WAIT_REPLICAS`, returns once that many replicas have the close: a failover must not move
@@ -93,7 +93,7 @@ impl RedisStore {
     /// Drops the frozen copies of minutes written to Postgres, and the index entries the day window kept for
     /// those of them it has retired meanwhile (`lua/retire.lua`).
     pub async fn drop_frozen_minutes(&self, p: Partition, minutes: &[i64]) -> Result<()> {
-        let day_cursor = self.cursor(p, Window::Day).await?.unwrap_or(-1);
+        let day_cursor = self.read_cursor(p, Window::Day).await?.unwrap_or(-1);
         for chunk in minutes.chunks(500) {
             let keys: Vec<String> = chunk
                 .iter()

@@ -146,7 +146,7 @@ impl RedisUrl {
 
     /// The client's settings of each node (one for a single node, the seeds of a cluster), each with the
     /// credentials: redis-rs refuses seeds whose credentials differ.
-    pub(super) fn connection_infos(&self) -> Vec<ConnectionInfo> {
+    pub(in crate::redis) fn connection_infos(&self) -> Vec<ConnectionInfo> {
         let mut redis = RedisConnectionInfo::default().set_db(self.db);
         if let Some(user) = &self.user {
             redis = redis.set_username(user);
