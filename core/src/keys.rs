@@ -184,6 +184,7 @@ impl KeySchema {
     }
 
     /// A SCAN pattern for the sealed minutes of every partition.
+    #[cfg(feature = "bench")]
     pub(crate) fn sealed_minute_pattern(&self) -> String {
         self.pattern("{*}:mz:*")
     }

@@ -5,10 +5,9 @@
 use crate::servers::{fresh_database, servers, unique_name};
 use sqlx::PgPool;
 use std::collections::HashMap;
-use topk_core::batch::aggregate;
 use topk_core::config::{DatabaseConfig, RedisConfig};
 use topk_core::domain::Window;
-use topk_core::redis::{ApplyOutcome, LogRead, RedisStore};
+use topk_core::redis::RedisStore;
 use topk_core::slices::in_window;
 
 /// The command timeout of fixture stores: long enough for two busy cores, short enough to fail a test fast.
@@ -71,29 +70,23 @@ pub async fn migrated_pool(label: &str) -> PgPool {
     migrated_pool_at(&database_config(label).database_url).await
 }
 
-/// Reads, aggregates and applies every undelivered entry of every partition as `consumer`, `chunk` entries
-/// at a time, as a worker would. Returns the views applied; panics if the lone consumer loses an entry.
+/// Runs the workers' apply step ([`topk_core::redis::WindowApplier::step`]) as `consumer`, `chunk` entries at a
+/// time, on every partition until its log is drained. Returns the views applied; panics if the lone consumer
+/// loses an entry.
 pub async fn apply_log(store: &RedisStore, consumer: &str, chunk: usize) -> u64 {
+    let applier = store.applier();
     let mut views = 0;
     for p in store.keys().all_partitions() {
         loop {
-            let entries = store
-                .applier()
-                .read_log(p, consumer, LogRead::New, chunk)
+            let step = applier
+                .step(p, consumer, chunk, Default::default())
                 .await
-                .expect("read the log");
-            if entries.is_empty() {
+                .expect("apply a step");
+            assert!(!step.not_owned, "a lone consumer lost its entries");
+            if step.entries == 0 {
                 break;
             }
-            match store
-                .applier()
-                .apply(p, consumer, &aggregate(&entries))
-                .await
-                .expect("apply a batch")
-            {
-                ApplyOutcome::Applied { views: v } => views += v,
-                ApplyOutcome::NotOwned => panic!("a lone consumer lost its entries"),
-            }
+            views += step.views;
         }
     }
     views
