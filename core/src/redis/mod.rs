@@ -44,8 +44,8 @@ pub use rankings::RankingReads;
 pub use recovery::Recovery;
 pub use store::{RedisStore, Shared};
 pub use writer::{
-    AppendOutcome, DeadLetter, LogWriter, SourceAppended, SourcePartition, SourceRecord,
-    DEAD_LETTERS_KEPT, DEAD_LETTER_VALUE_BYTES,
+    AppendOutcome, DeadLetter, LogWriter, SourceAppended, SourceBatchAppended, SourcePartition,
+    SourceRecord, SourceViews, DEAD_LETTERS_KEPT, DEAD_LETTER_VALUE_BYTES,
 };
 
 use crate::domain::IdempotencyKey;

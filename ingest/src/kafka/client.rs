@@ -3,6 +3,7 @@
 //! librdkafka at start; the consumer, which logs its group's rebalances; and the offset commits.
 
 use super::KafkaOptions;
+use super::{KafkaOffset, KafkaPartition};
 use anyhow::Context;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -153,7 +154,7 @@ pub fn consumer(options: &KafkaOptions) -> anyhow::Result<SourceConsumer> {
 pub(super) fn commit(
     consumer: &SourceConsumer,
     topic: &str,
-    offsets: &BTreeMap<i32, i64>,
+    offsets: &BTreeMap<KafkaPartition, KafkaOffset>,
     mode: CommitMode,
 ) {
     let assigned = match consumer.assignment() {
@@ -164,7 +165,7 @@ pub(super) fn commit(
         }
     };
     let mut list = TopicPartitionList::new();
-    for (partition, next) in offsets {
+    for (KafkaPartition(partition), KafkaOffset(next)) in offsets {
         if assigned.find_partition(topic, *partition).is_none() {
             continue;
         }

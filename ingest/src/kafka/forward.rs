@@ -1,17 +1,17 @@
 //! One step of the Kafka source: a batch of records validated and appended to the logs exactly once.
 
+use super::{KafkaOffset, KafkaPartition};
 use futures::future::{join, join_all};
 use std::collections::{BTreeMap, BTreeSet};
 use topk_core::domain::VideoId;
-use topk_core::keys::Partition;
-use topk_core::redis::{DeadLetter, LogWriter, SourcePartition, SourceRecord, StoreError};
+use topk_core::redis::{DeadLetter, LogWriter, SourcePartition, SourceViews, StoreError};
 use topk_core::wire::parse_batch;
 
 /// A record as the consumer read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub partition: i32,
-    pub offset: i64,
+    pub partition: KafkaPartition,
+    pub offset: KafkaOffset,
     /// The record's timestamp (its create or log-append time, ms); `None` when it has none.
     pub timestamp_ms: Option<i64>,
     pub value: Option<Vec<u8>>,
@@ -30,7 +30,7 @@ pub struct Forwarded {
     /// Records kept as dead letters by the step.
     pub malformed: u64,
     /// Per Kafka partition, the offset to commit: the one after the last record handled.
-    pub commit: BTreeMap<i32, i64>,
+    pub commit: BTreeMap<KafkaPartition, KafkaOffset>,
 }
 
 /// What became of a record in a step, across its attempts (a step is tried again while Redis fails).
@@ -43,7 +43,7 @@ pub enum Outcome {
 
 /// Per record (Kafka partition, offset), its outcome as far as a step's attempts have decided it: kept from
 /// one attempt to the next, so that what an attempt that failed half way did counts as done, not replayed.
-pub type Outcomes = BTreeMap<(i32, i64), Outcome>;
+pub type Outcomes = BTreeMap<(KafkaPartition, KafkaOffset), Outcome>;
 
 /// Validates a record's value: one view object, or an array of them, exactly as a `POST /v1/views` body's
 /// elements (the same parser), at most `max_len` of them. The error is the reason for the dead letter.
@@ -64,10 +64,10 @@ pub fn parse_record(value: Option<&[u8]>, max_len: usize) -> Result<Vec<(VideoId
 }
 
 /// Forwards `records` of `topic` (any of its partitions) into the log: each valid record's views with its
-/// timestamp as event time (`now_ms` when it has none), exactly once per topk partition; each malformed one
-/// into the dead-letter stream. Returns the offsets to commit and what became of the records. An error
-/// leaves some parts appended and others not: forwarding the same records again, with the same `outcomes`,
-/// completes it and counts each record once.
+/// timestamp as event time (`now_ms` when it has none), exactly once per topk partition, in one call into
+/// core ([`LogWriter::append_source_records`]); each malformed one into the dead-letter stream. Returns the
+/// offsets to commit and what became of the records. An error leaves some parts appended and others not:
+/// forwarding the same records again, with the same `outcomes`, completes it and counts each record once.
 pub async fn forward(
     writer: &LogWriter,
     topic: &str,
@@ -77,12 +77,11 @@ pub async fn forward(
     outcomes: &mut Outcomes,
 ) -> Result<Forwarded, StoreError> {
     let mut out = Forwarded::default();
-    // Per (topk partition, Kafka partition), the records' parts.
-    let mut parts: BTreeMap<(Partition, i32), Vec<SourceRecord>> = BTreeMap::new();
-    // The records of this batch (Kafka partition, offset).
-    let mut batch_records: BTreeSet<(i32, i64)> = BTreeSet::new();
-    // Per Kafka partition, the malformed records no earlier attempt decided, with why.
-    let mut malformed: BTreeMap<i32, Vec<(&Record, String)>> = BTreeMap::new();
+    // The records of this batch.
+    let mut batch_records: BTreeSet<(KafkaPartition, KafkaOffset)> = BTreeSet::new();
+    // The valid records' views, and per Kafka partition the malformed records no earlier attempt decided.
+    let mut valid: Vec<(&Record, Vec<(VideoId, u64)>)> = Vec::new();
+    let mut malformed: BTreeMap<KafkaPartition, Vec<(&Record, String)>> = BTreeMap::new();
     for r in records {
         let record = (r.partition, r.offset);
         // The same record twice in a batch (a client that rewound): the second is a replay.
@@ -91,54 +90,42 @@ pub async fn forward(
             continue;
         }
         match parse_record(r.value.as_deref(), max_batch_len) {
-            Ok(views) => {
-                let event_ms = r.timestamp_ms.filter(|t| *t >= 0).unwrap_or(now_ms);
-                for (p, lines) in writer.lines_by_partition(&views) {
-                    parts
-                        .entry((p, r.partition))
-                        .or_default()
-                        .push(SourceRecord {
-                            offset: r.offset,
-                            event_ms,
-                            lines,
-                        });
-                }
-            }
+            Ok(views) => valid.push((r, views)),
             // Unless an earlier attempt kept it, or found it kept.
             Err(reason) if !outcomes.contains_key(&record) => {
                 malformed.entry(r.partition).or_default().push((r, reason));
             }
             Err(_) => {}
         }
-        let next = out.commit.entry(r.partition).or_insert(r.offset + 1);
-        *next = (*next).max(r.offset + 1);
-    }
-    // In offset order, as the scripts want them: each drops a first run (what its log or the dead letters
-    // had taken) and takes the rest.
-    for part in parts.values_mut() {
-        part.sort_by_key(|r| r.offset);
+        let next = out.commit.entry(r.partition).or_insert(r.offset.next());
+        *next = (*next).max(r.offset.next());
     }
     for letters in malformed.values_mut() {
         letters.sort_by_key(|(r, _)| r.offset);
     }
-    let source = |partition: i32| SourcePartition {
+    let views: Vec<SourceViews<'_>> = valid
+        .iter()
+        .map(|(r, views)| SourceViews {
+            partition: r.partition.0,
+            offset: r.offset.0,
+            event_ms: r.timestamp_ms.filter(|t| *t >= 0).unwrap_or(now_ms),
+            views,
+        })
+        .collect();
+    let source = |partition: KafkaPartition| SourcePartition {
         topic: topic.to_owned(),
-        partition,
+        partition: partition.0,
     };
-    // Partitions are independent (on a cluster, other nodes): their appends and dead letters go out
-    // together, and each one that succeeds is counted even if another fails.
+    // The appends and the dead letters go out together; each that succeeds is counted even if another fails.
     let (appended, dead_lettered) = join(
-        join_all(parts.iter().map(|((p, kafka_partition), part)| {
-            let source = source(*kafka_partition);
-            async move { writer.append_source(*p, &source, part).await }
-        })),
+        writer.append_source_records(topic, &views),
         join_all(malformed.iter().map(|(kafka_partition, letters)| {
             let source = source(*kafka_partition);
             async move {
                 let letters: Vec<DeadLetter<'_>> = letters
                     .iter()
                     .map(|(r, reason)| DeadLetter {
-                        offset: r.offset,
+                        offset: r.offset.0,
                         reason,
                         value: r.value.as_deref().unwrap_or_default(),
                     })
@@ -148,21 +135,13 @@ pub async fn forward(
         })),
     )
     .await;
-    let mut failed = None;
-    for (((_, kafka_partition), part), done) in parts.iter().zip(appended) {
-        match done {
-            // The script drops a first run of the part (what its log had taken) and appends the rest.
-            Ok(done) => {
-                let taken_before = part.len().saturating_sub(done.records as usize);
-                for r in &part[taken_before..] {
-                    outcomes.insert((*kafka_partition, r.offset), Outcome::Forwarded);
-                }
-            }
-            Err(e) => {
-                failed.get_or_insert(e);
-            }
-        }
+    for (partition, offset) in appended.taken {
+        outcomes.insert(
+            (KafkaPartition(partition), KafkaOffset(offset)),
+            Outcome::Forwarded,
+        );
     }
+    let mut failed = appended.failed;
     for ((kafka_partition, letters), done) in malformed.iter().zip(dead_lettered) {
         match done {
             Ok(kept) => {
@@ -172,7 +151,7 @@ pub async fn forward(
                         Outcome::Replayed
                     } else {
                         // A replayed one was logged when it was kept.
-                        tracing::warn!(source = %source(*kafka_partition), offset = r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
+                        tracing::warn!(source = %source(*kafka_partition), offset = %r.offset, reason = %reason, "malformed Kafka record: dead-lettered");
                         Outcome::Malformed
                     };
                     outcomes.insert((*kafka_partition, r.offset), outcome);

@@ -2,10 +2,10 @@
 //! record's views into the log exactly once, with the record's timestamp as their event time.
 //!
 //! A record's value is what one element of a `POST /v1/views` body is (`{"videoId": "x", "count": 3}`), or an
-//! array of them, validated by the receiver's own parser. [`forward()`] is the one step: it splits a batch of
-//! records by topk partition and appends each partition's part with
-//! [`topk_core::redis::RedisStore::append_source`], which drops what that partition's log already took from
-//! the record's Kafka partition (the offset is kept beside the log and checked in the same script). Kafka
+//! array of them, validated by the same parser as HTTP's ([`topk_core::wire`]). [`forward()`] is the one step:
+//! it hands a batch of records to core ([`topk_core::redis::LogWriter::append_source_records`]), which splits
+//! them by topk partition and appends each partition's part by Kafka offset, dropping what that partition's
+//! log already took from the record's Kafka partition (the offset is kept beside the log and checked in the same script). Kafka
 //! offsets are committed only after, so a consumer killed at any point, a rebalance, or two consumers briefly
 //! owning a partition replay records that the logs then drop. A record that is not a valid view (or array of
 //! views) goes to the dead-letter stream with the reason, once (by offset, as the logs take records), and is
@@ -21,9 +21,36 @@ pub mod source_loop;
 
 pub use client::{read_properties, KafkaProperties};
 pub use forward::{forward, parse_record, Forwarded, Outcome, Outcomes, Record};
-pub use source_loop::{run, COMMIT_EVERY};
+pub use source_loop::{run, GoneBack, COMMIT_EVERY};
 
 use std::time::Duration;
+
+/// A partition of the Kafka topic (Kafka's own numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KafkaPartition(pub i32);
+
+/// An offset within a Kafka partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KafkaOffset(pub i64);
+
+impl KafkaOffset {
+    /// The offset after this one: what a consumer commits once it has handled this record.
+    pub fn next(self) -> Self {
+        KafkaOffset(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for KafkaPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for KafkaOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Where and what the kafka role consumes.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 
 use super::client::{commit, consumer, SourceConsumer};
 use super::forward::{forward, Outcomes, Record};
-use super::KafkaOptions;
+use super::{KafkaOffset, KafkaOptions, KafkaPartition};
 use crate::backpressure::Backlog;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 use topk_core::redis::LogWriter;
+use topk_core::supervise::{Liveness, Supervisor};
 
 /// How often the offsets of forwarded records are committed: one commit request a second instead of one per
 /// batch. Safe because appends are idempotent by offset: a crash replays at most this much, which the logs
@@ -77,21 +77,42 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let consumer = Arc::new(consumer(&options)?);
+    // The offsets watch beside the loop, so that a slow broker answer never holds up forwarding; both
+    // supervised: either one dying stops the other and the process.
+    let mut tasks = Supervisor::new(stop.clone(), Liveness::default());
+    tasks.spawn(
+        "kafka offsets watch",
+        watch_offsets(
+            writer.clone(),
+            consumer.clone(),
+            options.topic.clone(),
+            options.offsets_check_every,
+            stop.clone(),
+        ),
+    );
+    tasks.spawn(
+        "kafka consumer",
+        consume(writer, consumer, options, backlog, stop),
+    );
+    tasks.wait().await
+}
+
+/// The consumer's loop ([`run`]).
+async fn consume(
+    writer: LogWriter,
+    consumer: Arc<SourceConsumer>,
+    options: KafkaOptions,
+    backlog: Arc<Backlog>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let mut committed = BTreeMap::new();
     // Offsets of records in the log, not yet committed: they go to Kafka at most every COMMIT_EVERY (the
     // append is idempotent, so what a crash leaves uncommitted is read again and dropped by the logs).
-    let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut pending: BTreeMap<KafkaPartition, KafkaOffset> = BTreeMap::new();
     let mut last_commit = tokio::time::Instant::now();
     // Records received while paused, forwarded first once the backlog clears.
     let mut held: Vec<Record> = Vec::new();
     let mut paused = false;
-    // Beside the loop, so that a slow broker answer never holds up forwarding; stopped when the loop ends.
-    let _watching = AbortOnDropHandle::new(tokio::spawn(watch_offsets(
-        writer.clone(),
-        consumer.clone(),
-        options.topic.clone(),
-        options.offsets_check_every,
-    )));
     tracing::info!(brokers = %options.brokers, topic = %options.topic, group = %options.group, "Kafka source starting");
     while !stop.is_cancelled() {
         // Before the backlog check: a long pause still commits what was forwarded before it.
@@ -188,33 +209,42 @@ async fn watch_offsets(
     consumer: Arc<SourceConsumer>,
     topic: String,
     every: Duration,
-) {
-    let mut gone_back: Vec<i32> = Vec::new();
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut gone_back: Vec<KafkaPartition> = Vec::new();
     // The first look soon after the start: a role restarted after its topic was recreated says so at once.
     let mut wait = every.min(FIRST_OFFSETS_CHECK);
     loop {
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
         wait = every;
         let now_gone = partitions_gone_back(&writer, &consumer, &topic).await;
-        for (partition, end, taken) in &now_gone {
+        for GoneBack {
+            partition,
+            end,
+            taken,
+        } in &now_gone
+        {
             if !gone_back.contains(partition) {
                 tracing::error!(
-                    topic = %topic, partition, end, taken,
+                    topic = %topic, partition = partition.0, end = end.0, taken = taken.0,
                     "Kafka partition's offsets went back below what the logs have taken (topic recreated, or \
                      records lost by the broker): its records are dropped as already forwarded until they pass \
                      the kept offset; see docs/known-limits.md"
                 );
             }
         }
-        gone_back = now_gone.iter().map(|(p, _, _)| *p).collect();
+        gone_back = now_gone.iter().map(|g| g.partition).collect();
         metrics::gauge!("topk_kafka_partitions_gone_back").set(gone_back.len() as f64);
     }
 }
 
 fn record_of(m: &BorrowedMessage<'_>) -> Record {
     Record {
-        partition: m.partition(),
-        offset: m.offset(),
+        partition: KafkaPartition(m.partition()),
+        offset: KafkaOffset(m.offset()),
         timestamp_ms: m.timestamp().to_millis(),
         value: m.payload().map(<[u8]>::to_vec),
     }
@@ -235,8 +265,18 @@ fn set_paused(consumer: &SourceConsumer, pause: bool) {
     }
 }
 
+/// A partition whose end is at or below what the logs have taken from it ([`partitions_gone_back`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoneBack {
+    pub partition: KafkaPartition,
+    /// Its end offset (high watermark) now.
+    pub end: KafkaOffset,
+    /// The highest offset the logs have taken from it.
+    pub taken: KafkaOffset,
+}
+
 /// Assigned partitions whose end offset (the high watermark, asked of the broker) is at or below the highest
-/// offset the logs have taken from them: `(partition, end, taken)`. In a healthy topic the end is always past
+/// offset the logs have taken from them. In a healthy topic the end is always past
 /// every offset read from it, so this means the topic was recreated under its name or the broker lost
 /// records, and the role is dropping new records as already forwarded. A partition whose end cannot be asked
 /// now, or a failed Redis read, counts as healthy: the next check sees it.
@@ -244,7 +284,7 @@ pub async fn partitions_gone_back(
     writer: &LogWriter,
     consumer: &Arc<SourceConsumer>,
     topic: &str,
-) -> Vec<(i32, i64, i64)> {
+) -> Vec<GoneBack> {
     let Ok(assigned) = consumer.assignment() else {
         return Vec::new();
     };
@@ -283,7 +323,11 @@ pub async fn partitions_gone_back(
     ends.into_iter()
         .filter_map(|(p, end)| {
             let kept = *taken.get(&p)?;
-            (end >= 0 && end <= kept).then_some((p, end, kept))
+            (end >= 0 && end <= kept).then_some(GoneBack {
+                partition: KafkaPartition(p),
+                end: KafkaOffset(end),
+                taken: KafkaOffset(kept),
+            })
         })
         .collect()
 }

@@ -123,8 +123,8 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
     use kafka::{forward, Outcomes};
     let store = store("kafka_replayed", 4).await;
     let record = |offset: i64, value: &str| kafka::Record {
-        partition: 0,
-        offset,
+        partition: kafka::KafkaPartition(0),
+        offset: kafka::KafkaOffset(offset),
         timestamp_ms: Some(T0),
         value: Some(value.as_bytes().to_vec()),
     };
@@ -141,7 +141,10 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
         .await
         .unwrap();
     assert_eq!(outcome(&first), (3, 0, 1));
-    assert_eq!(first.commit, [(0, 4)].into());
+    assert_eq!(
+        first.commit,
+        [(kafka::KafkaPartition(0), kafka::KafkaOffset(4))].into()
+    );
     let retried = forward(&store.writer(), TOPIC, &batch, T0, 100, &mut step)
         .await
         .unwrap();
@@ -177,7 +180,10 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
     .await
     .unwrap();
     assert_eq!(outcome(&next), (2, 3, 0));
-    assert_eq!(next.commit, [(0, 6)].into());
+    assert_eq!(
+        next.commit,
+        [(kafka::KafkaPartition(0), kafka::KafkaOffset(6))].into()
+    );
 
     // Half forwarded: record 6's part for the partition of "a" is in, the others not (as if the role died
     // between the appends); read again, it is forwarded (its rest), not replayed.
