@@ -157,11 +157,8 @@ impl RedisConn {
 
     /// One numeric field of `INFO section` (e.g. `used_memory` of `memory`).
     pub fn info_field(&mut self, section: &str, field: &str) -> Option<u64> {
-        let info = self.cmd(&["INFO", section]).ok()?.text()?;
-        info.lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| *k == field)
-            .and_then(|(_, v)| v.trim().parse().ok())
+        let info = topk_core::redis::Info::parse(&self.cmd(&["INFO", section]).ok()?.text()?);
+        info.field(field)?.parse().ok()
     }
 
     /// Bytes the server uses for its data (`used_memory`).

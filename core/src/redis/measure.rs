@@ -3,6 +3,7 @@
 
 use crate::domain::{RankedVideo, TopK, Window};
 use crate::redis::connection::client::{Route, Value, ValueExt};
+use crate::redis::Info;
 use crate::redis::{Result, Shared};
 use crate::sealed;
 use ::redis::FromRedisValue;
@@ -73,8 +74,10 @@ impl Measures {
             let info: String = self
                 .on_node(node.clone(), "INFO", vec!["cpu".to_owned()])
                 .await?;
-            let used = parse_info(&info, &["used_cpu_user", "used_cpu_sys"])
-                .into_iter()
+            let info = Info::parse(&info);
+            let used = ["used_cpu_user", "used_cpu_sys"]
+                .iter()
+                .filter_map(|f| info.number(f))
                 .sum();
             out.push((node.unwrap_or_default(), used));
         }
@@ -145,19 +148,9 @@ impl Measures {
             let info: String = self
                 .on_node(node, "INFO", vec!["replication".to_owned()])
                 .await?;
-            let primary = parse_info(&info, &["master_repl_offset"])[0];
-            let behind = info
-                .lines()
-                .filter(|l| l.starts_with("slave") && l.contains("offset="))
-                .filter_map(|l| {
-                    l.split("offset=")
-                        .nth(1)?
-                        .split(',')
-                        .next()?
-                        .parse::<f64>()
-                        .ok()
-                })
-                .any(|acked| acked < primary);
+            let info = Info::parse(&info);
+            let primary = info.number("master_repl_offset").unwrap_or(0.0);
+            let behind = info.replicas().iter().any(|r| (r.offset as f64) < primary);
             if behind {
                 return Ok(true);
             }
@@ -186,25 +179,13 @@ impl Measures {
         let mut sums = vec![0.0; fields.len()];
         for node in self.primaries().await? {
             let info: String = self.on_node(node, "INFO", vec![section.to_owned()]).await?;
-            for (sum, v) in sums.iter_mut().zip(parse_info(&info, fields)) {
-                *sum += v;
+            let info = Info::parse(&info);
+            for (sum, field) in sums.iter_mut().zip(fields) {
+                *sum += info.number(field).unwrap_or(0.0);
             }
         }
         Ok(sums)
     }
-}
-
-/// The numeric values of `fields` in an INFO reply, in the order of `fields`.
-fn parse_info(info: &str, fields: &[&str]) -> Vec<f64> {
-    let values: std::collections::HashMap<&str, f64> = info
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter_map(|(k, v)| Some((k, v.trim().parse::<f64>().ok()?)))
-        .collect();
-    fields
-        .iter()
-        .map(|f| values.get(f).copied().unwrap_or(0.0))
-        .collect()
 }
 
 impl Measures {

@@ -16,13 +16,14 @@
 //! | `Measures` (`measure.rs`, feature `bench`) | the benchmark | baselines and measurements |
 //!
 //! Every handle reaches the few things all roles share through [`Shared`] (the key schema, Redis's clock, a
-//! ping). Underneath, `connection/` holds the client (one node or a Redis Cluster), where each command goes
+//! ping). `info.rs` parses Redis's `INFO` text, for every place that reads it. Underneath, `connection/` holds the client (one node or a Redis Cluster), where each command goes
 //! and which failures are retried, the parsed URL, TLS, connection errors, Redis's clock and the Lua
 //! scripts of `lua/`.
 
 mod applier;
 mod connection;
 mod history;
+mod info;
 mod log_state;
 #[cfg(feature = "bench")]
 mod measure;
@@ -37,6 +38,7 @@ pub use applier::{
 };
 pub use connection::url::RedisUrl;
 pub use history::{HistoryFeed, LateViews};
+pub use info::{Info, ReplicaInfo};
 pub use log_state::{LogPosition, LogState};
 #[cfg(feature = "bench")]
 pub use measure::Measures;

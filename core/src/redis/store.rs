@@ -256,7 +256,7 @@ impl Shared {
         else {
             return Ok(());
         };
-        if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+        if super::Info::parse(&info).field("cluster_enabled") == Some("1") {
             return Err(StoreError::Config(format!(
                 "{} is a Redis Cluster node: set TOPK_REDIS_URL to redis-cluster://host:port?node=host:port&... \
                  (rediss-cluster:// with TLS) to use the cluster",

@@ -138,8 +138,8 @@ impl RedisCluster {
                 return Err(format!("node {port} exited ({status}):\n{}", log()));
             }
             if let Ok(info) = info_at(&self.access, port, "server") {
-                return match info.get("process_id") {
-                    Some(pid) if *pid == child.id().to_string() => Ok(()),
+                return match info.field("process_id") {
+                    Some(pid) if pid == child.id().to_string() => Ok(()),
                     other => Err(format!(
                         "port {port} is answered by another process ({other:?})"
                     )),

@@ -5,8 +5,9 @@ use super::slots::SLOTS;
 use super::{RedisCluster, WAIT};
 use crate::redis_access::RedisAccess;
 use crate::resp::{RedisConn, Reply};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use topk_core::redis::Info;
 
 /// One entry of `CLUSTER SLOTS`: a range of slots, the port of the primary serving it and of its replicas.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -114,7 +115,7 @@ impl RedisCluster {
         let mut agreed: Option<(u16, Vec<SlotRange>)> = None;
         for port in self.live_ports() {
             let info = cluster_info_at(&self.access, port)?;
-            let state = info.get("cluster_state").map_or("?", String::as_str);
+            let state = info.field("cluster_state").unwrap_or("?");
             if state != "ok" {
                 return Err(format!("node {port} reports cluster_state:{state}"));
             }
@@ -146,7 +147,7 @@ impl RedisCluster {
         let map = self.check_ok()?;
         for port in self.live_ports() {
             let known = cluster_info_at(&self.access, port)?
-                .get("cluster_known_nodes")
+                .field("cluster_known_nodes")
                 .and_then(|v| v.parse::<usize>().ok());
             if known != Some(total) {
                 return Err(format!("node {port} knows {known:?} nodes, not {total}"));
@@ -157,7 +158,7 @@ impl RedisCluster {
         let primaries: BTreeSet<u16> = map.iter().map(|r| r.primary).collect();
         for port in self.live_ports() {
             let info = info_at(&self.access, port, "replication")?;
-            let field = |k: &str| info.get(k).map_or("", String::as_str);
+            let field = |k: &str| info.field(k).unwrap_or("");
             if primaries.contains(&port) {
                 let replicas = field("connected_slaves");
                 if replicas != "1" || !field("slave0").contains("state=online") {
@@ -212,29 +213,20 @@ fn query(access: &RedisAccess, port: u16, args: &[&str]) -> Result<Reply, String
     }
 }
 
-fn fields(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
-fn cluster_info_at(access: &RedisAccess, port: u16) -> Result<HashMap<String, String>, String> {
+/// `CLUSTER INFO` on one node (the same `field:value` text as INFO).
+fn cluster_info_at(access: &RedisAccess, port: u16) -> Result<Info, String> {
     let text = query(access, port, &["CLUSTER", "INFO"])?
         .text()
         .unwrap_or_default();
-    Ok(fields(&text))
+    Ok(Info::parse(&text))
 }
 
-pub(super) fn info_at(
-    access: &RedisAccess,
-    port: u16,
-    section: &str,
-) -> Result<HashMap<String, String>, String> {
+/// `INFO section` on one node.
+pub(super) fn info_at(access: &RedisAccess, port: u16, section: &str) -> Result<Info, String> {
     let text = query(access, port, &["INFO", section])?
         .text()
         .unwrap_or_default();
-    Ok(fields(&text))
+    Ok(Info::parse(&text))
 }
 
 /// `CLUSTER SLOTS` on one node, sorted by slot (replicas sorted by port).

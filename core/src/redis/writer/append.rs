@@ -14,6 +14,7 @@ use crate::batch::{encode_lines, LINES_FIELD};
 use crate::domain::{IdempotencyKey, VideoId};
 use crate::keys::Partition;
 use crate::redis::connection::client::{Value, ValueExt};
+use crate::redis::Info;
 use crate::redis::{LogWriter, Result, Shared, StoreError};
 use futures::future::join_all;
 use std::collections::BTreeMap;
@@ -278,27 +279,20 @@ impl Shared {
         let info: String = self
             .on_key_waiting("INFO", key, vec!["replication"])
             .await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        if field("master_replid") != Some(replid) || field("role") != Some("master") {
+        let info = Info::parse(&info);
+        if info.field("master_replid") != Some(replid) || info.field("role") != Some("master") {
             // Another primary took over since the write: it may not have it.
             return Err(StoreError::NotReplicated {
                 acked: 0,
                 wanted: self.wait_replicas,
             });
         }
-        let offset = field("master_repl_offset")
-            .and_then(|o| o.parse().ok())
-            .unwrap_or(0);
-        // slave0:ip=...,port=...,state=online,offset=123,lag=0
+        let offset = info.number("master_repl_offset").unwrap_or(0.0) as u64;
         let acked = info
-            .lines()
-            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
-            .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset=")))
-            .filter_map(|o| o.parse().ok())
+            .replicas()
+            .into_iter()
+            .filter(|r| r.state == "online")
+            .map(|r| r.offset)
             .collect();
         Ok((acked, offset))
     }
