@@ -75,12 +75,15 @@ pub enum Phase {
     Refill,
     /// Kafka against HTTP ingest: only when asked for (it needs the tests' broker, tansu).
     Kafka,
+    /// Where Redis time goes, stage by stage and command by command: only when asked for.
+    Profile,
 }
 
 impl BenchConfig {
     /// Whether `phase` is measured in this run.
     pub fn runs(&self, phase: Phase) -> bool {
-        (self.only.is_empty() && phase != Phase::Kafka) || self.only.contains(&phase)
+        (self.only.is_empty() && !matches!(phase, Phase::Kafka | Phase::Profile))
+            || self.only.contains(&phase)
     }
 
     /// Applies `--quick`.

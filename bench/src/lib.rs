@@ -84,10 +84,15 @@ async fn measure(
             ..with_prefix(&cfg.redis, &format!("{run_id}f"))
         })
         .await?,
+        RedisStore::connect(&with_prefix(&cfg.redis, &format!("{run_id}p"))).await?,
     ];
-    let [ingest_store, naive_store, query_store, seed_store, retire_store, refill_store] = &stores;
+    let [ingest_store, naive_store, query_store, seed_store, retire_store, refill_store, profile_store] =
+        &stores;
     let outcome = async {
         let mut out = phases::layout(ingest_store).await?;
+        if cfg.runs(Phase::Profile) {
+            out.extend(phases::profile(cfg, profile_store).await?);
+        }
         if cfg.runs(Phase::Kafka) {
             let (bodies, _) = phases::workload(cfg)?;
             let services = stack::Services::start(&ingest_redis, database, true).await?;

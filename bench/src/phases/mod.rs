@@ -2,7 +2,7 @@
 //! same data, `repeats` times.
 //!
 //! One file per phase: `retirement`, `ingest`, `freshness`, `kafka`, `queries` (with [`prefill_windows`]),
-//! `memory`, `postgres` and `refill`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
+//! `memory`, `postgres`, `refill` and `profile`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
 //! ([`workload`]), the progress spinner ([`progress`]), the wait for Redis's background saves to end, and on a
 //! cluster which primary owns how many partitions ([`layout`]).
 
@@ -11,6 +11,7 @@ mod ingest;
 mod kafka;
 mod memory;
 mod postgres;
+mod profile;
 mod queries;
 mod refill;
 mod retirement;
@@ -20,6 +21,7 @@ pub use ingest::ingest;
 pub use kafka::kafka;
 pub use memory::memory;
 pub use postgres::postgres;
+pub use profile::profile;
 pub use queries::prefill_windows;
 pub use queries::queries;
 pub use refill::refill;

@@ -56,6 +56,36 @@ impl Measures {
             .sum())
     }
 
+    /// Calls and microseconds of every command since the server started (INFO commandstats), summed over
+    /// the primaries. A script's own commands are counted in their own rows as well as in EVALSHA's.
+    pub async fn command_stats(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
+        let mut out = std::collections::BTreeMap::new();
+        for node in self.primaries().await? {
+            let text: String = self
+                .on_node(node, "INFO", vec!["commandstats".to_owned()])
+                .await?;
+            for line in text.lines() {
+                let Some((name, stats)) = line.trim().split_once(':') else {
+                    continue;
+                };
+                let Some(name) = name.strip_prefix("cmdstat_") else {
+                    continue;
+                };
+                let field = |f: &str| {
+                    stats
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                let entry = out.entry(name.to_owned()).or_insert((0, 0));
+                entry.0 += field("calls");
+                entry.1 += field("usec");
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether Redis is writing a snapshot or rewriting its append-only file (a forked child using a core).
     pub async fn persistence_busy(&self) -> Result<bool> {
         let busy = self

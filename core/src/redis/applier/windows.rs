@@ -77,8 +77,11 @@ impl WindowApplier {
         ]);
         let mut args = vec![CONSUMER_GROUP.to_owned(), consumer.to_owned()];
         args.extend(self.caps.args());
-        args.push(batch.ids.len().to_string());
-        args.extend(batch.ids.iter().map(EntryId::to_string));
+        // In ascending order: the script checks ownership over the ids' range in one call.
+        let mut ids = batch.ids.clone();
+        ids.sort_unstable();
+        args.push(ids.len().to_string());
+        args.extend(ids.iter().map(EntryId::to_string));
         args.push(batch.slices.len().to_string());
         for slice in &batch.slices {
             keys.push(k.slice5(p, slice.slice5));

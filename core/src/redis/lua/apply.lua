@@ -14,11 +14,31 @@ local log, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local caps = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
 local nids = tonumber(ARGV[6])
 local first_id = 7
-for j = first_id, first_id + nids - 1 do
-  local pending = redis.call('XPENDING', log, group, ARGV[j], ARGV[j], 1)
-  if #pending == 0 or pending[1][2] ~= consumer then
-    return -1
+local last_id = first_id + nids - 1
+-- Ownership, once per call: the consumer's pending entries over the batch's id range (the caller passes the
+-- ids in ascending order) must be exactly the batch. A worker's batch is a run of its own pending list, so
+-- one XPENDING answers; anything else (its list has other entries in the range) is checked id by id.
+local function owned_one_by_one()
+  for j = first_id, last_id do
+    local pending = redis.call('XPENDING', log, group, ARGV[j], ARGV[j], 1)
+    if #pending == 0 or pending[1][2] ~= consumer then
+      return false
+    end
   end
+  return true
+end
+local pending = redis.call('XPENDING', log, group, ARGV[first_id], ARGV[last_id], nids, consumer)
+local owned = #pending == nids
+if owned then
+  for k = 1, nids do
+    if pending[k][1] ~= ARGV[first_id + k - 1] then
+      owned = false
+      break
+    end
+  end
+end
+if not owned and not owned_one_by_one() then
+  return -1
 end
 
 -- The windows' retire cursors and the newest minute the snapshotter has closed (its bucket is being, or has
@@ -38,7 +58,7 @@ for w = 1, 4 do
   win[w] = leaders_open(KEYS[3], names[w], KEYS[3 + w], KEYS[7 + w], caps)
 end
 
-local i = first_id + nids
+local i = last_id + 1
 local ngroups = tonumber(ARGV[i])
 i = i + 1
 local views = 0
@@ -109,7 +129,7 @@ for w = 1, 4 do
 end
 
 -- XACK in chunks: Lua's unpack is bounded by its C stack.
-for j = first_id, first_id + nids - 1, 1000 do
-  redis.call('XACK', log, group, unpack(ARGV, j, math.min(j + 999, first_id + nids - 1)))
+for j = first_id, last_id, 1000 do
+  redis.call('XACK', log, group, unpack(ARGV, j, math.min(j + 999, last_id)))
 end
 return views

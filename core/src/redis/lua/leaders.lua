@@ -63,9 +63,10 @@ local function hash_counts(hash, videos)
 end
 
 -- Adds deltas[j] to field videos[j] of `hash` (videos distinct) and returns the new counts and, for those
--- above 0, the same as strings; a field left at 0 or below is deleted.
-local function hash_add(hash, videos, deltas)
-  local counts = hash_counts(hash, videos)
+-- above 0, the same as strings; a field left at 0 or below is deleted. `counts`, when given, are the fields'
+-- counts already read (hash_counts); they are updated in place.
+local function hash_add(hash, videos, deltas, counts)
+  counts = counts or hash_counts(hash, videos)
   local texts = {}
   for from = 1, #videos, CHUNK do
     local set, nset, gone, ngone = {}, 0, {}, 0
@@ -119,11 +120,19 @@ local function leaders_add_all(L, videos, ns)
   set_call('ZADD', L.set, args, n)
 end
 
--- Subtracts views from a window (by_video: video -> views, each at most the video's count); a video left with
--- none leaves the window, a leader that falls below `enter` leaves the leader set.
-local function leaders_subtract(L, by_video)
+-- A slice to subtract from window L (by_video: video -> views, each at most the video's count): its videos and
+-- negated views as arrays, and the videos' counts now, read once for both the check (leaders_hold_after) and
+-- the subtraction (leaders_subtract_all).
+local function leaders_slice(L, by_video)
   local videos, ns = as_arrays(by_video, -1)
-  local counts, texts = hash_add(L.hash, videos, ns)
+  return {videos = videos, ns = ns, counts = hash_counts(L.hash, videos)}
+end
+
+-- Subtracts a slice (leaders_slice) from a window; a video left with none leaves the window, a leader that
+-- falls below `enter` leaves the leader set.
+local function leaders_subtract(L, slice)
+  local videos, ns = slice.videos, slice.ns
+  local counts, texts = hash_add(L.hash, videos, ns, slice.counts)
   local add, nadd, rem, nrem = {}, 0, {}, 0
   for j = 1, #videos do
     local c = counts[j]
@@ -159,16 +168,15 @@ local function leaders_trim(L)
   leaders_save(L)
 end
 
--- Whether rule 3 can hold once `counts` (video -> views) are subtracted: MIN leaders stay >= complete, or every
+-- Whether rule 3 can hold once the slice (leaders_slice) is subtracted: MIN leaders stay >= complete, or every
 -- video left does (then leaders_subtract_all drops the thresholds to 1).
-local function leaders_hold_after(L, by_video)
+local function leaders_hold_after(L, slice)
   if L.complete <= 1 then return true end
   local above = redis.call('ZCOUNT', L.set, int(L.complete), '+inf')
   local videos = redis.call('HLEN', L.hash)
-  local ids, ns = as_arrays(by_video, 1)
-  local counts = hash_counts(L.hash, ids)
-  for j = 1, #ids do
-    local c, n = counts[j], ns[j]
+  local counts, ns = slice.counts, slice.ns
+  for j = 1, #slice.videos do
+    local c, n = counts[j], -ns[j]
     if c >= L.complete and c - n < L.complete then above = above - 1 end
     if c > 0 and c - n <= 0 then videos = videos - 1 end
   end
@@ -177,8 +185,8 @@ end
 
 -- Subtracts a slice that leaders_hold_after accepted. With fewer than MIN leaders left, every video left is one,
 -- and thresholds of 1 keep it so for videos that arrive later.
-local function leaders_subtract_all(L, by_video)
-  leaders_subtract(L, by_video)
+local function leaders_subtract_all(L, slice)
+  leaders_subtract(L, slice)
   if L.complete > 1 and redis.call('ZCOUNT', L.set, int(L.complete), '+inf') < L.caps[1] then
     L.enter, L.complete = 1, 1
   end

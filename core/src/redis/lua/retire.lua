@@ -30,11 +30,12 @@ local sealed = nil
 if ARGV[6] == '1' then sealed = KEYS[7] end
 local counts = bucket_counts(KEYS[6], sealed)
 -- Subtracting may leave too few leaders above the threshold for an exact top K: refill first.
-if not leaders_hold_after(L, counts) then
+local slice = leaders_slice(L, counts)
+if not leaders_hold_after(L, slice) then
   leaders_start_fill(L)
   return {3, ''}
 end
-leaders_subtract_all(L, counts)
+leaders_subtract_all(L, slice)
 leaders_trim(L)
 redis.call('HSET', KEYS[1], name, nxt[1])
 local keep_index = false
