@@ -47,7 +47,7 @@ pub use log_capture::LogCapture;
 pub use postgres::{pg_bin, psql, PgServer};
 pub use process::{free_port, signal, wait_port};
 pub use redis_access::RedisAccess;
-pub use redis_cluster::{slot_of, RedisCluster, SlotRange};
+pub use redis_cluster::{port_serving, slot_of, RedisCluster, SlotRange};
 pub use redis_server::RedisServer;
 pub use resp::{RedisConn, Reply};
 pub use servers::{cluster_url, fresh_database, servers, unique_name, Servers};

@@ -3,6 +3,7 @@
 //! One minute of the workload's views is logged (the receiver's append), applied (the workers' step, at most
 //! `TOPK_WORKER_BATCH_ENTRIES` = 256 entries a call, as they run), then sealed and retired past the day
 //! window (the retirer's steps, the snapshotter having closed the minute as it does in a deployment).
+//! Stages: `append`, `apply`, `seal` (closed minutes packed), `retire_minute`, `retire_hour`, `retire_day`.
 //! Figures: `profile_cpu.<stage>` (us/view) and per command `profile.<stage>.<command>` (us/view, Redis's
 //! own accounting, which counts a script's inner commands in their rows as well as in `evalsha`) and
 //! `profile_calls.<stage>.<command>` (calls per 1,000 views).
@@ -13,7 +14,7 @@ use crate::figures::{figure, Better, Figure};
 use crate::workload::Workload;
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
-use topk_core::domain::VideoId;
+use topk_core::domain::{VideoId, Window};
 use topk_core::redis::RedisStore;
 use topk_core::slices::MINUTE_MS;
 
@@ -63,7 +64,14 @@ pub async fn profile(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Ve
     store.applier().ensure_log_groups().await?;
     let now = Utc::now().timestamp_millis();
     let mut minute_start = now - now.rem_euclid(MINUTE_MS) - 5 * 86_400_000;
-    let stages = ["append", "apply", "retire"];
+    let stages = [
+        "append",
+        "apply",
+        "seal",
+        "retire_minute",
+        "retire_hour",
+        "retire_day",
+    ];
     let mut cpu: HashMap<&str, Vec<f64>> = HashMap::new();
     let mut commands: CommandSamples = HashMap::new();
     for r in 0..cfg.repeats {
@@ -123,11 +131,17 @@ pub async fn profile(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Ve
                     .await?,
             ));
         }
-        let before_retire = snapshot(store).await?;
+        let mut last = snapshot(store).await?;
         applier.seal_all(after_everything).await?;
-        applier.retire_all(after_everything).await?;
-        let retired = snapshot(store).await?;
-        measured.push(per_view(&before_retire, &retired, views));
+        let sealed = snapshot(store).await?;
+        measured.push(per_view(&last, &sealed, views));
+        last = sealed;
+        for window in Window::SLIDING {
+            applier.retire_window(window, after_everything).await?;
+            let retired = snapshot(store).await?;
+            measured.push(per_view(&last, &retired, views));
+            last = retired;
+        }
         for (p, minutes) in closed {
             history.drop_frozen_minutes(p, &minutes).await?;
         }

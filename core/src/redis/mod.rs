@@ -46,14 +46,14 @@ pub use rankings::RankingReads;
 pub use recovery::Recovery;
 pub use store::{RedisStore, Shared};
 pub use writer::{
-    AppendOutcome, DeadLetter, LogWriter, SourceAppended, SourceBatchAppended, SourcePartition,
-    SourceRecord, SourceViews, DEAD_LETTERS_KEPT, DEAD_LETTER_VALUE_BYTES,
+    AppendOutcome, AppendRequest, DeadLetter, LogWriter, SourceAppended, SourceBatchAppended,
+    SourcePartition, SourceRecord, SourceViews, DEAD_LETTERS_KEPT, DEAD_LETTER_VALUE_BYTES,
 };
 
 use crate::domain::IdempotencyKey;
 
 /// A Redis failure, as the services need to tell them apart.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),

@@ -4,6 +4,7 @@
 //! (`credentials`), batches under one `Idempotency-Key` (`idempotency`), and the view wire format (`wire`).
 
 mod credentials;
+mod group;
 mod idempotency;
 mod serve;
 mod source;

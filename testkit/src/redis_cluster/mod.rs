@@ -26,7 +26,7 @@ mod slots;
 mod topology;
 
 pub use slots::{slot_of, slot_of_bytes, SLOTS};
-pub use topology::SlotRange;
+pub use topology::{port_serving, SlotRange};
 
 use crate::process::watch_and_stop;
 use crate::redis_access::RedisAccess;

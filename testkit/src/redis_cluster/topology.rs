@@ -284,3 +284,26 @@ fn cluster_nodes_at(access: &RedisAccess, port: u16) -> Result<Vec<NodeLine>, St
         })
         .collect())
 }
+
+/// The loopback port of the node that serves `key` behind `url`: the node of a `redis://` URL, or the primary
+/// that owns the key's slot behind a `redis-cluster://` URL (asked of its first node). For tests that observe
+/// one key with a client of their own.
+pub fn port_serving(url: &str, key: &str) -> u16 {
+    let port = |addr: &str| -> u16 {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(6379)
+    };
+    let Some(cluster) = url.strip_prefix("redis-cluster://") else {
+        return port(url);
+    };
+    let first = port(cluster.split(['?', '/']).next().unwrap_or(cluster));
+    let slot = super::slot_of(key);
+    slot_map_at(&RedisAccess::default(), first)
+        .unwrap_or_else(|e| panic!("CLUSTER SLOTS on {first}: {e}"))
+        .into_iter()
+        .find(|r| (r.start..=r.end).contains(&slot))
+        .map(|r| r.primary)
+        .unwrap_or_else(|| panic!("no primary serves slot {slot}"))
+}

@@ -1,70 +1,76 @@
--- Appends one batch, or one partition's part of it, to the log: one entry per partition, whose one field
--- holds the partition's `<video id> <count>` lines (see core/src/lines.rs). The script stores what it is given
--- whole or not at all; on Redis Cluster it is given one partition (every key of a script must share a slot),
--- and the batch's key makes it whole (core/src/redis/append.rs).
+-- Appends a group of batches to the log: one entry per partition, whose one field holds the `<video id>
+-- <count>` lines (core/src/lines.rs) of every batch of the group that touches the partition. The receiver
+-- groups the batches that arrive together (core/src/redis/writer/append.rs), so each partition gets one entry
+-- per group rather than one per batch. On one node the script is given every partition the group touches
+-- and stores what it writes whole or not at all; on Redis Cluster it is given one partition (every key of a
+-- script must share a slot), and each batch's key makes the batch whole across partitions.
 -- A script rather than MULTI/EXEC because the client drops a timed-out single command instead of sending it
 -- after a reconnect; a timed-out transaction could otherwise be written later, after the caller answered 503.
 --
 -- A script that reaches Redis late (Redis was frozen, or slow, while the caller's command timed out and it
 -- answered 503) must write nothing: ARGV[1] is the caller's deadline on Redis's clock, checked first.
 --
--- With an `Idempotency-Key` (ARGV[4] > 0), each partition's entry is written together with the key's record
--- on that partition: the batch's fingerprint (ARGV[5], the SHA-1 of the whole batch), kept ARGV[4] ms. A
--- partition that already holds the record is skipped, so a batch sent again is stored once; its record's
--- expiry is renewed, a write that makes a following WAIT cover the earlier entry. The same key with another
--- batch is refused before anything is written.
+-- A batch may have a guard: the record of its `Idempotency-Key` (its fingerprint, the SHA-1 of the whole
+-- batch, kept ARGV[4] ms). On one node that is the key's claim for the whole batch (lua/claim_key.lua says
+-- why it lives on a partition of its own); on a cluster, the key's record on this partition. When asked to
+-- check it (a key that may have been used before), a guard that holds another fingerprint refuses the batch
+-- (nothing of it written), and one that holds this batch's says it is stored already (its lines are skipped,
+-- the record's expiry renewed: a write that makes a following WAIT cover the earlier entry). Each guard is
+-- written with the entry that carries its batch.
 --
--- On one node the key is also claimed for the whole batch first (ARGV[7] = '1', the claim the last KEY; see
--- lua/claim_key.lua): the same key with another batch is refused even when the two share no partition. On a
--- cluster the caller claims it with lua/claim_key.lua before the parts.
---
--- KEYS: the partitions' logs, then (with a key) the key's record on each of them, in the same order, then
--- the key's claim when ARGV[7] is '1'.
--- ARGV: 1 deadline (ms, Redis clock), 2 entry id ('*' or '<ms>-*'), 3 the entries' field name, 4 the key's
--- retention in ms (0: no key), 5 the batch's fingerprint (with a key), 6 '1' when the caller will wait for
--- replicas, 7 '1' when the last KEY is the key's claim, then per partition its lines.
--- Returns {the entries written (0: every partition already had this batch), -1 past the deadline, or -2 when
--- the key was used for another batch}, followed, when ARGV[6] is '1' and something may need replicating, by
--- this primary's replication ID (the caller checks the replicas of the very primary that ran the script).
+-- KEYS: the partitions' logs, then the guards.
+-- ARGV: 1 deadline (ms, Redis clock), 2 entry id ('*' or '<ms>-*'), 3 the entries' field name, 4 the guards'
+-- retention in ms, 5 '1' when the caller will wait for replicas, 6 the number of logs, 7 the number of
+-- batches, then per batch: its fingerprint, its guard's index in KEYS (0: none), '1' to check the guard
+-- first, its number of parts, then per part the index of its log in KEYS and its lines.
+-- Returns {-1} past the deadline (nothing written), else {1, this primary's replication ID when ARGV[5] is
+-- '1' (the caller checks the replicas of the very primary that ran the script) or '', then per batch 1
+-- (stored), 0 (stored before) or -2 (its key holds another batch)}.
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[1]) then
   return {-1}
 end
-local n = #ARGV - 7
-local keyed = tonumber(ARGV[4]) > 0
-local stored = {}
-if ARGV[7] == '1' then
-  local claim = KEYS[#KEYS]
-  local holder = redis.call('GET', claim)
-  if holder and holder ~= ARGV[5] then
-    return {-2}
-  end
-  redis.call('SET', claim, ARGV[5], 'PX', ARGV[4])
-end
-if keyed then
-  for k = 1, n do
-    local seen = redis.call('GET', KEYS[n + k])
-    if seen then
-      if seen ~= ARGV[5] then
-        return {-2}
-      end
-      stored[k] = true
+local nlogs, nbatches = tonumber(ARGV[6]), tonumber(ARGV[7])
+local lines = {}
+for k = 1, nlogs do lines[k] = {} end
+local results, guards = {}, {}
+local i = 8
+for b = 1, nbatches do
+  local fingerprint, guard, check, nparts = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  local outcome = 1
+  if guard > 0 and check == '1' then
+    local seen = redis.call('GET', KEYS[guard])
+    if seen == fingerprint then
+      outcome = 0
+      redis.call('PEXPIRE', KEYS[guard], ARGV[4])
+    elseif seen then
+      outcome = -2
     end
   end
-end
-local written = 0
-for k = 1, n do
-  if stored[k] then
-    redis.call('PEXPIRE', KEYS[n + k], ARGV[4])
-  else
-    redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], ARGV[7 + k])
-    if keyed then
-      redis.call('SET', KEYS[n + k], ARGV[5], 'PX', ARGV[4])
+  if outcome == 1 then
+    for part = 0, nparts - 1 do
+      local log = tonumber(ARGV[i + 2 * part])
+      local into = lines[log]
+      into[#into + 1] = ARGV[i + 2 * part + 1]
     end
-    written = written + 1
+    if guard > 0 then guards[#guards + 1] = {guard, fingerprint} end
+  end
+  i = i + 2 * nparts
+  results[b] = outcome
+end
+for k = 1, nlogs do
+  if #lines[k] > 0 then
+    redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], table.concat(lines[k]))
   end
 end
-if ARGV[6] == '1' then
-  return {written, string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')}
+for _, g in ipairs(guards) do
+  redis.call('SET', KEYS[g[1]], g[2], 'PX', ARGV[4])
 end
-return {written}
+local replid = ''
+if ARGV[5] == '1' then
+  replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+end
+local reply = {1, replid}
+for b = 1, nbatches do reply[b + 2] = results[b] end
+return reply

@@ -1,24 +1,28 @@
-//! Appending a batch to the log: one entry per partition it touches (`lua/append.lua`).
+//! Appending batches to the log (`lua/append.lua`), one at a time or as a group of batches that arrived
+//! together: each partition the group touches gets one entry holding every batch's lines for it, so the
+//! costs Redis pays per entry and per call (the script, the entry, the workers' read and acknowledgement) are
+//! paid once per group, not once per batch.
 //!
-//! On one node the batch is one script, stored whole or not at all. On Redis Cluster no script may touch two
-//! partitions (their slots live on different nodes), so each partition's entry is its own script, and the
-//! batch is made exactly-once by its `Idempotency-Key` instead: every partition records the key with its
-//! entry, so sending the batch again with the same key stores only the parts that are missing. A batch sent
-//! without a key gets one generated here; when a part fails, the error carries that key
-//! ([`StoreError::Incomplete`]) so the producer can complete the batch with it.
+//! On one node a group is one script, stored whole or not at all, and each batch's `Idempotency-Key` is a
+//! claim for the whole batch, written with the entries. On Redis Cluster no script may touch two partitions
+//! (their slots live on different nodes), so each partition's entry is its own script, and each batch is made
+//! exactly-once by its key instead: the key is claimed for the batch first (`lua/claim_key.lua`), and every
+//! partition records it with the entry that carries the batch, so sending the batch again with the same key
+//! stores only the parts that are missing. A batch sent without a key gets one generated here wherever a
+//! failed append may have stored something (a part on a cluster, the whole batch unconfirmed where replicas
+//! are awaited); the error then carries that key ([`StoreError::Incomplete`]).
 //!
 //! With `wait_replicas` > 0, an append returns only once WAIT confirms its entries on that many replicas of
-//! every node that took a part, so a failover after the answer cannot lose them.
+//! every node that took a part (`replicas.rs`), so a failover after the answer cannot lose them.
 
+use super::replicas::Writers;
 use crate::batch::{encode_lines, LINES_FIELD};
 use crate::domain::{IdempotencyKey, VideoId};
 use crate::keys::Partition;
 use crate::redis::connection::client::{Value, ValueExt};
-use crate::redis::Info;
 use crate::redis::{LogWriter, Result, Shared, StoreError};
 use futures::future::join_all;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What became of an append.
@@ -30,113 +34,140 @@ pub enum AppendOutcome {
     AlreadyStored,
 }
 
+/// One batch of a group append: its views, and the producer's `Idempotency-Key` when it sent one.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendRequest<'a> {
+    pub views: &'a [(VideoId, u64)],
+    pub key: Option<&'a IdempotencyKey>,
+}
+
 /// First pause before a failed part of a batch is sent again under its key.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// One partition's part of a batch: its `<video> <n>` lines.
-type Part = (Partition, String);
+pub(in crate::redis) type Part = (Partition, String);
 
-/// The primaries that took a part of a batch, by replication ID (it changes when a replica takes over), each
-/// with a key of a partition it holds, for WAIT.
-type Writers = Mutex<BTreeMap<String, String>>;
-
-/// The key a batch is appended under, and how long each partition keeps its record.
-#[derive(Clone, Copy)]
-struct Keyed<'a> {
-    key: &'a IdempotencyKey,
-    retention: Duration,
-    /// The SHA-1 of the whole batch: a partition's record holds it, so the same key with another batch is
-    /// told apart on every partition, not only on those whose lines differ.
-    fingerprint: &'a str,
-    fresh: Fresh,
+/// A batch of the group being appended.
+struct Batch {
+    parts: Vec<Part>,
+    /// Its key (the producer's, or generated), with the SHA-1 of the whole batch that the key's records
+    /// hold, so the same key with another batch is told apart on every partition.
+    key: Option<Keyed>,
 }
 
-/// Whether a key was generated for this append (it cannot have been used before).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fresh {
-    Yes,
-    No,
+struct Keyed {
+    key: IdempotencyKey,
+    fingerprint: String,
+    /// Generated for this append: it cannot have been used before, so it is neither looked for nor claimed
+    /// first.
+    fresh: bool,
+}
+
+/// What one script call made of each batch it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    Stored,
+    Before,
+    Reused,
 }
 
 impl LogWriter {
     /// Appends a validated batch to the log. Returns once Redis has the entries (and, with `wait_replicas`,
     /// its replicas). On one node the batch is stored whole or not at all; on a cluster, see the module.
     pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
-        self.append_with(views, "*", None).await.map(|_| ())
+        let request = AppendRequest { views, key: None };
+        let retention = self.generated_key_retention;
+        self.one(request, "*", retention).await.map(|_| ())
     }
 
-    /// [`Self::append`] under a producer's `Idempotency-Key`, recorded on each partition with its entry for
-    /// `retention`: a batch sent again with the same key within it stores only what is missing
-    /// ([`AppendOutcome::AlreadyStored`] when nothing was); the same key with another batch is refused
-    /// ([`StoreError::KeyReused`]) and stores nothing.
+    /// [`Self::append`] under a producer's `Idempotency-Key`, kept for `retention`: a batch sent again with
+    /// the same key within it stores only what is missing ([`AppendOutcome::AlreadyStored`] when nothing
+    /// was); the same key with another batch is refused ([`StoreError::KeyReused`]) and stores nothing.
     pub async fn append_idempotent(
         &self,
         views: &[(VideoId, u64)],
         key: &IdempotencyKey,
         retention: Duration,
     ) -> Result<AppendOutcome> {
-        self.append_with(views, "*", Some((key, retention, Fresh::No)))
-            .await
+        let request = AppendRequest {
+            views,
+            key: Some(key),
+        };
+        self.one(request, "*", retention).await
     }
 
     /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
     /// before the log's last entry. For replays and tests that inject time.
     pub async fn append_at(&self, views: &[(VideoId, u64)], at_ms: i64) -> Result<()> {
-        self.append_with(views, &format!("{at_ms}-*"), None)
+        let request = AppendRequest { views, key: None };
+        let retention = self.generated_key_retention;
+        self.one(request, &format!("{at_ms}-*"), retention)
             .await
             .map(|_| ())
     }
 
-    async fn append_with(
+    /// Appends a group of batches that arrived together, one entry per partition for the whole group; each
+    /// batch's answer is as [`Self::append_idempotent`] (or [`Self::append`] without a key) would give it:
+    /// a reused key refuses its batch alone, and the others are stored. Keys are kept for `retention`.
+    pub async fn append_group(
         &self,
-        views: &[(VideoId, u64)],
+        requests: &[AppendRequest<'_>],
+        retention: Duration,
+    ) -> Vec<Result<AppendOutcome>> {
+        self.append_group_at(requests, retention, "*").await
+    }
+
+    /// [`Self::append_group`] with the entries' id given (`*`, or `<ms>-*` for an injected time).
+    async fn append_group_at(
+        &self,
+        requests: &[AppendRequest<'_>],
+        retention: Duration,
         id: &str,
-        key: Option<(&IdempotencyKey, Duration, Fresh)>,
-    ) -> Result<AppendOutcome> {
-        // On a cluster, and wherever replicas are awaited, every append has a key: one is generated for a
-        // batch sent without, so that an append that may have stored something (a part on a cluster; the
-        // whole batch, unconfirmed, on one node) hands back the key that completes it without doubling it. A
-        // fresh key cannot have been used before, so it is not claimed or looked for first.
-        let generated;
-        let key = match key {
-            None if self.hands_back_keys() => {
-                generated = IdempotencyKey::generate();
-                Some((&generated, self.generated_key_retention, Fresh::Yes))
-            }
-            key => key,
-        };
-        let parts = self.split(views);
-        // Only a keyed append needs the batch's fingerprint: a POST without a key on one node skips the hash.
-        let fingerprint = key.map(|_| batch_fingerprint(&parts));
-        let keyed =
-            key.zip(fingerprint.as_deref())
-                .map(|((key, retention, fresh), fingerprint)| Keyed {
-                    key,
-                    retention,
-                    fingerprint,
-                    fresh,
-                });
-        let writers = Writers::default();
-        let outcome = match keyed {
-            Some(keyed) if self.cluster => self.append_each(&parts, id, keyed, &writers).await,
-            keyed => self.append_parts(&parts, id, keyed, &writers).await,
-        };
-        let outcome = match outcome {
-            Ok(outcome) => self
-                .wait_for_replicas(writers.into_inner().expect("writers lock"))
+    ) -> Vec<Result<AppendOutcome>> {
+        let batches: Vec<Batch> = requests.iter().map(|r| self.batch(r)).collect();
+        let retention_ms = retention.as_millis().max(1);
+        let mut writers = Writers::new();
+        let mut outcomes = if self.cluster {
+            self.group_on_cluster(&batches, retention_ms, id, &mut writers)
                 .await
-                .map(|()| outcome),
-            failed => failed,
+        } else {
+            self.group_on_node(&batches, retention_ms, id, &mut writers)
+                .await
         };
-        match (outcome, keyed) {
-            (Err(e), Some(k)) if self.hands_back_keys() && !matches!(e, StoreError::KeyReused) => {
-                Err(StoreError::Incomplete {
-                    key: k.key.clone(),
-                    cause: Box::new(e),
-                })
+        if outcomes.iter().any(Result::is_ok) {
+            if let Err(e) = self.wait_for_replicas(writers).await {
+                for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                    *outcome = Err(e.clone());
+                }
             }
-            (outcome, _) => outcome,
         }
+        batches
+            .iter()
+            .zip(outcomes)
+            .map(|(batch, outcome)| match (outcome, &batch.key) {
+                (Err(e), Some(k))
+                    if self.hands_back_keys() && !matches!(e, StoreError::KeyReused) =>
+                {
+                    Err(StoreError::Incomplete {
+                        key: k.key.clone(),
+                        cause: Box::new(e),
+                    })
+                }
+                (outcome, _) => outcome,
+            })
+            .collect()
+    }
+
+    async fn one(
+        &self,
+        request: AppendRequest<'_>,
+        id: &str,
+        retention: Duration,
+    ) -> Result<AppendOutcome> {
+        self.append_group_at(&[request], retention, id)
+            .await
+            .pop()
+            .expect("one outcome per batch")
     }
 
     /// Whether a failed append may have stored something (a part on a cluster, or a batch no replica
@@ -145,64 +176,172 @@ impl LogWriter {
         self.cluster || self.wait_replicas > 0
     }
 
-    /// On a cluster: the key claimed for this batch first (`lua/claim_key.lua`), so that the same key with
-    /// another batch stores nothing whatever its partitions, then one script per partition, all at once, and
-    /// the parts that fail sent again under the key until the store's timeout.
-    async fn append_each(
+    /// A request split by partition, with its key: the producer's, or one generated where a failure could
+    /// leave the batch stored without the producer knowing.
+    fn batch(&self, request: &AppendRequest<'_>) -> Batch {
+        let parts = self.split(request.views);
+        let key = match request.key {
+            Some(key) => Some((key.clone(), false)),
+            None if self.hands_back_keys() => Some((IdempotencyKey::generate(), true)),
+            None => None,
+        };
+        let key = key.map(|(key, fresh)| Keyed {
+            key,
+            fingerprint: batch_fingerprint(&parts),
+            fresh,
+        });
+        Batch { parts, key }
+    }
+
+    /// On one node: the whole group in one script, each keyed batch guarded by its key's claim.
+    async fn group_on_node(
         &self,
-        parts: &[Part],
+        batches: &[Batch],
+        retention_ms: u128,
         id: &str,
-        keyed: Keyed<'_>,
-        writers: &Writers,
-    ) -> Result<AppendOutcome> {
-        if keyed.fresh == Fresh::No {
-            self.claim_key(keyed).await?;
-        }
-        let give_up = Instant::now() + self.timeout;
-        let mut pending: Vec<Part> = parts.to_vec();
-        let mut stored_any = false;
-        let mut pause = RETRY_PAUSE;
-        loop {
-            let results = join_all(pending.iter().map(|part| {
-                self.append_parts(std::slice::from_ref(part), id, Some(keyed), writers)
-            }))
-            .await;
-            let mut failed = Vec::new();
-            let mut first_error = None;
-            for (part, result) in pending.iter().zip(results) {
-                match result {
-                    Ok(AppendOutcome::Stored) => stored_any = true,
-                    Ok(AppendOutcome::AlreadyStored) => {}
-                    // A reused key is the verdict that matters: it is never retried.
-                    Err(StoreError::KeyReused) => return Err(StoreError::KeyReused),
-                    Err(e) => {
-                        failed.push(part.clone());
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            match first_error {
-                None if stored_any => return Ok(AppendOutcome::Stored),
-                None => return Ok(AppendOutcome::AlreadyStored),
-                Some(e) if Instant::now() + pause >= give_up => return Err(e),
-                Some(e) => {
-                    tracing::debug!(error = %e, parts = failed.len(), "appending again under the batch's key");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                    pending = failed;
-                }
-            }
+        writers: &mut Writers,
+    ) -> Vec<Result<AppendOutcome>> {
+        let guards: Vec<Option<(String, bool)>> = batches
+            .iter()
+            .map(|b| {
+                b.key
+                    .as_ref()
+                    .map(|k| (self.keys.idempotency_claim(&k.key), !k.fresh))
+            })
+            .collect();
+        let parts: Vec<&[Part]> = batches.iter().map(|b| b.parts.as_slice()).collect();
+        let members: Vec<&Batch> = batches.iter().collect();
+        match self
+            .append_script(&parts, &members, &guards, id, retention_ms, writers)
+            .await
+        {
+            Ok(taken) => taken.into_iter().map(Taken::outcome).collect(),
+            Err(e) => batches.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
-    /// Claims the key for this batch on its own partition ([`KeySchema::idempotency_claim`]); refuses
-    /// ([`StoreError::KeyReused`]) a key another batch holds.
-    ///
-    /// [`KeySchema::idempotency_claim`]: crate::keys::KeySchema::idempotency_claim
-    async fn claim_key(&self, keyed: Keyed<'_>) -> Result<()> {
-        let claim = self.keys.idempotency_claim(keyed.key);
-        let retention_ms = keyed.retention.as_millis().max(1).to_string();
-        let args = vec![keyed.fingerprint.to_owned(), retention_ms];
+    /// On a cluster: each producer's key claimed for its batch first, then one script per partition for the
+    /// batches that touch it, each recording its key there; the parts that fail are sent again under their
+    /// keys until the store's timeout.
+    async fn group_on_cluster(
+        &self,
+        batches: &[Batch],
+        retention_ms: u128,
+        id: &str,
+        writers: &mut Writers,
+    ) -> Vec<Result<AppendOutcome>> {
+        let claims = join_all(batches.iter().map(|b| async move {
+            match &b.key {
+                Some(k) if !k.fresh => self.claim_key(k, retention_ms).await,
+                _ => Ok(()),
+            }
+        }))
+        .await;
+        // Per batch: refused or failed before anything was written, or its parts' outcomes so far.
+        let mut verdict: Vec<Option<Result<AppendOutcome>>> = claims
+            .into_iter()
+            .map(|claim| claim.err().map(Err))
+            .collect();
+        let mut stored = vec![false; batches.len()];
+        let mut pending: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+        for (b, batch) in batches.iter().enumerate() {
+            if verdict[b].is_none() {
+                for (p, _) in &batch.parts {
+                    pending.entry(*p).or_default().push(b);
+                }
+            }
+        }
+        let give_up = Instant::now() + self.timeout;
+        let mut pause = RETRY_PAUSE;
+        let mut failed: BTreeMap<usize, StoreError> = BTreeMap::new();
+        loop {
+            let calls = join_all(pending.iter().map(|(p, members)| {
+                let parts: Vec<Vec<Part>> = members
+                    .iter()
+                    .map(|&b| {
+                        batches[b]
+                            .parts
+                            .iter()
+                            .filter(|(q, _)| q == p)
+                            .cloned()
+                            .collect()
+                    })
+                    .collect();
+                let guards: Vec<Option<(String, bool)>> = members
+                    .iter()
+                    .map(|&b| {
+                        batches[b]
+                            .key
+                            .as_ref()
+                            .map(|k| (self.keys.idempotency(*p, &k.key), !k.fresh))
+                    })
+                    .collect();
+                let members: Vec<&Batch> = members.iter().map(|&b| &batches[b]).collect();
+                async move {
+                    let parts: Vec<&[Part]> = parts.iter().map(Vec::as_slice).collect();
+                    let mut own = Writers::new();
+                    let taken = self
+                        .append_script(&parts, &members, &guards, id, retention_ms, &mut own)
+                        .await;
+                    (taken, own)
+                }
+            }))
+            .await;
+            let mut retry: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+            failed.clear();
+            for ((p, members), (taken, own)) in pending.iter().zip(calls) {
+                writers.extend(own);
+                match taken {
+                    Ok(taken) => {
+                        for (&b, t) in members.iter().zip(taken) {
+                            match t {
+                                Taken::Stored => stored[b] = true,
+                                Taken::Before => {}
+                                // Its key holds another batch on this partition: never retried.
+                                Taken::Reused => verdict[b] = Some(Err(StoreError::KeyReused)),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for &b in members {
+                            failed.entry(b).or_insert_with(|| e.clone());
+                        }
+                        retry.insert(*p, members.clone());
+                    }
+                }
+            }
+            retry.retain(|_, members| {
+                members.retain(|b| verdict[*b].is_none());
+                !members.is_empty()
+            });
+            if retry.is_empty() || Instant::now() + pause >= give_up {
+                break;
+            }
+            tracing::debug!(
+                parts = retry.len(),
+                "appending again under the batches' keys"
+            );
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            pending = retry;
+        }
+        (0..batches.len())
+            .map(|b| match verdict[b].take() {
+                Some(v) => v,
+                None => match failed.remove(&b) {
+                    Some(e) => Err(e),
+                    None if stored[b] => Ok(AppendOutcome::Stored),
+                    None => Ok(AppendOutcome::AlreadyStored),
+                },
+            })
+            .collect()
+    }
+
+    /// Claims `k` for its batch on its own partition ([`crate::keys::KeySchema::idempotency_claim`]);
+    /// refuses ([`StoreError::KeyReused`]) a key another batch holds.
+    async fn claim_key(&self, k: &Keyed, retention_ms: u128) -> Result<()> {
+        let claim = self.keys.idempotency_claim(&k.key);
+        let args = vec![k.fingerprint.clone(), retention_ms.to_string()];
         let ours: i64 = self
             .eval(&self.scripts.claim_key, vec![claim], args)
             .await?;
@@ -212,91 +351,98 @@ impl LogWriter {
         }
     }
 
-    /// One call of `lua/append.lua` for `parts` (all on one node: one partition on a cluster). With
-    /// `wait_replicas`, the script names the primary that ran it (its replication ID), added to `writers`.
-    async fn append_parts(
+    /// One call of `lua/append.lua`: `batches[i]`'s `parts[i]` (on a cluster, all on one partition), each
+    /// batch guarded by `guards[i]` (its key's record, and whether to look it up first). With
+    /// `wait_replicas`, the script names the primary that ran it, added to `writers`.
+    async fn append_script(
         &self,
-        parts: &[Part],
+        parts: &[&[Part]],
+        batches: &[&Batch],
+        guards: &[Option<(String, bool)>],
         id: &str,
-        keyed: Option<Keyed<'_>>,
-        writers: &Writers,
-    ) -> Result<AppendOutcome> {
-        let mut keys: Vec<String> = parts.iter().map(|(p, _)| self.keys.log(*p)).collect();
-        if let Some(k) = keyed {
-            keys.extend(parts.iter().map(|(p, _)| self.keys.idempotency(*p, k.key)));
+        retention_ms: u128,
+        writers: &mut Writers,
+    ) -> Result<Vec<Taken>> {
+        let mut logs: BTreeMap<Partition, usize> = BTreeMap::new();
+        for (p, _) in parts.iter().flat_map(|parts| parts.iter()) {
+            let next = logs.len() + 1;
+            logs.entry(*p).or_insert(next);
         }
-        // On one node the script claims the key for the whole batch itself (on a cluster, `append_each` did).
-        let claim = keyed.filter(|k| !self.cluster && k.fresh == Fresh::No);
-        if let Some(k) = claim {
-            keys.push(self.keys.idempotency_claim(k.key));
+        let mut keys: Vec<String> = vec![String::new(); logs.len()];
+        for (p, index) in &logs {
+            keys[index - 1] = self.keys.log(*p);
         }
-        // At least 1 ms: 0 means "no key" to the script.
-        let retention_ms = keyed.map_or(0, |k| k.retention.as_millis().max(1));
+        let first_key = keys[0].clone();
         let mut args = vec![
-            self.append_deadline_ms(&keys[0]).await?.to_string(),
+            self.append_deadline_ms(&first_key).await?.to_string(),
             id.to_owned(),
             LINES_FIELD.to_owned(),
             retention_ms.to_string(),
-            keyed.map_or_else(String::new, |k| k.fingerprint.to_owned()),
             u8::from(self.wait_replicas > 0).to_string(),
-            u8::from(claim.is_some()).to_string(),
+            logs.len().to_string(),
+            batches.len().to_string(),
         ];
-        args.extend(parts.iter().map(|(_, lines)| lines.clone()));
-        let first_key = keys[0].clone();
-        let reply: Vec<Value> = self.eval(&self.scripts.append, keys, args).await?;
-        let written = reply.first().and_then(ValueExt::as_i64).unwrap_or(i64::MIN);
-        if let Some(replid) = reply.get(1).and_then(ValueExt::as_string) {
-            writers
-                .lock()
-                .expect("writers lock")
-                .entry(replid)
-                .or_insert(first_key);
+        for ((batch, parts), guard) in batches.iter().zip(parts).zip(guards) {
+            let (guard_index, check) = match guard {
+                Some((key, check)) => {
+                    keys.push(key.clone());
+                    (keys.len(), *check)
+                }
+                None => (0, false),
+            };
+            args.push(
+                batch
+                    .key
+                    .as_ref()
+                    .map_or_else(String::new, |k| k.fingerprint.clone()),
+            );
+            args.push(guard_index.to_string());
+            args.push(u8::from(check).to_string());
+            args.push(parts.len().to_string());
+            for (p, lines) in parts.iter() {
+                args.push(logs[p].to_string());
+                args.push(lines.clone());
+            }
         }
-        match written {
-            -1 => {
+        let reply: Vec<Value> = self.eval(&self.scripts.append, keys, args).await?;
+        let bad = || StoreError::Reply(format!("append script answered {reply:?}"));
+        match reply.first().and_then(ValueExt::as_i64) {
+            Some(-1) => {
                 // Redis was frozen or slow: read its clock again before the next deadline.
                 self.clock.forget();
-                Err(StoreError::TooLate)
+                return Err(StoreError::TooLate);
             }
-            -2 => Err(StoreError::KeyReused),
-            0 if keyed.is_some() => Ok(AppendOutcome::AlreadyStored),
-            n if n > 0 => Ok(AppendOutcome::Stored),
-            other => Err(StoreError::Reply(format!("append script answered {other}"))),
+            Some(1) => {}
+            _ => return Err(bad()),
+        }
+        if let Some(replid) = reply.get(1).and_then(ValueExt::as_string) {
+            if !replid.is_empty() {
+                writers.entry(replid).or_insert(first_key);
+            }
+        }
+        reply[2..]
+            .iter()
+            .map(|v| match v.as_i64() {
+                Some(1) => Ok(Taken::Stored),
+                Some(0) => Ok(Taken::Before),
+                Some(-2) => Ok(Taken::Reused),
+                _ => Err(bad()),
+            })
+            .collect()
+    }
+}
+
+impl Taken {
+    fn outcome(self) -> Result<AppendOutcome> {
+        match self {
+            Taken::Stored => Ok(AppendOutcome::Stored),
+            Taken::Before => Ok(AppendOutcome::AlreadyStored),
+            Taken::Reused => Err(StoreError::KeyReused),
         }
     }
 }
 
 impl Shared {
-    /// The replicas' acknowledged offsets and the primary's own offset, from INFO on the node that owns `key`,
-    /// which must still be the primary with replication ID `replid`.
-    pub(in crate::redis) async fn replication(
-        &self,
-        key: &str,
-        replid: &str,
-    ) -> Result<(Vec<u64>, u64)> {
-        // On the connection WAIT runs on: any command there moves what its next WAIT covers to the
-        // primary's offset now, past the write being confirmed.
-        let info: String = self
-            .on_key_waiting("INFO", key, vec!["replication"])
-            .await?;
-        let info = Info::parse(&info);
-        if info.field("master_replid") != Some(replid) || info.field("role") != Some("master") {
-            // Another primary took over since the write: it may not have it.
-            return Err(StoreError::NotReplicated {
-                acked: 0,
-                wanted: self.wait_replicas,
-            });
-        }
-        let offset = info.number("master_repl_offset").unwrap_or(0.0) as u64;
-        let acked = info
-            .replicas()
-            .into_iter()
-            .filter(|r| r.state == "online")
-            .map(|r| r.offset)
-            .collect();
-        Ok((acked, offset))
-    }
-
     /// The batch's views grouped by partition, as each partition's lines.
     pub(in crate::redis) fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
         let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
@@ -310,49 +456,6 @@ impl Shared {
             .into_iter()
             .map(|(p, views)| (p, encode_lines(views)))
             .collect()
-    }
-
-    /// With `wait_replicas` > 0: on every primary that took a part of the batch, WAIT until that many
-    /// replicas have it, then check it on the primary itself (INFO: the same replication ID, and that many
-    /// replicas at or past the offset it had after the write). The check makes the answer independent of the
-    /// connection WAIT ran on: after a reconnect WAIT knows nothing of the write, and after a failover the new
-    /// primary's ID differs. Fails with [`StoreError::NotReplicated`] when the replicas do not confirm within
-    /// half the store's timeout. WAIT runs on a connection of its own: while it waits for a lagging replica,
-    /// every other command to the node goes on.
-    pub(in crate::redis) async fn wait_for_replicas(
-        &self,
-        writers: BTreeMap<String, String>,
-    ) -> Result<()> {
-        let wanted = self.wait_replicas;
-        if wanted == 0 {
-            return Ok(());
-        }
-        let give_up = Instant::now() + self.timeout / 2;
-        let checks = join_all(writers.iter().map(|(replid, key)| async move {
-            let (_, target) = self.replication(key, replid).await?;
-            loop {
-                let left = give_up
-                    .saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .max(1);
-                let _: i64 = self
-                    .on_key_waiting("WAIT", key, vec![wanted.to_string(), left.to_string()])
-                    .await?;
-                let (acked, _) = self.replication(key, replid).await?;
-                let confirmed = acked.iter().filter(|&&offset| offset >= target).count() as u32;
-                if confirmed >= wanted {
-                    return Ok(());
-                }
-                if Instant::now() >= give_up {
-                    return Err(StoreError::NotReplicated {
-                        acked: confirmed,
-                        wanted,
-                    });
-                }
-            }
-        }))
-        .await;
-        checks.into_iter().collect()
     }
 }
 
