@@ -115,6 +115,7 @@ pub const CATALOG: &[Metric] = &[
     // Receiver.
     metric(Part::Receiver, "topk_ingest_views_accepted_total", Kind::Counter, "Views in batches answered 202 (a batch sent again under its Idempotency-Key counts again)"),
     metric(Part::Receiver, "topk_ingest_batches_accepted_total", Kind::Counter, "Batches answered 202"),
+    metric(Part::Receiver, "topk_ingest_groups_total", Kind::Counter, "Groups of batches appended together (group commit: one log entry per partition for the group); batches over groups is their average size"),
     labelled(Part::Receiver, "topk_ingest_batches_rejected_total", Kind::Counter, "Batches refused, by reason: nothing of them was stored, except for unavailable/not_replicated on a cluster (the 503 names the key to complete them)", "reason", REJECT_REASONS),
     metric(Part::Receiver, "topk_ingest_idempotent_replays_total", Kind::Counter, "Batches answered 202 from their Idempotency-Key's record: already stored, not stored again"),
     labelled(Part::Receiver, "topk_ingest_request_duration_seconds", Kind::Histogram, "Time from request head to response, by route, on the ingest receiver", "route", &[]),

@@ -11,19 +11,20 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::group_commit::GroupCommit;
 use topk_core::http::{
     with_json_errors, with_request_metrics, BearerTokens, Readiness, RefusalLog, Service,
     REFUSAL_LOG_INTERVAL,
 };
 use topk_core::metrics::Part;
-use topk_core::redis::{LogState, LogWriter, RedisStore, StoreError, WindowApplier};
+use topk_core::redis::{LogState, RedisStore, StoreError, WindowApplier};
 use topk_core::supervise::{Liveness, Supervisor};
 
 /// What every handler shares.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    /// Redis: the log the receiver appends to (its only handle on Redis).
-    pub writer: LogWriter,
+    /// Redis: the log the receiver appends to, batches grouped as they arrive (its only way to Redis).
+    pub appender: GroupCommit,
     /// The settings, for the body and batch limits.
     pub config: Arc<IngestConfig>,
     /// The tokens that may write (None: no authentication), parsed once from the configuration.
@@ -106,11 +107,16 @@ impl Application {
                 let report = reported.report();
                 Box::pin(async move { Ok(report) })
             });
+        let appender = GroupCommit::new(
+            store.writer(),
+            std::time::Duration::from_millis(config.linger_ms),
+            std::time::Duration::from_secs(config.idempotency_retention_secs),
+        );
         Ok(Self {
             listener,
             admin,
             state: AppState {
-                writer: store.writer(),
+                appender,
                 tokens,
                 refusals: Arc::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)),
                 backlog,

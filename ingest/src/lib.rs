@@ -9,6 +9,8 @@
 //!   backlog).
 //! - [`receiver`]: `POST /v1/views` and its router: validate the whole batch (core's wire format), append it
 //!   to the partitioned log, answer 202.
+//! - [`group_commit`]: the batches of concurrent requests appended together, one log entry per partition for
+//!   the group, each request answered with its own outcome.
 //! - [`backpressure`]: the log's backlog limit: over it the receiver answers 503.
 //! - [`log_watch`]: measures the log in the background, for backpressure and the backlog and freshness metrics.
 //! - [`worker`]: one loop per partition running core's apply step (read the log in a consumer group,
@@ -26,6 +28,7 @@ pub mod admission;
 pub mod app;
 pub mod backpressure;
 pub mod config;
+pub mod group_commit;
 pub mod kafka;
 pub mod log_watch;
 pub mod openapi;

@@ -11,7 +11,6 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use topk_core::domain::{IdempotencyKey, ParseError};
 use topk_core::http::{ApiError, ErrorBody};
 use topk_core::redis::{AppendOutcome, StoreError};
@@ -139,22 +138,17 @@ async fn receive(
     let views = topk_core::wire::parse_batch(&body, state.config.max_batch_len)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = views.iter().map(|(_, n)| n).sum();
-    let stored = match &key {
-        None => state.writer.append(&views).await.map(|()| false),
-        Some(key) => {
-            let retention = Duration::from_secs(state.config.idempotency_retention_secs);
-            match state.writer.append_idempotent(&views, key, retention).await {
-                Ok(AppendOutcome::AlreadyStored) => {
-                    tracing::debug!(
-                        views = accepted,
-                        "batch sent again under its Idempotency-Key: not stored twice"
-                    );
-                    Ok(true)
-                }
-                Ok(AppendOutcome::Stored) => Ok(false),
-                Err(e) => Err(e),
-            }
+    // With the batches that arrive with it: one log entry per partition for the group (`group_commit.rs`).
+    let stored = match state.appender.append(views, key).await {
+        Ok(AppendOutcome::AlreadyStored) => {
+            tracing::debug!(
+                views = accepted,
+                "batch sent again under its Idempotency-Key: not stored twice"
+            );
+            Ok(true)
         }
+        Ok(AppendOutcome::Stored) => Ok(false),
+        Err(e) => Err(e),
     };
     let replayed =
         stored.map_err(|e| store_rejection(e, state.config.idempotency_retention_secs))?;

@@ -16,6 +16,8 @@ pub struct WorkerOptions {
     pub consumer: String,
     /// Log entries applied in one atomic step.
     pub max_entries: usize,
+    /// Views a step aims for: entries are read as many as carry about this many, up to `max_entries`.
+    pub batch_views: u64,
     /// The pause after a batch that drained the partition, so that views accumulate.
     pub batch_wait: Duration,
     /// How long an entry may stay pending with another consumer before it is claimed.
@@ -29,6 +31,7 @@ impl WorkerOptions {
         Self {
             consumer: config.consumer(),
             max_entries: config.worker_batch_entries,
+            batch_views: config.worker_batch_views,
             batch_wait: config.worker_batch_wait(),
             claim_idle: config.claim_idle(),
         }
@@ -98,7 +101,7 @@ fn record_step(report: &StepReport, started: Instant) {
 }
 
 /// Runs [`WindowApplier::step`] on partition `p` until `stop` is cancelled; the batch in hand is always finished first.
-/// After a batch smaller than `options.max_entries` (the log is drained) it waits `options.batch_wait` so views
+/// After a batch smaller than asked (the log is drained) it waits `options.batch_wait` so views
 /// accumulate.
 pub async fn run_partition(
     applier: WindowApplier,
@@ -109,9 +112,12 @@ pub async fn run_partition(
     let WorkerOptions {
         consumer,
         max_entries,
+        batch_views,
         batch_wait,
         claim_idle,
     } = options;
+    // Views per entry, as the last steps found them (a moving average): how many entries make `batch_views`.
+    let mut views_per_entry = 1.0_f64;
     // Looking for abandoned entries twice per claim period is enough to take them over promptly.
     let claim_every = (claim_idle / 2).max(Duration::from_millis(100));
     let mut last_claim = Instant::now() - claim_every;
@@ -124,8 +130,9 @@ pub async fn run_partition(
             claim_idle
         });
         let started = Instant::now();
+        let count = ((batch_views as f64 / views_per_entry).ceil() as usize).clamp(1, max_entries);
         let result = applier
-            .step(p, &consumer, max_entries, StepPlan { own_pending, claim })
+            .step(p, &consumer, count, StepPlan { own_pending, claim })
             .await;
         // Own pending entries are re-read until none are left, and again after any step that may have left
         // some behind (a lost race, or an error that may have come before the apply).
@@ -136,13 +143,17 @@ pub async fn run_partition(
         match result {
             Ok(report) if report.entries > 0 => {
                 record_step(&report, started);
+                if !report.not_owned {
+                    let found = report.views as f64 / report.entries as f64;
+                    views_per_entry = (0.7 * views_per_entry + 0.3 * found).max(1.0);
+                }
                 tracing::debug!(
                     partition = p,
                     entries = report.entries,
                     views = report.views,
                     "applied"
                 );
-                if report.entries >= max_entries {
+                if report.entries >= count {
                     idle = Duration::from_millis(1);
                     continue;
                 }
