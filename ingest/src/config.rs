@@ -105,10 +105,11 @@ pub struct IngestConfig {
     /// (about 2 us of Redis time per view) while a backlog is applied in large, well aggregated steps.
     #[arg(long, env = "TOPK_WORKER_BATCH_VIEWS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub worker_batch_views: u64,
-    /// How long a worker waits after applying a batch that emptied its partition's log, so that the next one
-    /// is larger: views of a batch are summed per video and window before Redis sees them, and leader scores
-    /// are written once per batch, so larger batches cost Redis less per view. It adds at most this much to
-    /// the time before a view is ranked. A full batch (a backlog) is followed at once.
+    /// How long a worker waits between the starts of two steps when the first emptied its partition's log,
+    /// so that the next one is larger: views of a batch are summed per video and window before Redis sees
+    /// them, and leader scores are written once per batch, so larger batches cost Redis less per view. It adds
+    /// at most this much (and the next step's time) to the time before a view is ranked. A full batch (a
+    /// backlog) is followed at once.
     #[arg(long, env = "TOPK_WORKER_BATCH_WAIT_MS", default_value_t = 500)]
     pub worker_batch_wait_ms: u64,
     /// How long an entry may stay pending with another worker before it is claimed (that worker is presumed dead).

@@ -100,9 +100,9 @@ fn record_step(report: &StepReport, started: Instant) {
     }
 }
 
-/// Runs [`WindowApplier::step`] on partition `p` until `stop` is cancelled; the batch in hand is always finished first.
-/// After a batch smaller than asked (the log is drained) it waits `options.batch_wait` so views
-/// accumulate.
+/// Runs [`WindowApplier::step`] on partition `p` until `stop` is cancelled; the batch in hand is always
+/// finished first. After a batch smaller than asked (the log is drained) it waits until `options.batch_wait`
+/// after that step's start, so views accumulate.
 pub async fn run_partition(
     applier: WindowApplier,
     p: Partition,
@@ -157,7 +157,9 @@ pub async fn run_partition(
                     idle = Duration::from_millis(1);
                     continue;
                 }
-                idle = batch_wait;
+                // Counted from the step's start: a view that just missed this step waits at most the batch
+                // wait (plus the next step), however long this step took.
+                idle = batch_wait.saturating_sub(started.elapsed());
             }
             Ok(_) => idle = (idle * 2).clamp(Duration::from_millis(1), Duration::from_millis(50)),
             Err(e) if e.is_missing_group() => {
