@@ -1,70 +1,20 @@
-//! A [`Stack`]: ingest and the API in this process on free ports, and the `topk` binary run against it.
+//! The built `topk`, run: against a [`Stack`] ([`cli_stack`]; its URLs and token in the environment) with
+//! [`Cli::topk`], or with an environment of the test's own with [`topk`].
 
-use clap::Parser;
-use std::net::SocketAddr;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
+use topk_testkit::stack::TOKEN;
+use topk_testkit::Stack;
 
-pub const TOKEN: &str = "cli-test-token";
-
-/// Ingest (all roles: receiver, workers, retirer) and the API, stopped when dropped.
-pub struct Stack {
-    pub ingest: SocketAddr,
-    pub api: SocketAddr,
-    stop: CancellationToken,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn args(prefix: &str, extra: &[String]) -> Vec<String> {
-    let mut args = vec![
-        "topk".to_owned(),
-        format!("--redis-url={}", topk_testkit::servers().redis_url),
-        format!("--key-prefix={prefix}"),
-        "--partitions=4".to_owned(),
-        "--addr=127.0.0.1:0".to_owned(),
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
-/// Starts the stack under a key prefix and a database of its own.
-pub async fn stack(label: &str) -> Stack {
-    let prefix = topk_testkit::unique_name(label);
-    let stop = CancellationToken::new();
-    let ingest_cfg = topk_ingest::config::IngestConfig::try_parse_from(args(
-        &prefix,
-        // Workers apply what they find at once, so the test waits for them as little as possible.
-        &[
-            format!("--token={TOKEN}"),
-            "--worker-batch-wait-ms=0".into(),
-        ],
-    ))
-    .unwrap();
-    let ingest = topk_ingest::Application::build(ingest_cfg).await.unwrap();
-    let ingest_addr = ingest.local_addr().unwrap();
-    tokio::spawn(ingest.run(stop.clone()));
-    let database = topk_testkit::fresh_database(label);
-    topk_testkit::fixtures::migrated_pool_at(&database).await;
-    let api_cfg = topk_api::config::ApiConfig::try_parse_from(args(
-        &prefix,
-        &[format!("--database-url={database}")],
-    ))
-    .unwrap();
-    let api = topk_api::Application::build(api_cfg).await.unwrap();
-    let api_addr = api.local_addr();
-    tokio::spawn(api.run(stop.clone()));
-    Stack {
-        ingest: ingest_addr,
-        api: api_addr,
-        stop,
-    }
+/// The stack the CLI's tests run against: 4 partitions, and workers that apply what they find at once, so
+/// that a test waits for them as little as possible.
+pub async fn cli_stack(label: &str) -> Stack {
+    Stack::builder(label)
+        .partitions(4)
+        .ingest_args(&["--worker-batch-wait-ms=0"])
+        .start()
+        .await
 }
 
 /// What a run of `topk` did.
@@ -87,44 +37,20 @@ impl Run {
     }
 }
 
-impl Stack {
-    pub fn api_url(&self) -> String {
-        format!("http://{}", self.api)
-    }
-
+/// `topk` against a stack.
+pub trait Cli {
     /// Runs `topk` with the stack's URLs and token in its environment.
-    pub async fn topk(&self, args: &[&str], stdin: Option<&str>) -> Run {
-        let ingest = format!("http://{}", self.ingest);
+    fn topk(&self, args: &[&str], stdin: Option<&str>) -> impl std::future::Future<Output = Run>;
+}
+
+impl Cli for Stack {
+    async fn topk(&self, args: &[&str], stdin: Option<&str>) -> Run {
         let env = [
             ("TOPK_API_URL", self.api_url()),
-            ("TOPK_INGEST_URL", ingest),
+            ("TOPK_INGEST_URL", self.ingest_url()),
             ("TOPK_INGEST_TOKEN", TOKEN.to_owned()),
         ];
         topk(&env, args, stdin).await
-    }
-
-    /// Polls `topk top --json` until the window's ranking is `want`, or panics after a deadline.
-    pub async fn wait_for_ranking(&self, window: &str, want: &[(&str, u64)]) {
-        let want: serde_json::Value = want
-            .iter()
-            .map(|(v, n)| serde_json::json!({"videoId": v, "views": n}))
-            .collect();
-        let started = Instant::now();
-        loop {
-            let got = self
-                .topk(&["top", "--json", "--window", window, "-k", "1000"], None)
-                .await
-                .ok()
-                .json();
-            if got == want {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "{window}: got {got}, want {want}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 
