@@ -47,7 +47,8 @@ impl<T, E: Display> Outcome for Result<T, E> {
 }
 
 /// Polls `check` until it holds and returns its value; panics with `what` and the last answer once `within`
-/// has passed (a check that does not answer by then fails the same way).
+/// has passed. A check under way at the deadline is waited for (up to `within` itself: one that hangs fails
+/// too), so that one slow answer near the end still counts, as it would in a hand-written loop.
 pub async fn wait_until<O, F, Fut>(what: impl Display, within: Duration, check: F) -> O::Value
 where
     O: Outcome,
@@ -71,13 +72,12 @@ where
     let deadline = Instant::now() + within;
     let mut pause = FIRST_POLL;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let last = match tokio::time::timeout(left, check()).await {
+        let last = match tokio::time::timeout(within, check()).await {
             Ok(answer) => match answer.into_result() {
                 Ok(value) => return Ok(value),
                 Err(last) => last,
             },
-            Err(_) => "the check did not answer".to_owned(),
+            Err(_) => return Err(format!("a check did not answer within {within:?}")),
         };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
