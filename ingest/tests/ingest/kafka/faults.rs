@@ -180,7 +180,9 @@ const SESSION_TIMEOUT_MS: &str = "6000";
 /// group goes back to forming while their heartbeats still succeed), so a role that joined beside killed
 /// members and was assigned nothing by them would wait forever, its records unread; seen on loaded machines.
 /// Apache Kafka's coordinator rebalances the survivors instead. Roles started at once after a kill (the
-/// random kills) may stall that way until their own kill; the last one may not.
+/// random kills) may stall that way until their own kill; the last one may not. A wait of the session
+/// timeout, not on an event: tansu still describes the killed members (DescribeGroups) 30 s after the kill,
+/// so the broker tells nothing of their expiry.
 async fn replace_after_expiry(
     env: &crate::faults::Env,
     role: &mut crate::faults::Proc,
