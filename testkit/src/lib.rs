@@ -27,8 +27,8 @@
 //!   [`init_test_log`], which prints the logs only when `TEST_LOG` is set.
 //! - [`wait`]: [`wait_until`], a condition polled to a deadline instead of a sleep, and [`holds_for`], a
 //!   bounded check that something does not happen.
-//! - [`stack`] (feature `stack`): [`Stack`], `topk-ingest` and `topk-api` in the test's process on free
-//!   ports, on a key prefix and a database of their own, and the ranking poller.
+//! - `stack` (feature `stack`): `Stack`, `topk-ingest` and `topk-api` in the test's process on free ports, on
+//!   a key prefix and a database of their own, and the ranking poller.
 //! - [`chromium`]: a headless Chromium for the web page's tests (installed once with apt-get when missing),
 //!   loading a page for its DOM or a screenshot.
 //! - [`fixtures`]: typed async fixtures over topk's own types: a store on the shared Redis, a migrated
