@@ -14,6 +14,9 @@
 //! unreachable. Each list is kept serialized too, so a request for the top K copies a
 //! prefix of bytes instead of cloning and encoding K entries (most of a k = 1000 request's time otherwise), and
 //! a request for the whole list (k = 1000, the largest answer) shares the bytes without copying them.
+//!
+//! Ages are read from a [`Clock`]: the system's monotonic clock in service, a clock a test moves by hand, so
+//! that a test sets a list's age instead of sleeping through it.
 
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
@@ -89,6 +92,23 @@ impl CachedRanking {
     }
 }
 
+/// Where the cache reads the time. The Redis-side window arithmetic takes its time as an argument (core); this
+/// is the cache's equivalent.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant.
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock, the cache's in service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
 /// How many TTLs old a list may be while it is still served (a refresh under way, or failing).
 pub const MAX_AGE_TTLS: u32 = 5;
 
@@ -128,14 +148,21 @@ impl Drop for Refreshing {
 /// The per-window cache.
 pub struct RankingCache {
     ttl: Duration,
+    clock: Arc<dyn Clock>,
     windows: [Arc<Mutex<Entry>>; 4],
 }
 
 impl RankingCache {
     /// `ttl` zero turns caching off (every request reads Redis).
     pub fn new(ttl: Duration) -> Self {
+        Self::with_clock(ttl, Arc::new(SystemClock))
+    }
+
+    /// [`Self::new`] reading ages from `clock`.
+    pub fn with_clock(ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             ttl,
+            clock,
             windows: Default::default(),
         }
     }
@@ -150,8 +177,13 @@ impl RankingCache {
     }
 
     /// Reads the whole top list of `window`; returns it with the moment the read started.
-    async fn read(reads: &RankingReads, window: Window) -> Result<(Instant, Ranking), StoreError> {
-        let (started, as_of) = (Instant::now(), Utc::now());
+    async fn read(
+        reads: &RankingReads,
+        window: Window,
+        clock: &dyn Clock,
+    ) -> Result<(Instant, Ranking), StoreError> {
+        // `as_of` is the wall time a client is told (`Topk-As-Of`); ages are measured on `clock`.
+        let (started, as_of) = (clock.now(), Utc::now());
         let top = reads.top(window, TopK::new(MAX_K).expect("max k")).await?;
         Ok((started, Arc::new(CachedRanking::read_at(top, as_of))))
     }
@@ -207,22 +239,23 @@ impl RankingCache {
             return Ok(top);
         }
         let slot = self.windows[Self::slot(window)].clone();
+        let now = self.clock.now();
         // A std mutex: it is held only to look at or swap the entry, never across an await.
         let (current, refresh) = {
             let mut entry = slot.lock().expect("cache lock");
             let stale = entry
                 .top
                 .as_ref()
-                .is_none_or(|(at, _)| at.elapsed() >= self.ttl);
+                .is_none_or(|(at, _)| now.saturating_duration_since(*at) >= self.ttl);
             let refresh = stale && !entry.refreshing && entry.top.is_some();
             entry.refreshing |= refresh;
             (entry.top.clone(), refresh)
         };
         if refresh {
-            let (reads, slot) = (reads.clone(), slot.clone());
+            let (reads, slot, clock) = (reads.clone(), slot.clone(), self.clock.clone());
             tokio::spawn(async move {
                 let _refreshing = Refreshing(slot.clone());
-                let read = Self::read(&reads, window).await;
+                let read = Self::read(&reads, window, clock.as_ref()).await;
                 let mut entry = slot.lock().expect("cache lock");
                 match read {
                     Ok((started, top)) => entry.keep_newer(started, top),
@@ -234,16 +267,16 @@ impl RankingCache {
             });
         }
         let (started, top) = match current {
-            Some(current) if current_is_usable(&slot, self.ttl) => current,
+            Some(current) if current_is_usable(&slot, self.ttl, now) => current,
             _ => {
-                let (started, top) = Self::read(reads, window).await?;
+                let (started, top) = Self::read(reads, window, self.clock.as_ref()).await?;
                 slot.lock()
                     .expect("cache lock")
                     .keep_newer(started, top.clone());
                 (started, top)
             }
         };
-        record_age(window, started.elapsed());
+        record_age(window, self.clock.now().saturating_duration_since(started));
         Ok(top)
     }
 }
@@ -254,12 +287,12 @@ fn record_age(window: Window, age: Duration) {
 }
 
 /// A list in hand may be served while a refresh is under way, but never once its read started more than
-/// [`MAX_AGE_TTLS`] TTLs ago (Redis unreachable for a while): then the request reads Redis itself.
-fn current_is_usable(slot: &Mutex<Entry>, ttl: Duration) -> bool {
+/// [`MAX_AGE_TTLS`] TTLs before `now` (Redis unreachable for a while): then the request reads Redis itself.
+fn current_is_usable(slot: &Mutex<Entry>, ttl: Duration, now: Instant) -> bool {
     slot.lock()
         .expect("cache lock")
         .read_started()
-        .is_some_and(|at| at.elapsed() < ttl * MAX_AGE_TTLS)
+        .is_some_and(|at| now.saturating_duration_since(at) < ttl * MAX_AGE_TTLS)
 }
 
 #[cfg(test)]

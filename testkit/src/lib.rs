@@ -23,7 +23,12 @@
 //! - [`process`]: signals, ports, and the watchdog that cleans up after the test process.
 //! - [`kafka`]: [`KafkaBroker`], a Kafka-compatible broker (tansu; memory storage, or durable on disk) a test
 //!   owns: bootstrap address, topics, kill and restart.
-//! - [`log_capture`]: [`LogCapture`], what the code under test logs, for the test to read.
+//! - [`log_capture`]: [`LogCapture`], what the code under test logs, for the test to read; and
+//!   [`init_test_log`], which prints the logs only when `TEST_LOG` is set.
+//! - [`wait`]: [`wait_until`], a condition polled to a deadline instead of a sleep, and [`holds_for`], a
+//!   bounded check that something does not happen.
+//! - `stack` (feature `stack`): `Stack`, `topk-ingest` and `topk-api` in the test's process on free ports, on
+//!   a key prefix and a database of their own, and the ranking poller.
 //! - [`chromium`]: a headless Chromium for the web page's tests (installed once with apt-get when missing),
 //!   loading a page for its DOM or a screenshot.
 //! - [`fixtures`]: typed async fixtures over topk's own types: a store on the shared Redis, a migrated
@@ -40,10 +45,13 @@ pub mod redis_cluster;
 pub mod redis_server;
 pub mod resp;
 pub mod servers;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod tls;
+pub mod wait;
 
 pub use kafka::KafkaBroker;
-pub use log_capture::LogCapture;
+pub use log_capture::{init_test_log, LogCapture};
 pub use postgres::{pg_bin, psql, PgServer};
 pub use process::{free_port, signal, wait_port};
 pub use redis_access::RedisAccess;
@@ -51,4 +59,7 @@ pub use redis_cluster::{port_serving, slot_of, RedisCluster, SlotRange};
 pub use redis_server::RedisServer;
 pub use resp::{RedisConn, Reply};
 pub use servers::{cluster_url, fresh_database, servers, unique_name, Servers};
+#[cfg(feature = "stack")]
+pub use stack::{Stack, StackBuilder};
 pub use tls::{tls_postgres, TlsCerts, TlsRedisServer};
+pub use wait::{holds_for, poll_until, wait_until};

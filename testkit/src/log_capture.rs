@@ -1,6 +1,26 @@
-//! What a test's code logs, captured (JSON lines, every level) for the test to read.
+//! What a test's code logs: captured (JSON lines, every level) for the test to read, or printed when the
+//! test run sets `TEST_LOG`, and otherwise dropped, so that tests stay quiet.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
+use tracing_subscriber::EnvFilter;
+
+/// Prints what the code under test logs on stderr when `TEST_LOG` is set (filtered by `RUST_LOG`, default
+/// `info`); without it nothing is installed and logs go nowhere (zero2prod's `TEST_LOG`). Once per process;
+/// a [`LogCapture`] still takes its own thread's logs.
+pub fn init_test_log() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_none() {
+            return;
+        }
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // try_init: a test may have installed another global subscriber first.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    });
+}
 
 /// Everything logged on this thread while its guard lives (with `#[tokio::test]`'s current-thread runtime,
 /// tasks spawned by the test too).

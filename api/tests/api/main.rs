@@ -1,14 +1,14 @@
 //! The API against a real redis-server, one integration binary.
 //!
 //! # Layout
-//! - [`cache`]: the ranking cache shares one read per window for its TTL, then refreshes in the background.
+//! - [`cache`]: the ranking cache shares one read per window for its TTL, then refreshes in the background
+//!   (its clock injected).
 //! - [`overload`]: liveness and metrics still answer while ranking reads hold every in-flight slot.
-//! - [`page`]: the leaderboard page in a real headless Chromium against a real stack, and its headers.
-//! - [`stack`]: ingest and the API in this process, for the tests that post views over HTTP.
+//! - [`page`]: the leaderboard page in a real headless Chromium against a real stack (testkit's in-process
+//!   ingest and API), and its headers.
 //! - [`surface`]: `Topk-As-Of`, `Cache-Control`, gzip, CORS, Swagger UI, a video's ranks and hours.
 
 mod cache;
 mod overload;
 mod page;
-mod stack;
 mod surface;

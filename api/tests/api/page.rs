@@ -1,12 +1,13 @@
 //! The leaderboard page in a real headless Chromium, against a real stack: views posted over HTTP to ingest,
 //! the page served by the API, its script run by the browser, and the DOM it built read back.
 
-use crate::stack::{stack, Stack};
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use reqwest::StatusCode;
 use std::path::PathBuf;
 use std::time::Duration;
 use topk_testkit::chromium::{self, Load};
+use topk_testkit::stack::TOKEN;
+use topk_testkit::{wait_until, Stack};
 
 /// The page with the ranking of the hour and alpha's details open: three rows in order with their views
 /// formatted, the as-of time, and the detail panel's counts. The hourly history is not asserted: the API
@@ -18,11 +19,11 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
     tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
         .await
         .unwrap();
-    let s = stack("page").await;
-    s.post(&[("alpha", 1234), ("beta", 20), ("gamma", 10)])
-        .await;
+    let s = Stack::start("page").await;
     let ranked = [("alpha", 1234), ("beta", 20), ("gamma", 10)];
-    s.wait_for("hour", &ranked, Duration::from_secs(10)).await;
+    s.post_views(&ranked).await;
+    s.wait_for_ranking("hour", &ranked, Duration::from_secs(10))
+        .await;
 
     let dom = load(&s, "/?window=hour#video=alpha").await;
 
@@ -99,7 +100,7 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
 /// The page's headers: a strict CSP, no caching of the HTML, the script as JavaScript; unknown assets 404.
 #[tokio::test]
 async fn the_page_and_its_assets_have_their_headers() {
-    let s = stack("page_headers").await;
+    let s = Stack::start("page_headers").await;
     let get = |path: &str| s.http.get(format!("http://{}{path}", s.api)).send();
 
     let page = get("/").await.unwrap();
@@ -155,7 +156,7 @@ async fn swagger_ui_renders_under_its_policy() {
     tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
         .await
         .unwrap();
-    let s = stack("docs_csp").await;
+    let s = Stack::start("docs_csp").await;
     let dom = load(&s, "/docs/").await;
     assert!(dom.contains("opblock-summary-path"), "{dom}");
     for route in [
@@ -192,7 +193,7 @@ async fn screenshot(s: &Stack) {
         .enumerate()
         .map(|(i, v)| (v.as_str(), 40_000 / (i as u64 + 1) + 7 * i as u64))
         .collect();
-    s.post(&batch).await;
+    s.post_views(&batch).await;
     // A day of history for the open video: one written minute per hour, as the snapshotter would leave it.
     let now = chrono::Utc::now().timestamp() / 60;
     let minutes: Vec<(i64, Vec<topk_core::domain::RankedVideo>)> = (1..24i64)
@@ -219,7 +220,7 @@ async fn screenshot(s: &Stack) {
                 let body = serde_json::json!([{"videoId": video, "count": 900 + round * 13 % 700}]);
                 let _ = http
                     .post(format!("http://{ingest}/v1/views"))
-                    .bearer_auth("test-token")
+                    .bearer_auth(TOKEN)
                     .json(&body)
                     .send()
                     .await;
@@ -227,7 +228,15 @@ async fn screenshot(s: &Stack) {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The page opens once the whole batch ranks (the stream's views then keep moving rows).
+    wait_until("the batch to rank", Duration::from_secs(10), || async {
+        let rows = s.ranking("hour").await?;
+        match rows.len() >= videos.len() {
+            true => Ok(()),
+            false => Err(format!("{} rows", rows.len())),
+        }
+    })
+    .await;
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/leaderboard.png");
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     let url = format!("http://{}/?window=hour&k=20#video=video-03", s.api);

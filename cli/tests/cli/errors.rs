@@ -2,18 +2,19 @@
 //! that failed and 2 for a usage error, the URL that refused or did not answer, and retries that reuse the
 //! batch's `Idempotency-Key`.
 
-use crate::stack::{stack, topk, TOKEN};
+use crate::run::{cli_stack, topk, Cli};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use topk_testkit::stack::TOKEN;
 
 /// A 400 from the API and from ingest, and a 401 for a wrong or missing token: each the server's message
 /// after its status on stderr, nothing on stdout, exit status 1. Usage errors are clap's, status 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_message_is_shown() {
-    let s = stack("cli_errors").await;
+    let s = cli_stack("cli_errors").await;
     // The API's own message, read directly, so the test follows its wording.
     let direct: serde_json::Value =
         reqwest::get(format!("{}/v1/topk?window=hour&k=5000", s.api_url()))

@@ -2,8 +2,8 @@
 //! Redis and PostgreSQL), one integration binary.
 //!
 //! # Layout
-//! - [`stack`]: ingest and the API on free ports, isolated by a key prefix, and [`stack::topk`], which runs
-//!   the built binary with the stack's URLs and token and collects its exit status and output.
+//! - [`run`]: [`run::topk`] runs the built binary and collects its exit status and output; [`run::Cli`] runs
+//!   it against testkit's in-process stack (ingest and the API on free ports, a key prefix of their own).
 //! - [`round_trip`]: views sent from arguments and stdin (more than one batch) are ranked by `top` and counted
 //!   by `video`, in tables and in `--json`.
 //! - [`errors`]: the server's message for a 400 and a 401, a usage error, a refused connection and a timeout,
@@ -12,5 +12,5 @@
 
 mod errors;
 mod round_trip;
-mod stack;
+mod run;
 mod tls;

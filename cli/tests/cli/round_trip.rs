@@ -1,12 +1,13 @@
 //! Views sent with `topk send` come back from `topk top` and `topk video`.
 
-use crate::stack::stack;
+use crate::run::{cli_stack, Cli};
+use std::time::Duration;
 
 /// Ids as arguments and on stdin (2,500 lines with blank ones and CRLF endings: batches of 1,000, 1,000 and 500 ids),
 /// then `top` in order with the right counts, as a table and as JSON, and `video` per window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_sent_are_ranked_and_counted() {
-    let s = stack("cli_round_trip").await;
+    let s = cli_stack("cli_round_trip").await;
 
     // Arrange / Act: 3 views from arguments, 2,500 from stdin.
     let run = s
@@ -54,8 +55,20 @@ async fn views_sent_are_ranked_and_counted() {
         ("vid-e", 2),
         ("vid-b", 2),
     ];
-    s.wait_for_ranking("all", &want).await;
-    s.wait_for_ranking("hour", &want).await;
+    for window in ["all", "hour"] {
+        s.wait_for_ranking(window, &want, Duration::from_secs(15))
+            .await;
+        let json = s
+            .topk(&["top", "--json", "--window", window, "-k", "1000"], None)
+            .await
+            .ok()
+            .json();
+        let want: serde_json::Value = want
+            .iter()
+            .map(|(v, n)| serde_json::json!({"videoId": v, "views": n}))
+            .collect();
+        assert_eq!(json, want, "{window}");
+    }
 
     let run = s.topk(&["top", "-k", "3"], None).await.ok();
     let table: Vec<&str> = run.stdout.lines().collect();
@@ -110,7 +123,7 @@ async fn views_sent_are_ranked_and_counted() {
 /// An empty window says so rather than printing a bare header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_window_says_so() {
-    let s = stack("cli_empty").await;
+    let s = cli_stack("cli_empty").await;
     let run = s.topk(&["top", "--window", "day"], None).await.ok();
     assert_eq!(run.stdout.lines().next(), Some("no views in the last day"));
     assert_eq!(

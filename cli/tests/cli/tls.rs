@@ -1,9 +1,10 @@
 //! `topk` over https: the API behind a TLS-terminating proxy (as in production) with a certificate from a CA
 //! the test makes; the client trusts it with `--ca-file` and refuses it without.
 
-use crate::stack::{stack, topk};
+use crate::run::{cli_stack, topk, Cli};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -49,9 +50,9 @@ async fn tls_proxy(certs: &TlsCerts, upstream: SocketAddr) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_over_https_trusts_the_ca_file_and_nothing_else() {
-    let s = stack("tls").await;
+    let s = cli_stack("tls").await;
     s.topk(&["send", "alpha", "alpha", "beta"], None).await.ok();
-    s.wait_for_ranking("all", &[("alpha", 2), ("beta", 1)])
+    s.wait_for_ranking("all", &[("alpha", 2), ("beta", 1)], Duration::from_secs(15))
         .await;
     let certs = TlsCerts::new();
     let proxy = tls_proxy(&certs, s.api).await;

@@ -4,16 +4,18 @@
 //! answer; afterwards every view answered 202 must count exactly once in every window, and a view never
 //! answered 202 at most once.
 
-use crate::stack::{stack_on, Stack, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use topk_core::domain::{VideoId, Window};
 use topk_testkit::fixtures::window_counts;
-use topk_testkit::{slot_of, RedisCluster};
+use topk_testkit::stack::TOKEN;
+use topk_testkit::Stack;
+use topk_testkit::{slot_of, wait_until, RedisCluster};
 
 /// Videos per batch: with 6 partitions, a batch touches every node.
 const VIDEOS_PER_BATCH: usize = 12;
@@ -42,9 +44,60 @@ impl Seen {
     }
 }
 
+/// How far the producers have got, for a fault to wait on: batches answered 202 and tries sent again so far.
+#[derive(Default)]
+struct Progress {
+    accepted: AtomicU64,
+    retried: AtomicU64,
+}
+
+impl Progress {
+    /// Waits until `n` more batches than now are answered 202: the producers get through.
+    async fn accepted_more(&self, n: u64, within: Duration) {
+        Self::more(&[&self.accepted], n, within, "batches answered 202").await;
+    }
+
+    /// Waits until `n` more tries than now are sent again: the producers met the fault.
+    async fn retried_more(&self, n: u64, within: Duration) {
+        Self::more(&[&self.retried], n, within, "tries sent again").await;
+    }
+
+    /// Waits until `n` more tries than now are answered, whatever the answer: the producers met the
+    /// deployment as it is now.
+    async fn tried_more(&self, n: u64, within: Duration) {
+        let counters = [&self.accepted, &self.retried];
+        Self::more(&counters, n, within, "tries answered").await;
+    }
+
+    async fn more(counters: &[&AtomicU64], n: u64, within: Duration, what: &str) {
+        let sum = || -> u64 { counters.iter().map(|c| c.load(Ordering::Relaxed)).sum() };
+        let from = sum();
+        wait_until(format!("{n} more {what}"), within, || async {
+            let got = sum() - from;
+            if got >= n {
+                Ok(())
+            } else {
+                Err(format!("{got} more"))
+            }
+        })
+        .await;
+    }
+}
+
+/// Runs a blocking cluster helper off the runtime's threads (the stack runs on them).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
 /// Posts batches in a row under keys of their own until `done`, each sent again under its key after a 503 or
 /// a lost answer, until 202 or `give_up` per batch.
-async fn produce(s: Arc<Stack>, producer: usize, done: Arc<AtomicBool>, give_up: Duration) -> Seen {
+async fn produce(
+    s: Arc<Stack>,
+    producer: usize,
+    done: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    give_up: Duration,
+) -> Seen {
     let mut seen = Seen::default();
     for i in 0.. {
         if done.load(Ordering::Relaxed) {
@@ -74,6 +127,7 @@ async fn produce(s: Arc<Stack>, producer: usize, done: Arc<AtomicBool>, give_up:
             let status = sent.as_ref().map(|r| r.status()).ok();
             if status == Some(StatusCode::ACCEPTED) {
                 seen.accepted.push(views);
+                progress.accepted.fetch_add(1, Ordering::Relaxed);
                 break;
             }
             assert_ne!(
@@ -82,31 +136,50 @@ async fn produce(s: Arc<Stack>, producer: usize, done: Arc<AtomicBool>, give_up:
                 "a batch sent again under its own key was taken for another"
             );
             seen.retried += 1;
+            progress.retried.fetch_add(1, Ordering::Relaxed);
             if started.elapsed() > give_up {
                 seen.unanswered.push(views);
                 break;
             }
+            // A client's pause before it tries again, not a wait on anything.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     seen
 }
 
-/// Runs two producers while `fault` runs (in a thread of its own, since the cluster's helpers block) and for
-/// a second after, then checks every window once the workers have applied the log.
-async fn load_through(s: Stack, fault: impl FnOnce() + Send + 'static) -> Seen {
+/// Batches the producers get answered 202 before a fault (it meets a running load), and tries they send
+/// after it (the load meets the deployment as the fault left it): each about a tenth of a second of load.
+const TRIES_AROUND_A_FAULT: u64 = 20;
+
+/// Runs two producers through `fault`: from once they get batches through, until they have sent more tries
+/// after it (answered 202 or not); then checks every window once the workers have applied the log.
+async fn load_through<F, Fut>(s: Stack, fault: F) -> Seen
+where
+    F: FnOnce(Arc<Progress>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let s = Arc::new(s);
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
     let producers: Vec<_> = (0..2)
-        .map(|p| tokio::spawn(produce(s.clone(), p, done.clone(), Duration::from_secs(30))))
+        .map(|p| {
+            let give_up = Duration::from_secs(30);
+            tokio::spawn(produce(
+                s.clone(),
+                p,
+                done.clone(),
+                progress.clone(),
+                give_up,
+            ))
+        })
         .collect();
-    let stop = done.clone();
-    let fault = tokio::task::spawn_blocking(move || {
-        fault();
-        std::thread::sleep(Duration::from_secs(1));
-        stop.store(true, Ordering::Relaxed);
-    });
+    let around = Duration::from_secs(60);
+    progress.accepted_more(TRIES_AROUND_A_FAULT, around).await;
+    fault(progress.clone()).await;
+    progress.tried_more(TRIES_AROUND_A_FAULT, around).await;
+    done.store(true, Ordering::Relaxed);
     let mut seen = Seen::default();
     for p in producers {
         let one = p.await.unwrap();
@@ -114,7 +187,6 @@ async fn load_through(s: Stack, fault: impl FnOnce() + Send + 'static) -> Seen {
         seen.unanswered.extend(one.unanswered);
         seen.retried += one.retried;
     }
-    fault.await.unwrap();
     check_exactly_once(&s, &seen, started).await;
     seen
 }
@@ -127,8 +199,7 @@ async fn check_exactly_once(s: &Stack, seen: &Seen, started: Instant) {
     if started.elapsed() < Duration::from_secs(45) {
         windows.push(Window::Minute);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until("every window exact", Duration::from_secs(60), || async {
         let mut wrong = Vec::new();
         for &w in &windows {
             let counts =
@@ -167,17 +238,12 @@ async fn check_exactly_once(s: &Stack, seen: &Seen, started: Instant) {
                     .map(|v| format!("{w:?} {v}: never sent")),
             );
         }
-        if wrong.is_empty() {
-            return;
+        match wrong.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} counts wrong, e.g. {:?}", &wrong[..n.min(10)])),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} counts wrong, e.g. {:?}",
-            wrong.len(),
-            &wrong[..wrong.len().min(10)]
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
 }
 
 fn report(what: &str, seen: &Seen) {
@@ -198,18 +264,31 @@ fn report(what: &str, seen: &Seen) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
     let cluster = Arc::new(RedisCluster::start(3, 1_000));
-    let s = stack_on(&cluster.url(), "failover", 6, &["--wait-replicas=1"]).await;
+    let s = Stack::builder("failover")
+        .redis_url(&cluster.url())
+        .partitions(6)
+        .ingest_args(&["--wait-replicas=1"])
+        .start()
+        .await;
     let victim = cluster.primary_for_slot(slot_of(&s.store.keys().log(0)));
     let c = cluster.clone();
-    let seen = load_through(s, move || {
-        std::thread::sleep(Duration::from_millis(1_500));
-        c.kill(victim);
-        let promoted = c.wait_failover(victim);
+    let seen = load_through(s, |progress| async move {
+        let promoted = blocking({
+            let c = c.clone();
+            move || {
+                c.kill(victim);
+                c.wait_failover(victim)
+            }
+        })
+        .await;
         // The promoted replica has no replica of its own: with WAIT 1 its partitions answer 503 until the
-        // killed node is back as its replica.
-        std::thread::sleep(Duration::from_millis(500));
-        c.start_again(victim);
-        c.wait_ok();
+        // killed node is back as its replica. Every batch touches it, so the producers meet that first.
+        progress.retried_more(1, Duration::from_secs(30)).await;
+        blocking(move || {
+            c.start_again(victim);
+            c.wait_ok();
+        })
+        .await;
         eprintln!(
             "primary {victim} killed; replica {promoted} promoted; {victim} back as its replica"
         );
@@ -226,18 +305,23 @@ async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
 /// producers and workers run: commands meet ASK and TRYAGAIN mid-move, and nothing is lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_migrated_live_under_load_loses_and_doubles_nothing() {
-    topk_core::telemetry::init_with_default(&Default::default(), "warn").unwrap();
     let cluster = Arc::new(RedisCluster::start(3, 5_000));
-    let s = stack_on(&cluster.url(), "migration", 6, &[]).await;
+    let s = Stack::builder("migration")
+        .redis_url(&cluster.url())
+        .partitions(6)
+        .start()
+        .await;
     let slot = slot_of(&s.store.keys().log(0));
     let from = cluster.primary_for_slot(slot);
     let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
     let c = cluster.clone();
-    let seen = load_through(s, move || {
-        std::thread::sleep(Duration::from_millis(1_000));
-        c.migrate_slot_with(slot, to, 2, Duration::from_millis(100));
-        assert_eq!(c.primary_for_slot(slot), to);
-        eprintln!("slot {slot} (partition 0) moved from {from} to {to}");
+    let seen = load_through(s, |_| {
+        blocking(move || {
+            // Two keys a step, a tenth of a second apart: the move lasts long enough to meet many batches.
+            c.migrate_slot_with(slot, to, 2, Duration::from_millis(100));
+            assert_eq!(c.primary_for_slot(slot), to);
+            eprintln!("slot {slot} (partition 0) moved from {from} to {to}");
+        })
     })
     .await;
     report("migration", &seen);
@@ -250,7 +334,11 @@ async fn a_partition_migrated_live_under_load_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_partly_stored_is_completed_once_by_its_key() {
     let cluster = RedisCluster::start(3, 20_000);
-    let s = stack_on(&cluster.url(), "partial", 6, &[]).await;
+    let s = Stack::builder("partial")
+        .redis_url(&cluster.url())
+        .partitions(6)
+        .start()
+        .await;
     let keys = s.store.keys().clone();
     let node_of = |p: u16| cluster.primary_for_slot(slot_of(&keys.log(p)));
     // One video per partition, so the batch touches every node.
@@ -292,8 +380,11 @@ async fn a_batch_partly_stored_is_completed_once_by_its_key() {
         assert!(logged, "partition {p} on a running node stored nothing");
     }
     cluster.resume(frozen);
-    // The append queued on the frozen node runs now, past its deadline: it must write nothing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The append queued on the frozen node runs now, past its deadline: it must write nothing. Redis runs
+    // commands one at a time, those read before a later connection's: once a PING sent now is answered, the
+    // queued append has run.
+    let pong = cluster.conn(frozen).cmd(&["PING"]).unwrap();
+    assert_eq!(pong.text().as_deref(), Some("PONG"));
     let (status, answer) = s.post_with_key(&body, &key).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let seen = Seen {
@@ -301,9 +392,25 @@ async fn a_batch_partly_stored_is_completed_once_by_its_key() {
         ..Seen::default()
     };
     check_exactly_once(&s, &seen, Instant::now()).await;
-    // And again: nothing more.
+    // And again: nothing more. The receiver appends before it answers, so anything this try added is in the
+    // log now; once the log is applied the windows are final.
     let (status, _) = s.post_with_key(&body, &key).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the log applied", Duration::from_secs(30), || async {
+        let mut backlog = 0;
+        for p in keys.all_partitions() {
+            backlog += s
+                .store
+                .log_state()
+                .log_backlog(p)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        match backlog {
+            0 => Ok(()),
+            n => Err(format!("{n} entries not applied")),
+        }
+    })
+    .await;
     check_exactly_once(&s, &seen, Instant::now()).await;
 }

@@ -9,6 +9,7 @@ use topk_core::redis::RedisStore;
 use topk_ingest::backpressure;
 use topk_ingest::config::IngestConfig;
 use topk_ingest::Application;
+use topk_testkit::wait_until;
 
 struct Running {
     addr: SocketAddr,
@@ -120,35 +121,41 @@ async fn a_backlogged_log_gets_503_with_retry_after_and_stores_nothing_until_dra
 
     // Drain: workers start and apply the log.
     let workers = start(config(&prefix, &["--role=worker"])).await;
-    let started = Instant::now();
-    while backlog_of(&store).await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the workers did not drain the log"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let started = Instant::now();
-    loop {
-        let response = post(receiver.addr, "t", r#"[{"videoId":"after","count":2}]"#).await;
-        if response.status() == reqwest::StatusCode::ACCEPTED {
-            let body: serde_json::Value = response.json().await.unwrap();
-            assert_eq!(body, serde_json::json!({"accepted": 2}));
-            break;
+    let drained = || async {
+        match backlog_of(&store).await {
+            0 => Ok(()),
+            n => Err(format!("{n} entries")),
         }
-        assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still refusing after the drain"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    wait_until(
+        "the workers to drain the log",
+        Duration::from_secs(20),
+        drained,
+    )
+    .await;
+    let body = wait_until(
+        "accepting after the drain",
+        Duration::from_secs(5),
+        || async {
+            let response = post(receiver.addr, "t", r#"[{"videoId":"after","count":2}]"#).await;
+            match response.status() {
+                reqwest::StatusCode::ACCEPTED => {
+                    Ok(response.json::<serde_json::Value>().await.unwrap())
+                }
+                reqwest::StatusCode::SERVICE_UNAVAILABLE => Err("503".to_owned()),
+                other => panic!("answered {other} after the drain"),
+            }
+        },
+    )
+    .await;
+    assert_eq!(body, serde_json::json!({"accepted": 2}));
     // Every batch answered 202 is counted, and nothing of the refused ones.
-    let started = Instant::now();
-    while backlog_of(&store).await > 0 {
-        assert!(started.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the workers to drain the log",
+        Duration::from_secs(20),
+        drained,
+    )
+    .await;
     let all_time = |video: &str| {
         let store = store.clone();
         let video = VideoId::parse(video).unwrap();
@@ -275,6 +282,7 @@ async fn workers_wait_while_a_rebuild_is_unfinished() {
     let mut conn = topk_testkit::RedisConn::open_url(&topk_testkit::servers().redis_url).unwrap();
     conn.cmd(&["HSET", &replay, "through", "1-0", "pending", ""])
         .unwrap();
+    let (logs, _capture) = topk_testkit::LogCapture::install();
     let stop = tokio_util::sync::CancellationToken::new();
     let waiting = tokio::spawn({
         let (store, stop) = (store.clone(), stop.clone());
@@ -283,7 +291,14 @@ async fn workers_wait_while_a_rebuild_is_unfinished() {
                 .await
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    // The workers decide at each check; the warning is the check that found the rebuild and chose to wait.
+    // Later checks find the same while the saved state is there, so no time needs to pass besides.
+    wait_until(
+        "the workers to see the rebuild",
+        Duration::from_secs(10),
+        || async { logs.text().contains("rebuild-redis was interrupted") },
+    )
+    .await;
     assert!(
         !waiting.is_finished(),
         "the workers started beside an unfinished rebuild"

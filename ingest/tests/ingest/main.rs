@@ -1,7 +1,6 @@
 //! Ingest against a real redis-server, one integration binary.
 //!
 //! # Layout
-//! - [`stack`]: ingest and the API in this process on free ports, isolated by a key prefix.
 //! - [`end_to_end`]: views over HTTP to the API's rankings in every window, and every class of bad input.
 //! - [`defences`]: the receiver's backpressure, token rotation, and tokens kept out of the logs.
 //! - [`supervision`]: a background loop that dies stops the process with its cause.
@@ -23,5 +22,4 @@ mod kafka;
 mod operations;
 mod readiness;
 mod retries;
-mod stack;
 mod supervision;

@@ -9,9 +9,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use topk_core::metrics::{is_catalogued, Part, CATALOG};
-use topk_testkit::free_port;
+use topk_testkit::{free_port, wait_until};
 
 /// One sample of a Prometheus text exposition.
 #[derive(Debug, Clone)]
@@ -122,15 +122,11 @@ async fn scrape_until(
     what: &str,
     ready: impl Fn(&Scrape) -> bool,
 ) -> Scrape {
-    let deadline = Instant::now() + within;
-    loop {
+    wait_until(what, within, || async {
         let s = scrape(http, port).await;
-        if ready(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ready(&s).then_some(s)
+    })
+    .await
 }
 
 /// Every `topk_*` metric name used by the deployment files (dashboard, alert rules, scrape config).

@@ -6,7 +6,7 @@ use crate::faults::{Env, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use topk_testkit::free_port;
+use topk_testkit::{free_port, wait_until};
 
 /// Longest a history route may take to answer 503 with Postgres stopped: the pool's connection timeout (5 s)
 /// plus the one direct try that names the cause in the log (at most 2 s), and a second of slack.
@@ -40,18 +40,14 @@ async fn readyz_until(
     what: &str,
     done: impl Fn(StatusCode, &Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(what, Duration::from_secs(20), || async {
         let (status, body) = readyz(http, port).await;
-        if done(status, &body) {
-            return body;
+        match done(status, &body) {
+            true => Ok(body),
+            false => Err(format!("/readyz stayed {status} {body}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: /readyz stayed {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn ready_within(http: &reqwest::Client, port: u16, want: StatusCode, what: &str) -> Value {
@@ -188,20 +184,19 @@ async fn a_postgres_outage_degrades_history_only() {
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
     let body = ready_within(&http, ingest, StatusCode::OK, "ingest with Postgres down").await;
     assert_eq!(body["status"], "ok", "{body}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("the view to rank", Duration::from_secs(20), || async {
         let (status, body) = get(&http, api, "/v1/topk?window=all&k=5").await;
         assert_eq!(
             status,
             StatusCode::OK,
             "rankings with Postgres down: {body}"
         );
-        if body == json!([{"videoId": "seen", "views": 3}]) {
-            break;
+        match body == json!([{"videoId": "seen", "views": 3}]) {
+            true => Ok(()),
+            false => Err(body.to_string()),
         }
-        assert!(Instant::now() < deadline, "the view never ranked: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     // History: 503 with a JSON error, quickly, every time.
     for path in history {
         for _ in 0..2 {
@@ -299,16 +294,16 @@ async fn ingest_started_before_redis_serves_its_health_at_once() {
         .unwrap();
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
     let store = env.store().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let counts = crate::faults::counted(&store, topk_core::domain::Window::All).await;
-        if counts.get("late") == Some(&2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the view was not applied: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "the view to be applied",
+        Duration::from_secs(20),
+        || async {
+            let counts = crate::faults::counted(&store, topk_core::domain::Window::All).await;
+            match counts.get("late") == Some(&2) {
+                true => Ok(()),
+                false => Err(format!("{counts:?}")),
+            }
+        },
+    )
+    .await;
 }

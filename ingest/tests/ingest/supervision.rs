@@ -37,15 +37,17 @@ async fn a_dying_loop_stops_the_process_with_its_cause_and_fails_readiness() {
     assert_eq!(readiness(&router).await, StatusCode::OK);
 
     let stop = CancellationToken::new();
+    // The loop fails when the test says, once it has seen the process serve.
+    let (fail, failing) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(app.run_with(stop.clone(), |tasks| {
         tasks.spawn("injected loop", async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = failing.await;
             panic!("injected failure");
         })
     }));
     // Serving meanwhile.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    fail.send(()).unwrap();
 
     let outcome = tokio::time::timeout(Duration::from_secs(20), running)
         .await

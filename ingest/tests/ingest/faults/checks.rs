@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use topk_core::domain::Window;
 use topk_core::redis::RedisStore;
+use topk_testkit::wait_until;
 
 /// Asserts that every query was answered, none with an error other than 503, and at most 5% with 503: a
 /// query may time out on a Redis slowed by the load on a shared machine, but a route that failed because of
@@ -28,25 +29,21 @@ pub fn assert_queries_served(what: &str, queries: &[(String, Option<u16>, Durati
 
 /// Polls until no partition has log entries waiting (undelivered or unacknowledged), at most `within`.
 pub async fn drain(store: &RedisStore, within: Duration) {
-    let started = Instant::now();
-    loop {
+    wait_until("the log applied", within, || async {
         let mut backlog = 0;
         for p in store.keys().all_partitions() {
             backlog += store
                 .log_state()
                 .log_backlog(p)
                 .await
-                .unwrap_or(u64::MAX / 1024);
+                .map_err(|e| e.to_string())?;
         }
-        if backlog == 0 {
-            return;
+        match backlog {
+            0 => Ok(()),
+            n => Err(format!("{n} log entries not applied")),
         }
-        assert!(
-            started.elapsed() < within,
-            "{backlog} log entries still not applied after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 /// Every video's count in `window`, over all partitions.

@@ -1,6 +1,7 @@
 //! Processes dying: workers and receivers SIGKILLed at random moments, every service SIGTERMed under load.
 
 use super::*;
+use topk_testkit::wait_until;
 
 const PARTITIONS: u16 = 4;
 
@@ -10,6 +11,14 @@ const FAST_CLAIM: [(&str, &str); 2] = [
     ("TOPK_CLAIM_IDLE_MS", "300"),
     ("TOPK_WORKER_BATCH_ENTRIES", "3"),
 ];
+
+/// Ranking snapshots the snapshotter has taken (a row per window and run).
+async fn ranking_snapshots(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ranking_snapshots")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
 
 /// Guarantee 1: whatever moment a worker dies at, every view answered 202 is counted exactly once. Sometimes
 /// two workers share the partitions, so one dies while the other claims its entries.
@@ -71,7 +80,8 @@ async fn receiver_sigkill_mid_load() {
         receiver = env.ingest("receiver", port, &[]);
         sender.point_to(port);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last receiver takes batches too.
+    sender.accepted_more(10).await;
     let tally = sender.finish().await;
     drain(&store, Duration::from_secs(60)).await;
     assert!(tally.views_accepted > 1000, "too few views: {tally:?}");
@@ -113,11 +123,17 @@ async fn sigterm_of_every_service_is_graceful() {
         ("TOPK_TOPK_SCHEDULE", "* * * * * *"),
     ];
     let mut snapshotter = env.snapshotter(&["run"], &every_second);
+    let pool = topk_core::db::pool(&topk_core::config::DatabaseConfig {
+        database_url: env.database_url.clone().unwrap(),
+    })
+    .unwrap();
     let sender = Sender::start(rport, 3, 30, 20, "t");
     let querier = Querier::start(aport, "t", 30);
     let mut took = Vec::new();
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Each service is stopped while the load flows through it: the worker once batches get through (it has
+    // entries in hand: batches of 2).
+    sender.accepted_more(30).await;
     took.push(("worker", worker.terminate(bound).await));
     for p in store.keys().all_partitions() {
         assert_eq!(
@@ -128,22 +144,37 @@ async fn sigterm_of_every_service_is_graceful() {
     }
     let _worker2 = env.ingest("worker", 0, &[]);
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    querier.answered_more(10).await;
     took.push(("api", api.terminate(bound).await));
     let aport2 = topk_testkit::free_port();
     let _api2 = env.api(aport2, &[]);
     querier.point_to(aport2);
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The snapshotter once its jobs run: a ranking snapshot more than now (one a second).
+    let from = ranking_snapshots(&pool).await;
+    wait_until(
+        "a ranking snapshot taken",
+        Duration::from_secs(30),
+        || async {
+            let taken = ranking_snapshots(&pool).await;
+            if taken > from {
+                Ok(())
+            } else {
+                Err(format!("{taken} snapshots\n{}", snapshotter.log_tail()))
+            }
+        },
+    )
+    .await;
     took.push(("snapshotter", snapshotter.terminate(bound).await));
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sender.accepted_more(10).await;
     took.push(("receiver", receiver.terminate(bound).await));
     let in_flight_then = sender.snapshot();
     let rport2 = topk_testkit::free_port();
     let _receiver2 = env.ingest("receiver", rport2, &[]);
     sender.point_to(rport2);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sender.accepted_more(10).await;
+    querier.answered_more(10).await;
 
     let tally = sender.finish().await;
     let queries = querier.finish().await;

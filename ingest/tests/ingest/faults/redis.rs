@@ -2,6 +2,7 @@
 
 use super::*;
 use topk_core::domain::VideoId;
+use topk_testkit::wait_until;
 
 /// Polls until a POST of one view to `port` is answered 202 (Redis is back for ingest), at most `within`;
 /// the probe views go into `tally` like any other.
@@ -42,18 +43,20 @@ async fn redis_restarted_with_persistence_loses_nothing() {
     let mut faults = 0;
     let mut probes = Tally::default();
     for round in 0..4 {
-        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(300..900))).await;
+        // At a random point of the load: after a random number of batches.
+        sender.accepted_more(rand::rng().random_range(5..40)).await;
         if round % 2 == 0 {
             redis.kill();
         } else {
             redis.shutdown();
         }
         faults += 1;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Down until the load has met it.
+        sender.unanswered_more(1).await;
         redis.start_again();
         wait_ingest_accepts(port, Duration::from_secs(20), &mut probes).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sender.accepted_more(10).await;
     let mut tally = sender.finish().await;
     tally.add(&probes);
     drain(&store, Duration::from_secs(30)).await;
@@ -99,7 +102,7 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
     let port = topk_testkit::free_port();
     let mut ingest = env.ingest("all", port, &[]);
     let before = Sender::start(port, 2, 20, 10, "b");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    before.accepted_more(40).await;
     let before = before.finish().await;
     drain(&store, Duration::from_secs(30)).await;
     env.snapshotter_once(&["snapshot", "--once"]).await;
@@ -122,7 +125,7 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
     // Every minute through `minute_through` is in Postgres: its end is the coverage's end.
     let (end_min, end_max) = ((covered_min + 1) * 60_000, (covered_max + 1) * 60_000);
     let after = Sender::start(port, 2, 20, 10, "b");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    after.accepted_more(30).await;
     let after = after.finish().await;
     drain(&store, Duration::from_secs(30)).await;
 
@@ -137,9 +140,7 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
         );
     }
     redis.restart();
-    while store.ping().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("Redis back", Duration::from_secs(30), || store.ping()).await;
     env.snapshotter_once(&["rebuild-redis"]).await;
     let _ingest = env.ingest("all", port, &[]);
 
@@ -195,7 +196,7 @@ async fn redis_lost_without_persistence_rebuild_restores_the_last_snapshot() {
     }
     // Rebuilt, ingest goes on from the checkpoint: new views count once on top of the restored ones.
     let again = Sender::start(port, 1, 20, 10, "n");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    again.accepted_more(10).await;
     let again = again.finish().await;
     drain(&store, Duration::from_secs(30)).await;
     let all = counted(&store, Window::All).await;
@@ -241,11 +242,11 @@ async fn freeze_redis_under_load(strict: bool) {
     let _api = env.api(aport, &timeout);
     let started = Instant::now();
     let sender = Sender::start(iport, 1, 20, 10, "f");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    sender.accepted_more(20).await;
     let warm = sender.finish().await;
     // A ranking in the API's cache, so the first queries of the freeze may be served from it.
     let querier = Querier::start(aport, "f", 20);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    querier.answered_more(10).await;
     assert_queries_served("before the freeze", &querier.finish().await);
 
     redis.pause();
@@ -310,7 +311,7 @@ async fn freeze_redis_under_load(strict: bool) {
     let mut tally = warm;
     wait_ingest_accepts(iport, Duration::from_secs(20), &mut tally).await;
     let sender = Sender::start(iport, 1, 20, 10, "f");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sender.accepted_more(10).await;
     tally.add(&sender.finish().await);
     drain(&store, Duration::from_secs(30)).await;
     let all = counted(&store, Window::All).await;
@@ -401,7 +402,13 @@ async fn redis_down_gives_503_quickly_never_202() {
     drain(&store, Duration::from_secs(10)).await;
     redis.kill();
     // The API may serve its cached ranking up to a second old; after that it needs Redis.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    wait_until("the API to need Redis", Duration::from_secs(10), || async {
+        match get("/v1/topk?window=all").await {
+            Some(StatusCode::SERVICE_UNAVAILABLE) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     for _ in 0..3 {
         let started = Instant::now();
         assert_eq!(post("b").await, Some(StatusCode::SERVICE_UNAVAILABLE));
@@ -418,11 +425,10 @@ async fn redis_down_gives_503_quickly_never_202() {
     }
     // Back, empty: the refused view was never stored; new views flow again.
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while post("c").await != Some(StatusCode::ACCEPTED) {
-        assert!(Instant::now() < deadline, "ingest did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("ingest to recover", Duration::from_secs(10), || async {
+        post("c").await == Some(StatusCode::ACCEPTED)
+    })
+    .await;
     drain(&store, Duration::from_secs(10)).await;
     let all = counted(&store, Window::All).await;
     assert!(!all.contains_key("b"), "a refused view was stored: {all:?}");

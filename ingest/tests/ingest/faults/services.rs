@@ -160,9 +160,14 @@ impl Proc {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
     /// The end of the process's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let text = self.log();
         let start = text.len().saturating_sub(3_000);
         let start = (start..text.len())
             .find(|&i| text.is_char_boundary(i))

@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
+use topk_testkit::wait_until;
+
+/// How long a test waits for its load to make progress: far beyond a healthy stack's milliseconds, short of
+/// a hung test.
+const LOAD_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Milliseconds since the epoch on this machine's clock (the clock Redis stamps log entries with).
 pub fn wall_ms() -> i64 {
@@ -133,6 +138,44 @@ impl Sender {
         self.tally.lock().unwrap().clone()
     }
 
+    /// Waits until `n` more batches than now are answered 202 (at most a minute): the load gets through, so a
+    /// fault or a stop that follows meets it running.
+    pub async fn accepted_more(&self, n: u64) {
+        let from = self.snapshot().batches_accepted;
+        wait_until(
+            format!("{n} more batches accepted"),
+            LOAD_PATIENCE,
+            || async {
+                let more = self.snapshot().batches_accepted - from;
+                if more >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{more} more"))
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits until `n` more views than now got no answer or a refusal (at most a minute): the fault met the
+    /// load.
+    pub async fn unanswered_more(&self, n: u64) {
+        let from = self.snapshot().views_unanswered;
+        wait_until(
+            format!("{n} more views unanswered"),
+            LOAD_PATIENCE,
+            || async {
+                let more = self.snapshot().views_unanswered - from;
+                if more >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{more} more"))
+                }
+            },
+        )
+        .await;
+    }
+
     /// Stops sending, waits for the requests in flight, and returns what was sent.
     pub async fn finish(self) -> Tally {
         self.stop.cancel();
@@ -170,6 +213,8 @@ pub async fn post_batch(
 /// Queries an API process in a loop, recording each answer's status and latency.
 pub struct Querier {
     pub target: Arc<Mutex<String>>,
+    /// Queries answered 200 so far.
+    answered: Arc<AtomicU64>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Vec<(String, Option<u16>, Duration)>>,
 }
@@ -183,7 +228,13 @@ impl Querier {
             .timeout(Duration::from_secs(15))
             .build()
             .unwrap();
-        let (t, s, tag) = (target.clone(), stop.clone(), tag.to_owned());
+        let answered: Arc<AtomicU64> = Arc::default();
+        let (t, s, tag, ok) = (
+            target.clone(),
+            stop.clone(),
+            tag.to_owned(),
+            answered.clone(),
+        );
         let task = tokio::spawn(async move {
             let mut out = Vec::new();
             for i in 0u64.. {
@@ -209,13 +260,38 @@ impl Querier {
                     Err(_) => None,
                 };
                 out.push((route.to_owned(), status, started.elapsed()));
-                if status != Some(200) {
+                if status == Some(200) {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
             out
         });
-        Self { target, stop, task }
+        Self {
+            target,
+            answered,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits until `n` more queries than now are answered 200 (at most a minute): the queries get through.
+    pub async fn answered_more(&self, n: u64) {
+        let from = self.answered.load(Ordering::Relaxed);
+        wait_until(
+            format!("{n} more queries answered"),
+            LOAD_PATIENCE,
+            || async {
+                let more = self.answered.load(Ordering::Relaxed) - from;
+                if more >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{more} more"))
+                }
+            },
+        )
+        .await;
     }
 
     pub fn point_to(&self, port: u16) {

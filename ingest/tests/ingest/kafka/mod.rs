@@ -17,12 +17,12 @@ mod security;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use topk_core::redis::RedisStore;
 use topk_ingest::backpressure::Backlog;
 use topk_ingest::kafka::{self, KafkaOptions};
-use topk_testkit::KafkaBroker;
+use topk_testkit::{wait_until, KafkaBroker};
 
 const T0: i64 = 1_700_000_000_000;
 const TOPIC: &str = "views";
@@ -96,18 +96,24 @@ fn kafka_options(broker: &KafkaBroker, group: &str) -> KafkaOptions {
     }
 }
 
-/// Polls `done` every 100 ms until it holds; after `within`, panics saying what did not happen, `what`
-/// (made then, so that it can show a log's tail).
+/// [`wait_until`] `done` holds; after `within`, panics saying what did not happen, `what` (made at each miss,
+/// so that it can show a log's tail).
 async fn wait_for<F, Fut>(within: Duration, mut done: F, what: impl Fn() -> String)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let end = Instant::now() + within;
-    while !done().await {
-        assert!(Instant::now() < end, "{} in {} s", what(), within.as_secs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = &what;
+    wait_until("the Kafka source", within, || {
+        let done = done();
+        async move {
+            match done.await {
+                true => Ok(()),
+                false => Err(what()),
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs the kafka role's loop in `group` until `done` holds of the store (or 60 s), then stops it.
