@@ -1,6 +1,6 @@
 //! `GET /v1/topk/history?window=&at=&k=`: the latest ranking snapshot at or before a time, from Postgres.
 
-use crate::rankings::RankingQuery;
+use crate::rankings::{record_ranking, RankingQuery};
 use crate::AppState;
 use axum::extract::State;
 use axum::routing::get;
@@ -53,13 +53,16 @@ pub fn parse_at(raw: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
     (status = 400, description = "bad window, k or at", body = ErrorBody),
     (status = 404, description = "no snapshot at or before at", body = ErrorBody),
     (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(window, k, at))]
 pub async fn history(
     State(state): State<AppState>,
     Query(query): Query<RankingQuery>,
     Query(at): Query<AtQuery>,
 ) -> Result<Json<HistoricRanking>, ApiError> {
     let (window, k) = query.parse()?;
+    record_ranking(window, k);
     let at = parse_at(at.at.as_deref(), Utc::now())?;
+    tracing::Span::current().record("at", tracing::field::display(at));
     let found = topk_core::db::topk_history(&state.db, window, at, k.get()).await?;
     let (snapshot_time, videos) = found.ok_or_else(|| {
         ApiError::not_found(format!(

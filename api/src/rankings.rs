@@ -50,11 +50,13 @@ impl RankingQuery {
         ("Cache-Control" = String, description = "public, max-age: how long the API itself shares a ranking"))),
     (status = 400, description = "bad window or k", body = ErrorBody),
     (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(window, k))]
 pub async fn topk(
     State(state): State<AppState>,
     Query(query): Query<RankingQuery>,
 ) -> Result<Response, ApiError> {
     let (window, k) = query.parse()?;
+    record_ranking(window, k);
     // The cache keeps each ranking serialized: the body is a copied prefix of its bytes.
     let (body, as_of) = state.rankings.top_json(&state.reads, window, k).await?;
     let as_of = as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -70,6 +72,13 @@ pub async fn topk(
         body,
     )
         .into_response())
+}
+
+/// Records the ranking asked for in the handler's span (declared empty: the query is parsed inside it).
+pub(crate) fn record_ranking(window: Window, k: TopK) {
+    let span = tracing::Span::current();
+    span.record("window", window.as_str());
+    span.record("k", k.get());
 }
 
 /// The header that says when a ranking was read from Redis.

@@ -67,6 +67,7 @@ pub fn parse_hours(raw: Option<&str>) -> Result<u32, ApiError> {
         (status = 200, description = "views per hour, oldest first; 0 for an hour without views", body = VideoHourly),
         (status = 400, description = "invalid video id or hours", body = ErrorBody),
         (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(video, hours))]
 pub async fn hourly(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -74,6 +75,9 @@ pub async fn hourly(
 ) -> Result<Json<VideoHourly>, ApiError> {
     let video = VideoId::parse(&raw)?;
     let hours = parse_hours(query.hours.as_deref())?;
+    let span = tracing::Span::current();
+    span.record("video", video.as_str());
+    span.record("hours", hours);
     let rows =
         topk_core::db::video_history::hourly_views(&state.db, video.as_str(), Utc::now(), hours)
             .await?;

@@ -44,12 +44,14 @@ pub struct Ranks {
         (status = 200, description = "views and rank per window", body = VideoViews),
         (status = 400, description = "invalid video id", body = ErrorBody),
         (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(video))]
 pub async fn video(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Json<VideoViews>, ApiError> {
     // A 400 names the allowed alphabet.
     let video = VideoId::parse(&raw)?;
+    tracing::Span::current().record("video", video.as_str());
     let counts = state.reads.video_counts(&video).await?;
     let get = |w| counts.iter().find(|(x, _)| *x == w).map_or(0, |(_, n)| *n);
     use topk_core::domain::Window::*;

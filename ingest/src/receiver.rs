@@ -61,6 +61,7 @@ pub struct Accepted {
                 ("Idempotency-Key" = String, description = "the key to send a partly stored batch again with"))),
     )
 )]
+#[tracing::instrument(skip_all, fields(views))]
 pub async fn post_views(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -126,6 +127,7 @@ async fn receive(
     // The token, the media type and the backlog were checked by [`admission::admit`], before the body was read.
     let Batch { views, key } = read_batch(state, headers, body)?;
     let accepted = views.iter().map(|(_, n)| n).sum();
+    tracing::Span::current().record("views", accepted);
     let stored = match &key {
         None => state.writer.append(&views).await.map(|()| false),
         Some(key) => {

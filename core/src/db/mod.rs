@@ -47,6 +47,7 @@ pub fn pool(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 }
 
 /// Applies every pending migration.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

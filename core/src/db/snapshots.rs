@@ -9,6 +9,7 @@ use sqlx::PgPool;
 /// Stores one window's ranking at `at`, and that a snapshot was taken then, in one transaction (idempotent:
 /// the same snapshot time is written once). An empty ranking writes no rank rows but is recorded, so history
 /// answers it as empty rather than with an older ranking.
+#[tracing::instrument(level = "debug", skip_all, fields(window = window.as_str(), %at, videos = ranking.len()))]
 pub async fn write_topk_snapshot(
     pool: &PgPool,
     window: Window,
@@ -51,6 +52,7 @@ pub async fn write_topk_snapshot(
 pub type Snapshot = (DateTime<Utc>, Vec<RankedVideo>);
 
 /// The latest snapshot of `window` at or before `at`: its time and its top `k`. `None` before the first one.
+#[tracing::instrument(level = "debug", skip_all, fields(window = window.as_str(), %at, %k))]
 pub async fn topk_history(
     pool: &PgPool,
     window: Window,

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 /// `video`'s views in each of the `hours` whole hours (UTC) that end at the hour containing `until`, oldest
 /// first, 0 for an hour without views. The current hour holds only the minutes written so far (history trails
 /// now by the snapshot lag, a minute or two).
+#[tracing::instrument(level = "debug", skip_all, fields(%video, %hours))]
 pub async fn hourly_views(
     pool: &PgPool,
     video: &str,
