@@ -1,15 +1,14 @@
 //! `GET /v1/topk/history?window=&at=&k=`: the latest ranking snapshot at or before a time, from Postgres.
 
-use crate::rankings::{parse_query, RankingQuery};
+use crate::rankings::{record_ranking, RankingQuery};
 use crate::AppState;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use topk_core::domain::RankedVideo;
-use topk_core::http::{ApiError, ErrorBody};
+use topk_core::http::{ApiError, ErrorBody, Json, Query};
 use utoipa::{IntoParams, ToSchema};
 
 /// `GET /v1/topk/history`.
@@ -54,21 +53,17 @@ pub fn parse_at(raw: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
     (status = 400, description = "bad window, k or at", body = ErrorBody),
     (status = 404, description = "no snapshot at or before at", body = ErrorBody),
     (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(window, k, at))]
 pub async fn history(
     State(state): State<AppState>,
-    query: Result<Query<RankingQuery>, QueryRejection>,
-    at: Result<Query<AtQuery>, QueryRejection>,
+    Query(query): Query<RankingQuery>,
+    Query(at): Query<AtQuery>,
 ) -> Result<Json<HistoricRanking>, ApiError> {
-    let (window, k) = parse_query(query)?;
-    let Query(at) = at.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let (window, k) = query.parse()?;
+    record_ranking(window, k);
     let at = parse_at(at.at.as_deref(), Utc::now())?;
-    let found = match topk_core::db::topk_history(&state.db, window, at, k.get()).await {
-        Ok(found) => found,
-        Err(e) => {
-            let e = topk_core::db::unreachable::named(&state.db, e).await;
-            return Err(ApiError::unavailable("history (Postgres)", &e));
-        }
-    };
+    tracing::Span::current().record("at", tracing::field::display(at));
+    let found = topk_core::db::topk_history(&state.db, window, at, k.get()).await?;
     let (snapshot_time, videos) = found.ok_or_else(|| {
         ApiError::not_found(format!(
             "no snapshot of the {window} window at or before {at}"

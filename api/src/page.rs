@@ -3,7 +3,6 @@
 //! a page for people, not part of the API.
 
 use crate::AppState;
-use axum::extract::Path;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
 };
@@ -11,7 +10,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use topk_core::http::ApiError;
+use topk_core::http::{ApiError, Path};
 
 /// The page's policy: its own origin only, no inline script or style, never framed. The script builds the
 /// chart with DOM calls (not markup in `style=`), so `style-src 'self'` holds.

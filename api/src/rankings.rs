@@ -2,8 +2,7 @@
 //! Each partition keeps its window up to date; a query reads each partition's top K and merges them.
 
 use crate::AppState;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use topk_core::domain::{RankedVideo, TopK, Window};
-use topk_core::http::{ApiError, ErrorBody};
+use topk_core::http::{ApiError, ErrorBody, Query};
 use utoipa::IntoParams;
 
 /// The ranking routes: `GET /v1/topk` and the same ranking on `GET /view/video`.
@@ -33,21 +32,15 @@ pub struct RankingQuery {
     pub k: Option<String>,
 }
 
-/// Parses `window` (required) and `k` (default 10) of a query.
-pub fn parse_query(
-    query: Result<Query<RankingQuery>, QueryRejection>,
-) -> Result<(Window, TopK), ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
-    let window = q
-        .window
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("window is required: one of minute, hour, day, all"))
-        .and_then(|w| Window::parse(w).map_err(|e| ApiError::bad_request(e.to_string())))?;
-    let k = match q.k.as_deref() {
-        None => TopK::DEFAULT,
-        Some(k) => TopK::parse(k).map_err(|e| ApiError::bad_request(e.to_string()))?,
-    };
-    Ok((window, k))
+impl RankingQuery {
+    /// `window` (required) and `k` (default 10).
+    pub fn parse(&self) -> Result<(Window, TopK), ApiError> {
+        let window = self.window.as_deref().ok_or_else(|| {
+            ApiError::bad_request("window is required: one of minute, hour, day, all")
+        })?;
+        let k = self.k.as_deref().map(TopK::parse).transpose()?;
+        Ok((Window::parse(window)?, k.unwrap_or(TopK::DEFAULT)))
+    }
 }
 
 /// The K most viewed videos of a window, views descending, ties by videoId descending.
@@ -57,17 +50,15 @@ pub fn parse_query(
         ("Cache-Control" = String, description = "public, max-age: how long the API itself shares a ranking"))),
     (status = 400, description = "bad window or k", body = ErrorBody),
     (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(window, k))]
 pub async fn topk(
     State(state): State<AppState>,
-    query: Result<Query<RankingQuery>, QueryRejection>,
+    Query(query): Query<RankingQuery>,
 ) -> Result<Response, ApiError> {
-    let (window, k) = parse_query(query)?;
+    let (window, k) = query.parse()?;
+    record_ranking(window, k);
     // The cache keeps each ranking serialized: the body is a copied prefix of its bytes.
-    let (body, as_of) = state
-        .rankings
-        .top_json(&state.reads, window, k)
-        .await
-        .map_err(|e| ApiError::unavailable("the rankings (Redis)", &e))?;
+    let (body, as_of) = state.rankings.top_json(&state.reads, window, k).await?;
     let as_of = as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     Ok((
         [
@@ -81,6 +72,13 @@ pub async fn topk(
         body,
     )
         .into_response())
+}
+
+/// Records the ranking asked for in the handler's span (declared empty: the query is parsed inside it).
+pub(crate) fn record_ranking(window: Window, k: TopK) {
+    let span = tracing::Span::current();
+    span.record("window", window.as_str());
+    span.record("k", k.get());
 }
 
 /// The header that says when a ranking was read from Redis.
@@ -101,7 +99,7 @@ pub fn cache_control(ttl: std::time::Duration) -> HeaderValue {
     (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
 pub async fn view_video(
     state: State<AppState>,
-    query: Result<Query<RankingQuery>, QueryRejection>,
+    query: Query<RankingQuery>,
 ) -> Result<Response, ApiError> {
     topk(state, query).await
 }
@@ -113,10 +111,14 @@ mod tests {
     use proptest::prelude::*;
     use topk_core::domain::MAX_K;
 
-    /// Parses a ranking query the way the router does: from a request URI's query string.
+    /// Parses a ranking query the way the handler does: from a request URI's query string.
     fn parse(query: &str) -> Result<(Window, TopK), ApiError> {
         let uri: Uri = format!("http://x/v1/topk?{query}").parse().unwrap();
-        parse_query(Query::try_from_uri(&uri))
+        parse_uri(&uri)
+    }
+
+    fn parse_uri(uri: &Uri) -> Result<(Window, TopK), ApiError> {
+        Query::<RankingQuery>::try_from_uri(uri)?.0.parse()
     }
 
     #[test]
@@ -150,7 +152,7 @@ mod tests {
         #[test]
         fn arbitrary_queries_never_panic(query in "[ -~]{0,80}") {
             let Ok(uri) = format!("http://x/v1/topk?{query}").parse::<Uri>() else { return Ok(()) };
-            if let Err(e) = parse_query(Query::try_from_uri(&uri)) {
+            if let Err(e) = parse_uri(&uri) {
                 prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST);
             }
         }

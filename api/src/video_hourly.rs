@@ -1,15 +1,14 @@
 //! `GET /v1/videos/{videoId}/hourly?hours=`: one video's views per hour over the last day (by default), from
 //! Postgres history: the leaderboard page's per-video chart.
 
-use crate::videos::parse_video_id;
 use crate::AppState;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use topk_core::http::{ApiError, ErrorBody};
+use topk_core::domain::VideoId;
+use topk_core::http::{ApiError, ErrorBody, Json, Path, Query};
 use utoipa::{IntoParams, ToSchema};
 
 /// Most hours one request may ask for: a week.
@@ -68,29 +67,20 @@ pub fn parse_hours(raw: Option<&str>) -> Result<u32, ApiError> {
         (status = 200, description = "views per hour, oldest first; 0 for an hour without views", body = VideoHourly),
         (status = 400, description = "invalid video id or hours", body = ErrorBody),
         (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(video, hours))]
 pub async fn hourly(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    query: Result<Query<HoursQuery>, QueryRejection>,
+    Query(query): Query<HoursQuery>,
 ) -> Result<Json<VideoHourly>, ApiError> {
-    let video = parse_video_id(&raw)?;
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let video = VideoId::parse(&raw)?;
     let hours = parse_hours(query.hours.as_deref())?;
-    let rows = match topk_core::db::video_history::hourly_views(
-        &state.db,
-        video.as_str(),
-        Utc::now(),
-        hours,
-    )
-    .await
-    {
-        Ok(rows) => rows,
-        Err(e) => {
-            let e = topk_core::db::unreachable::named(&state.db, e).await;
-            return Err(ApiError::unavailable("history (Postgres)", &e));
-        }
-    };
+    let span = tracing::Span::current();
+    span.record("video", video.as_str());
+    span.record("hours", hours);
+    let rows =
+        topk_core::db::video_history::hourly_views(&state.db, video.as_str(), Utc::now(), hours)
+            .await?;
     Ok(Json(VideoHourly {
         video_id: video.into_string(),
         hours: rows

@@ -2,12 +2,12 @@
 //! 1000 (a creator's dashboard).
 
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde::Serialize;
 use topk_core::domain::VideoId;
-use topk_core::http::{ApiError, ErrorBody};
+use topk_core::http::{ApiError, ErrorBody, Json, Path};
 use utoipa::ToSchema;
 
 /// `GET /v1/videos/{videoId}`.
@@ -37,11 +37,6 @@ pub struct Ranks {
     pub all: Option<u32>,
 }
 
-/// Parses the path's video id; 400 names the allowed alphabet.
-pub fn parse_video_id(raw: &str) -> Result<VideoId, ApiError> {
-    VideoId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
 /// A video's views in the last minute, hour, day and of all time (0 for a video never seen).
 #[utoipa::path(get, path = "/v1/videos/{videoId}", tag = "videos", params(("videoId" = String, Path, description = "the video id: 1 to 64 characters of A-Z a-z 0-9 _ - . :, and not . or ..",
         min_length = 1, max_length = 64, pattern = r"^(?:[A-Za-z0-9_:-]|\.[A-Za-z0-9_:-]|\.\.[A-Za-z0-9_.:-])[A-Za-z0-9_.:-]*$")),
@@ -49,26 +44,22 @@ pub fn parse_video_id(raw: &str) -> Result<VideoId, ApiError> {
         (status = 200, description = "views and rank per window", body = VideoViews),
         (status = 400, description = "invalid video id", body = ErrorBody),
         (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(video))]
 pub async fn video(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Json<VideoViews>, ApiError> {
-    let video = parse_video_id(&raw)?;
-    let counts = state
-        .reads
-        .video_counts(&video)
-        .await
-        .map_err(|e| ApiError::unavailable("the counts (Redis)", &e))?;
+    // A 400 names the allowed alphabet.
+    let video = VideoId::parse(&raw)?;
+    tracing::Span::current().record("video", video.as_str());
+    let counts = state.reads.video_counts(&video).await?;
     let get = |w| counts.iter().find(|(x, _)| *x == w).map_or(0, |(_, n)| *n);
     use topk_core::domain::Window::*;
     // From the shared top 1000 of each window: no extra Redis read while the cache is fresh.
     let (rankings, store, id) = (&state.rankings, &state.reads, video.as_str());
     let rank = |w| async move {
-        rankings
-            .rank_of(store, w, id)
-            .await
-            .map(|r| r.map(|r| r as u32))
-            .map_err(|e| ApiError::unavailable("the rankings (Redis)", &e))
+        let rank = rankings.rank_of(store, w, id).await?;
+        Ok::<_, ApiError>(rank.map(|r| r as u32))
     };
     let (minute, hour, day, all) =
         futures::try_join!(rank(Minute), rank(Hour), rank(Day), rank(All))?;
@@ -100,7 +91,7 @@ mod tests {
             let valid = (1..=64).contains(&raw.len())
                 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
                 && raw != "." && raw != "..";
-            match parse_video_id(&raw) {
+            match VideoId::parse(&raw).map_err(ApiError::from) {
                 Ok(id) => { prop_assert!(valid); prop_assert_eq!(id.as_str(), raw.as_str()); }
                 Err(e) => { prop_assert!(!valid); prop_assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST); }
             }

@@ -1,6 +1,10 @@
 //! Structured logs: one JSON object per line on stderr (or readable text with `TOPK_LOG_FORMAT=text`),
 //! filtered by `RUST_LOG` (default `info`), and the one line every process starts with: its version and its
 //! effective settings, secrets redacted.
+//!
+//! Spans: each HTTP handler at INFO (what it was asked, once parsed), each Postgres statement function
+//! (`db/`) and Redis script at DEBUG, each Redis command at TRACE (`redis/connection/route.rs`); a span not
+//! enabled costs a level check.
 
 use tracing_subscriber::EnvFilter;
 

@@ -9,7 +9,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How often the backlog is measured: one XPENDING and one XINFO GROUPS per partition each time.
+/// How often the backlog is measured: one script per partition each time (core's `lua/group_state.lua`: the
+/// group's pending summary, its last delivered id and lag, and the first entry after it, read together).
 pub const REFRESH: Duration = Duration::from_millis(200);
 /// A measurement older than this refuses nothing. Redis is then failing or too slow to answer, and the append
 /// itself answers 503; a receiver stuck refusing on an old figure would be worse.

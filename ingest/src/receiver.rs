@@ -9,10 +9,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use serde::{Deserialize, Serialize};
-use topk_core::domain::{IdempotencyKey, ParseError};
-use topk_core::http::{ApiError, ErrorBody};
+use topk_core::domain::{IdempotencyKey, ParseError, VideoId};
+use topk_core::http::{ApiError, ErrorBody, Json};
 use topk_core::redis::{AppendOutcome, StoreError};
 use utoipa::ToSchema;
 
@@ -60,6 +60,7 @@ pub struct Accepted {
                 ("Idempotency-Key" = String, description = "the key to send a partly stored batch again with"))),
     )
 )]
+#[tracing::instrument(skip_all, fields(views))]
 pub async fn post_views(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -123,21 +124,9 @@ async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Received, Rejected> {
     // The token, the media type and the backlog were checked by [`admission::admit`], before the body was read.
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                format!("body is larger than {} bytes", state.config.max_body_bytes),
-            )
-        } else {
-            ApiError::new(status, format!("could not read the body: {rejection}"))
-        }
-    })?;
-    let key = idempotency_key(headers)?;
-    let views = topk_core::wire::parse_batch(&body, state.config.max_batch_len)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Batch { views, key } = read_batch(state, headers, body)?;
     let accepted = views.iter().map(|(_, n)| n).sum();
+    tracing::Span::current().record("views", accepted);
     // With the batches that arrive with it: one log entry per partition for the group (`group_commit.rs`).
     let stored = match state.appender.append(views, key).await {
         Ok(AppendOutcome::AlreadyStored) => {
@@ -156,6 +145,35 @@ async fn receive(
         views: accepted,
         replayed,
     })
+}
+
+/// A request's batch, parsed.
+struct Batch {
+    views: Vec<(VideoId, u64)>,
+    key: Option<IdempotencyKey>,
+}
+
+/// The request's batch and its `Idempotency-Key`, each refusal a 4xx.
+fn read_batch(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Batch, ApiError> {
+    // Not the shared `From<BytesRejection>`: none exists, as the answer names this receiver's limit.
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!("body is larger than {} bytes", state.config.max_body_bytes),
+            )
+        } else {
+            ApiError::new(status, format!("could not read the body: {rejection}"))
+        }
+    })?;
+    let key = idempotency_key(headers)?;
+    let views = topk_core::wire::parse_batch(&body, state.config.max_batch_len)?;
+    Ok(Batch { views, key })
 }
 
 /// The answer to a batch the store did not take, and its reason label. A batch that may be stored (in part
@@ -200,15 +218,10 @@ fn store_rejection(e: StoreError, retention_secs: u64) -> Rejected {
 }
 
 /// The optional `Idempotency-Key` header, parsed (400 when it is there but not a valid key).
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ParseError> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let parsed = raw
-        .to_str()
-        .map_err(|_| ParseError::IdempotencyKey)
-        .and_then(IdempotencyKey::parse);
-    parsed
-        .map(Some)
-        .map_err(|e| ApiError::bad_request(e.to_string()))
+    let raw = raw.to_str().map_err(|_| ParseError::IdempotencyKey)?;
+    IdempotencyKey::parse(raw).map(Some)
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 /// Adds `views` (`(video, minute, views)`, from late entries up to `through`) to `video_stats` and
 /// `video_totals`, and moves the partition's `late_through` to `through`, in one transaction. Entries at or
 /// before the mark are added already: the call then changes nothing and returns false.
+#[tracing::instrument(level = "debug", skip_all, fields(%partition, views = views.len(), %through))]
 pub async fn add_late_views(
     pool: &PgPool,
     partition: u16,

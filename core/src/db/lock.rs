@@ -13,6 +13,7 @@ pub struct SnapshotterLock {
 
 impl SnapshotterLock {
     /// Takes the lock if free.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn try_acquire(pool: &PgPool) -> Result<Option<Self>, sqlx::Error> {
         let mut conn = pool.acquire().await?.detach();
         let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
@@ -23,6 +24,7 @@ impl SnapshotterLock {
     }
 
     /// Whether the lock is still held (its connection alive).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn still_held(&mut self) -> bool {
         sqlx::query("SELECT 1")
             .execute(&mut self.conn)
@@ -32,6 +34,7 @@ impl SnapshotterLock {
 
     /// Who holds the lock now, for an error that names them: the holder's backend process id, application
     /// name, client address and session start. `None` when nobody holds it.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn holder(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
         // A bigint advisory key is stored as classid (its high 32 bits) and objid (its low 32 bits).
         let row: Option<(i32, String, String, String)> = sqlx::query_as(
@@ -56,6 +59,7 @@ impl SnapshotterLock {
     }
 
     /// Releases the lock explicitly.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn release(mut self) {
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(SNAPSHOTTER_LOCK)

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 
 /// The versions of this build's migrations that the database has not applied (all of them when it has none),
 /// in order.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     let applied: Vec<i64> = match sqlx::query_scalar(
         "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",

@@ -19,6 +19,7 @@ pub struct Checkpoint {
 }
 
 /// Every partition's checkpoint.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn checkpoints<'e>(
     db: impl sqlx::PgExecutor<'e>,
 ) -> Result<BTreeMap<u16, Checkpoint>, sqlx::Error> {
@@ -44,6 +45,7 @@ pub async fn checkpoints<'e>(
 
 /// Writes one closed minute of one partition (see [`write_minutes`]). Returns whether it was written (false:
 /// the checkpoint already covers it).
+#[tracing::instrument(level = "debug", skip_all, fields(%partition, %minute))]
 pub async fn write_minute(
     pool: &PgPool,
     partition: u16,
@@ -88,6 +90,7 @@ enum StatsPath {
 /// this partition's videos past the checkpoint cannot exist, and a plain insert is safe. Should one exist anyway
 /// (written by hand, or a restored backup whose checkpoints are older than its rows), the primary key rejects
 /// the `COPY`, nothing is kept, and the call is redone with the upsert, which replaces such rows.
+#[tracing::instrument(level = "debug", skip_all, fields(%partition, minutes = minutes.len(), %through))]
 pub async fn write_minutes(
     pool: &PgPool,
     partition: u16,

@@ -8,7 +8,7 @@
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 //! - [`video_history`]: one video's views per hour, for the API's per-video chart.
 //! - [`migrations`]: whether the database has every migration of this build (readiness).
-//! - [`mod@unreachable`]: a failed connection's error naming the server and the cause.
+//! - [`mod@unreachable`]: a failed connection's error naming the server and the cause; [`HistoryError`].
 
 pub mod late;
 pub mod lock;
@@ -26,6 +26,7 @@ pub use migrations::pending_migrations;
 pub use minutes::{checkpoints, write_minute, write_minutes, Checkpoint, Written};
 pub use restore::{read_restore_source, totals, RestoreSource};
 pub use snapshots::{topk_history, write_topk_snapshot};
+pub use unreachable::HistoryError;
 
 use crate::config::DatabaseConfig;
 use chrono::{DateTime, TimeZone, Utc};
@@ -46,6 +47,7 @@ pub fn pool(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 }
 
 /// Applies every pending migration.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

@@ -20,6 +20,7 @@ pub struct RestoreSource {
 /// Reads the checkpoints, the minute rows in `(since, through]` and the totals in one `REPEATABLE READ`
 /// transaction: a minute job committing meanwhile is either wholly in all three or in none, so the totals
 /// never count a minute that the checkpoints say the log must replay.
+#[tracing::instrument(level = "debug", skip_all, fields(%since, %through))]
 pub async fn read_restore_source(
     pool: &PgPool,
     since: DateTime<Utc>,
@@ -49,6 +50,7 @@ pub async fn read_restore_source(
 }
 
 /// Every video's all-time total (`verify` compares them with the all-time window).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn totals(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT video_id, total_views FROM video_totals")
         .fetch_all(pool)

@@ -36,6 +36,7 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
 
 /// Creates the daily partition of every day in `first..=last` that is missing. Rows of such a day that already
 /// sit in the default partition are moved into the new one, in the same transaction.
+#[tracing::instrument(level = "debug", skip_all, fields(%first, %last))]
 pub async fn ensure_day_partitions(
     pool: &PgPool,
     first: NaiveDate,
@@ -88,6 +89,7 @@ pub async fn ensure_day_partitions(
 
 /// Folds rows older than each cutoff of `policy` into coarser ones and drops partitions past the retention.
 /// Idempotent, and resumable: progress is kept in `rollup_progress`, one day per transaction.
+#[tracing::instrument(level = "debug", skip_all, fields(%now))]
 pub async fn maintain(
     pool: &PgPool,
     now: DateTime<Utc>,

@@ -1,6 +1,7 @@
 //! `global_topk_snapshots`: each window's ranking stored every few minutes, and read back by time; and
 //! `ranking_snapshots`, one row per snapshot taken, so an empty window's snapshot is recorded too.
 
+use super::HistoryError;
 use crate::domain::{RankedVideo, Window};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -8,6 +9,7 @@ use sqlx::PgPool;
 /// Stores one window's ranking at `at`, and that a snapshot was taken then, in one transaction (idempotent:
 /// the same snapshot time is written once). An empty ranking writes no rank rows but is recorded, so history
 /// answers it as empty rather than with an older ranking.
+#[tracing::instrument(level = "debug", skip_all, fields(window = window.as_str(), %at, videos = ranking.len()))]
 pub async fn write_topk_snapshot(
     pool: &PgPool,
     window: Window,
@@ -46,13 +48,26 @@ pub async fn write_topk_snapshot(
     Ok(done.rows_affected())
 }
 
+/// A snapshot read back: when it was taken, and its ranking.
+pub type Snapshot = (DateTime<Utc>, Vec<RankedVideo>);
+
 /// The latest snapshot of `window` at or before `at`: its time and its top `k`. `None` before the first one.
+#[tracing::instrument(level = "debug", skip_all, fields(window = window.as_str(), %at, %k))]
 pub async fn topk_history(
     pool: &PgPool,
     window: Window,
     at: DateTime<Utc>,
     k: usize,
-) -> Result<Option<(DateTime<Utc>, Vec<RankedVideo>)>, sqlx::Error> {
+) -> Result<Option<Snapshot>, HistoryError> {
+    HistoryError::naming(pool, read_topk_history(pool, window, at, k)).await
+}
+
+async fn read_topk_history(
+    pool: &PgPool,
+    window: Window,
+    at: DateTime<Utc>,
+    k: usize,
+) -> Result<Option<Snapshot>, sqlx::Error> {
     let latest: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "SELECT snapshot_time FROM ranking_snapshots WHERE time_window = $1 AND snapshot_time <= $2 \
          ORDER BY snapshot_time DESC LIMIT 1",

@@ -1,7 +1,8 @@
 //! A failed Postgres connection's error, reworded to name the server and the cause (connection refused,
 //! timed out, TLS), as `redis/unreachable.rs` does for Redis: sqlx reports "Connection refused (os error
 //! 111)" without the address. The pool connects lazily, inside whichever statement needs a connection, so
-//! callers that log or answer a Postgres failure pass it through [`named`].
+//! callers that log or answer a Postgres failure pass it through [`named`] (the reads of history do it
+//! themselves and return a [`HistoryError`]).
 
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Connection;
@@ -67,6 +68,25 @@ pub async fn named(pool: &PgPool, e: sqlx::Error) -> sqlx::Error {
         }
         sqlx::Error::Tls(tls) => sqlx::Error::Tls(format!("{server}: {tls}").into()),
         other => other,
+    }
+}
+
+/// A failed read of history (ranking snapshots, a video's hours), which the API answers 503: a connection
+/// failure names the server and its cause ([`named`]), so the reads do that themselves.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct HistoryError(sqlx::Error);
+
+impl HistoryError {
+    /// Runs `read`, statements on `pool`; its error, named.
+    pub(crate) async fn naming<T>(
+        pool: &PgPool,
+        read: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, Self> {
+        match read.await {
+            Ok(value) => Ok(value),
+            Err(e) => Err(Self(named(pool, e).await)),
+        }
     }
 }
 

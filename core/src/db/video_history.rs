@@ -1,13 +1,24 @@
 //! One video's history: its views per hour from `video_stats` (minute rows, and the hourly rows they are
 //! rolled up into after `TOPK_HOURLY_AFTER_DAYS`), for the API's per-video chart.
 
+use super::HistoryError;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::PgPool;
 
 /// `video`'s views in each of the `hours` whole hours (UTC) that end at the hour containing `until`, oldest
 /// first, 0 for an hour without views. The current hour holds only the minutes written so far (history trails
 /// now by the snapshot lag, a minute or two).
+#[tracing::instrument(level = "debug", skip_all, fields(%video, %hours))]
 pub async fn hourly_views(
+    pool: &PgPool,
+    video: &str,
+    until: DateTime<Utc>,
+    hours: u32,
+) -> Result<Vec<(DateTime<Utc>, u64)>, HistoryError> {
+    HistoryError::naming(pool, read_hourly_views(pool, video, until, hours)).await
+}
+
+async fn read_hourly_views(
     pool: &PgPool,
     video: &str,
     until: DateTime<Utc>,

@@ -1,12 +1,19 @@
 //! The one error type of both services: a status and a JSON body `{"error": "..."}`; internal causes are
 //! logged, never sent. [`with_json_errors`] gives the same shape to the error answers the services do not
-//! write themselves.
+//! write themselves. The errors of core a handler meets convert with `?`, each the one way it is answered: a
+//! value refused at the edge ([`ParseError`], [`WireError`]) is a 400 with its message, a failed read of Redis
+//! ([`StoreError`]) or of history ([`HistoryError`]) a 503 with the cause logged.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::db::HistoryError;
+use crate::domain::ParseError;
+use crate::redis::StoreError;
+use crate::wire::WireError;
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,6 +84,22 @@ impl ApiError {
         )
     }
 
+    /// An answer someone else wrote (an axum extractor's rejection, a library's route) in this shape: its
+    /// text for a 4xx, cut short (it may echo the client's input); for a 5xx the status's reason, the text
+    /// logged, never sent.
+    pub(crate) fn foreign(status: StatusCode, text: &str) -> Self {
+        let reason = status.canonical_reason().unwrap_or("error");
+        let message = if status.is_server_error() {
+            tracing::warn!(%status, error = %text, "internal error");
+            reason.to_owned()
+        } else if text.is_empty() {
+            reason.to_owned()
+        } else {
+            text.chars().take(FOREIGN_ERROR_CHARS).collect()
+        };
+        Self::new(status, message)
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -118,6 +141,35 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ParseError> for ApiError {
+    /// A value from outside refused: its message names what is allowed.
+    fn from(e: ParseError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<WireError> for ApiError {
+    /// A batch refused: its message names the first bad element.
+    fn from(e: WireError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// A read of Redis failed. (The receiver answers its appends' errors itself: a reused key is a 422, and a
+    /// batch that may be stored in part is answered with the key that completes it.)
+    fn from(e: StoreError) -> Self {
+        Self::unavailable("Redis", &e)
+    }
+}
+
+impl From<HistoryError> for ApiError {
+    /// A read of history failed (Postgres down, unreachable, or the statement failed).
+    fn from(e: HistoryError) -> Self {
+        Self::unavailable("history (Postgres)", &e)
+    }
+}
+
 /// Most bytes of a foreign error answer read to make it JSON (they are a line of text).
 const FOREIGN_ERROR_BYTES: usize = 4096;
 /// Most characters of a foreign error's text kept in the JSON one.
@@ -148,18 +200,9 @@ async fn json_error(response: Response) -> Response {
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
-    let reason = status.canonical_reason().unwrap_or("error").to_owned();
-    let message = if status.is_server_error() {
-        tracing::warn!(%status, error = %text, "internal error");
-        reason
-    } else if text.is_empty() {
-        reason
-    } else {
-        text.chars().take(FOREIGN_ERROR_CHARS).collect()
-    };
     parts.headers.remove(header::CONTENT_TYPE);
     parts.headers.remove(header::CONTENT_LENGTH);
-    let mut json = ApiError::new(status, message).into_response();
+    let mut json = ApiError::foreign(status, &text).into_response();
     json.headers_mut().extend(parts.headers);
     json
 }

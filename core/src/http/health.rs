@@ -54,6 +54,7 @@ pub async fn healthz() -> Json<Health> {
     (status = 503, description = "a dependency the process needs is unreachable (or Postgres not migrated, \
         for the snapshotter), or a background loop of the process died (it is stopping); the body names what \
         failed", body = ErrorBody)))]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn readyz(State(readiness): State<Readiness>) -> Result<Json<Health>, ApiError> {
     match readiness.evaluate().await {
         Ok(report) => Ok(Json(Health {

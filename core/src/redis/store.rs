@@ -202,7 +202,7 @@ impl RedisStore {
     /// is dropped.
     pub async fn quit(&self) {}
 
-    /// [`Shared::check_layout`]: records this process's layout, refuses one that differs.
+    /// Records this process's layout if the deployment has none yet, and refuses one that differs.
     pub async fn check_layout(&self) -> Result<()> {
         self.shared.check_layout().await
     }

@@ -1,13 +1,15 @@
 //! The core's integration tests, one binary: the Redis store against a real redis-server (`store`), a
 //! source's records appended exactly once by offset (`source`), the HTTP server loop's limits on real sockets
 //! (`serve`), TLS to Redis and Postgres with what a failed connection says (`tls`), Redis with credentials
-//! (`credentials`), batches under one `Idempotency-Key` (`idempotency`), and the view wire format (`wire`).
+//! (`credentials`), batches under one `Idempotency-Key` (`idempotency`), the view wire format (`wire`), and the
+//! spans around Redis and Postgres calls (`spans`).
 
 mod credentials;
 mod group;
 mod idempotency;
 mod serve;
 mod source;
+mod spans;
 mod store;
 mod tls;
 mod wire;

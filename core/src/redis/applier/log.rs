@@ -21,7 +21,7 @@ pub enum LogRead {
 
 impl WindowApplier {
     /// Creates the consumer group on every partition's log (and the log itself), if missing, after checking
-    /// the deployment's layout ([`RedisStore::check_layout`]), and marks every partition as keeping history
+    /// the deployment's layout ([`crate::redis::RedisStore::check_layout`]), and marks every partition as keeping history
     /// from now on.
     pub async fn ensure_log_groups(&self) -> Result<()> {
         self.check_layout().await?;

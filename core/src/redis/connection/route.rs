@@ -6,13 +6,20 @@
 //! longer than the client's retries while a slot moves) is retried here with a short backoff until the store's
 //! timeout. A command lost with its connection on one node is not: it may have run (appends retry those under
 //! their idempotency key, `append.rs`).
+//!
+//! Every command runs in a TRACE span (`redis.command`: its name, the key it is routed by), every script in a
+//! DEBUG span (`redis.script`: its name, its first key) around its tries. The append and apply paths are hot:
+//! a span that is not enabled costs a level check, and its fields are lazy (`Display` wrappers formatted only
+//! when a subscriber records them).
 
 use crate::redis::connection::client::{Route, Value};
-use crate::redis::connection::scripts::Lua;
+use crate::redis::connection::scripts::{Lua, Scripts};
 use crate::redis::{Result, Shared, StoreError};
-use ::redis::{Cmd, FromRedisValue, ToRedisArgs};
+use ::redis::{Arg, Cmd, FromRedisValue, ToRedisArgs};
+use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// First and longest pause between two tries of a command Redis did not run.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(250));
@@ -91,6 +98,11 @@ impl Shared {
         args: Vec<T>,
     ) -> Result<R> {
         let node = keys.first().cloned().unwrap_or_default();
+        let span = tracing::debug_span!(
+            "redis.script",
+            script = %ScriptName(&self.scripts, script),
+            key = node.as_str()
+        );
         let mut evalsha = ::redis::cmd("EVALSHA");
         evalsha.arg(&script.sha).arg(keys.len()).arg(&keys);
         for a in &args {
@@ -110,6 +122,7 @@ impl Shared {
                 ::redis::from_redis_value(reply).map_err(|e| StoreError::Reply(e.to_string()))
             })
         })
+        .instrument(span)
         .await
     }
 
@@ -141,7 +154,12 @@ impl Shared {
         }
         let route = || Route::Key(key.to_owned());
         self.retry_not_run(|| async {
-            let result = self.conn.query_waiting(&cmd, route()).await;
+            let span = command_span(&cmd, key);
+            let result = self
+                .conn
+                .query_waiting(&cmd, route())
+                .instrument(span)
+                .await;
             if let Err(e) = &result {
                 e.count();
             }
@@ -167,12 +185,66 @@ impl Shared {
         cmd: &Cmd,
         route: Route,
     ) -> Result<R> {
-        let result = self.conn.query(cmd, route).await;
+        let span = command_span(cmd, target(&route));
+        let result = self.conn.query(cmd, route).instrument(span).await;
         if let Err(e) = &result {
             if !matches!(e, StoreError::Redis(r) if r.code() == Some("NOSCRIPT")) {
                 e.count();
             }
         }
         result
+    }
+}
+
+/// The span of one command sent to Redis (see the module's doc for its cost).
+fn command_span(cmd: &Cmd, key: &str) -> tracing::Span {
+    tracing::trace_span!("redis.command", command = %CommandName(cmd), key)
+}
+
+/// What a command is routed by: its key (or, in benchmark measurements, a node's address).
+fn target(route: &Route) -> &str {
+    match route {
+        Route::Key(key) => key,
+        #[cfg(feature = "bench")]
+        Route::Node(addr) => addr,
+    }
+}
+
+/// A command's name (`GET`, `EVALSHA`), formatted only when its span is recorded.
+struct CommandName<'a>(&'a Cmd);
+
+impl fmt::Display for CommandName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.args_iter().next() {
+            Some(Arg::Simple(name)) => f.write_str(&String::from_utf8_lossy(name)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A script's name (`apply`, `append`), found among the store's scripts by its SHA-1 when its span is
+/// recorded (the scripts carry no name of their own); another script shows the start of its SHA-1.
+struct ScriptName<'a>(&'a Scripts, &'a Lua);
+
+impl fmt::Display for ScriptName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let named = [
+            (&s.append, "append"),
+            (&s.claim_key, "claim_key"),
+            (&s.append_source, "append_source"),
+            (&s.dead_letter, "dead_letter"),
+            (&s.apply, "apply"),
+            (&s.retire, "retire"),
+            (&s.fill, "fill"),
+            (&s.seal, "seal"),
+            (&s.read_bucket, "read_bucket"),
+            (&s.group_state, "group_state"),
+            (&s.close_minutes, "close_minutes"),
+        ];
+        match named.iter().find(|(lua, _)| lua.sha == self.1.sha) {
+            Some((_, name)) => f.write_str(name),
+            None => f.write_str(self.1.sha.get(..12).unwrap_or(&self.1.sha)),
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! Minutes closed for the snapshotter, and late views: how history gets every view exactly once.
 //!
-//! The snapshotter closes the minutes it is about to write ([`RedisStore::close_minutes`]): each bucket is
+//! The snapshotter closes the minutes it is about to write ([`HistoryFeed::close_minutes`]): each bucket is
 //! frozen as it is, and from then on a view for a closed minute (or for one behind the day window, which no
 //! bucket will carry to Postgres) also goes to the partition's late stream. The snapshotter writes the frozen
-//! copies, then adds the late stream's views to the rows of their minutes ([`RedisStore::read_late`]).
+//! copies, then adds the late stream's views to the rows of their minutes ([`HistoryFeed::read_late`]).
 
 use crate::batch::{decode_fields, EntryId};
 use crate::domain::{ranking_order, RankedVideo, VideoId, Window};

@@ -56,6 +56,11 @@ impl Shared {
         }
         let give_up = Instant::now() + self.timeout / 2;
         let checks = join_all(writers.iter().map(|(replid, key)| async move {
+            // A keyed command first: WAIT and INFO name no key, so on a cluster only this one can meet a
+            // MOVED, which makes the connection learn of a failover (it would ask the old primary forever).
+            let _: i64 = self
+                .on_key_waiting("EXISTS", key, vec![key.as_str()])
+                .await?;
             let (_, target) = self.replication(key, replid).await?;
             loop {
                 let left = give_up

@@ -36,7 +36,7 @@ pub struct SourceRecord {
     pub offset: i64,
     /// When its views happened (ms since the epoch): the record's timestamp.
     pub event_ms: i64,
-    /// Its views of this partition as `<video id> <count>\n` lines ([`RedisStore::lines_by_partition`]).
+    /// Its views of this partition as `<video id> <count>\n` lines ([`LogWriter::lines_by_partition`]).
     pub lines: String,
 }
 
@@ -46,7 +46,7 @@ pub const DEAD_LETTERS_KEPT: u32 = 100_000;
 /// The longest record value a dead letter keeps, in bytes; a longer one is cut.
 pub const DEAD_LETTER_VALUE_BYTES: usize = 16 * 1024;
 
-/// A source record that could not be read, for [`RedisStore::keep_dead_letters`].
+/// A source record that could not be read, for [`LogWriter::keep_dead_letters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeadLetter<'a> {
     /// The record's offset in its source partition.
