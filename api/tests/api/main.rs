@@ -4,11 +4,13 @@
 //! - [`cache`]: the ranking cache shares one read per window for its TTL, then refreshes in the background.
 //! - [`overload`]: liveness and metrics still answer while ranking reads hold every in-flight slot.
 //! - [`page`]: the leaderboard page in a real headless Chromium against a real stack, and its headers.
+//! - [`range`]: `GET /v1/topk/range` over history written as the snapshotter writes it, rolled up, and refused.
 //! - [`stack`]: ingest and the API in this process, for the tests that post views over HTTP.
 //! - [`surface`]: `Topk-As-Of`, `Cache-Control`, gzip, CORS, Swagger UI, a video's ranks and hours.
 
 mod cache;
 mod overload;
 mod page;
+mod range;
 mod stack;
 mod surface;
