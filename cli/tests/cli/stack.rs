@@ -13,6 +13,8 @@ pub const TOKEN: &str = "cli-test-token";
 pub struct Stack {
     pub ingest: SocketAddr,
     pub api: SocketAddr,
+    /// The API's database (migrated), for tests that write history.
+    pub db: sqlx::PgPool,
     stop: CancellationToken,
 }
 
@@ -51,7 +53,7 @@ pub async fn stack(label: &str) -> Stack {
     let ingest_addr = ingest.local_addr().unwrap();
     tokio::spawn(ingest.run(stop.clone()));
     let database = topk_testkit::fresh_database(label);
-    topk_testkit::fixtures::migrated_pool_at(&database).await;
+    let db = topk_testkit::fixtures::migrated_pool_at(&database).await;
     let api_cfg = topk_api::config::ApiConfig::try_parse_from(args(
         &prefix,
         &[format!("--database-url={database}")],
@@ -63,6 +65,7 @@ pub async fn stack(label: &str) -> Stack {
     Stack {
         ingest: ingest_addr,
         api: api_addr,
+        db,
         stop,
     }
 }

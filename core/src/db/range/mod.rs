@@ -56,17 +56,11 @@ pub async fn top_in_range(
     asked: MinuteRange,
     k: TopK,
 ) -> Result<RangeTop, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await?;
-    let rollups = rollups(&mut tx).await?;
-    let coverage = periods::coverage(&mut tx).await?;
+    let (rollups, coverage, history_through) = marks(&mut tx).await?;
     let plan = plan::plan(asked, rollups, coverage);
-    let (history_through,): (Option<DateTime<Utc>>,) =
-        sqlx::query_as("SELECT min(minute_through) FROM ingest_checkpoints")
-            .fetch_one(&mut *tx)
-            .await?;
     let days = periods_with_rows(&mut tx, DAILY, &plan.days, periods::DAY).await?;
     let mut hours = Vec::new();
     for run in &plan.hours {
@@ -99,21 +93,39 @@ pub async fn top_in_range(
     })
 }
 
-/// The roll-ups' progress (`rollup_progress`).
-async fn rollups(db: &mut PgConnection) -> Result<Rollups, sqlx::Error> {
-    let rows: Vec<(String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT level, done_through FROM rollup_progress")
-            .fetch_all(db)
-            .await?;
-    let at = |level: &str| {
-        rows.iter()
-            .find(|(l, _)| l == level)
-            .map(|(_, t)| crate::slices::minute_of(t.timestamp_millis()))
+/// Where history stands, in one round trip: the roll-ups' progress (`rollup_progress`), what the period
+/// totals cover (`period_totals_progress`, as [`periods::coverage`] reads it) and the newest minute every
+/// partition has written.
+async fn marks(
+    db: &mut PgConnection,
+) -> Result<(Rollups, periods::Coverage, Option<DateTime<Utc>>), sqlx::Error> {
+    type Marks = (
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let (hours_before, days_before, hours_through, days_through, written): Marks = sqlx::query_as(
+        "SELECT (SELECT done_through FROM rollup_progress WHERE level = 'hour'), \
+                (SELECT done_through FROM rollup_progress WHERE level = 'day'), \
+                (SELECT done_through FROM period_totals_progress WHERE level = 'hour'), \
+                (SELECT done_through FROM period_totals_progress WHERE level = 'day'), \
+                (SELECT min(minute_through) FROM ingest_checkpoints)",
+    )
+    .fetch_one(db)
+    .await?;
+    let minute = |t: Option<DateTime<Utc>>| t.map(|t| crate::slices::minute_of(t.timestamp_millis()));
+    let rollups = Rollups {
+        hours_before: minute(hours_before),
+        days_before: minute(days_before),
     };
-    Ok(Rollups {
-        hours_before: at("hour"),
-        days_before: at("day"),
-    })
+    let coverage = periods::Coverage {
+        hours_from: rollups.days_before,
+        hours_through: minute(hours_through),
+        days_through: minute(days_through),
+    };
+    Ok((rollups, coverage, written))
 }
 
 /// The periods of `run` (starts, `unit` apart) from the first to the last that `table` has rows for: a range
