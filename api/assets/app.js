@@ -1,9 +1,12 @@
 // The live leaderboard: polls the ranking about once a second while the tab is visible, shows how each
-// video moved since the previous refresh, and one video's details on demand. No framework: the DOM is small,
+// video moved since the previous refresh, and one video's details on demand; a tab shows a past range instead
+// (range.js). No framework: the DOM is small,
 // and every video id reaches it as text (textContent), never as markup.
 "use strict";
 
 const WINDOWS = ["minute", "hour", "day", "all"];
+// The tabs: the live windows, then the past range view (range.js).
+const VIEWS = [...WINDOWS, "range"];
 const KS = [10, 20, 50, 100, 1000];
 const POLL_MS = 1000;
 // A ranking older than this by the server's clock, or no answer for this long, is shown as stale.
@@ -13,6 +16,7 @@ const CAPTIONS = {
   hour: "Most viewed in the last hour",
   day: "Most viewed in the last day",
   all: "Most viewed of all time",
+  range: "Most viewed in a past range",
 };
 const WINDOW_NAMES = { minute: "Last minute", hour: "Last hour", day: "Last day", all: "All time" };
 
@@ -36,12 +40,14 @@ const state = {
   serverAge: null,
 };
 
-// ---- the URL: ?window=W&k=K#video=ID, so a view can be shared and the test can open one directly ----
+// ---- the URL: ?window=W&k=K#video=ID, or the range's ?from=&to=&k= (or ?range=PRESET&k=), so a view can be
+// shared and the test can open one directly ----
 
 function readUrl() {
   const query = new URLSearchParams(location.search);
   const w = query.get("window");
-  if (WINDOWS.includes(w)) state.window = w;
+  if (readRangeUrl(query)) state.window = "range";
+  else if (WINDOWS.includes(w)) state.window = w;
   const k = Number(query.get("k"));
   if (KS.includes(k)) state.k = k;
   state.video = videoFromHash();
@@ -54,7 +60,8 @@ function videoFromHash() {
 
 function writeUrl() {
   const hash = state.video ? "#" + new URLSearchParams({ video: state.video }) : "";
-  history.replaceState(null, "", `?window=${state.window}&k=${state.k}${hash}`);
+  const query = state.window === "range" ? rangeQuery(state.k) : `window=${state.window}&k=${state.k}`;
+  history.replaceState(null, "", `?${query}${hash}`);
 }
 
 // ---- fetching ----
@@ -87,6 +94,13 @@ async function getJson(path, signal) {
 async function refresh() {
   clearTimeout(state.timer);
   state.timer = 0;
+  if (state.window === "range") {
+    // A past range does not change: read once, not polled.
+    await refreshRange();
+    showLive();
+    if (state.video) loadCounts(state.video);
+    return;
+  }
   // A newer request (a tab or k changed) replaces one in flight, so answers never land out of order.
   if (state.controller) state.controller.abort();
   const controller = new AbortController();
@@ -205,6 +219,11 @@ function showAsOf(response) {
 }
 
 function showLive() {
+  if (state.window === "range") {
+    $("live").dataset.state = "past";
+    $("live").textContent = "history";
+    return;
+  }
   const fresh = state.lastOk > 0
     && performance.now() - state.lastOk < STALE_MS
     // The Date header has whole seconds, hence the extra second.
@@ -232,6 +251,10 @@ function selectWindow(w, focus) {
   }
   $("board").setAttribute("aria-labelledby", `tab-${w}`);
   $("caption").textContent = CAPTIONS[w];
+  $("range-form").hidden = w !== "range";
+  $("ranking").classList.toggle("past", w === "range");
+  $("empty").textContent = w === "range" ? "No views in this range." : "No views in this window yet.";
+  if (w !== "range") $("range-note").textContent = "";
 }
 
 function changeView() {
@@ -242,16 +265,16 @@ function changeView() {
 }
 
 function onTabKey(event) {
-  const i = WINDOWS.indexOf(state.window);
+  const i = VIEWS.indexOf(state.window);
   const next = {
-    ArrowRight: (i + 1) % WINDOWS.length,
-    ArrowLeft: (i + WINDOWS.length - 1) % WINDOWS.length,
+    ArrowRight: (i + 1) % VIEWS.length,
+    ArrowLeft: (i + VIEWS.length - 1) % VIEWS.length,
     Home: 0,
-    End: WINDOWS.length - 1,
+    End: VIEWS.length - 1,
   }[event.key];
   if (next === undefined) return;
   event.preventDefault();
-  selectWindow(WINDOWS[next], true);
+  selectWindow(VIEWS[next], true);
   changeView();
 }
 
@@ -413,6 +436,7 @@ function start() {
     if (button) openVideo(button.dataset.video, true);
   });
   $("detail-close").addEventListener("click", closeVideo);
+  wireRangeForm(changeView);
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.video) closeVideo();
   });

@@ -1,7 +1,7 @@
 //! Wiring: the shared state, every route merged, and [`Application`] (build binds, run serves).
 
 use crate::config::ApiConfig;
-use crate::{cache, history, openapi, rankings, video_hourly, videos};
+use crate::{cache, history, openapi, range, rankings, video_hourly, videos};
 use axum::extract::FromRef;
 use axum::Router;
 use std::net::SocketAddr;
@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(rankings::router())
         .merge(history::router())
+        .merge(range::router())
         .merge(videos::router())
         .merge(video_hourly::router())
         .merge(openapi::router())

@@ -9,6 +9,7 @@
 //! - [`videos`]: `GET /v1/videos/{videoId}`: one video's views in each window, from Redis.
 //! - [`video_hourly`]: `GET /v1/videos/{videoId}/hourly`: one video's views per hour, from Postgres.
 //! - [`history`]: `GET /v1/topk/history`: past rankings from Postgres snapshots.
+//! - [`range`]: `GET /v1/topk/range`: the exact top K of any past range, from Postgres history.
 //! - [`openapi`](mod@openapi): the OpenAPI document, generated from the handlers, `GET /openapi.json`, and
 //!   Swagger UI on `GET /docs` (its assets inside the binary).
 //! - [`page`]: `GET /`, the live leaderboard page, which polls `/v1/topk` from the browser; its assets are
@@ -25,6 +26,7 @@ pub mod config;
 pub mod history;
 pub mod openapi;
 pub mod page;
+pub mod range;
 pub mod rankings;
 pub mod video_hourly;
 pub mod videos;

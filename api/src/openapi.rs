@@ -1,6 +1,6 @@
 //! The OpenAPI document of the API, generated from the handlers.
 
-use crate::{history, rankings, video_hourly, videos, AppState};
+use crate::{history, range, rankings, video_hourly, videos, AppState};
 use axum::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
 use axum::http::HeaderValue;
 use axum::middleware::map_response;
@@ -23,6 +23,7 @@ use utoipa::OpenApi;
         videos::video,
         video_hourly::hourly,
         history::history,
+        range::range,
         topk_core::http::healthz,
         topk_core::http::readyz,
         topk_core::http::metrics
@@ -30,7 +31,7 @@ use utoipa::OpenApi;
     tags(
         (name = "rankings", description = "The most viewed videos of a window, live"),
         (name = "videos", description = "One video's views in every window"),
-        (name = "history", description = "Rankings as they were, from the snapshots in Postgres"),
+        (name = "history", description = "Rankings as they were, from the snapshots in Postgres, and the most viewed videos of any past range"),
         (name = "health", description = "Liveness, readiness and Prometheus metrics")
     ),
     components(schemas(
@@ -42,7 +43,9 @@ use utoipa::OpenApi;
         videos::Ranks,
         video_hourly::VideoHourly,
         video_hourly::HourViews,
-        history::HistoricRanking
+        history::HistoricRanking,
+        range::RangeRanking,
+        topk_core::db::range::Resolution
     ))
 )]
 struct ApiDoc;

@@ -1,6 +1,6 @@
-//! The live leaderboard page: `GET /` and its assets under `/assets/{file}`, compiled into the binary so
-//! a deployment is one file and nothing is fetched at build or run time. Not in the OpenAPI document: it is
-//! a page for people, not part of the API.
+//! The live leaderboard page, with its "past range" view: `GET /` and its assets under `/assets/{file}`,
+//! compiled into the binary so a deployment is one file and nothing is fetched at build or run time. Not in
+//! the OpenAPI document: it is a page for people, not part of the API.
 
 use crate::AppState;
 use axum::http::header::{
@@ -27,6 +27,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/app.js"),
+    ),
+    (
+        "range.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/range.js"),
     ),
     (
         "style.css",

@@ -51,8 +51,15 @@ pub struct BenchConfig {
     /// Videos per partition and seeded minute.
     #[arg(long, default_value_t = 10_000)]
     pub seed_videos: u64,
+    /// Rows of `video_stats` in seven days of the history seeded for the range figures (eight days are
+    /// seeded).
+    #[arg(long, default_value_t = 10_500_000)]
+    pub range_rows: u64,
+    /// Requests per range figure (each span and k), one at a time.
+    #[arg(long, default_value_t = 200)]
+    pub range_requests: usize,
     /// Measure only these groups of figures (comma-separated: ingest, freshness, queries, memory, postgres,
-    /// refill);
+    /// range, refill);
     /// all of them when absent.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Phase>,
@@ -72,6 +79,8 @@ pub enum Phase {
     Queries,
     Memory,
     Postgres,
+    /// The top K of a past range from history, against the SQL.
+    Range,
     Refill,
     /// Kafka against HTTP ingest: only when asked for (it needs the tests' broker, tansu).
     Kafka,
@@ -97,6 +106,8 @@ impl BenchConfig {
             self.query_requests = self.query_requests.min(200);
             self.seed_minutes = self.seed_minutes.min(2);
             self.seed_videos = self.seed_videos.min(3_000);
+            self.range_rows = self.range_rows.min(700_000);
+            self.range_requests = self.range_requests.min(20);
         }
         self
     }

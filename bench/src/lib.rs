@@ -5,13 +5,15 @@
 //! - [`workload`]: Zipf(s) video ids as POST bodies; [`load`]: concurrent HTTP clients, flat out or paced.
 //! - [`stack`]: `topk-ingest` and `topk-api` as child processes on a private key prefix.
 //! - [`phases`]: one file per group of figures (retirement, ingest, freshness, queries, memory, snapshot and
-//!   rebuild), each with its baseline; [`sql`]: the seed's SQL baseline.
+//!   rebuild, range), each with its baseline; [`sql`]: the seed's SQL baseline; [`range_seed`]: the history the
+//!   range figures read.
 //! - [`figures`]: median/min/max, ratios, the table and `--json`.
 
 pub mod config;
 pub mod figures;
 pub mod load;
 pub mod phases;
+pub mod range_seed;
 pub mod sql;
 pub mod stack;
 pub mod workload;
@@ -137,6 +139,10 @@ async fn measure(
         }
         if cfg.runs(Phase::Postgres) {
             out.extend(phases::postgres(cfg, seed_store, &pool).await?);
+        }
+        if cfg.runs(Phase::Range) {
+            let services = stack::Services::start(&query_redis, database, false).await?;
+            out.extend(phases::range(cfg, &services, &pool).await?);
         }
         if cfg.runs(Phase::Refill) {
             out.extend(phases::refill(cfg, refill_store).await?);

@@ -12,11 +12,12 @@ use std::time::Duration;
     about = "The command-line client of topk: most-viewed videos per window, one video's views, views sent",
     after_help = "Examples:
   topk top --window hour -k 20
+  topk range --from 2026-12-01 --to 2026-12-08 -k 20
   topk video abc
   topk send abc abc xyz
   cat views.txt | topk send
 
-Settings: TOPK_API_URL (top, video), TOPK_INGEST_URL and TOPK_INGEST_TOKEN (send), or the same as flags.
+Settings: TOPK_API_URL (top, range, video), TOPK_INGEST_URL and TOPK_INGEST_TOKEN (send), or the same as flags.
 Exit status: 0 done, 1 a request failed (the server's message on stderr), 2 a usage error."
 )]
 pub struct Cli {
@@ -33,6 +34,16 @@ pub enum Command {
   topk top --window day -k 50
   topk top --window all --json   # the API's answer as is, for scripts")]
     Top(TopArgs),
+    /// The most-viewed videos of a past range, from history, as a table (rank, views, video).
+    #[command(after_help = "Examples:
+  topk range --from 2026-12-01 --to 2026-12-08 -k 20     # the week of 1 to 7 December (UTC)
+  topk range --from 2026-12-07T10:00:00Z --to 2026-12-07T11:00:00Z
+  topk range --from 2026-12-01 --to 2026-12-02 --json      # the API's answer as is, for scripts
+
+--from is inclusive and --to exclusive; a date is midnight UTC, a time is RFC 3339 with an offset, and both
+are rounded down to the minute. History older than the roll-ups keeps hours (or days) only: the range is
+then widened to whole hours (or days), and the line under the table says which range was summed.")]
+    Range(RangeArgs),
     /// One video's views in each window (and its rank, when the API tells it).
     #[command(after_help = "Examples:
   topk video abc
@@ -95,6 +106,35 @@ pub struct TopArgs {
     pub json: bool,
     #[command(flatten)]
     pub api: ApiSettings,
+}
+
+/// `topk range`.
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// Start, inclusive: a date (2026-12-01, midnight UTC) or an RFC 3339 time (2026-12-01T10:15:00Z).
+    #[arg(long, value_parser = moment)]
+    pub from: String,
+    /// End, exclusive, in the same forms.
+    #[arg(long, value_parser = moment)]
+    pub to: String,
+    /// How many videos (the API takes 1 to 1000).
+    #[arg(short, default_value_t = 10)]
+    pub k: u32,
+    /// Print the API's JSON answer as is.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiSettings,
+}
+
+/// A moment of a range as the API takes it: a date or an RFC 3339 time (passed on as written).
+fn moment(raw: &str) -> Result<String, String> {
+    let date = raw.len() == 10 && chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_ok();
+    if date || chrono::DateTime::parse_from_rfc3339(raw).is_ok() {
+        Ok(raw.to_owned())
+    } else {
+        Err("expected a date (2026-12-01) or an RFC 3339 time (2026-12-01T10:15:00Z)".into())
+    }
 }
 
 /// `topk video`.
@@ -221,6 +261,21 @@ mod tests {
         assert!(token("").is_err());
         assert!(token(" ,old").is_err());
         assert_eq!(format!("{:?}", token("secret").unwrap()), "Token(redacted)");
+    }
+
+    #[test]
+    fn moments_are_dates_or_rfc3339_times() {
+        assert!(moment("2026-12-01").is_ok());
+        assert!(moment("2026-12-01T10:15:00+01:00").is_ok());
+        for bad in [
+            "yesterday",
+            "2026-12-01T10:15:00",
+            "2026-13-01",
+            "",
+            "12/01/2026",
+        ] {
+            assert!(moment(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

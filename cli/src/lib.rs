@@ -2,11 +2,11 @@
 //! terminal, and for scripts with `--json`.
 //!
 //! # Layout
-//! - [`args`]: the command line (clap): `top`, `video`, `send`, and the settings each reads from flags or the
+//! - [`args`]: the command line (clap): `top`, `range`, `video`, `send`, and the settings each reads from flags or the
 //!   environment (`TOPK_API_URL`, `TOPK_INGEST_URL`, `TOPK_INGEST_TOKEN`).
 //! - [`client`]: one request and its failures, worded for a person (the server's `{"error"}` message, or the
 //!   URL that refused or timed out).
-//! - [`top`], [`video`]: a GET to the API, printed as a table, or as it came with `--json`.
+//! - [`top`], [`range`], [`video`]: a GET to the API, printed as a table, or as it came with `--json`.
 //! - [`send`]: ids from the arguments or stdin, counted per id in batches, POSTed to ingest under an
 //!   `Idempotency-Key` each, and sent again under the same key after a 503 or a lost answer.
 //! - [`mod@format`]: thousands separators, aligned tables, stdout.
@@ -14,6 +14,7 @@
 pub mod args;
 pub mod client;
 pub mod format;
+pub mod range;
 pub mod send;
 pub mod top;
 pub mod video;
@@ -24,6 +25,7 @@ use args::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Top(args) => top::run(args).await,
+        Command::Range(args) => range::run(args).await,
         Command::Video(args) => video::run(args).await,
         Command::Send(args) => send::run(args).await,
     }

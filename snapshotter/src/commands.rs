@@ -80,7 +80,7 @@ async fn snapshot(args: &SnapshotArgs, stop: &CancellationToken) -> anyhow::Resu
     Ok(())
 }
 
-/// `verify`: prints every difference and leader-set problem, or "no differences"; any finding is an error, so
+/// `verify`: prints every difference, leader-set problem and period-total problem, or "no differences"; any finding is an error, so
 /// the exit code is non-zero.
 async fn verify_report(args: &StoreArgs) -> anyhow::Result<()> {
     let (store, pool) = connect(args).await?;
@@ -93,15 +93,20 @@ async fn verify_report(args: &StoreArgs) -> anyhow::Result<()> {
     for problem in &leaders {
         println!("{problem}");
     }
-    if diffs.is_empty() && leaders.is_empty() {
+    let periods = verify::period_problems(&pool).await?;
+    for problem in &periods {
+        println!("{problem}");
+    }
+    if diffs.is_empty() && leaders.is_empty() && periods.is_empty() {
         println!("no differences");
         Ok(())
     } else {
         anyhow::bail!(
-            "{} differences: {:?}; {} leader-set problems",
+            "{} differences: {:?}; {} leader-set problems; {} period-total problems",
             diffs.len(),
             verify::summary(&diffs),
-            leaders.len()
+            leaders.len(),
+            periods.len()
         )
     }
 }

@@ -27,7 +27,13 @@ pub struct MinuteReport {
     pub rows: u64,
     /// Late views added to the rows of minutes written before (see `add_late_views`).
     pub late_views: u64,
+    /// Hours and days added to the period totals (`db::periods::close_periods`).
+    pub periods: db::periods::PeriodsClosed,
 }
+
+/// How long one minute job may go on adding periods to the totals: a first run over an existing history, or
+/// after an outage, adds them over several runs instead of holding up the next minutes.
+const PERIODS_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Minutes closed for writing: per partition, its checkpoint and the closed minutes that have a frozen copy,
 /// and the last closed minute.
@@ -97,7 +103,8 @@ pub async fn close_minutes(
 }
 
 /// The second half of the minute job: writes the closed minutes' frozen copies to Postgres with each
-/// partition's checkpoint, then the late views.
+/// partition's checkpoint, then the late views, then adds the hours and days every partition has now written
+/// to the period totals.
 pub async fn write_closed(
     store: &RedisStore,
     pool: &PgPool,
@@ -159,6 +166,8 @@ pub async fn write_closed(
         report.rows += part.rows;
         report.late_views += part.late_views;
     }
+    report.periods =
+        db::periods::close_periods(pool, store.keys().partitions(), PERIODS_BUDGET).await?;
     Ok(report)
 }
 

@@ -31,6 +31,8 @@ async fn tick(store: &RedisStore, pool: &PgPool, rankings: bool) -> bool {
                 minutes = r.minutes,
                 rows = r.rows,
                 late_views = r.late_views,
+                hours_closed = r.periods.hours,
+                days_closed = r.periods.days,
                 "minutes written"
             );
             true

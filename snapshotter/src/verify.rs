@@ -3,7 +3,9 @@
 //! - each sliding window of each partition equals the reference union of its slices at `now` (guarantee 2);
 //! - the all-time window equals Postgres's `video_totals` plus the minutes Redis holds beyond the checkpoint
 //!   (as frozen when the snapshotter closed them, else as they are) plus the late views not yet added;
-//! - every window's leader set keeps the rules that make its top K exact ([`leader_problems`]).
+//! - every window's leader set keeps the rules that make its top K exact ([`leader_problems`]);
+//! - the period totals that ranges are read from equal `video_stats` wherever they cover it
+//!   ([`period_problems`]).
 
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
@@ -160,6 +162,16 @@ pub async fn leader_problems(store: &RedisStore) -> anyhow::Result<Vec<String>> 
         }
     }
     Ok(out)
+}
+
+/// Every disagreement of the period totals (`video_stats_hourly`, `video_stats_daily`) with `video_stats`, as
+/// lines (empty when they agree). Reads every covered period: a pass over the history.
+pub async fn period_problems(pool: &PgPool) -> anyhow::Result<Vec<String>> {
+    Ok(db::period_check::period_differences(pool)
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
 }
 
 /// Groups differences per window for a short summary.

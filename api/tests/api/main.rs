@@ -6,9 +6,11 @@
 //! - [`overload`]: liveness and metrics still answer while ranking reads hold every in-flight slot.
 //! - [`page`]: the leaderboard page in a real headless Chromium against a real stack (testkit's in-process
 //!   ingest and API), and its headers.
+//! - [`range`]: `GET /v1/topk/range` over history written as the snapshotter writes it, rolled up, and refused.
 //! - [`surface`]: `Topk-As-Of`, `Cache-Control`, gzip, CORS, Swagger UI, a video's ranks and hours.
 
 mod cache;
 mod overload;
 mod page;
+mod range;
 mod surface;

@@ -97,6 +97,75 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
     }
 }
 
+/// The past range view, opened by its URL: the ranking of the range from history (no movement column), the
+/// range's tab selected, its moments in the form and the caption; a preset kept relative in the URL; an
+/// empty range says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_past_range_view_shows_the_ranking_of_a_range() {
+    tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
+        .await
+        .unwrap();
+    let s = Stack::start("page_range").await;
+    let row = |v: &str, n: u64| topk_core::domain::RankedVideo {
+        video_id: v.into(),
+        views: n,
+    };
+    // 2026-11-01T10:15Z, and two days before now.
+    let past = 1_793_491_200 / 60 + 615;
+    let recent = chrono::Utc::now().timestamp() / 60 - 2 * 1440;
+    let writes = vec![
+        (past, vec![row("alpha", 1234), row("beta", 20)]),
+        (recent, vec![row("gamma", 50), row("alpha", 7)]),
+    ];
+    topk_core::db::write_minutes(&s.db, 0, &writes, recent)
+        .await
+        .unwrap();
+
+    let dom = load(&s, "/?from=2026-11-01T00:00:00Z&to=2026-11-02&k=20").await;
+    let rows = table_rows(&dom, "rows");
+    let shown: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [("1", "alpha", "1,234"), ("2", "beta", "20")],
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"data-window="range" aria-selected="true""#),
+        "the range tab is selected: {dom}"
+    );
+    assert!(
+        dom.contains(r#"<table id="ranking" class="past">"#),
+        "{dom}"
+    );
+    assert!(!dom.contains(r#"id="range-form" class="range-form" aria-label="Past range" hidden"#));
+    assert!(
+        text_of(&dom, "caption").starts_with("Most viewed from "),
+        "{dom}"
+    );
+    assert_eq!(text_of(&dom, "live"), "history", "{dom}");
+    assert_eq!(text_of(&dom, "error"), "", "{dom}");
+    if chrono::Local::now().offset().local_minus_utc() == 0 {
+        assert!(dom.contains(r#"value="2026-11-01T00:00""#), "{dom}");
+        assert!(dom.contains(r#"value="2026-11-02T00:00""#), "{dom}");
+    }
+
+    // A preset, relative to now: the last 7 days hold only the recent minute.
+    let dom = load(&s, "/?range=last-7-days&k=10").await;
+    let rows = table_rows(&dom, "rows");
+    let videos: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(videos, ["gamma", "alpha"], "{dom}");
+
+    let dom = load(&s, "/?from=2020-01-01&to=2020-01-02").await;
+    assert!(table_rows(&dom, "rows").is_empty(), "{dom}");
+    assert!(
+        dom.contains(r#"<p id="empty" class="empty">No views in this range.</p>"#),
+        "{dom}"
+    );
+}
+
 /// The page's headers: a strict CSP, no caching of the HTML, the script as JavaScript; unknown assets 404.
 #[tokio::test]
 async fn the_page_and_its_assets_have_their_headers() {
@@ -135,7 +204,11 @@ async fn the_page_and_its_assets_have_their_headers() {
         .to_str()
         .unwrap()
         .contains("max-age"));
-    for (asset, kind) in [("style.css", "text/css"), ("favicon.svg", "image/svg+xml")] {
+    for (asset, kind) in [
+        ("range.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
         let response = get(&format!("/assets/{asset}")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{asset}");
         assert!(response.headers()[CONTENT_TYPE]

@@ -2,7 +2,7 @@
 //! same data, `repeats` times.
 //!
 //! One file per phase: `retirement`, `ingest`, `freshness`, `kafka`, `queries` (with [`prefill_windows`]),
-//! `memory`, `postgres`, `refill` and `profile`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
+//! `memory`, `postgres`, `range`, `refill` and `profile`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
 //! ([`workload`]), the progress spinner ([`progress`]), the wait for Redis's background saves to end, and on a
 //! cluster which primary owns how many partitions ([`layout`]).
 
@@ -13,6 +13,7 @@ mod memory;
 mod postgres;
 mod profile;
 mod queries;
+mod range;
 mod refill;
 mod retirement;
 
@@ -24,6 +25,7 @@ pub use postgres::postgres;
 pub use profile::profile;
 pub use queries::prefill_windows;
 pub use queries::queries;
+pub use range::range;
 pub use refill::refill;
 pub use retirement::retirement;
 
@@ -100,4 +102,19 @@ pub fn workload(cfg: &BenchConfig) -> anyhow::Result<(Bodies, Arc<Vec<String>>)>
     let bodies = w.batches(256, cfg.batch);
     let videos = (0..200_000).map(|_| w.video()).collect();
     Ok((Arc::new(bodies), Arc::new(videos)))
+}
+
+/// Empties history (rows, totals, checkpoints, snapshots, the roll-ups' and the totals' progress), so that a
+/// phase writes or seeds it from scratch.
+pub async fn reset_history(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "TRUNCATE video_stats, video_stats_hourly, video_stats_daily, video_totals, ingest_checkpoints, \
+         global_topk_snapshots, rollup_progress",
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query("UPDATE period_totals_progress SET done_through = NULL")
+        .execute(pool)
+        .await?;
+    Ok(())
 }

@@ -40,11 +40,7 @@ pub async fn postgres(
             r + 1,
             cfg.repeats
         ));
-        sqlx::query(
-            "TRUNCATE video_stats, video_totals, ingest_checkpoints, global_topk_snapshots",
-        )
-        .execute(pool)
-        .await?;
+        super::reset_history(pool).await?;
         let t = Instant::now();
         let report = topk_snapshotter::jobs::snapshot_minutes(store, pool, now_ms).await?;
         snap.push(report.rows as f64 / t.elapsed().as_secs_f64());

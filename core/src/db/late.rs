@@ -1,8 +1,9 @@
 //! Late views into history: views applied after the snapshotter wrote their minute are added to the minute's
-//! `video_stats` row and to `video_totals`, idempotently, under the partition's `late_through` mark.
+//! `video_stats` row, to the period totals that cover it and to `video_totals`, idempotently, under the
+//! partition's `late_through` mark.
 
-use super::minute_start;
 use super::minutes::{add_to_totals, lock_partition};
+use super::{minute_start, periods};
 use crate::batch::EntryId;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -21,6 +22,8 @@ pub async fn add_late_views(
     let mut tx = pool.begin().await?;
     // The same lock as the minute writes of this partition: the mark and the rows move together.
     lock_partition(&mut tx, partition).await?;
+    // Late views land in periods the totals may cover already: they are added there too, under this mark.
+    let coverage = periods::lock_coverage(&mut tx).await?;
     let mark: Option<(String,)> = sqlx::query_as(
         "SELECT late_through FROM ingest_checkpoints WHERE partition = $1 FOR UPDATE",
     )
@@ -54,6 +57,8 @@ pub async fn add_late_views(
     .bind(&counts)
     .execute(&mut *tx)
     .await?;
+    let changes = rows.iter().map(|(&(video, minute), &n)| (video, minute, n));
+    periods::add_covered(&mut tx, &coverage, changes).await?;
     add_to_totals(&mut tx, totals).await?;
     sqlx::query(
         "UPDATE ingest_checkpoints SET late_through = $2, updated_at = now() WHERE partition = $1",

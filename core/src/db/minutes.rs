@@ -1,7 +1,7 @@
 //! `video_stats` and `video_totals` written minute by minute, and the checkpoints that say what they cover:
 //! the snapshotter's write path (`COPY`, with an upsert fallback) and the checkpoint a rebuild replays after.
 
-use super::{minute_start, SNAPSHOTTER_LOCK};
+use super::{minute_start, periods, SNAPSHOTTER_LOCK};
 use crate::batch::EntryId;
 use crate::domain::RankedVideo;
 use chrono::{DateTime, Utc};
@@ -124,6 +124,7 @@ async fn write_minutes_via(
 ) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
     lock_partition(&mut tx, partition).await?;
+    let coverage = periods::lock_coverage(&mut tx).await?;
     let done: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "SELECT minute_through FROM ingest_checkpoints WHERE partition = $1 FOR UPDATE",
     )
@@ -155,6 +156,17 @@ async fn write_minutes_via(
     }
     rows.sort_unstable();
     written.rows = rows.len() as u64;
+    // Rows of periods the totals cover already: none, since a period is covered only once every partition's
+    // checkpoint has passed it, unless checkpoints were moved back by hand. Their change goes there too.
+    let covered: Vec<(&str, i64, i64)> = rows
+        .iter()
+        .filter(|(_, minute, _)| coverage.covers_minute(*minute))
+        .copied()
+        .collect();
+    let replaced = match path {
+        StatsPath::Upsert if !covered.is_empty() => stored_views(&mut tx, &covered).await?,
+        _ => HashMap::new(),
+    };
     if !rows.is_empty() {
         match path {
             StatsPath::Copy => {
@@ -182,6 +194,11 @@ async fn write_minutes_via(
                 .await?;
             }
         }
+        let changes = covered.iter().map(|&(video, minute, views)| {
+            let before = replaced.get(&(video, minute)).copied().unwrap_or(0);
+            (video, minute, views - before)
+        });
+        periods::add_covered(&mut tx, &coverage, changes).await?;
         add_to_totals(&mut tx, totals).await?;
     }
     let last_ms = (through + 1) * crate::slices::MINUTE_MS - 1;
@@ -197,6 +214,31 @@ async fn write_minutes_via(
     .await?;
     tx.commit().await?;
     Ok(written)
+}
+
+/// The views `video_stats` holds now for the `(video, minute)` of `rows`, before an upsert replaces them.
+async fn stored_views<'a>(
+    tx: &mut sqlx::PgConnection,
+    rows: &[(&'a str, i64, i64)],
+) -> Result<HashMap<(&'a str, i64), i64>, sqlx::Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let starts: Vec<DateTime<Utc>> = rows.iter().map(|r| minute_start(r.1)).collect();
+    let stored: Vec<(String, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT s.video_id, s.bucket_start, s.views FROM video_stats s \
+         JOIN UNNEST($1::text[], $2::timestamptz[]) AS k(v, b) ON s.video_id = k.v AND s.bucket_start = k.b",
+    )
+    .bind(&ids)
+    .bind(&starts)
+    .fetch_all(tx)
+    .await?;
+    let mut out = HashMap::new();
+    for (video, start, views) in stored {
+        let minute = crate::slices::minute_of(start.timestamp_millis());
+        if let Some(&(id, _, _)) = rows.iter().find(|r| r.0 == video && r.1 == minute) {
+            out.insert((id, minute), views);
+        }
+    }
+    Ok(out)
 }
 
 /// Serializes the writers of one partition's history (minutes and late views) until the transaction ends, even

@@ -4,6 +4,9 @@
 //! - [`snapshots`]: `global_topk_snapshots`, written and read by time.
 //! - [`restore`]: what `rebuild-redis` reads back.
 //! - [`late`]: views applied after their minute was written, added to its row and the totals.
+//! - [`periods`]: per-hour and per-day totals of `video_stats`, added once every partition has written a period.
+//! - [`period_check`]: whether those totals agree with `video_stats` (`verify`).
+//! - [`range`]: the exact top K of any past range, from those totals and `video_stats`.
 //! - [`lock`]: the advisory lock that lets one snapshotter write at a time.
 //! - [`retention`]: `video_stats` upkeep: daily partitions, roll-ups, retention.
 //! - [`video_history`]: one video's views per hour, for the API's per-video chart.
@@ -14,6 +17,9 @@ pub mod late;
 pub mod lock;
 pub mod migrations;
 pub mod minutes;
+pub mod period_check;
+pub mod periods;
+pub mod range;
 pub mod restore;
 pub mod retention;
 pub mod snapshots;

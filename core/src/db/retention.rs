@@ -3,7 +3,8 @@
 //! Rows live in one partition per day (`video_stats_pYYYYMMDD`), created ahead of the writes; anything outside
 //! them lands in the default partition. Minute rows older than a month are folded into hourly rows and hourly
 //! rows older than a year into daily rows (the row keeps the hour's or day's start as `bucket_start`), and
-//! partitions older than the retention are dropped whole.
+//! partitions older than the retention are dropped whole. The period totals follow (`periods`): a day folded
+//! loses its hourly totals, and a day dropped its hourly and daily ones.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use sqlx::PgPool;
@@ -123,6 +124,10 @@ pub async fn maintain(
         while day < cutoff {
             let next = day + Duration::days(1);
             let mut tx = pool.begin().await?;
+            if level == "day" {
+                // No hour of this day may be added to the hourly totals while it is folded (below).
+                super::periods::lock_out_closing(&mut tx).await?;
+            }
             // Rows not aligned to the unit are moved into the aligned row of their hour (or day), which may
             // itself already exist (the minute at :00, or an earlier roll-up): views are added to it.
             let moved = sqlx::query(&format!(
@@ -137,6 +142,11 @@ pub async fn maintain(
             .bind(next)
             .execute(&mut *tx)
             .await?;
+            if level == "day" {
+                // Hours are kept while video_stats keeps them. After the fold: rows of video_stats are locked
+                // before those of the totals, in the order a late view's transaction locks them.
+                super::periods::forget_hours(&mut tx, day, next).await?;
+            }
             sqlx::query(
                 "INSERT INTO rollup_progress (level, done_through) VALUES ($1, $2) \
                  ON CONFLICT (level) DO UPDATE SET done_through = EXCLUDED.done_through",
@@ -150,6 +160,9 @@ pub async fn maintain(
             day = next;
         }
     }
+    let drop_before = (policy.drop_after_days > 0)
+        .then(|| day_start((now - Duration::days(i64::from(policy.drop_after_days))).date_naive()));
+    super::periods::sweep(pool, drop_before).await?;
     if policy.drop_after_days > 0 {
         let cutoff = (now - Duration::days(i64::from(policy.drop_after_days))).date_naive();
         let children: Vec<(String,)> = sqlx::query_as(

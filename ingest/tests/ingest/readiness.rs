@@ -150,6 +150,7 @@ async fn a_postgres_outage_degrades_history_only() {
     let history = [
         "/v1/topk/history?window=hour&k=5",
         "/v1/videos/seen/hourly?hours=2",
+        "/v1/topk/range?from=2026-12-01&to=2026-12-08&k=5",
     ];
 
     pg = tokio::task::spawn_blocking(move || {

@@ -9,7 +9,9 @@
 //! - `faults`: Postgres stopped or a connection killed under a run;
 //! - `rebuild`: `rebuild-redis` after a loss; `rebuild_late`: and after back-dated views; `verify`: the
 //!   consistency report;
-//! - `history`: ranking snapshots through the API, and the upkeep of `video_stats`.
+//! - `history`: ranking snapshots through the API, and the upkeep of `video_stats`;
+//! - `range`: the exact top K of any range against a brute-force sum over the views sent; `range_threshold`:
+//!   the threshold algorithm on larger, skewed or flat lists against the plain SQL.
 
 mod cli;
 mod faults;
@@ -18,6 +20,8 @@ mod history;
 mod late;
 mod leader;
 mod one_off;
+mod range;
+mod range_threshold;
 mod rebuild;
 mod rebuild_late;
 mod rebuild_rerun;
