@@ -54,10 +54,14 @@ then widened to whole hours (or days), and the line under the table says which r
   topk send abc abc xyz               # 2 views of abc, 1 of xyz
   cut -f2 access.log | topk send      # ids on stdin, one per line
   topk send abc - < more-ids.txt      # '-' reads stdin at that place
+  topk send --at 2026-12-01T10:15:00Z abc   # views that happened then
+  topk send --csv < past-views.csv    # rows video_id,at[,count]: past views at their own time
 
 Ids are sent in batches (--batch-size ids, counted per id); each batch carries an Idempotency-Key, so one
 sent again after a timeout, a lost connection or a 503 is counted once. Ids are checked by the server: a
-batch with a bad id is refused whole (400, naming it), and the batches before it stay accepted.")]
+batch with a bad id is refused whole (400, naming it), and the batches before it stay accepted.
+A dated view counts in every window that holds its time when it is applied, and in history at its own
+minute; ingest refuses a time more than a few seconds in the future.")]
     Send(SendArgs),
 }
 
@@ -137,6 +141,14 @@ fn moment(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A time as `POST /v1/views` takes it (passed on as written).
+fn rfc3339(raw: &str) -> Result<String, String> {
+    match chrono::DateTime::parse_from_rfc3339(raw) {
+        Ok(_) => Ok(raw.to_owned()),
+        Err(_) => Err("expected an RFC 3339 time with an offset (2026-12-01T10:15:00Z)".into()),
+    }
+}
+
 /// `topk video`.
 #[derive(Debug, Args)]
 pub struct VideoArgs {
@@ -162,6 +174,14 @@ pub struct SendArgs {
     /// 240 s from its first send (ingest remembers a key 300 s by default).
     #[arg(long, default_value_t = 4)]
     pub retries: u32,
+    /// When the views happened: an RFC 3339 time with an offset (2026-12-01T10:15:00Z). Without it, when
+    /// ingest stores them.
+    #[arg(long, value_parser = rfc3339)]
+    pub at: Option<String>,
+    /// Read `video_id,at[,count]` rows from stdin (a first row `video_id,at,...` is a header) instead of ids:
+    /// each row's views at its own time.
+    #[arg(long)]
+    pub csv: bool,
     /// Print each batch's JSON answer as is, one a line.
     #[arg(long)]
     pub json: bool,

@@ -1,5 +1,6 @@
-//! `topk send`: ids from the arguments or stdin, counted per id in batches, each `POST /v1/views` under an
-//! `Idempotency-Key` of its own and sent again under the same key after a transient failure.
+//! `topk send`: ids from the arguments or stdin (or, with `--csv`, `video_id,at[,count]` rows from stdin:
+//! past views imported at their own time), counted per id and time in batches, each `POST /v1/views` under
+//! an `Idempotency-Key` of its own and sent again under the same key after a transient failure.
 
 use crate::args::{SendArgs, Token};
 use crate::client::{self, endpoint, Answer, RequestError};
@@ -30,15 +31,39 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut sent = Sent::default();
     let mut batch = Batch::default();
-    for id in ids(&args.ids) {
-        let id = id.map_err(|e| anyhow::anyhow!("reading ids from stdin: {e}"))?;
-        batch.push(id);
-        if batch.ids == args.batch_size {
+    let records: Box<dyn Iterator<Item = anyhow::Result<Record>>> = if args.csv {
+        anyhow::ensure!(
+            args.ids.is_empty() && args.at.is_none(),
+            "--csv reads every view and its time from stdin: give no ids and no --at with it"
+        );
+        Box::new(csv_records())
+    } else {
+        let at = args.at.clone();
+        Box::new(ids(&args.ids).map(move |id| {
+            let id = id.map_err(|e| anyhow::anyhow!("reading ids from stdin: {e}"))?;
+            Ok(Record {
+                id,
+                at: at.clone(),
+                count: 1,
+                line: None,
+            })
+        }))
+    };
+    for record in records {
+        let record = record.map_err(|e| match sent.batches {
+            0 => e,
+            _ => anyhow::anyhow!(
+                "{e}\ntopk: accepted before this failure: {} (those are stored)",
+                sent.describe()
+            ),
+        })?;
+        batch.push(record);
+        if batch.pushed == args.batch_size {
             sent.send(&target, &run_id, std::mem::take(&mut batch), args.json)
                 .await?;
         }
     }
-    if batch.ids > 0 {
+    if batch.pushed > 0 {
         sent.send(&target, &run_id, batch, args.json).await?;
     }
     if !args.json {
@@ -87,13 +112,68 @@ fn stdin_ids() -> impl Iterator<Item = std::io::Result<String>> {
         })
 }
 
-/// Ids counted per id, in the order each first appeared.
+/// `video_id,at[,count]` rows from stdin (`--csv`): a first row `video_id,at...` is a header and skipped, as
+/// are empty rows. A row without an id or a time, or with a count that is not a number, stops the run
+/// naming its line; the time and the id are checked by the server, whose 400 names the line too.
+fn csv_records() -> impl Iterator<Item = anyhow::Result<Record>> {
+    std::io::stdin()
+        .lock()
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => return Some(Err(anyhow::anyhow!("reading views from stdin: {e}"))),
+            };
+            csv_record(i as u64 + 1, &line).transpose()
+        })
+}
+
+/// One CSV row, or `None` for a header or an empty row.
+fn csv_record(number: u64, line: &str) -> anyhow::Result<Option<Record>> {
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if line.trim().is_empty() || (number == 1 && fields[0] == "video_id") {
+        return Ok(None);
+    }
+    let bad = |why: &str| anyhow::anyhow!("line {number} of stdin: {why}: {line:?}");
+    let (id, at, count) = match fields.as_slice() {
+        [id, at] => (*id, *at, 1),
+        [id, at, count] => (
+            *id,
+            *at,
+            count
+                .parse::<u64>()
+                .map_err(|_| bad("the count is not a whole number"))?,
+        ),
+        _ => return Err(bad("expected video_id,at or video_id,at,count")),
+    };
+    if id.is_empty() || at.is_empty() {
+        return Err(bad("the video id and the time are required"));
+    }
+    Ok(Some(Record {
+        id: id.to_owned(),
+        at: Some(at.to_owned()),
+        count,
+        line: Some(number),
+    }))
+}
+
+/// Views of one video at one time (or when stored), and the CSV line they came from.
+#[derive(Debug)]
+struct Record {
+    id: String,
+    at: Option<String>,
+    count: u64,
+    line: Option<u64>,
+}
+
+/// Views counted per id and time, in the order each first appeared.
 #[derive(Default)]
 struct Batch {
     elements: Vec<View>,
-    index: HashMap<String, usize>,
-    /// Ids pushed (views), not elements.
-    ids: u32,
+    index: HashMap<(String, Option<String>), usize>,
+    /// Records pushed (ids, or CSV rows), not elements.
+    pushed: u32,
 }
 
 /// One element of `POST /v1/views`.
@@ -102,18 +182,26 @@ struct Batch {
 struct View {
     video_id: String,
     count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+    /// The first CSV line it holds, for messages.
+    #[serde(skip)]
+    line: Option<u64>,
 }
 
 impl Batch {
-    fn push(&mut self, id: String) {
-        self.ids += 1;
-        match self.index.get(&id) {
-            Some(&i) => self.elements[i].count += 1,
+    fn push(&mut self, record: Record) {
+        self.pushed += 1;
+        let key = (record.id, record.at);
+        match self.index.get(&key) {
+            Some(&i) => self.elements[i].count += record.count,
             None => {
-                self.index.insert(id.clone(), self.elements.len());
+                self.index.insert(key.clone(), self.elements.len());
                 self.elements.push(View {
-                    video_id: id,
-                    count: 1,
+                    video_id: key.0,
+                    count: record.count,
+                    at: key.1,
+                    line: record.line,
                 });
             }
         }
@@ -195,7 +283,10 @@ fn named_element(e: &RequestError, batch: &Batch) -> Option<String> {
     };
     let (i, _) = message.strip_prefix("element ")?.split_once(':')?;
     let view = batch.elements.get(i.parse::<usize>().ok()?)?;
-    Some(format!("{i} is {:?}", view.video_id))
+    Some(match view.line {
+        Some(line) => format!("{i} is line {line} of stdin ({:?})", view.video_id),
+        None => format!("{i} is {:?}", view.video_id),
+    })
 }
 
 /// POSTs one batch under `key`, sending it again (same key, same body) after a transient failure: after the
@@ -265,13 +356,51 @@ mod tests {
     fn a_batch_counts_views_per_id_in_first_seen_order() {
         let mut batch = Batch::default();
         for id in ["b", "a", "b", "c", "b"] {
-            batch.push(id.into());
+            batch.push(Record {
+                id: id.into(),
+                at: None,
+                count: 1,
+                line: None,
+            });
         }
-        assert_eq!(batch.ids, 5);
+        assert_eq!(batch.pushed, 5);
         assert_eq!(
             serde_json::to_string(&batch.elements).unwrap(),
             r#"[{"videoId":"b","count":3},{"videoId":"a","count":1},{"videoId":"c","count":1}]"#
         );
+    }
+
+    #[test]
+    fn csv_rows_count_per_id_and_time() {
+        let rows = [
+            "video_id,at,count",
+            "a,2026-12-01T10:00:00Z,3",
+            "",
+            " a , 2026-12-01T10:00:00Z ",
+            "a,2026-12-01T11:00:00Z,2",
+        ];
+        let mut batch = Batch::default();
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(record) = csv_record(i as u64 + 1, row).unwrap() {
+                batch.push(record);
+            }
+        }
+        assert_eq!(
+            serde_json::to_string(&batch.elements).unwrap(),
+            r#"[{"videoId":"a","count":4,"at":"2026-12-01T10:00:00Z"},{"videoId":"a","count":2,"at":"2026-12-01T11:00:00Z"}]"#
+        );
+        for bad in [
+            "a",
+            "a,,1",
+            "a,2026-12-01T10:00:00Z,x",
+            "a,b,1,2",
+            ",2026-12-01T10:00:00Z",
+        ] {
+            let e = csv_record(7, bad).unwrap_err().to_string();
+            assert!(e.starts_with("line 7 of stdin: "), "{bad}: {e}");
+        }
+        // A header only counts as one on the first line.
+        assert!(csv_record(2, "video_id,at").unwrap().is_some());
     }
 
     #[test]

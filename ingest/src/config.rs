@@ -84,6 +84,11 @@ pub struct IngestConfig {
     /// time. 0: no waiting.
     #[arg(long, env = "TOPK_INGEST_LINGER_MS", default_value_t = 1)]
     pub linger_ms: u64,
+    /// How far in the future, in seconds, a view's `"at"` may be (the producers' clocks run ahead of this
+    /// server's by up to this much): a later one refuses its batch with 400. A view dated in the future within
+    /// it counts when it is stored.
+    #[arg(long, env = "TOPK_EVENT_TIME_MAX_SKEW_SECS", default_value_t = 5)]
+    pub event_time_max_skew_secs: u64,
     /// Which parts to run.
     #[arg(long, env = "TOPK_INGEST_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
@@ -195,6 +200,11 @@ impl IngestConfig {
         };
         crate::kafka::client::check(&options)?;
         Ok(options)
+    }
+
+    /// [`Self::event_time_max_skew_secs`] in milliseconds.
+    pub fn event_time_max_skew_ms(&self) -> i64 {
+        i64::try_from(self.event_time_max_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
     /// [`Self::worker_batch_wait_ms`] as a duration.

@@ -13,8 +13,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
-use topk_core::domain::{IdempotencyKey, VideoId};
+use topk_core::domain::IdempotencyKey;
 use topk_core::redis::{AppendOutcome, AppendRequest, LogWriter, StoreError};
+use topk_core::wire::DatedBatch;
 
 /// Groups appended at once: while they all wait on Redis, further requests gather into the next group.
 pub const IN_FLIGHT: usize = 4;
@@ -24,7 +25,7 @@ pub const MAX_GROUP_VIEWS: usize = 100_000;
 
 /// One request waiting for its group.
 struct Waiting {
-    views: Vec<(VideoId, u64)>,
+    batch: DatedBatch,
     key: Option<IdempotencyKey>,
     answer: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
@@ -59,16 +60,16 @@ impl GroupCommit {
         }
     }
 
-    /// Appends `views` (under `key`, when the producer sent one) with the batches that arrive with it, and
+    /// Appends `batch` (under `key`, when the producer sent one) with the batches that arrive with it, and
     /// returns its own outcome.
     pub async fn append(
         &self,
-        views: Vec<(VideoId, u64)>,
+        batch: DatedBatch,
         key: Option<IdempotencyKey>,
     ) -> Result<AppendOutcome, StoreError> {
         let (answer, answered) = oneshot::channel();
-        let size = views.len();
-        let waiting = Waiting { views, key, answer };
+        let size = batch.undated.len() + batch.dated.iter().map(|d| d.views.len()).sum::<usize>();
+        let waiting = Waiting { batch, key, answer };
         let starts_group = {
             let mut forming = self.forming.lock().expect("group lock");
             match forming.as_mut() {
@@ -132,7 +133,8 @@ async fn append(writer: &LogWriter, group: Forming, retention: Duration) {
         .waiting
         .iter()
         .map(|w| AppendRequest {
-            views: &w.views,
+            views: &w.batch.undated,
+            dated: &w.batch.dated,
             key: w.key.as_ref(),
         })
         .collect();

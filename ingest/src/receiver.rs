@@ -11,9 +11,10 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use topk_core::domain::{IdempotencyKey, ParseError, VideoId};
+use topk_core::domain::{IdempotencyKey, ParseError};
 use topk_core::http::{ApiError, ErrorBody, Json};
 use topk_core::redis::{AppendOutcome, StoreError};
+use topk_core::wire::{parse_dated_batch, DatedBatch, EventTimeRule};
 use utoipa::ToSchema;
 
 /// The receiver's route, `POST /v1/views`, behind [`admission::admit`] (a route layer, so it guards this route alone).
@@ -36,14 +37,22 @@ pub struct Accepted {
     post,
     path = "/v1/views",
     tag = "views",
-    request_body(content = Vec<topk_core::wire::ViewIn>, description = "1 to TOPK_MAX_BATCH_LEN (default 10000) views"),
+    request_body(content = Vec<topk_core::wire::ViewIn>, description = "1 to TOPK_MAX_BATCH_LEN (default 10000) \
+        views; each may say when it happened (`at`), or it happened when stored",
+        examples(
+            ("now" = (value = json!([{"videoId": "abc"}, {"videoId": "xyz", "count": 3}]))),
+            ("dated" = (summary = "views that happened earlier, counted where their time falls",
+                value = json!([{"videoId": "abc", "count": 2, "at": "2026-12-07T10:15:00Z"},
+                    {"videoId": "xyz", "at": "2026-12-07T11:15:30.250+01:00"}]))))),
     security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header,
         description = "1 to 128 printable ASCII characters naming this batch: sent again with the same key \
             (after a 503, a timeout or a lost answer), the batch is answered 202 and stored once")),
     responses(
         (status = 202, description = "every view is in the log", body = Accepted),
-        (status = 400, description = "the batch is malformed; nothing was stored", body = ErrorBody),
+        (status = 400, description = "the batch is malformed, or an `at` does not parse, is before 1970 or more \
+            than TOPK_EVENT_TIME_MAX_SKEW_SECS in the future; the error names the element; nothing was stored",
+            body = ErrorBody),
         (status = 401, description = "missing or wrong token", body = ErrorBody),
         (status = 413, description = "body over the size limit (TOPK_MAX_BODY_BYTES); a declared Content-Length \
             over it is refused before the body is read", body = ErrorBody),
@@ -125,7 +134,7 @@ async fn receive(
 ) -> Result<Received, Rejected> {
     // The token, the media type and the backlog were checked by [`admission::admit`], before the body was read.
     let Batch { views, key } = read_batch(state, headers, body)?;
-    let accepted = views.iter().map(|(_, n)| n).sum();
+    let accepted = views.views();
     tracing::Span::current().record("views", accepted);
     // With the batches that arrive with it: one log entry per partition for the group (`group_commit.rs`).
     let stored = match state.appender.append(views, key).await {
@@ -149,7 +158,7 @@ async fn receive(
 
 /// A request's batch, parsed.
 struct Batch {
-    views: Vec<(VideoId, u64)>,
+    views: DatedBatch,
     key: Option<IdempotencyKey>,
 }
 
@@ -172,7 +181,11 @@ fn read_batch(
         }
     })?;
     let key = idempotency_key(headers)?;
-    let views = topk_core::wire::parse_batch(&body, state.config.max_batch_len)?;
+    let rule = EventTimeRule {
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        max_skew_ms: state.config.event_time_max_skew_ms(),
+    };
+    let views = parse_dated_batch(&body, state.config.max_batch_len, rule)?;
     Ok(Batch { views, key })
 }
 

@@ -44,20 +44,24 @@ async fn a_group_is_one_entry_per_partition_and_each_batch_counts_once(url: Stri
     let requests = [
         AppendRequest {
             views: &a,
+            dated: &[],
             key: None,
         },
         AppendRequest {
             views: &b,
+            dated: &[],
             key: Some(&key("kb")),
         },
         // The same key with another batch: refused alone.
         AppendRequest {
             views: &c,
+            dated: &[],
             key: Some(&key("held")),
         },
         // Sent again under its key: stored before, not again.
         AppendRequest {
             views: &d,
+            dated: &[],
             key: Some(&key("held")),
         },
     ];
@@ -123,10 +127,12 @@ async fn an_unconfirmed_group_hands_each_batch_its_own_key() {
     let requests = [
         AppendRequest {
             views: &a,
+            dated: &[],
             key: None,
         },
         AppendRequest {
             views: &b,
+            dated: &[],
             key: None,
         },
     ];

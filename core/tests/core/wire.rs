@@ -1,8 +1,67 @@
-//! The view wire format ([`parse_batch`]): whole batches or none, every refusal naming its element.
+//! The view wire format ([`parse_batch`], and [`parse_dated_batch`] with `"at"`): whole batches or none,
+//! every refusal naming its element; dated views grouped by slice exactly as a brute-force sum.
 
+use chrono::{DateTime, SecondsFormat};
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 use topk_core::domain::{VideoId, ViewCount};
-use topk_core::wire::parse_batch;
+use topk_core::wire::{parse_batch, parse_dated_batch, DatedBatch, EventTimeRule};
+
+/// 2026-12-07T10:15:00Z, in ms.
+const NOW: i64 = 1_796_638_500_000;
+const RULE: EventTimeRule = EventTimeRule {
+    now_ms: NOW,
+    max_skew_ms: 5_000,
+};
+
+fn dated(body: &str) -> Result<DatedBatch, String> {
+    parse_dated_batch(body.as_bytes(), 10, RULE).map_err(|e| e.to_string())
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[test]
+fn at_is_checked_and_grouped_by_slice() {
+    let batch = dated(
+        r#"[{"videoId":"a","at":"2026-12-07T10:14:58.999Z"},{"videoId":"b","count":2},
+            {"videoId":"a","count":3,"at":"2026-12-07T11:14:55+01:00"},
+            {"videoId":"c","at":"2026-12-07T10:15:04.999Z"}]"#,
+    )
+    .unwrap();
+    assert_eq!(batch.views(), 7);
+    assert_eq!(batch.undated, [(VideoId::parse("b").unwrap(), 2)]);
+    let slices: Vec<(i64, usize)> = batch
+        .dated
+        .iter()
+        .map(|d| (d.event_ms, d.views.len()))
+        .collect();
+    // 10:14:55 holds both of a's elements (one given at +01:00); c's is 4.999 s ahead (within the skew).
+    assert_eq!(slices, [(NOW - 5_000, 2), (NOW, 1)]);
+
+    let refused = |body: &str| dated(body).unwrap_err();
+    assert!(
+        refused(r#"[{"videoId":"a"},{"videoId":"b","at":"2026-12-07"}]"#)
+            .starts_with("element 1: at \"2026-12-07\" is not an RFC 3339 time")
+    );
+    assert!(refused(r#"[{"videoId":"a","at":"2026-12-07T10:15:05.001Z"}]"#)
+        .contains("is in the future: more than 5000 ms after this server's time, 2026-12-07T10:15:00.000Z"));
+    assert!(
+        refused(r#"[{"videoId":"a","at":"1969-12-31T23:59:59.999Z"}]"#).contains("before 1970")
+    );
+    assert!(refused(r#"[{"videoId":"a","at":12}]"#).contains("element 0: at must be a string"));
+    assert!(refused(r#"[{"videoId":"a","when":"x"}]"#)
+        .contains("only videoId, count and at are allowed"));
+    // A Kafka record's views happened at its timestamp: an element may not say otherwise.
+    let e = parse_batch(br#"[{"videoId":"a","at":"2026-12-07T10:15:00Z"}]"#, 10).unwrap_err();
+    assert!(
+        e.to_string().starts_with("element 0: at is not taken here"),
+        "{e}"
+    );
+}
 
 fn err(body: &str) -> String {
     match parse_batch(body.as_bytes(), 3) {
@@ -43,6 +102,55 @@ fn valid_id() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// A batch of dated and undated views is taken whole, every view in the slice of its time (or undated),
+    /// exactly as a brute-force sum; one element past the skew refuses it whole, naming it.
+    #[test]
+    fn dated_views_sum_per_slice_as_sent(
+        items in proptest::collection::vec(
+            ("[a-c]", 1u64..5, proptest::option::of(-5_000i64..3_000_000)), 1..30),
+        late in proptest::option::of(any::<proptest::sample::Index>()),
+    ) {
+        let mut elements: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(id, n, ago)| match ago {
+                None => serde_json::json!({"videoId": id, "count": n}),
+                Some(d) => serde_json::json!({"videoId": id, "count": n, "at": rfc3339(NOW - d)}),
+            })
+            .collect();
+        let late = late.map(|i| i.index(elements.len()));
+        if let Some(i) = late {
+            elements[i]["at"] = serde_json::json!(rfc3339(NOW + 5_001));
+        }
+        let body = serde_json::Value::Array(elements).to_string();
+        let parsed = parse_dated_batch(body.as_bytes(), 100, RULE);
+        match late {
+            Some(i) => {
+                let e = parsed.unwrap_err().to_string();
+                prop_assert!(e.starts_with(&format!("element {i}: at")), "{}", e);
+            }
+            None => {
+                let parsed = parsed.unwrap();
+                let mut want: BTreeMap<(Option<i64>, String), u64> = BTreeMap::new();
+                for (id, n, ago) in &items {
+                    let slice = ago.map(|d| (NOW - d).div_euclid(5_000) * 5_000);
+                    *want.entry((slice, id.clone())).or_default() += n;
+                }
+                let mut got: BTreeMap<(Option<i64>, String), u64> = BTreeMap::new();
+                for (v, n) in &parsed.undated {
+                    *got.entry((None, v.as_str().to_owned())).or_default() += n;
+                }
+                for d in &parsed.dated {
+                    for (v, n) in &d.views {
+                        *got.entry((Some(d.event_ms), v.as_str().to_owned())).or_default() += n;
+                    }
+                }
+                prop_assert_eq!(got, want);
+                let slices: Vec<i64> = parsed.dated.iter().map(|d| d.event_ms).collect();
+                prop_assert!(slices.windows(2).all(|w| w[0] < w[1]), "one group per slice, oldest first");
+            }
+        }
+    }
+
     /// Arbitrary bytes never panic the decoder: they are accepted or refused with a message.
     #[test]
     fn decoder_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {

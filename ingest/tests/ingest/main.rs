@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`end_to_end`]: views over HTTP to the API's rankings in every window, and every class of bad input.
+//! - [`event_time`]: `"at"` over HTTP: dated views count where they happened, bad times refuse the batch.
 //! - [`defences`]: the receiver's backpressure, token rotation, and tokens kept out of the logs.
 //! - [`supervision`]: a background loop that dies stops the process with its cause.
 //! - [`retries`]: a batch sent again under its `Idempotency-Key` counts once.
@@ -17,6 +18,7 @@
 mod cluster;
 mod defences;
 mod end_to_end;
+mod event_time;
 mod faults;
 mod kafka;
 mod operations;

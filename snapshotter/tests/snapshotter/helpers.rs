@@ -4,7 +4,8 @@
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use topk_core::domain::VideoId;
-use topk_core::redis::{RedisStore, SourcePartition, SourceRecord};
+use topk_core::redis::{AppendRequest, RedisStore, SourcePartition, SourceRecord};
+use topk_core::wire::DatedViews;
 use topk_testkit::fixtures;
 
 /// A minute in ms.
@@ -12,8 +13,10 @@ pub const MIN: i64 = 60_000;
 /// A minute boundary in the past, the origin of the fed events' times.
 pub const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % MIN;
 
-/// Logs `views` at `now` as one record of a source (a Kafka topic's partition 0) at `offset`, dated
-/// `event_ms` (back-dated when before `now`): one entry on each partition the views touch.
+/// Logs `views` at `now`, dated `event_ms` (back-dated when before `now`), by either producer that dates its
+/// views, so both paths meet the same model: at an even `offset` as one record of a source (a Kafka topic's
+/// partition 0) at that offset, at an odd one as a `POST /v1/views` batch whose elements say `"at"` (the
+/// receiver's append). Either way one entry on each partition the views touch, its event time beside it.
 pub async fn log_backdated(
     store: &RedisStore,
     views: &[(VideoId, u64)],
@@ -21,6 +24,23 @@ pub async fn log_backdated(
     now: i64,
     event_ms: i64,
 ) {
+    if offset % 2 == 1 {
+        let dated = [DatedViews {
+            event_ms,
+            views: views.to_vec(),
+        }];
+        let request = AppendRequest {
+            views: &[],
+            dated: &dated,
+            key: None,
+        };
+        store
+            .writer()
+            .append_request_at(request, now)
+            .await
+            .unwrap();
+        return;
+    }
     let source = SourcePartition {
         topic: "views".into(),
         partition: 0,

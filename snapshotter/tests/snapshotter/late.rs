@@ -1,8 +1,9 @@
 //! Event time and late views: every view reaches history at its own minute exactly once, however late it is
 //! applied (after the snapshotter wrote its minute, or after the day window retired it), and `verify` agrees
 //! with what Postgres and Redis hold. Checked against a brute-force model over random event times, some of them
-//! back-dated by the source that logged them (a Kafka record's timestamp). The schedule and the model serve
-//! `rebuild_late.rs` too, which adds `rebuild-redis` at random moments.
+//! back-dated by the producer that logged them (a Kafka record's timestamp, or `"at"` in a `POST /v1/views`
+//! batch). The schedule and the model serve `rebuild_late.rs` too, which adds `rebuild-redis` at random
+//! moments.
 
 use crate::helpers::{
     all_time, block_on, database, log_backdated, per_minute, redis, stats, totals, MIN, T0,

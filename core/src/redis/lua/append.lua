@@ -1,5 +1,7 @@
 -- Appends a group of batches to the log: one entry per partition, whose one field holds the `<video id>
--- <count>` lines (core/src/lines.rs) of every batch of the group that touches the partition. The receiver
+-- <count>` lines (core/src/lines.rs) of every batch of the group that touches the partition; views their
+-- producer dated go into one more entry per partition and 5-second slice, with the slice's start beside the
+-- lines (field ARGV[8], core/src/batch.rs), so the workers count them at their own time. The receiver
 -- groups the batches that arrive together (core/src/redis/writer/append.rs), so each partition gets one entry
 -- per group rather than one per batch. On one node the script is given every partition the group touches
 -- and stores what it writes whole or not at all; on Redis Cluster it is given one partition (every key of a
@@ -21,8 +23,9 @@
 -- KEYS: the partitions' logs, then the guards.
 -- ARGV: 1 deadline (ms, Redis clock), 2 entry id ('*' or '<ms>-*'), 3 the entries' field name, 4 the guards'
 -- retention in ms, 5 '1' when the caller will wait for replicas, 6 the number of logs, 7 the number of
--- batches, then per batch: its fingerprint, its guard's index in KEYS (0: none), '1' to check the guard
--- first, its number of parts, then per part the index of its log in KEYS and its lines.
+-- batches, 8 the event time's field name, then per batch: its fingerprint, its guard's index in KEYS (0:
+-- none), '1' to check the guard first, its number of parts, then per part the index of its log in KEYS, its
+-- event time in ms ('' when undated) and its lines.
 -- Returns {-1} past the deadline (nothing written), else {1, this primary's replication ID when ARGV[5] is
 -- '1' (the caller checks the replicas of the very primary that ran the script) or '', then per batch 1
 -- (stored), 0 (stored before) or -2 (its key holds another batch)}.
@@ -31,10 +34,11 @@ if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV
   return {-1}
 end
 local nlogs, nbatches = tonumber(ARGV[6]), tonumber(ARGV[7])
-local lines = {}
+-- Per log, the undated lines; per log and event time, the dated ones (in the order first seen).
+local lines, dated, order = {}, {}, {}
 for k = 1, nlogs do lines[k] = {} end
 local results, guards = {}, {}
-local i = 8
+local i = 9
 for b = 1, nbatches do
   local fingerprint, guard, check, nparts = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
@@ -50,19 +54,31 @@ for b = 1, nbatches do
   end
   if outcome == 1 then
     for part = 0, nparts - 1 do
-      local log = tonumber(ARGV[i + 2 * part])
+      local log, at = tonumber(ARGV[i + 3 * part]), ARGV[i + 3 * part + 1]
       local into = lines[log]
-      into[#into + 1] = ARGV[i + 2 * part + 1]
+      if at ~= '' then
+        local slot = log .. ' ' .. at
+        into = dated[slot]
+        if not into then
+          into = {}
+          dated[slot] = into
+          order[#order + 1] = {log, at, into}
+        end
+      end
+      into[#into + 1] = ARGV[i + 3 * part + 2]
     end
     if guard > 0 then guards[#guards + 1] = {guard, fingerprint} end
   end
-  i = i + 2 * nparts
+  i = i + 3 * nparts
   results[b] = outcome
 end
 for k = 1, nlogs do
   if #lines[k] > 0 then
     redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], table.concat(lines[k]))
   end
+end
+for _, d in ipairs(order) do
+  redis.call('XADD', KEYS[d[1]], ARGV[2], ARGV[3], table.concat(d[3]), ARGV[8], d[2])
 end
 for _, g in ipairs(guards) do
   redis.call('SET', KEYS[g[1]], g[2], 'PX', ARGV[4])

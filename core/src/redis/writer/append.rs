@@ -16,11 +16,12 @@
 //! every node that took a part (`replicas.rs`), so a failover after the answer cannot lose them.
 
 use super::replicas::Writers;
-use crate::batch::{encode_lines, LINES_FIELD};
+use crate::batch::{encode_lines, EVENT_TIME_FIELD, LINES_FIELD};
 use crate::domain::{IdempotencyKey, VideoId};
 use crate::keys::Partition;
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{LogWriter, Result, Shared, StoreError};
+use crate::wire::DatedViews;
 use futures::future::join_all;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -34,18 +35,29 @@ pub enum AppendOutcome {
     AlreadyStored,
 }
 
-/// One batch of a group append: its views, and the producer's `Idempotency-Key` when it sent one.
+/// One batch of a group append: its views (they happen when stored), the views its producer dated, and the
+/// producer's `Idempotency-Key` when it sent one.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendRequest<'a> {
     pub views: &'a [(VideoId, u64)],
+    pub dated: &'a [DatedViews],
     pub key: Option<&'a IdempotencyKey>,
 }
 
 /// First pause before a failed part of a batch is sent again under its key.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
-/// One partition's part of a batch: its `<video> <n>` lines.
-pub(in crate::redis) type Part = (Partition, String);
+/// One partition's views of a batch, as its `<video> <n>` lines.
+pub(in crate::redis) type Lines = (Partition, String);
+
+/// One entry's worth of a batch: a partition's lines, and their event time when the producer dated them
+/// (the entry then carries it beside its lines, [`EVENT_TIME_FIELD`]).
+#[derive(Debug, Clone)]
+struct Part {
+    partition: Partition,
+    event_ms: Option<i64>,
+    lines: String,
+}
 
 /// A batch of the group being appended.
 struct Batch {
@@ -75,7 +87,11 @@ impl LogWriter {
     /// Appends a validated batch to the log. Returns once Redis has the entries (and, with `wait_replicas`,
     /// its replicas). On one node the batch is stored whole or not at all; on a cluster, see the module.
     pub async fn append(&self, views: &[(VideoId, u64)]) -> Result<()> {
-        let request = AppendRequest { views, key: None };
+        let request = AppendRequest {
+            views,
+            dated: &[],
+            key: None,
+        };
         let retention = self.generated_key_retention;
         self.one(request, "*", retention).await.map(|_| ())
     }
@@ -91,6 +107,7 @@ impl LogWriter {
     ) -> Result<AppendOutcome> {
         let request = AppendRequest {
             views,
+            dated: &[],
             key: Some(key),
         };
         self.one(request, "*", retention).await
@@ -99,11 +116,26 @@ impl LogWriter {
     /// [`Self::append`] with the event time given: the entries get ids `<at_ms>-<seq>`. Redis refuses a time
     /// before the log's last entry. For replays and tests that inject time.
     pub async fn append_at(&self, views: &[(VideoId, u64)], at_ms: i64) -> Result<()> {
-        let request = AppendRequest { views, key: None };
+        let request = AppendRequest {
+            views,
+            dated: &[],
+            key: None,
+        };
         let retention = self.generated_key_retention;
         self.one(request, &format!("{at_ms}-*"), retention)
             .await
             .map(|_| ())
+    }
+
+    /// One batch of [`Self::append_group`] with the entries' time given (`<at_ms>-<seq>` ids), as a receiver
+    /// would have stored it then: for tests of views their producer dated (`"at"`) under injected time.
+    pub async fn append_request_at(
+        &self,
+        request: AppendRequest<'_>,
+        at_ms: i64,
+    ) -> Result<AppendOutcome> {
+        let retention = self.generated_key_retention;
+        self.one(request, &format!("{at_ms}-*"), retention).await
     }
 
     /// Appends a group of batches that arrived together, one entry per partition for the whole group; each
@@ -176,10 +208,23 @@ impl LogWriter {
         self.cluster || self.wait_replicas > 0
     }
 
-    /// A request split by partition, with its key: the producer's, or one generated where a failure could
-    /// leave the batch stored without the producer knowing.
+    /// A request split by partition (and the dated views by slice), with its key: the producer's, or one
+    /// generated where a failure could leave the batch stored without the producer knowing.
     fn batch(&self, request: &AppendRequest<'_>) -> Batch {
-        let parts = self.split(request.views);
+        let undated = self.split(request.views).into_iter().map(|l| (l, None));
+        let dated = request.dated.iter().flat_map(|d| {
+            self.split(&d.views)
+                .into_iter()
+                .map(move |l| (l, Some(d.event_ms)))
+        });
+        let parts: Vec<Part> = undated
+            .chain(dated)
+            .map(|((partition, lines), event_ms)| Part {
+                partition,
+                event_ms,
+                lines,
+            })
+            .collect();
         let key = match request.key {
             Some(key) => Some((key.clone(), false)),
             None if self.hands_back_keys() => Some((IdempotencyKey::generate(), true)),
@@ -246,8 +291,12 @@ impl LogWriter {
         let mut pending: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
         for (b, batch) in batches.iter().enumerate() {
             if verdict[b].is_none() {
-                for (p, _) in &batch.parts {
-                    pending.entry(*p).or_default().push(b);
+                for part in &batch.parts {
+                    // Once per partition: a batch with dated views has several parts on one partition.
+                    let members = pending.entry(part.partition).or_default();
+                    if members.last() != Some(&b) {
+                        members.push(b);
+                    }
                 }
             }
         }
@@ -262,7 +311,7 @@ impl LogWriter {
                         batches[b]
                             .parts
                             .iter()
-                            .filter(|(q, _)| q == p)
+                            .filter(|part| part.partition == *p)
                             .cloned()
                             .collect()
                     })
@@ -364,9 +413,9 @@ impl LogWriter {
         writers: &mut Writers,
     ) -> Result<Vec<Taken>> {
         let mut logs: BTreeMap<Partition, usize> = BTreeMap::new();
-        for (p, _) in parts.iter().flat_map(|parts| parts.iter()) {
+        for part in parts.iter().flat_map(|parts| parts.iter()) {
             let next = logs.len() + 1;
-            logs.entry(*p).or_insert(next);
+            logs.entry(part.partition).or_insert(next);
         }
         let mut keys: Vec<String> = vec![String::new(); logs.len()];
         for (p, index) in &logs {
@@ -381,6 +430,7 @@ impl LogWriter {
             u8::from(self.wait_replicas > 0).to_string(),
             logs.len().to_string(),
             batches.len().to_string(),
+            EVENT_TIME_FIELD.to_owned(),
         ];
         for ((batch, parts), guard) in batches.iter().zip(parts).zip(guards) {
             let (guard_index, check) = match guard {
@@ -399,9 +449,10 @@ impl LogWriter {
             args.push(guard_index.to_string());
             args.push(u8::from(check).to_string());
             args.push(parts.len().to_string());
-            for (p, lines) in parts.iter() {
-                args.push(logs[p].to_string());
-                args.push(lines.clone());
+            for part in parts.iter() {
+                args.push(logs[&part.partition].to_string());
+                args.push(part.event_ms.map_or_else(String::new, |t| t.to_string()));
+                args.push(part.lines.clone());
             }
         }
         let reply: Vec<Value> = self.eval(&self.scripts.append, keys, args).await?;
@@ -444,7 +495,7 @@ impl Taken {
 
 impl Shared {
     /// The batch's views grouped by partition, as each partition's lines.
-    pub(in crate::redis) fn split(&self, views: &[(VideoId, u64)]) -> Vec<Part> {
+    pub(in crate::redis) fn split(&self, views: &[(VideoId, u64)]) -> Vec<Lines> {
         let mut by_partition: BTreeMap<Partition, Vec<(&VideoId, u64)>> = BTreeMap::new();
         for (video, n) in views {
             by_partition
@@ -459,11 +510,16 @@ impl Shared {
     }
 }
 
-/// The SHA-1 of a whole batch, as its partitions' lines in partition order.
+/// The SHA-1 of a whole batch, as its partitions' lines in partition order, the dated ones after with their
+/// time (so an undated batch's fingerprint is what it was before views could be dated).
 fn batch_fingerprint(parts: &[Part]) -> String {
     let mut all = String::new();
-    for (p, lines) in parts {
-        all.push_str(&format!("#{p}\n{lines}"));
+    for part in parts {
+        let (p, lines) = (part.partition, &part.lines);
+        match part.event_ms {
+            None => all.push_str(&format!("#{p}\n{lines}")),
+            Some(t) => all.push_str(&format!("#{p}@{t}\n{lines}")),
+        }
     }
     sha1_smol::Sha1::from(all).digest().to_string()
 }
