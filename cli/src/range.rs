@@ -2,8 +2,8 @@
 
 use crate::args::RangeArgs;
 use crate::client::{self, endpoint};
-use crate::format::{print, print_json, table, thousands, Align};
-use crate::top::Ranked;
+use crate::format::{print, print_json};
+use crate::top::{ranking_table, Ranked};
 use serde::Deserialize;
 
 /// The API's answer: the range summed, how finely, how far history goes, and the ranking.
@@ -36,20 +36,7 @@ fn render(r: &RangeRanking) -> String {
     let mut out = if r.videos.is_empty() {
         format!("no views from {} to {}\n", r.from, r.to)
     } else {
-        let rows: Vec<Vec<String>> = r
-            .videos
-            .iter()
-            .enumerate()
-            .map(|(i, v)| vec![(i + 1).to_string(), thousands(v.views), v.video_id.clone()])
-            .collect();
-        table(
-            &[
-                ("rank", Align::Right),
-                ("views", Align::Right),
-                ("video", Align::Left),
-            ],
-            &rows,
-        )
+        ranking_table(&r.videos)
     };
     out.push_str(&format!("from {} to {}", r.from, r.to));
     if r.resolution != "minute" {

@@ -36,24 +36,29 @@ fn render(ranking: &[Ranked], window: &str, as_of: Option<&str>) -> String {
     let mut out = if ranking.is_empty() {
         format!("no views in {window}\n")
     } else {
-        let rows: Vec<Vec<String>> = ranking
-            .iter()
-            .enumerate()
-            .map(|(i, r)| vec![(i + 1).to_string(), thousands(r.views), r.video_id.clone()])
-            .collect();
-        table(
-            &[
-                ("rank", Align::Right),
-                ("views", Align::Right),
-                ("video", Align::Left),
-            ],
-            &rows,
-        )
+        ranking_table(ranking)
     };
     if let Some(t) = as_of {
         out.push_str(&format!("as of {t}\n"));
     }
     out
+}
+
+/// A ranking as a table: rank, views, video.
+pub(crate) fn ranking_table(ranking: &[Ranked]) -> String {
+    let rows: Vec<Vec<String>> = ranking
+        .iter()
+        .enumerate()
+        .map(|(i, r)| vec![(i + 1).to_string(), thousands(r.views), r.video_id.clone()])
+        .collect();
+    table(
+        &[
+            ("rank", Align::Right),
+            ("views", Align::Right),
+            ("video", Align::Left),
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]

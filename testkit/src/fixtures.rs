@@ -2,7 +2,8 @@
 //! Redis (or on a server of the test's own), a migrated database, the whole log applied, and the brute-force
 //! window oracle that the maintained windows are checked against.
 
-use crate::servers::{fresh_database, servers, unique_name};
+use crate::process::unique_name;
+use crate::servers::{fresh_database, servers};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use topk_core::config::{DatabaseConfig, RedisConfig};

@@ -53,12 +53,13 @@ pub mod wait;
 pub use kafka::KafkaBroker;
 pub use log_capture::{init_test_log, LogCapture};
 pub use postgres::{pg_bin, psql, PgServer};
+pub use process::unique_name;
 pub use process::{free_port, signal, wait_port};
 pub use redis_access::RedisAccess;
 pub use redis_cluster::{port_serving, slot_of, RedisCluster, SlotRange};
 pub use redis_server::RedisServer;
 pub use resp::{RedisConn, Reply};
-pub use servers::{cluster_url, fresh_database, servers, unique_name, Servers};
+pub use servers::{cluster_url, fresh_database, servers, Servers};
 #[cfg(feature = "stack")]
 pub use stack::{Stack, StackBuilder};
 pub use tls::{tls_postgres, TlsCerts, TlsRedisServer};

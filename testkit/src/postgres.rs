@@ -1,8 +1,7 @@
 //! PostgreSQL for tests: its programs, a server owned by a test (stopped like a crash, started again), and
 //! one-statement `psql` calls.
 
-use crate::process::{free_port, is_root, watch_and_stop, which};
-use crate::servers::unique_name;
+use crate::process::{free_port, is_root, unique_name, watch_and_stop, which};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,9 +1,11 @@
-//! Process and port utilities: signals, free ports, waiting for a listener, finding a program, and the
-//! watchdog that stops a test process's servers once it exits (statics are never dropped).
+//! Process and port utilities: signals, free ports, waiting for a listener, finding a program, names unique
+//! within the test process, and the watchdog that stops a test process's servers once it exits (statics are
+//! never dropped).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Sends a signal (by name, e.g. `TERM`) to a process.
@@ -68,4 +70,23 @@ pub(crate) fn watch_and_stop(stop: &str, dir: &Path) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique within the test run, usable as a Redis key prefix or a database name.
+pub fn unique_name(label: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    format!("t{}_{n}_{label}", std::process::id())
 }

@@ -3,10 +3,9 @@
 //! only for the tests that ask for it.
 
 use crate::postgres::{psql, start_postgres};
-use crate::process::watch_and_stop;
+use crate::process::{unique_name, watch_and_stop};
 use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 /// The servers shared by one test process.
@@ -24,8 +23,6 @@ static CLUSTER_URL: OnceLock<String> = OnceLock::new();
 
 /// The node timeout of the shared cluster: nothing kills its nodes, so it only bounds a stray hiccup.
 const SHARED_CLUSTER_NODE_TIMEOUT_MS: u64 = 5_000;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The shared Redis and Postgres of this test process, started on first call.
 pub fn servers() -> &'static Servers {
@@ -75,23 +72,6 @@ pub fn cluster_url() -> String {
                 })
         })
         .clone()
-}
-
-/// A name unique within the test run, usable as a Redis key prefix or a database name.
-pub fn unique_name(label: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let label: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(30)
-        .collect();
-    format!("t{}_{n}_{label}", std::process::id())
 }
 
 /// Creates an empty database for one test and returns its URL.

@@ -3,7 +3,8 @@
 //! fresh migrated database, stopped when the [`Stack`] is dropped; and the ranking poller tests wait with.
 
 use crate::fixtures::migrated_pool_at;
-use crate::servers::{fresh_database, servers, unique_name};
+use crate::process::unique_name;
+use crate::servers::{fresh_database, servers};
 use crate::wait::wait_until;
 use clap::Parser;
 use reqwest::StatusCode;

@@ -3,7 +3,9 @@
 
 use sqlx::PgPool;
 use std::collections::BTreeMap;
-use topk_core::domain::VideoId;
+use topk_core::db::minute_start;
+use topk_core::db::range::MinuteRange;
+use topk_core::domain::{RankedVideo, VideoId};
 use topk_core::redis::{AppendRequest, RedisStore, SourcePartition, SourceRecord};
 use topk_core::wire::DatedViews;
 use topk_testkit::fixtures;
@@ -56,6 +58,35 @@ pub async fn log_backdated(
             .append_source_at(p, &source, &[record], now)
             .await
             .unwrap();
+    }
+}
+
+/// Logs one step's `views` (`(video number, count)`, video `v<number>`) at `now`, back-dated by `backdate_ms`
+/// when given ([`log_backdated`], the source offsets counted in `offset`), and records each as an event
+/// `(event time, video, count)` for the brute-force model.
+pub async fn log_step_views(
+    store: &RedisStore,
+    views: &[(u8, u64)],
+    backdate_ms: Option<i64>,
+    now: i64,
+    offset: &mut i64,
+    events: &mut Vec<(i64, String, u64)>,
+) {
+    for (v, n) in views {
+        let video = format!("v{v}");
+        let one = [(VideoId::parse(&video).unwrap(), *n)];
+        let event_ms = match backdate_ms {
+            None => {
+                store.writer().append_at(&one, now).await.unwrap();
+                now
+            }
+            Some(back) => {
+                log_backdated(store, &one, *offset, now, now - back).await;
+                *offset += 1;
+                now - back
+            }
+        };
+        events.push((event_ms, video, *n));
     }
 }
 
@@ -171,4 +202,25 @@ pub fn per_minute(events: &[(i64, String, u64)], before_ms: i64) -> Vec<(String,
 /// `count` offsets evenly spread over `over_ms`.
 pub fn spread(count: i64, over_ms: i64) -> Vec<i64> {
     (0..count).map(|i| i * over_ms / count).collect()
+}
+
+/// The plain SQL over `video_stats`, the benchmark's baseline: exact by definition.
+pub async fn sql_top(pool: &PgPool, range: MinuteRange, k: usize) -> Vec<RankedVideo> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT video_id, sum(views)::bigint FROM video_stats \
+         WHERE bucket_start >= $1 AND bucket_start < $2 \
+         GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $3",
+    )
+    .bind(minute_start(range.from()))
+    .bind(minute_start(range.to()))
+    .bind(k as i64)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(video_id, views)| RankedVideo {
+            video_id,
+            views: views as u64,
+        })
+        .collect()
 }

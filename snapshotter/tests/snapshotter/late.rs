@@ -6,7 +6,8 @@
 //! moments.
 
 use crate::helpers::{
-    all_time, block_on, database, log_backdated, per_minute, redis, stats, totals, MIN, T0,
+    all_time, block_on, database, log_backdated, log_step_views, per_minute, redis, stats, totals,
+    MIN, T0,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -91,22 +92,15 @@ pub(crate) async fn check(steps: Vec<Step>, snapshotter_first: bool, label: &str
     let mut offset = 0;
     for s in &steps {
         now += s.advance_ms;
-        for (v, n) in &s.views {
-            let video = format!("v{v}");
-            let views = [(VideoId::parse(&video).unwrap(), *n)];
-            let event_ms = match s.backdate_ms {
-                None => {
-                    store.writer().append_at(&views, now).await.unwrap();
-                    now
-                }
-                Some(back) => {
-                    log_backdated(&store, &views, offset, now, now - back).await;
-                    offset += 1;
-                    now - back
-                }
-            };
-            events.push((event_ms, video, *n));
-        }
+        log_step_views(
+            &store,
+            &s.views,
+            s.backdate_ms,
+            now,
+            &mut offset,
+            &mut events,
+        )
+        .await;
         if s.apply {
             apply_log(&store, "w", 7).await;
         }

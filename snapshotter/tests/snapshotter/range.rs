@@ -4,7 +4,7 @@
 //! through minutes, hours and rolled-up days. Along the way the answer is checked against the plain SQL over
 //! `video_stats`, and the period totals against `video_stats` (`verify`'s check).
 
-use crate::helpers::{block_on, database, log_backdated, redis, MIN, T0};
+use crate::helpers::{block_on, database, log_step_views, redis, sql_top, MIN, T0};
 use proptest::prelude::*;
 use sqlx::PgPool;
 use topk_core::db::period_check::period_differences;
@@ -138,27 +138,6 @@ fn brute_force(events: &[(i64, String, u64)], range: MinuteRange, k: usize) -> V
     top
 }
 
-/// The plain SQL over `video_stats`, the benchmark's baseline: exact by definition.
-async fn sql_top(pool: &PgPool, range: MinuteRange, k: usize) -> Vec<RankedVideo> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT video_id, sum(views)::bigint FROM video_stats \
-         WHERE bucket_start >= $1 AND bucket_start < $2 \
-         GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $3",
-    )
-    .bind(topk_core::db::minute_start(range.from()))
-    .bind(topk_core::db::minute_start(range.to()))
-    .bind(k as i64)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    rows.into_iter()
-        .map(|(video_id, views)| RankedVideo {
-            video_id,
-            views: views as u64,
-        })
-        .collect()
-}
-
 /// The range's answer, with the rounding it says it did checked: the range summed contains the one asked
 /// for and its ends moved less than one period of its resolution.
 async fn answer(pool: &PgPool, asked: MinuteRange, k: usize) -> RangeTop {
@@ -187,22 +166,15 @@ async fn run(steps: Vec<Step>, ranges: Vec<(f64, f64, u8, u8, usize)>, label: &s
     let mut offset = 0;
     for s in &steps {
         now += s.advance_ms;
-        for (v, n) in &s.views {
-            let video = format!("v{v}");
-            let views = [(VideoId::parse(&video).unwrap(), *n)];
-            let at = match s.backdate_ms {
-                None => {
-                    store.writer().append_at(&views, now).await.unwrap();
-                    now
-                }
-                Some(back) => {
-                    log_backdated(&store, &views, offset, now, now - back).await;
-                    offset += 1;
-                    now - back
-                }
-            };
-            events.push((at, video, *n));
-        }
+        log_step_views(
+            &store,
+            &s.views,
+            s.backdate_ms,
+            now,
+            &mut offset,
+            &mut events,
+        )
+        .await;
         if s.apply {
             apply_log(&store, "w", 7).await;
             store.applier().retire_all(now).await.unwrap();

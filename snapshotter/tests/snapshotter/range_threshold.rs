@@ -2,7 +2,7 @@
 //! per period, skewed or flat, written minute by minute as the snapshotter writes them, late views added to
 //! periods already covered, the roll-ups run; every range's answer equals the plain SQL over `video_stats`.
 
-use crate::helpers::{block_on, database};
+use crate::helpers::{block_on, database, sql_top};
 use proptest::prelude::*;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -51,27 +51,6 @@ fn minute() -> impl Strategy<Value = Minute> {
             late,
             close,
         })
-}
-
-/// The plain SQL over `video_stats`, exact by definition.
-async fn sql_top(pool: &PgPool, range: MinuteRange, k: usize) -> Vec<RankedVideo> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT video_id, sum(views)::bigint FROM video_stats \
-         WHERE bucket_start >= $1 AND bucket_start < $2 \
-         GROUP BY video_id ORDER BY 2 DESC, 1 DESC LIMIT $3",
-    )
-    .bind(minute_start(range.from()))
-    .bind(minute_start(range.to()))
-    .bind(k as i64)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    rows.into_iter()
-        .map(|(video_id, views)| RankedVideo {
-            video_id,
-            views: views as u64,
-        })
-        .collect()
 }
 
 async fn run(

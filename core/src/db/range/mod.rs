@@ -178,6 +178,11 @@ async fn sum_rest(
             *sums.entry(id).or_default() += views;
         }
     }
+    Ok(ranked(sums))
+}
+
+/// Sums per video as a ranking: the videos with views, in the rankings' order.
+fn ranked(sums: HashMap<String, i64>) -> Vec<RankedVideo> {
     let mut out: Vec<RankedVideo> = sums
         .into_iter()
         .filter(|(_, views)| *views > 0)
@@ -187,7 +192,7 @@ async fn sum_rest(
         })
         .collect();
     out.sort_unstable_by(ranking_order);
-    Ok(out)
+    out
 }
 
 /// The top `k` of the plan summed whole in one aggregate over its pieces (days and hours from the totals, the

@@ -11,7 +11,7 @@
 
 use super::plan::Plan;
 use crate::db::minute_start;
-use crate::domain::{ranking_order, RankedVideo, TopK};
+use crate::domain::{RankedVideo, TopK};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ pub struct Effort {
 }
 
 /// The exact top `k` of `plan`'s days and hours plus `rest` (each video's views in the rest of the range,
-/// sorted in [`ranking_order`]), or `None` when the lists are read past `give_up` rows each without an answer.
+/// sorted in [`crate::domain::ranking_order`]), or `None` when the lists are read past `give_up` rows each without an answer.
 pub(super) async fn top_k(
     db: &mut PgConnection,
     plan: &Plan,
@@ -142,15 +142,7 @@ pub(super) async fn top_k(
         let exhausted = threshold == 0;
         let kth = kth_views(&sums, k);
         if exhausted || kth.is_some_and(|v| v > threshold) {
-            let mut top: Vec<RankedVideo> = sums
-                .into_iter()
-                .filter(|(_, views)| *views > 0)
-                .map(|(video_id, views)| RankedVideo {
-                    video_id,
-                    views: views as u64,
-                })
-                .collect();
-            top.sort_unstable_by(ranking_order);
+            let mut top = super::ranked(sums);
             top.truncate(k);
             return Ok((Some(top), effort));
         }
