@@ -16,25 +16,29 @@ pub async fn postgres(
     store: &RedisStore,
     pool: &PgPool,
 ) -> anyhow::Result<Vec<Figure>> {
-    let bar = progress("seeding minute buckets for the snapshot");
     let keys = store.keys().clone();
-    let now_ms = store.now_ms().await?;
-    let newest = slices::minute_of(now_ms) - 2;
-    for p in keys.all_partitions() {
-        for m in 0..cfg.seed_minutes as i64 {
-            let minute = newest - m;
-            let members: Vec<(String, u64)> = (0..cfg.seed_videos)
-                .map(|j| (format!("s{p}_{j}"), j % 97 + 1))
-                .collect();
-            store
-                .recovery()
-                .seed_sealed_minute(p, minute, members.iter().map(|(v, n)| (v.as_str(), *n)))
-                .await?;
-        }
-    }
-    bar.finish_and_clear();
+    let start_ms = store.now_ms().await?;
     let (mut snap, mut rebuild) = (Vec::new(), Vec::new());
     for r in 0..cfg.repeats {
+        // Each run snapshots minutes of its own, later than the last run's: a written minute is closed for
+        // good (its snapshot cursor moved past it, and the rebuild marks what it restored as closed), so a
+        // run over the same minutes would write nothing.
+        let now_ms = start_ms + (r as i64) * (cfg.seed_minutes as i64 + 3) * slices::MINUTE_MS;
+        let bar = progress("seeding minute buckets for the snapshot");
+        let newest = slices::minute_of(now_ms) - 2;
+        for p in keys.all_partitions() {
+            for m in 0..cfg.seed_minutes as i64 {
+                let minute = newest - m;
+                let members: Vec<(String, u64)> = (0..cfg.seed_videos)
+                    .map(|j| (format!("s{p}_{j}"), j % 97 + 1))
+                    .collect();
+                store
+                    .recovery()
+                    .seed_sealed_minute(p, minute, members.iter().map(|(v, n)| (v.as_str(), *n)))
+                    .await?;
+            }
+        }
+        bar.finish_and_clear();
         let bar = progress(&format!(
             "snapshot and rebuild-redis, run {}/{}",
             r + 1,
@@ -43,6 +47,11 @@ pub async fn postgres(
         super::reset_history(pool).await?;
         let t = Instant::now();
         let report = topk_snapshotter::jobs::snapshot_minutes(store, pool, now_ms).await?;
+        anyhow::ensure!(
+            report.rows > 0,
+            "the snapshot of run {} wrote no rows: the benchmark would measure nothing",
+            r + 1
+        );
         snap.push(report.rows as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
         let restored = topk_snapshotter::rebuild::rebuild(store, pool, now_ms, false).await?;

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use topk_core::db::period_check::period_differences;
 use topk_core::db::range::{top_in_range, Method, MinuteRange, RangeTop, Resolution};
 use topk_core::db::retention::{maintain, RetentionPolicy};
-use topk_core::domain::{ranking_order, RankedVideo, TopK, VideoId};
+use topk_core::domain::{ranking_order, RankedVideo, TopK};
 use topk_snapshotter::jobs::{close_minutes, snapshot_minutes};
 use topk_snapshotter::rebuild::rebuild;
 use topk_snapshotter::verify::{period_problems, verify};

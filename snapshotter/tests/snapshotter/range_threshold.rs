@@ -4,7 +4,6 @@
 
 use crate::helpers::{block_on, database, sql_top};
 use proptest::prelude::*;
-use sqlx::PgPool;
 use std::time::Duration;
 use topk_core::batch::EntryId;
 use topk_core::db::period_check::period_differences;
