@@ -114,8 +114,9 @@ pub struct IngestConfig {
     /// so that the next one is larger: views of a batch are summed per video and window before Redis sees
     /// them, and leader scores are written once per batch, so larger batches cost Redis less per view. It adds
     /// at most this much (and the next step's time) to the time before a view is ranked. A full batch (a
-    /// backlog) is followed at once.
-    #[arg(long, env = "TOPK_WORKER_BATCH_WAIT_MS", default_value_t = 500)]
+    /// backlog) is followed at once. 400 ms keeps freshness p99 under 500 ms at 100,000 views/s (500 ms
+    /// gave 582 ms against 493 in one session) at no measurable cost under load, where steps run back to back.
+    #[arg(long, env = "TOPK_WORKER_BATCH_WAIT_MS", default_value_t = 400)]
     pub worker_batch_wait_ms: u64,
     /// How long an entry may stay pending with another worker before it is claimed (that worker is presumed dead).
     #[arg(long, env = "TOPK_CLAIM_IDLE_MS", default_value_t = 30_000)]
