@@ -27,17 +27,13 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
 
     let dom = load(&s, "/?window=hour#video=alpha").await;
 
-    let rows = table_rows(&dom, "rows");
-    let shown: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
-        .collect();
+    let shown = ranking_rows(&dom);
     assert_eq!(
         shown,
         [
-            ("1", "alpha", "1,234"),
-            ("2", "beta", "20"),
-            ("3", "gamma", "10")
+            ["1", "alpha", "1,234"],
+            ["2", "beta", "20"],
+            ["3", "gamma", "10"]
         ],
         "{dom}"
     );
@@ -122,14 +118,10 @@ async fn the_past_range_view_shows_the_ranking_of_a_range() {
         .unwrap();
 
     let dom = load(&s, "/?from=2026-11-01T00:00:00Z&to=2026-11-02&k=20").await;
-    let rows = table_rows(&dom, "rows");
-    let shown: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
-        .collect();
+    let shown = ranking_rows(&dom);
     assert_eq!(
         shown,
-        [("1", "alpha", "1,234"), ("2", "beta", "20")],
+        [["1", "alpha", "1,234"], ["2", "beta", "20"]],
         "{dom}"
     );
     assert!(
@@ -326,6 +318,14 @@ async fn screenshot(s: &Stack) {
     .await
     .unwrap();
     keep_posting.abort();
+}
+
+/// The ranking table's rank, video and views cells, row by row.
+fn ranking_rows(dom: &str) -> Vec<[String; 3]> {
+    table_rows(dom, "rows")
+        .into_iter()
+        .map(|r| [r[0].clone(), r[1].clone(), r[2].clone()])
+        .collect()
 }
 
 /// The cells' text of each row of the `<tbody>` with this id, tags stripped and entities left as they are.

@@ -134,10 +134,7 @@ impl Shared {
         key: &str,
         args: Vec<T>,
     ) -> Result<R> {
-        let mut cmd = ::redis::cmd(name);
-        for a in &args {
-            cmd.arg(a);
-        }
+        let cmd = command(name, &args);
         self.retry_not_run(|| self.query(&cmd, key)).await
     }
 
@@ -148,10 +145,7 @@ impl Shared {
         key: &str,
         args: Vec<T>,
     ) -> Result<R> {
-        let mut cmd = ::redis::cmd(name);
-        for a in &args {
-            cmd.arg(a);
-        }
+        let cmd = command(name, &args);
         let route = || Route::Key(key.to_owned());
         self.retry_not_run(|| async {
             let span = command_span(&cmd, key);
@@ -247,4 +241,13 @@ impl fmt::Display for ScriptName<'_> {
             None => f.write_str(self.1.sha.get(..12).unwrap_or(&self.1.sha)),
         }
     }
+}
+
+/// The command `name` with `args`.
+fn command<T: ToRedisArgs>(name: &'static str, args: &[T]) -> Cmd {
+    let mut cmd = ::redis::cmd(name);
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd
 }
