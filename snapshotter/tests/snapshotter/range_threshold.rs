@@ -169,3 +169,35 @@ async fn deep_lists_take_several_rounds() {
         other => panic!("{other:?}"),
     }
 }
+
+/// One whole hour, its K-th place tied with hundreds of videos (the long tail of a Zipf hour, one view each):
+/// the hour's ranking is read from the top in one round, ties ordered by id as the SQL orders them, instead
+/// of reading on through the ties.
+#[tokio::test]
+async fn a_single_period_with_ties_at_the_kth_place_is_read_once() {
+    let pool = database("range_single_tied").await;
+    let rows: Vec<RankedVideo> = (0..900u64)
+        .map(|i| RankedVideo {
+            video_id: format!("t{i:03}"),
+            views: if i < 50 { 1_000 - i } else { 1 },
+        })
+        .collect();
+    let at = D0 + HOUR + 5;
+    write_minutes(&pool, 0, &[(at, rows)], D0 + 3 * HOUR)
+        .await
+        .unwrap();
+    close_periods(&pool, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let range = MinuteRange::new(D0 + HOUR, D0 + 2 * HOUR).unwrap();
+    let top = top_in_range(&pool, range, TopK::new(100).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(top.videos, sql_top(&pool, range, 100).await);
+    match top.method {
+        topk_core::db::range::Method::Threshold(e) => {
+            assert_eq!((e.rounds, e.candidates), (1, 0), "{e:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

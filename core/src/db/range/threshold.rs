@@ -123,8 +123,13 @@ pub(super) async fn top_k(
             .cloned()
             .collect();
         if single_list {
-            // The one list's views are the sums.
+            // The one list's views are the sums, and it is read in the rankings' order (views, then id,
+            // descending), so its first k rows are the answer: a video not read yet comes after them, ties
+            // included, and no threshold is needed (with one, ties at the k-th place read on to the end).
             sums.extend(seen);
+            let mut top = super::ranked(sums);
+            top.truncate(k);
+            return Ok((Some(top), effort));
         } else {
             effort.candidates += fresh.len() as u64;
             let mut fresh_sums = sum_over_range(db, plan, &fresh).await?;
