@@ -7,7 +7,7 @@ use chrono::{Duration as Span, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use topk_testkit::Stack;
+use topk_testkit::{holds_for, Stack};
 
 /// `ago` before now, as RFC 3339 (negative: in the future).
 fn at(ago: Span) -> String {
@@ -144,9 +144,14 @@ async fn a_bad_or_future_at_refuses_the_whole_batch() {
         "{body}"
     );
 
-    // Nothing of any refused batch is stored (given time to be applied, were it in the log).
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(s.state_fingerprint().await, before);
+    // Nothing of any refused batch is stored: the log and every window stay as they were for longer than a
+    // worker step takes to apply what the log holds (the stack's workers wait at most 400 ms between steps).
+    holds_for(
+        "the state after refused batches",
+        Duration::from_millis(600),
+        || async { s.state_fingerprint().await == before },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +177,11 @@ async fn a_dated_batch_sent_again_under_its_key_counts_once() {
     ]);
     let (status, body) = s.post_with_key(&moved, "dated-1").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    s.wait_for_ranking("all", &[("x", 4), ("y", 2)], Duration::from_secs(1))
-        .await;
+    let before = s.state_fingerprint().await;
+    holds_for(
+        "the state after a reused key",
+        Duration::from_millis(600),
+        || async { s.state_fingerprint().await == before },
+    )
+    .await;
 }
