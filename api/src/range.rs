@@ -3,15 +3,14 @@
 //! edges).
 
 use crate::AppState;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use topk_core::db::range::{top_in_range, MinuteRange, Resolution};
 use topk_core::domain::{RankedVideo, TopK};
-use topk_core::http::{ApiError, ErrorBody};
+use topk_core::http::{ApiError, ErrorBody, Query};
 use topk_core::slices::MINUTE_MS;
 use utoipa::{IntoParams, ToSchema};
 
@@ -86,10 +85,7 @@ pub fn parse_moment(name: &str, raw: &str) -> Result<i64, ApiError> {
 
 /// Parses a range query: both ends required, `to` after `from` once rounded down to the minute, `k` 1 to 1000
 /// (default 10).
-pub fn parse_range(
-    query: Result<Query<RangeQuery>, QueryRejection>,
-) -> Result<(MinuteRange, TopK), ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+pub fn parse_range(Query(q): Query<RangeQuery>) -> Result<(MinuteRange, TopK), ApiError> {
     let moment = |name: &str, raw: Option<&str>| {
         raw.ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -123,16 +119,10 @@ pub fn parse_range(
         example = json!({"error": "history (Postgres) is unavailable, try again shortly"}))))]
 pub async fn range(
     State(state): State<AppState>,
-    query: Result<Query<RangeQuery>, QueryRejection>,
+    query: Query<RangeQuery>,
 ) -> Result<Json<RangeRanking>, ApiError> {
     let (asked, k) = parse_range(query)?;
-    let top = match top_in_range(&state.db, asked, k).await {
-        Ok(top) => top,
-        Err(e) => {
-            let e = topk_core::db::unreachable::named(&state.db, e).await;
-            return Err(ApiError::unavailable("history (Postgres)", &e));
-        }
-    };
+    let top = top_in_range(&state.db, asked, k).await?;
     tracing::debug!(method = ?top.method, "range answered");
     Ok(Json(RangeRanking {
         from: topk_core::db::minute_start(top.plan.range.from()),
@@ -151,7 +141,7 @@ mod tests {
 
     fn parse(query: &str) -> Result<(MinuteRange, TopK), ApiError> {
         let uri: Uri = format!("http://x/v1/topk/range?{query}").parse().unwrap();
-        parse_range(Query::try_from_uri(&uri))
+        Query::try_from_uri(&uri).and_then(parse_range)
     }
 
     fn minute(rfc3339: &str) -> i64 {
@@ -203,7 +193,7 @@ mod tests {
         #[test]
         fn arbitrary_queries_never_panic(query in "[ -~]{0,80}") {
             let Ok(uri) = format!("http://x/v1/topk/range?{query}").parse::<Uri>() else { return Ok(()) };
-            if let Err(e) = parse_range(Query::try_from_uri(&uri)) {
+            if let Err(e) = Query::try_from_uri(&uri).and_then(parse_range) {
                 prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST);
             }
         }

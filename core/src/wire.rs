@@ -60,6 +60,11 @@ pub struct DatedBatch {
 }
 
 impl DatedBatch {
+    /// Its elements (a video, or a video at a slice), dated or not.
+    pub fn elements(&self) -> usize {
+        self.undated.len() + self.dated.iter().map(|d| d.views.len()).sum::<usize>()
+    }
+
     /// Every view of the batch, dated or not.
     pub fn views(&self) -> u64 {
         let undated: u64 = self.undated.iter().map(|(_, n)| n).sum();

@@ -68,7 +68,7 @@ impl GroupCommit {
         key: Option<IdempotencyKey>,
     ) -> Result<AppendOutcome, StoreError> {
         let (answer, answered) = oneshot::channel();
-        let size = batch.undated.len() + batch.dated.iter().map(|d| d.views.len()).sum::<usize>();
+        let size = batch.elements();
         let waiting = Waiting { batch, key, answer };
         let starts_group = {
             let mut forming = self.forming.lock().expect("group lock");

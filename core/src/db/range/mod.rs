@@ -13,7 +13,7 @@ mod threshold;
 pub use plan::{MinuteRange, Plan, Resolution, Rollups};
 pub use threshold::Effort;
 
-use super::{minute_start, periods};
+use super::{minute_start, periods, HistoryError};
 use crate::domain::{ranking_order, RankedVideo, TopK};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -52,6 +52,14 @@ pub struct RangeTop {
 /// The exact top `k` of the views history holds for `asked`: each end rounded outwards to the resolution
 /// history keeps there.
 pub async fn top_in_range(
+    pool: &PgPool,
+    asked: MinuteRange,
+    k: TopK,
+) -> Result<RangeTop, HistoryError> {
+    HistoryError::naming(pool, read_top_in_range(pool, asked, k)).await
+}
+
+async fn read_top_in_range(
     pool: &PgPool,
     asked: MinuteRange,
     k: TopK,

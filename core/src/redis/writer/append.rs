@@ -121,10 +121,7 @@ impl LogWriter {
             dated: &[],
             key: None,
         };
-        let retention = self.generated_key_retention;
-        self.one(request, &format!("{at_ms}-*"), retention)
-            .await
-            .map(|_| ())
+        self.append_request_at(request, at_ms).await.map(|_| ())
     }
 
     /// One batch of [`Self::append_group`] with the entries' time given (`<at_ms>-<seq>` ids), as a receiver
