@@ -75,20 +75,18 @@ async fn read_top_in_range(
         hours.extend(periods_with_rows(&mut tx, HOURLY, run, periods::HOUR).await?);
     }
     let lists = days.len() + hours.len();
-    let (videos, method) = if lists > MAX_LISTS {
+    // No whole period (a range inside hours), or too many: one aggregate that sorts and cuts in Postgres
+    // rather than every video of the range shipped here.
+    let (videos, method) = if lists == 0 || lists > MAX_LISTS {
         (sum_whole(&mut tx, &plan, k).await?, Method::Sum)
     } else {
         let rest = sum_rest(&mut tx, &plan.rest).await?;
-        if lists == 0 {
-            (rest.into_iter().take(k.get()).collect(), Method::Sum)
-        } else {
-            let give_up = GIVE_UP_AFTER * (k.get() + 16);
-            match threshold::top_k(&mut tx, &plan, &days, &hours, &rest, k, give_up).await? {
-                (Some(top), effort) => (top, Method::Threshold(effort)),
-                (None, effort) => {
-                    tracing::debug!(?effort, "range data too flat for the threshold algorithm");
-                    (sum_whole(&mut tx, &plan, k).await?, Method::Sum)
-                }
+        let give_up = GIVE_UP_AFTER * (k.get() + 16);
+        match threshold::top_k(&mut tx, &plan, &days, &hours, &rest, k, give_up).await? {
+            (Some(top), effort) => (top, Method::Threshold(effort)),
+            (None, effort) => {
+                tracing::debug!(?effort, "range data too flat for the threshold algorithm");
+                (sum_whole(&mut tx, &plan, k).await?, Method::Sum)
             }
         }
     };
