@@ -6,9 +6,10 @@ use crate::process::unique_name;
 use crate::servers::{fresh_database, servers};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use topk_core::batch::LogEntry;
 use topk_core::config::{DatabaseConfig, RedisConfig};
 use topk_core::domain::Window;
-use topk_core::redis::RedisStore;
+use topk_core::redis::{LogRead, RedisStore};
 use topk_core::slices::in_window;
 
 /// The command timeout of fixture stores: long enough for two busy cores, short enough to fail a test fast.
@@ -91,6 +92,21 @@ pub async fn apply_log(store: &RedisStore, consumer: &str, chunk: usize) -> u64 
         }
     }
     views
+}
+
+/// Up to `count` entries of partition `p`'s log, read as `consumer` from where `from` says.
+pub async fn read_log(
+    store: &RedisStore,
+    p: u16,
+    consumer: &str,
+    from: LogRead,
+    count: usize,
+) -> Vec<LogEntry> {
+    store
+        .applier()
+        .read_log(p, consumer, from, count)
+        .await
+        .expect("read the log")
 }
 
 /// Every video's count in `window` summed over the partitions, as the maintained hashes hold it.

@@ -9,7 +9,7 @@ use topk_core::domain::VideoId;
 use topk_core::keys::Partition;
 use topk_core::redis::{DeadLetter, LogRead, RedisStore, SourcePartition, SourceRecord};
 use topk_core::slices::slice5_of;
-use topk_testkit::fixtures::store;
+use topk_testkit::fixtures::{read_log, store};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -25,11 +25,7 @@ async fn read_all(store: &RedisStore) -> Vec<(Partition, LogEntry)> {
     let mut all = Vec::new();
     for p in store.keys().all_partitions() {
         loop {
-            let entries = store
-                .applier()
-                .read_log(p, "reader", LogRead::New, 500)
-                .await
-                .unwrap();
+            let entries = read_log(store, p, "reader", LogRead::New, 500).await;
             if entries.is_empty() {
                 break;
             }

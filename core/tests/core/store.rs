@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::time::Duration;
-use topk_core::batch::aggregate;
+use topk_core::batch::{aggregate, LogEntry};
 use topk_core::config::RedisConfig;
 use topk_core::domain::{TopK, VideoId, Window};
 use topk_core::redis::{
@@ -13,7 +13,8 @@ use topk_core::redis::{
 use topk_core::slices::minute_of;
 use topk_testkit::cluster_url;
 use topk_testkit::fixtures::{
-    apply_log, brute_force_window, redis_config, redis_config_at, store, store_for, window_counts,
+    apply_log, brute_force_window, read_log, redis_config, redis_config_at, store, store_for,
+    window_counts,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -28,6 +29,25 @@ async fn log_views(store: &RedisStore, n: u64, times: &[i64]) {
             .await
             .unwrap();
     }
+}
+
+/// A store of one partition whose log holds one entry (`n` views of "v" at T0), delivered to `consumer` and
+/// not yet acknowledged. Returns the store and what `consumer` read.
+async fn one_entry_read_by(label: &str, n: u64, consumer: &str) -> (RedisStore, Vec<LogEntry>) {
+    let store = store(label, 1).await;
+    log_views(&store, n, &[T0]).await;
+    let read = read_log(&store, 0, consumer, LogRead::New, 10).await;
+    assert_eq!(read.len(), 1, "one entry logged");
+    (store, read)
+}
+
+/// Applies `entries` of partition 0 as `consumer`, as a worker does with what it read or claimed.
+async fn apply(store: &RedisStore, consumer: &str, entries: &[LogEntry]) -> ApplyOutcome {
+    store
+        .applier()
+        .apply(0, consumer, &aggregate(entries))
+        .await
+        .unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -249,11 +269,7 @@ async fn a_batch_counts_each_slice_only_in_the_windows_where_it_is_live() {
     // The cursors pass the two older slices before any of their views is applied.
     store.applier().retire_all(T0).await.unwrap();
 
-    let entries = store
-        .applier()
-        .read_log(0, "w", LogRead::New, 10)
-        .await
-        .unwrap();
+    let entries = read_log(&store, 0, "w", LogRead::New, 10).await;
     let batch = aggregate(&entries);
     assert_eq!(batch.slices.len(), 3, "one batch, three slices");
     assert_eq!(
@@ -272,20 +288,7 @@ async fn a_batch_counts_each_slice_only_in_the_windows_where_it_is_live() {
 /// A worker whose entries were claimed by another (it looked dead) applies nothing; the claimer counts them once.
 #[tokio::test]
 async fn claimed_entries_are_applied_once() {
-    let store = store("claim", 1).await;
-    let v = VideoId::parse("v1").unwrap();
-    store
-        .writer()
-        .append_at(&[(v.clone(), 5)], T0)
-        .await
-        .unwrap();
-
-    let slow = store
-        .applier()
-        .read_log(0, "slow", LogRead::New, 10)
-        .await
-        .unwrap();
-    assert_eq!(slow.len(), 1);
+    let (store, slow) = one_entry_read_by("claim", 5, "slow").await;
     let claimed = store
         .applier()
         .claim_stale(0, "rescuer", Duration::ZERO, 10)
@@ -293,39 +296,17 @@ async fn claimed_entries_are_applied_once() {
         .unwrap();
     assert_eq!(claimed.len(), 1);
 
+    assert_eq!(apply(&store, "slow", &slow).await, ApplyOutcome::NotOwned);
     assert_eq!(
-        store
-            .applier()
-            .apply(0, "slow", &aggregate(&slow))
-            .await
-            .unwrap(),
-        ApplyOutcome::NotOwned
-    );
-    assert_eq!(
-        store
-            .applier()
-            .apply(0, "rescuer", &aggregate(&claimed))
-            .await
-            .unwrap(),
+        apply(&store, "rescuer", &claimed).await,
         ApplyOutcome::Applied { views: 5 }
     );
     // A retry of the same call (a reply lost on the way back) changes nothing either.
     assert_eq!(
-        store
-            .applier()
-            .apply(0, "rescuer", &aggregate(&claimed))
-            .await
-            .unwrap(),
+        apply(&store, "rescuer", &claimed).await,
         ApplyOutcome::NotOwned
     );
-    assert_eq!(
-        store
-            .recovery()
-            .window_counts(0, Window::All)
-            .await
-            .unwrap()["v1"],
-        5
-    );
+    assert_eq!(window_counts(&store, Window::All).await["v"], 5);
     assert_eq!(store.log_state().log_backlog(0).await.unwrap(), 0);
 }
 
@@ -338,40 +319,16 @@ async fn the_largest_batch_fits_in_one_partition() {
         .collect();
     store.writer().append(&views).await.unwrap();
     assert_eq!(apply_log(&store, "w", 10).await, 20_000);
-    let all = store
-        .recovery()
-        .window_counts(0, Window::All)
-        .await
-        .unwrap();
+    let all = window_counts(&store, Window::All).await;
     assert_eq!((all.len(), all.values().sum::<u64>()), (10_000, 20_000));
 }
 
 /// A restarted worker finds the entries it read before dying among its own pending ones.
 #[tokio::test]
 async fn own_pending_entries_are_redelivered() {
-    let store = store("pending", 1).await;
-    store
-        .writer()
-        .append_at(&[(VideoId::parse("v").unwrap(), 2)], T0)
-        .await
-        .unwrap();
-    let first = store
-        .applier()
-        .read_log(0, "w", LogRead::New, 10)
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 1);
-    assert!(store
-        .applier()
-        .read_log(0, "w", LogRead::New, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    let again = store
-        .applier()
-        .read_log(0, "w", LogRead::OwnPending, 10)
-        .await
-        .unwrap();
+    let (store, first) = one_entry_read_by("pending", 2, "w").await;
+    assert!(read_log(&store, 0, "w", LogRead::New, 10).await.is_empty());
+    let again = read_log(&store, 0, "w", LogRead::OwnPending, 10).await;
     assert_eq!(again, first);
 }
 
@@ -379,49 +336,19 @@ async fn own_pending_entries_are_redelivered() {
 #[tokio::test]
 async fn trim_never_drops_unacknowledged_entries() {
     let store = store("trim", 1).await;
-    let v = VideoId::parse("v").unwrap();
-    for i in 0..3 {
-        store
-            .writer()
-            .append_at(&[(v.clone(), 1)], T0 + i)
-            .await
-            .unwrap();
-    }
-    let read = store
-        .applier()
-        .read_log(0, "w", LogRead::New, 1)
-        .await
-        .unwrap();
-    store
-        .applier()
-        .apply(0, "w", &aggregate(&read))
-        .await
-        .unwrap();
-    let pending = store
-        .applier()
-        .read_log(0, "w", LogRead::New, 1)
-        .await
-        .unwrap();
+    log_views(&store, 1, &[T0, T0 + 1, T0 + 2]).await;
+    let read = read_log(&store, 0, "w", LogRead::New, 1).await;
+    apply(&store, "w", &read).await;
+    let pending = read_log(&store, 0, "w", LogRead::New, 1).await;
     // Everything is older than the cutoff, but only the acknowledged first entry may go.
     assert_eq!(
         store.applier().trim_log(0, T0 + 1_000_000).await.unwrap(),
         1
     );
     assert_eq!(store.log_state().log_backlog(0).await.unwrap(), 2);
-    store
-        .applier()
-        .apply(0, "w", &aggregate(&pending))
-        .await
-        .unwrap();
+    apply(&store, "w", &pending).await;
     assert_eq!(apply_log(&store, "w", 10).await, 1);
-    assert_eq!(
-        store
-            .recovery()
-            .window_counts(0, Window::All)
-            .await
-            .unwrap()["v"],
-        3
-    );
+    assert_eq!(window_counts(&store, Window::All).await["v"], 3);
 }
 
 /// After `rebuild-redis` the group's last delivered id is the checkpoint's, `<ms>-18446744073709551615`: the
@@ -506,23 +433,11 @@ async fn trimming_beside_a_reading_worker_keeps_every_unacknowledged_entry() {
     const ENTRIES: usize = 3_000;
     let cfg = redis_config("trim_race", 1);
     let (trimmer, worker) = (store_for(&cfg).await, store_for(&cfg).await);
-    let v = VideoId::parse("v").unwrap();
-    for i in 0..ENTRIES {
-        trimmer
-            .writer()
-            .append_at(&[(v.clone(), 1)], T0 + i as i64)
-            .await
-            .unwrap();
-    }
+    let times: Vec<i64> = (0..ENTRIES as i64).map(|i| T0 + i).collect();
+    log_views(&trimmer, 1, &times).await;
     let reading = tokio::spawn(async move {
         // Delivered one at a time and never acknowledged: every entry stays pending.
-        while !worker
-            .applier()
-            .read_log(0, "w", LogRead::New, 1)
-            .await
-            .unwrap()
-            .is_empty()
-        {}
+        while !read_log(&worker, 0, "w", LogRead::New, 1).await.is_empty() {}
     });
     while !reading.is_finished() {
         trimmer
@@ -532,11 +447,7 @@ async fn trimming_beside_a_reading_worker_keeps_every_unacknowledged_entry() {
             .unwrap();
     }
     reading.await.unwrap();
-    let pending = trimmer
-        .applier()
-        .read_log(0, "w", LogRead::OwnPending, ENTRIES + 1)
-        .await
-        .unwrap();
+    let pending = read_log(&trimmer, 0, "w", LogRead::OwnPending, ENTRIES + 1).await;
     let lost = pending.iter().filter(|e| e.views.is_err()).count();
     assert_eq!(
         (pending.len(), lost),

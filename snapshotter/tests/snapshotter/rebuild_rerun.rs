@@ -9,7 +9,7 @@ use topk_core::domain::VideoId;
 use topk_core::redis::LogRead;
 use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::rebuild::rebuild;
-use topk_testkit::fixtures::apply_log;
+use topk_testkit::fixtures::{apply_log, read_log};
 
 const DAY: i64 = 24 * 60 * MIN;
 
@@ -41,11 +41,7 @@ async fn a_rerun_after_the_redo_counts_a_pending_back_dated_entry_once() {
         now - 90_000,
     )
     .await;
-    let taken = store
-        .applier()
-        .read_log(0, "w", LogRead::New, 10)
-        .await
-        .unwrap();
+    let taken = read_log(&store, 0, "w", LogRead::New, 10).await;
     assert_eq!(taken.len(), 1);
     let x = taken[0].id;
 
