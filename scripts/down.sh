@@ -9,17 +9,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-purge=false
-for arg in "$@"; do
-	case "$arg" in
-	--purge) purge=true ;;
-	-h | --help)
-		sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-		exit 0
-		;;
-	*) die "unknown argument '$arg' (try --help)" ;;
-	esac
-done
+read_flag purge --purge "$@"
 
 if [[ ! -d "$TOPK_HOME" ]]; then
 	info "nothing to stop: $TOPK_HOME does not exist"

@@ -45,6 +45,26 @@ die() {
 	exit 1
 }
 
+# The command line of a script that takes one optional flag (up.sh --switch, down.sh --purge):
+# `read_flag VAR --flag "$@"` sets VAR to true when the flag is given, else false. -h/--help prints the
+# calling script's header (its comment lines after #!) and exits; any other argument is an error.
+read_flag() {
+	local -n flag_given="$1"
+	local flag="$2" arg
+	shift 2
+	flag_given=false
+	for arg in "$@"; do
+		case "$arg" in
+		"$flag") flag_given=true ;;
+		-h | --help)
+			sed -n '2,/^[^#]/{/^#/p}' "${BASH_SOURCE[1]}" | sed 's/^# \{0,1\}//'
+			exit 0
+			;;
+		*) die "unknown argument '$arg' (try --help)" ;;
+		esac
+	done
+}
+
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
 
 # Runs a command as root: directly when we are root, else through sudo.

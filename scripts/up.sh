@@ -24,17 +24,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-switch=false
-for arg in "$@"; do
-	case "$arg" in
-	--switch) switch=true ;;
-	-h | --help)
-		sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-		exit 0
-		;;
-	*) die "unknown argument '$arg' (try --help)" ;;
-	esac
-done
+read_flag switch --switch "$@"
 
 check_port_vars
 check_redis_cluster_var
