@@ -8,6 +8,8 @@ use topk_core::db::range::MinuteRange;
 use topk_core::domain::{RankedVideo, VideoId};
 use topk_core::redis::{AppendRequest, RedisStore, SourcePartition, SourceRecord};
 use topk_core::wire::DatedViews;
+use topk_snapshotter::jobs::{close_minutes, snapshot_minutes};
+use topk_snapshotter::rebuild::rebuild;
 use topk_testkit::fixtures;
 
 /// A minute in ms.
@@ -61,33 +63,95 @@ pub async fn log_backdated(
     }
 }
 
-/// Logs one step's `views` (`(video number, count)`, video `v<number>`) at `now`, back-dated by `backdate_ms`
-/// when given ([`log_backdated`], the source offsets counted in `offset`), and records each as an event
+/// One step of a random schedule: time moves on, views (`(video number, count)`, video `v<number>`) are logged
+/// at the new time, and maybe the workers, the retirer, the snapshotter and `rebuild-redis` run at it, in that
+/// order. Workers that skip steps apply views late, after time has moved on by up to a day or more.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub advance_ms: i64,
+    pub views: Vec<(u8, u64)>,
+    /// The views come from a producer that dates them this long before they are logged ([`log_backdated`]).
+    pub backdate_ms: Option<i64>,
+    pub apply: bool,
+    /// The retirer, sealing the minutes it passes.
+    pub retire: bool,
+    pub snapshot: bool,
+    /// The snapshotter's run (if any) stops between closing its minutes and writing them (a crash, Postgres
+    /// lost): the next run redoes it.
+    pub interrupted: bool,
+    /// Redis's windows lost, the log kept: `rebuild-redis` replaces everything of each partition but its log,
+    /// late stream and source offsets, and the workers replay the log after the checkpoint.
+    pub rebuild: bool,
+}
+
+/// Where a random schedule stands: its time, the source offsets it used, and every view logged as an event
 /// `(event time, video, count)` for the brute-force model.
-pub async fn log_step_views(
-    store: &RedisStore,
-    views: &[(u8, u64)],
-    backdate_ms: Option<i64>,
-    now: i64,
-    offset: &mut i64,
-    events: &mut Vec<(i64, String, u64)>,
-) {
-    for (v, n) in views {
-        let video = format!("v{v}");
-        let one = [(VideoId::parse(&video).unwrap(), *n)];
-        let event_ms = match backdate_ms {
-            None => {
-                store.writer().append_at(&one, now).await.unwrap();
-                now
-            }
-            Some(back) => {
-                log_backdated(store, &one, *offset, now, now - back).await;
-                *offset += 1;
-                now - back
-            }
-        };
-        events.push((event_ms, video, *n));
+pub struct Played {
+    pub now: i64,
+    offset: i64,
+    pub events: Vec<(i64, String, u64)>,
+}
+
+impl Played {
+    /// A schedule starting at `now`, nothing logged yet.
+    pub fn from(now: i64) -> Self {
+        Self {
+            now,
+            offset: 0,
+            events: Vec::new(),
+        }
     }
+
+    /// Plays `step` on `store` and `pool` (see [`Step`]).
+    pub async fn step(&mut self, store: &RedisStore, pool: &PgPool, step: &Step) {
+        self.now += step.advance_ms;
+        let now = self.now;
+        for (v, n) in &step.views {
+            let video = format!("v{v}");
+            let one = [(VideoId::parse(&video).unwrap(), *n)];
+            let event_ms = match step.backdate_ms {
+                None => {
+                    store.writer().append_at(&one, now).await.unwrap();
+                    now
+                }
+                Some(back) => {
+                    log_backdated(store, &one, self.offset, now, now - back).await;
+                    self.offset += 1;
+                    now - back
+                }
+            };
+            self.events.push((event_ms, video, *n));
+        }
+        if step.apply {
+            fixtures::apply_log(store, "w", 7).await;
+        }
+        if step.retire {
+            retire_and_seal(store, now).await;
+        }
+        if step.snapshot && step.interrupted {
+            close_minutes(store, pool, now).await.unwrap();
+        } else if step.snapshot {
+            snapshot_minutes(store, pool, now).await.unwrap();
+        }
+        if step.rebuild {
+            rebuild(store, pool, now, false).await.unwrap();
+        }
+    }
+
+    /// The end of the schedule, two minutes on: the whole log applied, retired, sealed and written, so that
+    /// every minute of the events is closed.
+    pub async fn settle(&mut self, store: &RedisStore, pool: &PgPool) {
+        self.now += 2 * MIN;
+        fixtures::apply_log(store, "w", 7).await;
+        retire_and_seal(store, self.now).await;
+        snapshot_minutes(store, pool, self.now).await.unwrap();
+    }
+}
+
+/// The retirer's step at `now`, the minutes it passes sealed, as the workers' process runs it.
+async fn retire_and_seal(store: &RedisStore, now: i64) {
+    store.applier().retire_all(now).await.unwrap();
+    store.applier().seal_all(now).await.unwrap();
 }
 
 /// Runs one property case on a runtime of its own (proptest's cases are synchronous).
@@ -97,6 +161,17 @@ pub fn block_on(case: impl std::future::Future<Output = ()>) {
         .build()
         .unwrap()
         .block_on(case);
+}
+
+/// Runs one property case (as [`block_on`]) under a label of its own, `prefix` and a case number, so that the
+/// store and database of a failed case can be told apart.
+pub fn block_on_case<F: std::future::Future<Output = ()>>(
+    prefix: &str,
+    case: impl FnOnce(String) -> F,
+) {
+    static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    block_on(case(format!("{prefix}{n}")));
 }
 
 /// A store on a private key prefix of the Redis at `url`, its log groups created as ingest does.

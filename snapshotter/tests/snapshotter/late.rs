@@ -6,41 +6,32 @@
 //! moments.
 
 use crate::helpers::{
-    all_time, block_on, database, log_backdated, log_step_views, per_minute, redis, stats, totals,
-    MIN, T0,
+    all_time, block_on_case, database, log_backdated, per_minute, redis, stats, totals, Played,
+    Step, MIN, T0,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use topk_core::domain::{VideoId, Window};
 use topk_snapshotter::jobs::{close_minutes, snapshot_minutes};
-use topk_snapshotter::rebuild::rebuild;
 use topk_snapshotter::verify::verify;
 use topk_testkit::fixtures::{apply_log, brute_force_window, window_counts};
 
 const DAY: i64 = 24 * 60 * MIN;
 
-/// One step of the schedule: time moves on, views are logged at the new time, and maybe the workers, the
-/// retirer, the snapshotter and `rebuild-redis` run at it, in that order. Workers that skip steps apply views
-/// late, after time has moved on by up to a day or more.
-#[derive(Debug, Clone)]
-pub(crate) struct Step {
-    advance_ms: i64,
-    views: Vec<(u8, u64)>,
-    apply: bool,
-    retire: bool,
-    snapshot: bool,
-    /// The views come from a source (Kafka) that dates them this long before they are logged.
-    backdate_ms: Option<i64>,
-    /// Redis's windows lost, the log kept: `rebuild-redis` replaces everything of each partition but its log,
-    /// late stream and source offsets, and the workers replay the log after the checkpoint.
-    rebuild: bool,
-    /// The snapshotter's run (if any) stops between closing its minutes and writing them (a crash, Postgres
-    /// lost): the next run redoes it.
-    interrupted: bool,
+/// A schedule of one step to fewer than `max_steps`, each rebuilding at `rebuild_odds`, and whether the
+/// snapshotter runs first (see [`check`]).
+pub(crate) fn schedule(
+    rebuild_odds: f64,
+    max_steps: usize,
+) -> impl Strategy<Value = (Vec<Step>, bool)> {
+    (
+        proptest::collection::vec(step(rebuild_odds), 1..max_steps),
+        prop::bool::weighted(0.5),
+    )
 }
 
 /// A step, with a rebuild at `rebuild_odds`.
-pub(crate) fn step(rebuild_odds: f64) -> impl Strategy<Value = Step> {
+fn step(rebuild_odds: f64) -> impl Strategy<Value = Step> {
     (
         prop_oneof![
             6 => 0i64..3 * MIN,
@@ -84,62 +75,23 @@ pub(crate) async fn check(steps: Vec<Step>, snapshotter_first: bool, label: &str
     let store = redis(&topk_testkit::servers().redis_url, label, 2).await;
     let pool = database(label).await;
     // Two days in, so that back-dated views stay after T0.
-    let mut now = T0 + 2 * DAY;
+    let mut played = Played::from(T0 + 2 * DAY);
     if snapshotter_first {
-        snapshot_minutes(&store, &pool, now).await.unwrap();
+        snapshot_minutes(&store, &pool, played.now).await.unwrap();
     }
-    let mut events = Vec::new();
-    let mut offset = 0;
     for s in &steps {
-        now += s.advance_ms;
-        log_step_views(
-            &store,
-            &s.views,
-            s.backdate_ms,
-            now,
-            &mut offset,
-            &mut events,
-        )
-        .await;
-        if s.apply {
-            apply_log(&store, "w", 7).await;
-        }
-        if s.retire {
-            store.applier().retire_all(now).await.unwrap();
-            store.applier().seal_all(now).await.unwrap();
-        }
-        if s.snapshot && s.interrupted {
-            close_minutes(&store, &pool, now).await.unwrap();
-        } else if s.snapshot {
-            snapshot_minutes(&store, &pool, now).await.unwrap();
-        }
-        if s.rebuild {
-            rebuild(&store, &pool, now, false).await.unwrap();
-        }
+        played.step(&store, &pool, s).await;
     }
-    // Everything applied, retired and written: every minute of the events is closed by now.
-    now += 2 * MIN;
-    apply_log(&store, "w", 7).await;
-    store.applier().retire_all(now).await.unwrap();
-    store.applier().seal_all(now).await.unwrap();
-    snapshot_minutes(&store, &pool, now).await.unwrap();
+    played.settle(&store, &pool).await;
 
-    assert_eq!(stats(&pool).await, per_minute(&events, now), "video_stats");
-    let mut want: BTreeMap<String, i64> = BTreeMap::new();
-    for (_, v, n) in &events {
-        *want.entry(v.clone()).or_default() += *n as i64;
-    }
-    assert_eq!(totals(&pool).await, want, "video_totals");
-    let all = all_time(&store).await;
-    assert_eq!(all, want, "the all-time window");
+    let Played { now, events, .. } = played;
+    history_holds(&store, &pool, &events, now).await;
     let day: HashMap<String, u64> = window_counts(&store, Window::Day).await;
     assert_eq!(
         day,
         brute_force_window(&events, Window::Day, now),
         "the day window"
     );
-    let diffs = verify(&store, &pool, now).await.unwrap();
-    assert!(diffs.is_empty(), "verify: {diffs:?}");
 }
 
 proptest! {
@@ -149,13 +101,8 @@ proptest! {
     /// between workers' runs), with the retirer and the snapshotter running at random moments: Postgres ends
     /// with every view once at its own minute and in the totals, as the model counts them.
     #[test]
-    fn every_view_reaches_history_at_its_minute_once(
-        steps in proptest::collection::vec(step(0.0), 1..20),
-        snapshotter_first in prop::bool::weighted(0.5),
-    ) {
-        static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        block_on(check(steps, snapshotter_first, &format!("late{case}")));
+    fn every_view_reaches_history_at_its_minute_once((steps, first) in schedule(0.0, 20)) {
+        block_on_case("late", |label| async move { check(steps, first, &label).await });
     }
 }
 

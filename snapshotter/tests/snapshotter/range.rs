@@ -4,17 +4,15 @@
 //! through minutes, hours and rolled-up days. Along the way the answer is checked against the plain SQL over
 //! `video_stats`, and the period totals against `video_stats` (`verify`'s check).
 
-use crate::helpers::{block_on, database, log_step_views, redis, sql_top, MIN, T0};
+use crate::helpers::{block_on_case, database, redis, sql_top, Played, MIN, T0};
 use proptest::prelude::*;
 use sqlx::PgPool;
 use topk_core::db::period_check::period_differences;
 use topk_core::db::range::{top_in_range, Method, MinuteRange, RangeTop, Resolution};
 use topk_core::db::retention::{maintain, RetentionPolicy};
 use topk_core::domain::{ranking_order, RankedVideo, TopK};
-use topk_snapshotter::jobs::{close_minutes, snapshot_minutes};
-use topk_snapshotter::rebuild::rebuild;
+use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::verify::{period_problems, verify};
-use topk_testkit::fixtures::apply_log;
 
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
@@ -27,17 +25,11 @@ const POLICY: RetentionPolicy = RetentionPolicy {
     drop_after_days: 0,
 };
 
-/// One step: time moves on, views are logged, and maybe the workers, the retirer, the snapshotter (possibly
-/// stopping halfway), `rebuild-redis`, the roll-ups and a check against the SQL run, in that order.
+/// One step: a schedule's [`helpers::Step`](crate::helpers::Step) (the workers and the retirer run together),
+/// then maybe the roll-ups and a check against the SQL, in that order.
 #[derive(Debug, Clone)]
 struct Step {
-    advance_ms: i64,
-    views: Vec<(u8, u64)>,
-    backdate_ms: Option<i64>,
-    apply: bool,
-    snapshot: bool,
-    interrupted: bool,
-    rebuild: bool,
+    step: crate::helpers::Step,
     maintain: bool,
     /// A range (fractions of the history so far) and k, answered and compared with the SQL.
     check: Option<(f64, f64, usize)>,
@@ -82,13 +74,16 @@ fn step() -> impl Strategy<Value = Step> {
                 check,
             )| {
                 Step {
-                    advance_ms,
-                    views,
-                    backdate_ms,
-                    apply,
-                    snapshot,
-                    interrupted,
-                    rebuild,
+                    step: crate::helpers::Step {
+                        advance_ms,
+                        views,
+                        backdate_ms,
+                        apply,
+                        retire: apply,
+                        snapshot,
+                        interrupted,
+                        rebuild,
+                    },
                     maintain,
                     check,
                 }
@@ -160,34 +155,11 @@ async fn run(steps: Vec<Step>, ranges: Vec<(f64, f64, u8, u8, usize)>, label: &s
     let store = redis(&topk_testkit::servers().redis_url, label, 2).await;
     let pool = database(label).await;
     // Three days in, so that back-dated views stay after T0.
-    let mut now = T0 + 3 * DAY;
-    snapshot_minutes(&store, &pool, now).await.unwrap();
-    let mut events: Vec<(i64, String, u64)> = Vec::new();
-    let mut offset = 0;
+    let mut played = Played::from(T0 + 3 * DAY);
+    snapshot_minutes(&store, &pool, played.now).await.unwrap();
     for s in &steps {
-        now += s.advance_ms;
-        log_step_views(
-            &store,
-            &s.views,
-            s.backdate_ms,
-            now,
-            &mut offset,
-            &mut events,
-        )
-        .await;
-        if s.apply {
-            apply_log(&store, "w", 7).await;
-            store.applier().retire_all(now).await.unwrap();
-            store.applier().seal_all(now).await.unwrap();
-        }
-        if s.snapshot && s.interrupted {
-            close_minutes(&store, &pool, now).await.unwrap();
-        } else if s.snapshot {
-            snapshot_minutes(&store, &pool, now).await.unwrap();
-        }
-        if s.rebuild {
-            rebuild(&store, &pool, now, false).await.unwrap();
-        }
+        played.step(&store, &pool, &s.step).await;
+        let now = played.now;
         if s.maintain {
             maintain(&pool, ms_time(now), POLICY).await.unwrap();
         }
@@ -203,11 +175,8 @@ async fn run(steps: Vec<Step>, ranges: Vec<(f64, f64, u8, u8, usize)>, label: &s
         }
     }
     // Everything applied, retired, written and rolled up as it would be by now.
-    now += 2 * MIN;
-    apply_log(&store, "w", 7).await;
-    store.applier().retire_all(now).await.unwrap();
-    store.applier().seal_all(now).await.unwrap();
-    snapshot_minutes(&store, &pool, now).await.unwrap();
+    played.settle(&store, &pool).await;
+    let Played { now, events, .. } = played;
     maintain(&pool, ms_time(now), POLICY).await.unwrap();
 
     for (a, b, snap_a, snap_b, k) in ranges {
@@ -242,9 +211,7 @@ proptest! {
         steps in proptest::collection::vec(step(), 1..24),
         ranges in proptest::collection::vec(asked(), 1..8),
     ) {
-        static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        block_on(run(steps, ranges, &format!("range{case}")));
+        block_on_case("range", |label| async move { run(steps, ranges, &label).await });
     }
 }
 

@@ -5,8 +5,8 @@
 //! rebuild at random moments: back-dated entries applied with their late views written, applied with them
 //! still in the late stream, or not yet applied; on-time entries among them; before and after the checkpoint.
 
-use crate::helpers::block_on;
-use crate::late::{check, step};
+use crate::helpers::block_on_case;
+use crate::late::{check, schedule};
 use proptest::prelude::*;
 
 proptest! {
@@ -16,12 +16,7 @@ proptest! {
     /// snapshotter and `rebuild-redis` at random moments: in the end Postgres and the day and all-time windows
     /// hold every view once, as the model counts them.
     #[test]
-    fn rebuild_counts_every_back_dated_view_once(
-        steps in proptest::collection::vec(step(0.3), 1..16),
-        snapshotter_first in prop::bool::weighted(0.5),
-    ) {
-        static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        block_on(check(steps, snapshotter_first, &format!("rebuild_late{case}")));
+    fn rebuild_counts_every_back_dated_view_once((steps, first) in schedule(0.3, 16)) {
+        block_on_case("rebuild_late", |label| async move { check(steps, first, &label).await });
     }
 }
