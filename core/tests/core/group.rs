@@ -21,6 +21,25 @@ fn key(name: &str) -> IdempotencyKey {
     IdempotencyKey::parse(name).unwrap()
 }
 
+/// What a batch was answered, in a word, so that a group's answers compare as one list.
+fn answer(outcome: &Result<AppendOutcome, StoreError>) -> &'static str {
+    match outcome {
+        Ok(AppendOutcome::Stored) => "stored",
+        Ok(AppendOutcome::AlreadyStored) => "already stored",
+        Err(StoreError::KeyReused) => "key reused",
+        _ => "something else",
+    }
+}
+
+/// A batch of one group: `views` without an event time of their own, under `key` if any.
+fn request<'a>(views: &'a [(VideoId, u64)], key: Option<&'a IdempotencyKey>) -> AppendRequest<'a> {
+    AppendRequest {
+        views,
+        dated: &[],
+        key,
+    }
+}
+
 /// Log entries over every partition of `store`, read with the test's own client.
 fn entries(url: &str, store: &RedisStore) -> u64 {
     let mut total = 0;
@@ -37,60 +56,31 @@ async fn a_group_is_one_entry_per_partition_and_each_batch_counts_once(url: Stri
     let store = store_for(&redis_config_at(&url, label, 4)).await;
     let writer = store.writer();
     let (a, b, c, d) = (batch("a", 8), batch("b", 8), batch("c", 8), batch("d", 8));
+    let (kb, held) = (key("kb"), key("held"));
     writer
-        .append_idempotent(&d, &key("held"), RETENTION)
+        .append_idempotent(&d, &held, RETENTION)
         .await
         .unwrap();
     let requests = [
-        AppendRequest {
-            views: &a,
-            dated: &[],
-            key: None,
-        },
-        AppendRequest {
-            views: &b,
-            dated: &[],
-            key: Some(&key("kb")),
-        },
+        request(&a, None),
+        request(&b, Some(&kb)),
         // The same key with another batch: refused alone.
-        AppendRequest {
-            views: &c,
-            dated: &[],
-            key: Some(&key("held")),
-        },
+        request(&c, Some(&held)),
         // Sent again under its key: stored before, not again.
-        AppendRequest {
-            views: &d,
-            dated: &[],
-            key: Some(&key("held")),
-        },
+        request(&d, Some(&held)),
     ];
     let before = entries(&url, &store);
     let outcomes = writer.append_group(&requests, RETENTION).await;
-    assert!(
-        matches!(outcomes[0], Ok(AppendOutcome::Stored)),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(outcomes[1], Ok(AppendOutcome::Stored)),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(outcomes[2], Err(StoreError::KeyReused)),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(outcomes[3], Ok(AppendOutcome::AlreadyStored)),
+    assert_eq!(
+        outcomes.iter().map(answer).collect::<Vec<_>>(),
+        ["stored", "stored", "key reused", "already stored"],
         "{outcomes:?}"
     );
     // a and b touch all 4 partitions: one entry each for the group.
     assert_eq!(entries(&url, &store) - before, 4);
     // b's retry alone is stored before.
-    let again = writer.append_idempotent(&b, &key("kb"), RETENTION).await;
-    assert!(
-        matches!(again, Ok(AppendOutcome::AlreadyStored)),
-        "{again:?}"
-    );
+    let again = writer.append_idempotent(&b, &kb, RETENTION).await;
+    assert_eq!(answer(&again), "already stored", "{again:?}");
 
     apply_log(&store, "w", 100).await;
     let mut want: HashMap<String, u64> = HashMap::new();
@@ -124,18 +114,7 @@ async fn an_unconfirmed_group_hands_each_batch_its_own_key() {
     .await;
     let writer = store.writer();
     let (a, b) = (batch("ua", 4), batch("ub", 4));
-    let requests = [
-        AppendRequest {
-            views: &a,
-            dated: &[],
-            key: None,
-        },
-        AppendRequest {
-            views: &b,
-            dated: &[],
-            key: None,
-        },
-    ];
+    let requests = [request(&a, None), request(&b, None)];
     let outcomes = writer.append_group(&requests, RETENTION).await;
     let keys: Vec<IdempotencyKey> = outcomes
         .into_iter()
