@@ -3,6 +3,7 @@
 
 use super::applier::LeaderCaps;
 use super::connection::{client, clock, scripts};
+use super::writer::NodeMap;
 use super::{
     HistoryFeed, LogState, LogWriter, RankingReads, Recovery, Result, StoreError, WindowApplier,
 };
@@ -27,6 +28,8 @@ pub struct Shared {
     pub(in crate::redis) wait_replicas: u32,
     /// How long a partition remembers the key an append without one was given on a cluster.
     pub(in crate::redis) generated_key_retention: Duration,
+    /// On a cluster, the primary of each partition, for appends grouped by node.
+    pub(in crate::redis) nodes: std::sync::Arc<NodeMap>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -53,6 +56,7 @@ impl Shared {
             server: self.server.clone(),
             wait_replicas: self.wait_replicas,
             generated_key_retention: self.generated_key_retention,
+            nodes: self.nodes.clone(),
         }
     }
 
@@ -139,6 +143,7 @@ impl RedisStore {
             server: cfg.redis_url.server_name(),
             wait_replicas: cfg.wait_replicas,
             generated_key_retention: Duration::from_secs(300),
+            nodes: Default::default(),
         });
         // Give the first connection a moment so a healthy start is ready at once; not fatal when Redis is down.
         let _ = store.ping().await;

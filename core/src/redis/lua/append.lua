@@ -4,8 +4,15 @@
 -- lines (field ARGV[8], core/src/batch.rs), so the workers count them at their own time. The receiver
 -- groups the batches that arrive together (core/src/redis/writer/append.rs), so each partition gets one entry
 -- per group rather than one per batch. On one node the script is given every partition the group touches
--- and stores what it writes whole or not at all; on Redis Cluster it is given one partition (every key of a
--- script must share a slot), and each batch's key makes the batch whole across partitions.
+-- and stores what it writes whole or not at all; on Redis Cluster it is given the partitions one primary
+-- serves (writer/nodes.rs), or one partition, and each batch's key makes the batch whole across partitions.
+--
+-- Keys of several slots: Redis Cluster refuses a call whose declared keys span slots, but lets a script
+-- without a shebang (so without flags) touch undeclared keys of any slot its node serves. Such a call declares
+-- one key (for routing) and names every key in ARGV; before writing anything it reads each of them, because a
+-- key the node does not serve now (its slot moved, or it is missing while its slot migrates) fails the script
+-- at that command, and what was written before it would stay. Failing at a read writes nothing, and the
+-- caller sends the partitions again one by one.
 -- A script rather than MULTI/EXEC because the client drops a timed-out single command instead of sending it
 -- after a reconnect; a timed-out transaction could otherwise be written later, after the caller answered 503.
 --
@@ -20,12 +27,13 @@
 -- the record's expiry renewed: a write that makes a following WAIT cover the earlier entry). Each guard is
 -- written with the entry that carries its batch.
 --
--- KEYS: the partitions' logs, then the guards.
+-- KEYS: the partitions' logs, then the guards; or, for keys of several slots, one key that routes the call.
 -- ARGV: 1 deadline (ms, Redis clock), 2 entry id ('*' or '<ms>-*'), 3 the entries' field name, 4 the guards'
 -- retention in ms, 5 '1' when the caller will wait for replicas, 6 the number of logs, 7 the number of
--- batches, 8 the event time's field name, then per batch: its fingerprint, its guard's index in KEYS (0:
--- none), '1' to check the guard first, its number of parts, then per part the index of its log in KEYS, its
--- event time in ms ('' when undated) and its lines.
+-- batches, 8 the event time's field name, 9 n: 0 when KEYS names the keys, else the number of keys named next
+-- (in the order KEYS would hold them), then per batch: its fingerprint, its guard's index in the keys (0:
+-- none), '1' to check the guard first, its number of parts, then per part the index of its log in the keys,
+-- its event time in ms ('' when undated) and its lines.
 -- Returns {-1} past the deadline (nothing written), else {1, this primary's replication ID when ARGV[5] is
 -- '1' (the caller checks the replicas of the very primary that ran the script) or '', then per batch 1
 -- (stored), 0 (stored before) or -2 (its key holds another batch)}.
@@ -34,20 +42,29 @@ if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV
   return {-1}
 end
 local nlogs, nbatches = tonumber(ARGV[6]), tonumber(ARGV[7])
+local K = KEYS
+local named = tonumber(ARGV[9])
+if named > 0 then
+  K = {}
+  for k = 1, named do
+    K[k] = ARGV[9 + k]
+    redis.call('EXISTS', K[k])
+  end
+end
 -- Per log, the undated lines; per log and event time, the dated ones (in the order first seen).
 local lines, dated, order = {}, {}, {}
 for k = 1, nlogs do lines[k] = {} end
 local results, guards = {}, {}
-local i = 9
+local i = 10 + named
 for b = 1, nbatches do
   local fingerprint, guard, check, nparts = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
   local outcome = 1
   if guard > 0 and check == '1' then
-    local seen = redis.call('GET', KEYS[guard])
+    local seen = redis.call('GET', K[guard])
     if seen == fingerprint then
       outcome = 0
-      redis.call('PEXPIRE', KEYS[guard], ARGV[4])
+      redis.call('PEXPIRE', K[guard], ARGV[4])
     elseif seen then
       outcome = -2
     end
@@ -74,14 +91,14 @@ for b = 1, nbatches do
 end
 for k = 1, nlogs do
   if #lines[k] > 0 then
-    redis.call('XADD', KEYS[k], ARGV[2], ARGV[3], table.concat(lines[k]))
+    redis.call('XADD', K[k], ARGV[2], ARGV[3], table.concat(lines[k]))
   end
 end
 for _, d in ipairs(order) do
-  redis.call('XADD', KEYS[d[1]], ARGV[2], ARGV[3], table.concat(d[3]), ARGV[8], d[2])
+  redis.call('XADD', K[d[1]], ARGV[2], ARGV[3], table.concat(d[3]), ARGV[8], d[2])
 end
 for _, g in ipairs(guards) do
-  redis.call('SET', KEYS[g[1]], g[2], 'PX', ARGV[4])
+  redis.call('SET', K[g[1]], g[2], 'PX', ARGV[4])
 end
 local replid = ''
 if ARGV[5] == '1' then

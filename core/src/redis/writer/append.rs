@@ -4,11 +4,11 @@
 //! paid once per group, not once per batch.
 //!
 //! On one node a group is one script, stored whole or not at all, and each batch's `Idempotency-Key` is a
-//! claim for the whole batch, written with the entries. On Redis Cluster no script may touch two partitions
-//! (their slots live on different nodes), so each partition's entry is its own script, and each batch is made
-//! exactly-once by its key instead: the key is claimed for the batch first (`lua/claim_key.lua`), and every
-//! partition records it with the entry that carries the batch, so sending the batch again with the same key
-//! stores only the parts that are missing. A batch sent without a key gets one generated here wherever a
+//! claim for the whole batch, written with the entries. On Redis Cluster a script reaches only the partitions
+//! of the primary it runs on, so a group is one script per primary (`nodes.rs`; one per partition while slots
+//! move), and each batch is made exactly-once by its key instead: the key is claimed for the batch first
+//! (`lua/claim_key.lua`), and every partition records it with the entry that carries the batch, so sending the
+//! batch again with the same key stores only the parts that are missing. A batch sent without a key gets one generated here wherever a
 //! failed append may have stored something (a part on a cluster, the whole batch unconfirmed where replicas
 //! are awaited); the error then carries that key ([`StoreError::Incomplete`]).
 //!
@@ -262,9 +262,10 @@ impl LogWriter {
         }
     }
 
-    /// On a cluster: each producer's key claimed for its batch first, then one script per partition for the
-    /// batches that touch it, each recording its key there; the parts that fail are sent again under their
-    /// keys until the store's timeout.
+    /// On a cluster: each producer's key claimed for its batch first, then one script per primary for the
+    /// partitions it serves (`nodes.rs`), each partition recording every batch's key with the entry that carries
+    /// it; the partitions whose call failed are sent again one call per partition, under the batches' keys,
+    /// until the store's timeout.
     async fn group_on_cluster(
         &self,
         batches: &[Batch],
@@ -297,49 +298,29 @@ impl LogWriter {
                 }
             }
         }
+        let partitions: Vec<Partition> = pending.keys().copied().collect();
+        let mut calls = match self.by_node(&partitions).await {
+            Some(by_node) => by_node,
+            None => partitions.iter().map(|&p| vec![p]).collect(),
+        };
         let give_up = Instant::now() + self.timeout;
         let mut pause = RETRY_PAUSE;
         let mut failed: BTreeMap<usize, StoreError> = BTreeMap::new();
+        // A try after a failed call may find what that call wrote: every guard is looked up from then on.
+        let mut again = false;
         loop {
-            let calls = join_all(pending.iter().map(|(p, members)| {
-                let parts: Vec<Vec<Part>> = members
-                    .iter()
-                    .map(|&b| {
-                        batches[b]
-                            .parts
-                            .iter()
-                            .filter(|part| part.partition == *p)
-                            .cloned()
-                            .collect()
-                    })
-                    .collect();
-                let guards: Vec<Option<(String, bool)>> = members
-                    .iter()
-                    .map(|&b| {
-                        batches[b]
-                            .key
-                            .as_ref()
-                            .map(|k| (self.keys.idempotency(*p, &k.key), !k.fresh))
-                    })
-                    .collect();
-                let members: Vec<&Batch> = members.iter().map(|&b| &batches[b]).collect();
-                async move {
-                    let parts: Vec<&[Part]> = parts.iter().map(Vec::as_slice).collect();
-                    let mut own = Writers::new();
-                    let taken = self
-                        .append_script(&parts, &members, &guards, id, retention_ms, &mut own)
-                        .await;
-                    (taken, own)
-                }
+            let answers = join_all(calls.iter().map(|call| {
+                self.partitions_call(batches, &pending, call, again, id, retention_ms)
             }))
             .await;
             let mut retry: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
             failed.clear();
-            for ((p, members), (taken, own)) in pending.iter().zip(calls) {
+            for (call, (taken, own)) in calls.iter().zip(answers) {
                 writers.extend(own);
                 match taken {
                     Ok(taken) => {
-                        for (&b, t) in members.iter().zip(taken) {
+                        let members = call.iter().flat_map(|p| pending[p].iter());
+                        for (&b, t) in members.zip(taken) {
                             match t {
                                 Taken::Stored => stored[b] = true,
                                 Taken::Before => {}
@@ -349,10 +330,16 @@ impl LogWriter {
                         }
                     }
                     Err(e) => {
-                        for &b in members {
-                            failed.entry(b).or_insert_with(|| e.clone());
+                        if call.len() > 1 {
+                            // The node's partitions moved, or one is migrating: per partition for now.
+                            self.nodes.forget();
                         }
-                        retry.insert(*p, members.clone());
+                        for p in call {
+                            for &b in &pending[p] {
+                                failed.entry(b).or_insert_with(|| e.clone());
+                            }
+                            retry.insert(*p, pending[p].clone());
+                        }
                     }
                 }
             }
@@ -370,6 +357,8 @@ impl LogWriter {
             tokio::time::sleep(pause).await;
             pause *= 2;
             pending = retry;
+            calls = pending.keys().map(|&p| vec![p]).collect();
+            again = true;
         }
         (0..batches.len())
             .map(|b| match verdict[b].take() {
@@ -381,6 +370,49 @@ impl LogWriter {
                 },
             })
             .collect()
+    }
+
+    /// One script for the `partitions` of one primary: on each, the parts of the batches `pending` names for
+    /// it, each guarded by its batch's key record there, looked up first where the key may have been used
+    /// (a producer's key, or any key when `again`). Answers per (partition, batch), in that order.
+    async fn partitions_call(
+        &self,
+        batches: &[Batch],
+        pending: &BTreeMap<Partition, Vec<usize>>,
+        partitions: &[Partition],
+        again: bool,
+        id: &str,
+        retention_ms: u128,
+    ) -> (Result<Vec<Taken>>, Writers) {
+        let mut parts: Vec<Vec<Part>> = Vec::new();
+        let mut guards: Vec<Option<(String, bool)>> = Vec::new();
+        let mut members: Vec<&Batch> = Vec::new();
+        for p in partitions {
+            for &b in &pending[p] {
+                let batch = &batches[b];
+                parts.push(
+                    batch
+                        .parts
+                        .iter()
+                        .filter(|part| part.partition == *p)
+                        .cloned()
+                        .collect(),
+                );
+                guards.push(
+                    batch
+                        .key
+                        .as_ref()
+                        .map(|k| (self.keys.idempotency(*p, &k.key), again || !k.fresh)),
+                );
+                members.push(batch);
+            }
+        }
+        let parts: Vec<&[Part]> = parts.iter().map(Vec::as_slice).collect();
+        let mut own = Writers::new();
+        let taken = self
+            .append_script(&parts, &members, &guards, id, retention_ms, &mut own)
+            .await;
+        (taken, own)
     }
 
     /// Claims `k` for its batch on its own partition ([`crate::keys::KeySchema::idempotency_claim`]);
@@ -397,8 +429,8 @@ impl LogWriter {
         }
     }
 
-    /// One call of `lua/append.lua`: `batches[i]`'s `parts[i]` (on a cluster, all on one partition), each
-    /// batch guarded by `guards[i]` (its key's record, and whether to look it up first). With
+    /// One call of `lua/append.lua`: `batches[i]`'s `parts[i]` (on a cluster, on partitions of one primary),
+    /// each batch guarded by `guards[i]` (its key's record, and whether to look it up first). With
     /// `wait_replicas`, the script names the primary that ran it, added to `writers`.
     async fn append_script(
         &self,
@@ -429,6 +461,7 @@ impl LogWriter {
             batches.len().to_string(),
             EVENT_TIME_FIELD.to_owned(),
         ];
+        let mut batch_args = Vec::new();
         for ((batch, parts), guard) in batches.iter().zip(parts).zip(guards) {
             let (guard_index, check) = match guard {
                 Some((key, check)) => {
@@ -437,21 +470,32 @@ impl LogWriter {
                 }
                 None => (0, false),
             };
-            args.push(
+            batch_args.push(
                 batch
                     .key
                     .as_ref()
                     .map_or_else(String::new, |k| k.fingerprint.clone()),
             );
-            args.push(guard_index.to_string());
-            args.push(u8::from(check).to_string());
-            args.push(parts.len().to_string());
+            batch_args.push(guard_index.to_string());
+            batch_args.push(u8::from(check).to_string());
+            batch_args.push(parts.len().to_string());
             for part in parts.iter() {
-                args.push(logs[&part.partition].to_string());
-                args.push(part.event_ms.map_or_else(String::new, |t| t.to_string()));
-                args.push(part.lines.clone());
+                batch_args.push(logs[&part.partition].to_string());
+                batch_args.push(part.event_ms.map_or_else(String::new, |t| t.to_string()));
+                batch_args.push(part.lines.clone());
             }
         }
+        // On a cluster, keys of several partitions span slots: Redis takes them only as undeclared keys
+        // (lua/append.lua says how the script stays whole then).
+        let keys = if self.cluster && logs.len() > 1 {
+            args.push(keys.len().to_string());
+            args.append(&mut keys);
+            vec![first_key.clone()]
+        } else {
+            args.push("0".to_owned());
+            keys
+        };
+        args.append(&mut batch_args);
         let reply: Vec<Value> = self.eval(&self.scripts.append, keys, args).await?;
         let bad = || StoreError::Reply(format!("append script answered {reply:?}"));
         match reply.first().and_then(ValueExt::as_i64) {

@@ -1,19 +1,22 @@
 //! The log writer: what the receiver and the Kafka role may do with Redis.
 //!
 //! - `append`: batches into the per-partition log, alone or as a group that arrived together (one entry per
-//!   partition for the group; one script on a node, one per partition on a cluster, each batch made whole by
+//!   partition for the group; one script on a node, one per primary on a cluster, each batch made whole by
 //!   its `Idempotency-Key`).
+//! - `nodes`: on a cluster, which primary serves each partition, so a group append is one script per node.
 //! - `replicas`: waiting for replicas to confirm a write (`TOPK_REDIS_WAIT_REPLICAS`).
 //! - `source`: a source's records (Kafka's) into one partition's log exactly once, by source offset, with
 //!   event times; malformed records into the dead-letter stream.
 //! - `source_batch`: a batch of records into every partition's log in one call, and what the logs took.
 
 mod append;
+mod nodes;
 mod replicas;
 mod source;
 mod source_batch;
 
 pub use append::{AppendOutcome, AppendRequest};
+pub(in crate::redis) use nodes::NodeMap;
 pub use source::{
     DeadLetter, SourceAppended, SourcePartition, SourceRecord, DEAD_LETTERS_KEPT,
     DEAD_LETTER_VALUE_BYTES,
