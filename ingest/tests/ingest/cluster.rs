@@ -4,6 +4,7 @@
 //! answer; afterwards every view answered 202 must count exactly once in every window, and a view never
 //! answered 202 at most once.
 
+use crate::faults::drain;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -252,18 +253,29 @@ fn report(what: &str, seen: &Seen) {
     );
 }
 
+/// A stack of 6 partitions on a cluster of its own (3 primaries, each with a replica, failing over after
+/// `node_timeout_ms`), ingest started with `ingest_args`.
+async fn on_a_cluster(
+    label: &str,
+    node_timeout_ms: u64,
+    ingest_args: &[&str],
+) -> (Arc<RedisCluster>, Stack) {
+    let cluster = Arc::new(RedisCluster::start(3, node_timeout_ms));
+    let s = Stack::builder(label)
+        .redis_url(&cluster.url())
+        .partitions(6)
+        .ingest_args(ingest_args)
+        .start()
+        .await;
+    (cluster, s)
+}
+
 /// The primary that owns partition 0 is SIGKILLed under load and its replica takes over; the killed node then
 /// comes back as the new primary's replica. With `TOPK_REDIS_WAIT_REPLICAS=1` every batch answered 202 had
 /// reached the replica, so nothing answered is lost, and the keys make every retry store only what is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
-    let cluster = Arc::new(RedisCluster::start(3, 1_000));
-    let s = Stack::builder("failover")
-        .redis_url(&cluster.url())
-        .partitions(6)
-        .ingest_args(&["--wait-replicas=1"])
-        .start()
-        .await;
+    let (cluster, s) = on_a_cluster("failover", 1_000, &["--wait-replicas=1"]).await;
     let victim = cluster.primary_for_slot(slot_of(&s.store.keys().log(0)));
     let c = cluster.clone();
     let seen = load_through(s, |progress| async move {
@@ -299,12 +311,7 @@ async fn a_primary_killed_under_load_loses_and_doubles_nothing() {
 /// producers and workers run: commands meet ASK and TRYAGAIN mid-move, and nothing is lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_migrated_live_under_load_loses_and_doubles_nothing() {
-    let cluster = Arc::new(RedisCluster::start(3, 5_000));
-    let s = Stack::builder("migration")
-        .redis_url(&cluster.url())
-        .partitions(6)
-        .start()
-        .await;
+    let (cluster, s) = on_a_cluster("migration", 5_000, &[]).await;
     let slot = slot_of(&s.store.keys().log(0));
     let from = cluster.primary_for_slot(slot);
     let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
@@ -327,12 +334,7 @@ async fn a_partition_migrated_live_under_load_loses_and_doubles_nothing() {
 /// that key is answered 202 and every view counts exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_partly_stored_is_completed_once_by_its_key() {
-    let cluster = RedisCluster::start(3, 20_000);
-    let s = Stack::builder("partial")
-        .redis_url(&cluster.url())
-        .partitions(6)
-        .start()
-        .await;
+    let (cluster, s) = on_a_cluster("partial", 20_000, &[]).await;
     let keys = s.store.keys().clone();
     let node_of = |p: u16| cluster.primary_for_slot(slot_of(&keys.log(p)));
     // One video per partition, so the batch touches every node.
@@ -390,21 +392,6 @@ async fn a_batch_partly_stored_is_completed_once_by_its_key() {
     // log now; once the log is applied the windows are final.
     let (status, _) = s.post_with_key(&body, &key).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    wait_until("the log applied", Duration::from_secs(30), || async {
-        let mut backlog = 0;
-        for p in keys.all_partitions() {
-            backlog += s
-                .store
-                .log_state()
-                .log_backlog(p)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        match backlog {
-            0 => Ok(()),
-            n => Err(format!("{n} entries not applied")),
-        }
-    })
-    .await;
+    drain(&s.store, Duration::from_secs(30)).await;
     check_exactly_once(&s, &seen, Instant::now()).await;
 }
