@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use topk_core::domain::{RankedVideo, Window};
-use topk_core::http::{ErrorBody, Health};
+use topk_core::http::{ErrorBody, HealthApi};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -23,22 +23,17 @@ use utoipa::OpenApi;
         videos::video,
         video_hourly::hourly,
         history::history,
-        range::range,
-        topk_core::http::healthz,
-        topk_core::http::readyz,
-        topk_core::http::metrics
+        range::range
     ),
     tags(
         (name = "rankings", description = "The most viewed videos of a window, live"),
         (name = "videos", description = "One video's views in every window"),
-        (name = "history", description = "Rankings as they were, from the snapshots in Postgres, and the most viewed videos of any past range"),
-        (name = "health", description = "Liveness, readiness and Prometheus metrics")
+        (name = "history", description = "Rankings as they were, from the snapshots in Postgres, and the most viewed videos of any past range")
     ),
     components(schemas(
         RankedVideo,
         Window,
         ErrorBody,
-        Health,
         videos::VideoViews,
         videos::Ranks,
         video_hourly::VideoHourly,
@@ -50,9 +45,9 @@ use utoipa::OpenApi;
 )]
 struct ApiDoc;
 
-/// The OpenAPI document, generated from the handlers.
+/// The OpenAPI document, generated from the handlers (the health routes' part from core, which owns them).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    ApiDoc::openapi().merge_from(HealthApi::openapi())
 }
 
 /// The policy of Swagger UI's pages: this server only, never framed (clickjacking). Its scripts are files (no

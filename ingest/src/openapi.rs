@@ -3,23 +3,15 @@
 use crate::{receiver, AppState};
 use axum::routing::get;
 use axum::{Json, Router};
-use topk_core::http::{ErrorBody, Health};
+use topk_core::http::{ErrorBody, HealthApi};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "topk ingest", description = "Receives video views into the log."),
-    paths(
-        receiver::post_views,
-        topk_core::http::healthz,
-        topk_core::http::readyz,
-        topk_core::http::metrics
-    ),
-    tags(
-        (name = "views", description = "Views in: validated, stored in the log, counted once"),
-        (name = "health", description = "Liveness, readiness and Prometheus metrics")
-    ),
-    components(schemas(topk_core::wire::ViewIn, receiver::Accepted, ErrorBody, Health)),
+    paths(receiver::post_views),
+    tags((name = "views", description = "Views in: validated, stored in the log, counted once")),
+    components(schemas(topk_core::wire::ViewIn, receiver::Accepted, ErrorBody)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -38,9 +30,10 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document of the receiver, generated from the handlers.
+/// The OpenAPI document of the receiver, generated from the handlers (the health routes' part from core,
+/// which owns them).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    ApiDoc::openapi().merge_from(HealthApi::openapi())
 }
 
 /// `GET /openapi.json`: the document above.

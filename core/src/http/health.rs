@@ -92,6 +92,16 @@ pub async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// The OpenAPI description of the routes above, which each service merges into its own document
+/// (`ApiDoc::openapi().merge_from(HealthApi::openapi())`) instead of listing them again.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(healthz, readyz, metrics),
+    tags((name = "health", description = "Liveness, readiness and Prometheus metrics")),
+    components(schemas(Health, ErrorBody))
+)]
+pub struct HealthApi;
+
 /// The routes every process has: `/healthz`, `/readyz`, `/metrics` and a JSON 404 for anything else.
 pub fn health_routes<S>() -> Router<S>
 where
