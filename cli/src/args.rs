@@ -102,14 +102,8 @@ pub struct TopArgs {
     /// The window ranked.
     #[arg(long, short, value_enum, default_value_t = Window::Hour)]
     pub window: Window,
-    /// How many videos (the API takes 1 to 1000).
-    #[arg(short, default_value_t = 10)]
-    pub k: u32,
-    /// Print the API's JSON answer as is.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
-    pub api: ApiSettings,
+    pub ranking: RankingArgs,
 }
 
 /// `topk range`.
@@ -121,6 +115,13 @@ pub struct RangeArgs {
     /// End, exclusive, in the same forms.
     #[arg(long, value_parser = moment)]
     pub to: String,
+    #[command(flatten)]
+    pub ranking: RankingArgs,
+}
+
+/// What `topk top` and `topk range` both take after what they rank: how many videos, and how to ask and print.
+#[derive(Debug, Args)]
+pub struct RankingArgs {
     /// How many videos (the API takes 1 to 1000).
     #[arg(short, default_value_t = 10)]
     pub k: u32,

@@ -1,7 +1,7 @@
 //! Requests and what goes wrong with them, worded for a person: an error answer as `<status>: <the server's
 //! message>`, a connection error naming the URL and whether it was refused or timed out.
 
-use crate::args::HttpArgs;
+use crate::args::{ApiSettings, HttpArgs};
 use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -100,6 +100,12 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
         .pop_if_empty()
         .extend(segments);
     url
+}
+
+/// `GET url` from the API, with the command's timeout and CA file.
+pub async fn get(api: &ApiSettings, url: &Url) -> anyhow::Result<Answer> {
+    let http = http(&api.http)?;
+    Ok(send(http.get(url.clone()), url).await?)
 }
 
 /// Sends `request` and reads the whole answer; an error status becomes [`RequestError::Status`].

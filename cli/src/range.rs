@@ -1,6 +1,6 @@
 //! `topk range`: `GET /v1/topk/range`, printed as a table with the range the API summed.
 
-use crate::args::RangeArgs;
+use crate::args::{RangeArgs, RankingArgs};
 use crate::client::{self, endpoint};
 use crate::format::{print, print_json};
 use crate::top::{ranking_table, Ranked};
@@ -18,14 +18,14 @@ pub struct RangeRanking {
 }
 
 pub async fn run(args: RangeArgs) -> anyhow::Result<()> {
-    let mut url = endpoint(&args.api.api_url, &["v1", "topk", "range"]);
+    let RankingArgs { k, json, api } = &args.ranking;
+    let mut url = endpoint(&api.api_url, &["v1", "topk", "range"]);
     url.query_pairs_mut()
         .append_pair("from", &args.from)
         .append_pair("to", &args.to)
-        .append_pair("k", &args.k.to_string());
-    let http = client::http(&args.api.http)?;
-    let answer = client::send(http.get(url.clone()), &url).await?;
-    if args.json {
+        .append_pair("k", &k.to_string());
+    let answer = client::get(api, &url).await?;
+    if *json {
         return print_json(&answer.body);
     }
     print(&render(&answer.parse(&url)?))
@@ -56,6 +56,7 @@ fn render(r: &RangeRanking) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::top::tests::two_videos;
 
     fn ranking(videos: Vec<Ranked>, resolution: &str) -> RangeRanking {
         RangeRanking {
@@ -69,18 +70,8 @@ mod tests {
 
     #[test]
     fn a_range_prints_as_a_table_with_the_range_summed() {
-        let videos = vec![
-            Ranked {
-                video_id: "abc".into(),
-                views: 1_234_567,
-            },
-            Ranked {
-                video_id: "x".into(),
-                views: 3,
-            },
-        ];
         assert_eq!(
-            render(&ranking(videos, "minute")),
+            render(&ranking(two_videos(), "minute")),
             "rank      views  video\n   1  1,234,567  abc\n   2          3  x\n\
              from 2026-12-01T00:00:00Z to 2026-12-08T00:00:00Z\n\
              history through the minute of 2026-12-07T10:41:00Z\n"

@@ -1,6 +1,6 @@
 //! `topk top`: `GET /v1/topk`, printed as a table.
 
-use crate::args::TopArgs;
+use crate::args::{RankingArgs, TopArgs};
 use crate::client::{self, endpoint};
 use crate::format::{print, print_json, table, thousands, Align};
 use serde::Deserialize;
@@ -17,13 +17,13 @@ pub struct Ranked {
 const AS_OF: &str = "topk-as-of";
 
 pub async fn run(args: TopArgs) -> anyhow::Result<()> {
-    let mut url = endpoint(&args.api.api_url, &["v1", "topk"]);
+    let RankingArgs { k, json, api } = &args.ranking;
+    let mut url = endpoint(&api.api_url, &["v1", "topk"]);
     url.query_pairs_mut()
         .append_pair("window", args.window.as_str())
-        .append_pair("k", &args.k.to_string());
-    let http = client::http(&args.api.http)?;
-    let answer = client::send(http.get(url.clone()), &url).await?;
-    if args.json {
+        .append_pair("k", &k.to_string());
+    let answer = client::get(api, &url).await?;
+    if *json {
         return print_json(&answer.body);
     }
     let ranking: Vec<Ranked> = answer.parse(&url)?;
@@ -62,12 +62,12 @@ pub(crate) fn ranking_table(ranking: &[Ranked]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn a_ranking_prints_as_a_table_with_its_time() {
-        let ranking = vec![
+    /// abc with 1,234,567 views, then x with 3: wide and narrow numbers, for the tables of `top` and `range`.
+    pub(crate) fn two_videos() -> Vec<Ranked> {
+        vec![
             Ranked {
                 video_id: "abc".into(),
                 views: 1_234_567,
@@ -76,9 +76,13 @@ mod tests {
                 video_id: "x".into(),
                 views: 3,
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_ranking_prints_as_a_table_with_its_time() {
         assert_eq!(
-            render(&ranking, "the last hour", Some("2026-01-02T03:04:05.678Z")),
+            render(&two_videos(), "the last hour", Some("2026-01-02T03:04:05.678Z")),
             "rank      views  video\n   1  1,234,567  abc\n   2          3  x\nas of 2026-01-02T03:04:05.678Z\n"
         );
         assert_eq!(

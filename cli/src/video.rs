@@ -33,8 +33,7 @@ pub struct Ranks {
 
 pub async fn run(args: VideoArgs) -> anyhow::Result<()> {
     let url = endpoint(&args.api.api_url, &["v1", "videos", &args.id]);
-    let http = client::http(&args.api.http)?;
-    let answer = client::send(http.get(url.clone()), &url).await?;
+    let answer = client::get(&args.api, &url).await?;
     if args.json {
         return print_json(&answer.body);
     }
