@@ -23,12 +23,8 @@ pub async fn fill(
         .fetch_one(pool)
         .await?;
     let table = format!("bench_stats_{window}");
-    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-        .execute(pool)
-        .await?;
-    sqlx::query(&format!("CREATE TABLE {table} (video_id text COLLATE \"C\" NOT NULL, bucket_start timestamptz NOT NULL, views bigint NOT NULL)"))
-        .execute(pool)
-        .await?;
+    execute(pool, &format!("DROP TABLE IF EXISTS {table}")).await?;
+    execute(pool, &format!("CREATE TABLE {table} (video_id text COLLATE \"C\" NOT NULL, bucket_start timestamptz NOT NULL, views bigint NOT NULL)")).await?;
     let mut from = 0;
     while from < videos {
         let to = (from + 50_000).min(videos);
@@ -49,14 +45,16 @@ pub async fn fill(
         .await?;
         from = to;
     }
-    sqlx::query(&format!("CREATE INDEX ON {table} (bucket_start)"))
-        .execute(pool)
-        .await?;
+    execute(pool, &format!("CREATE INDEX ON {table} (bucket_start)")).await?;
     // VACUUM too: otherwise autovacuum visits the freshly loaded table in the middle of the measurements.
-    sqlx::query(&format!("VACUUM (ANALYZE) {table}"))
-        .execute(pool)
-        .await?;
+    execute(pool, &format!("VACUUM (ANALYZE) {table}")).await?;
     Ok(Table { name: table, at })
+}
+
+/// Runs one statement on the scratch table that binds nothing and returns nothing (DDL, maintenance).
+async fn execute(pool: &PgPool, sql: &str) -> anyhow::Result<()> {
+    sqlx::query(sql).execute(pool).await?;
+    Ok(())
 }
 
 /// The window's condition on `bucket_start`, the query parameter `end` (`$1`, `$2`...) being its end.

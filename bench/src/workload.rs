@@ -4,6 +4,8 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Zipf};
+use std::collections::HashMap;
+use topk_core::domain::VideoId;
 
 /// Draws video ids `v<rank>`, rank 1 the most viewed.
 pub struct Workload {
@@ -39,6 +41,18 @@ impl Workload {
         }
         body.push(b']');
         (body, n as u64)
+    }
+
+    /// `n` views counted per video, as the receiver hands a batch to the log (for phases that log directly).
+    pub fn counted(&mut self, n: usize) -> anyhow::Result<Vec<(VideoId, u64)>> {
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for _ in 0..n {
+            *counts.entry(self.video()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(v, n)| Ok((VideoId::parse(&v).map_err(anyhow::Error::msg)?, n)))
+            .collect()
     }
 
     /// Pre-generated bodies, so the load generator spends its time sending rather than drawing.

@@ -1,6 +1,6 @@
 //! The `freshness_p50` and `freshness_p99` figures: how soon an accepted view is readable, under load.
 
-use super::{progress, Bodies};
+use super::{progress_of_run, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, quantile, Better, Figure};
 use crate::load::send;
@@ -18,12 +18,11 @@ pub async fn freshness(
     let http = reqwest::Client::new();
     let (mut p50, mut p99) = (Vec::new(), Vec::new());
     for r in 0..cfg.repeats {
-        let bar = progress(&format!(
-            "freshness at {} views/s, run {}/{}",
-            cfg.freshness_rate,
-            r + 1,
-            cfg.repeats
-        ));
+        let bar = progress_of_run(
+            &format!("freshness at {} views/s", cfg.freshness_rate),
+            r,
+            cfg,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let background = {
             let (http, url, bodies, stop, clients, rate) = (

@@ -2,7 +2,7 @@
 //! beside the naive baseline (one pipelined ZINCRBY per view and window); on Redis Cluster also each primary's
 //! Redis CPU per view (`ingest_redis_cpu.node.<host:port>`, over all the views: they sum to the total).
 
-use super::{progress, redis_quiet, Bodies};
+use super::{progress_of_run, redis_quiet, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
 use crate::load::{send, stop_after};
@@ -74,11 +74,7 @@ pub async fn ingest(
     // from the first load on, ingest's retirer keeps subtracting that load's slices for a minute and more (that
     // work then lands in our later repeats instead, which only makes our figure worse).
     for r in 0..cfg.repeats {
-        let bar = progress(&format!(
-            "naive baseline (ZINCRBY per view and window), run {}/{}",
-            r + 1,
-            cfg.repeats
-        ));
+        let bar = progress_of_run("naive baseline (ZINCRBY per view and window)", r, cfg);
         let keys: Vec<String> = Window::ALL
             .iter()
             .map(|w| naive.keys().baseline(&format!("naive:{w}")))
@@ -121,7 +117,7 @@ pub async fn ingest(
     // On a cluster, each primary's share too (its CPU time over every view accepted), by node.
     let mut per_node: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for r in 0..cfg.repeats {
-        let bar = progress(&format!("ingest over HTTP, run {}/{}", r + 1, cfg.repeats));
+        let bar = progress_of_run("ingest over HTTP", r, cfg);
         redis_quiet(store).await?;
         let nodes_before = store.measures().server_cpu_seconds_per_node().await?;
         let cpu_before = store.measures().server_cpu_seconds().await?;

@@ -8,7 +8,7 @@
 //! the last record forwarded and applied. Production is not timed: the figure is topk's, not the producer's.
 
 use super::ingest::{self, wait_drained};
-use super::{progress, redis_quiet, Bodies};
+use super::{progress_of_run, redis_quiet, Bodies};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
 use crate::stack::Services;
@@ -58,11 +58,7 @@ pub async fn kafka(
     let broker = tokio::task::spawn_blocking(KafkaBroker::start).await?;
     let (mut over_kafka, mut over_http) = (Vec::new(), Vec::new());
     for r in 0..cfg.repeats {
-        let bar = progress(&format!(
-            "ingest over HTTP (the baseline), run {}/{}",
-            r + 1,
-            cfg.repeats
-        ));
+        let bar = progress_of_run("ingest over HTTP (the baseline)", r, cfg);
         redis_quiet(store).await?;
         let (accepted, took) =
             ingest::over_http(cfg, services, store, &http, bodies.clone()).await?;
@@ -70,11 +66,7 @@ pub async fn kafka(
         bar.finish_and_clear();
 
         // As many bodies as HTTP took, each one record.
-        let bar = progress(&format!(
-            "producing the same views to Kafka, run {}/{}",
-            r + 1,
-            cfg.repeats
-        ));
+        let bar = progress_of_run("producing the same views to Kafka", r, cfg);
         let topic = format!("views-{r}");
         let created = {
             let (broker_topic, partitions) = (topic.clone(), TOPIC_PARTITIONS);
@@ -116,11 +108,7 @@ pub async fn kafka(
         let views_per_record = produced_views as f64 / record_count as f64;
         bar.finish_and_clear();
 
-        let bar = progress(&format!(
-            "the kafka role forwarding them, run {}/{}",
-            r + 1,
-            cfg.repeats
-        ));
+        let bar = progress_of_run("the kafka role forwarding them", r, cfg);
         redis_quiet(store).await?;
         let admin = format!("127.0.0.1:{}", crate::stack::free_port()?);
         let mut role = Command::new(crate::stack::binary("topk-ingest")?)

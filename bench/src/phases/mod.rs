@@ -3,8 +3,9 @@
 //!
 //! One file per phase: `retirement`, `ingest`, `freshness`, `kafka`, `queries` (with [`prefill_windows`]),
 //! `memory`, `postgres`, `range`, `refill` and `profile`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
-//! ([`workload`]), the progress spinner ([`progress`]), the wait for Redis's background saves to end, and on a
-//! cluster which primary owns how many partitions ([`layout`]).
+//! ([`workload`]), the progress spinner ([`progress`], [`progress_of_run`]), the wait for Redis's background saves to end, on a
+//! cluster which primary owns how many partitions ([`layout`]), and the steps of a minute logged on injected
+//! time that `retirement` and `profile` both take.
 
 mod freshness;
 mod ingest;
@@ -32,10 +33,13 @@ pub use retirement::retirement;
 use crate::config::BenchConfig;
 use crate::workload::Workload;
 use bytes::Bytes;
+use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use topk_core::keys::Partition;
 use topk_core::redis::RedisStore;
+use topk_core::slices::MINUTE_MS;
 
 /// Pre-built POST bodies with their number of views, shared by the clients.
 pub type Bodies = Arc<Vec<(Bytes, u64)>>;
@@ -51,6 +55,11 @@ pub fn progress(what: &str) -> ProgressBar {
     bar.set_message(what.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// The spinner of repeat `r` (from 0) of a measurement: `<what>, run <r + 1>/<repeats>`.
+pub fn progress_of_run(what: &str, r: usize, cfg: &BenchConfig) -> ProgressBar {
+    progress(&format!("{what}, run {}/{}", r + 1, cfg.repeats))
 }
 
 /// Waits (at most 5 minutes) until Redis runs no background save or append-only-file rewrite: its fork's page
@@ -116,5 +125,50 @@ pub async fn reset_history(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     sqlx::query("UPDATE period_totals_progress SET done_through = NULL")
         .execute(pool)
         .await?;
+    Ok(())
+}
+
+/// Views per batch logged by the phases on injected time (`retirement`, `profile`).
+const POST_VIEWS: usize = 1000;
+
+/// The start of the minute five days ago, where the phases on injected time log their first minute: each
+/// repeat moves on by a day and an hour, and starting this far back keeps every repeat's event time in the
+/// past (no running retirer has their private prefix, whatever the time).
+fn five_days_ago_minute() -> i64 {
+    let now = Utc::now().timestamp_millis();
+    now - now.rem_euclid(MINUTE_MS) - 5 * 86_400_000
+}
+
+/// A time past the day window of the minute starting at `minute_start`, when all its slices are retired (the
+/// hour a retired minute lingers is an EXPIRE on Redis's own clock).
+fn past_the_day_window(minute_start: i64) -> i64 {
+    minute_start + 86_400_000 + 3_600_000 + 2 * MINUTE_MS
+}
+
+/// Closes every partition's minutes through the one starting at `minute_start`, as the snapshotter does in a
+/// deployment long before the day window retires them (else the retirer hands them to the late stream for
+/// history); [`drop_closed`] drops them once retired.
+async fn close_minutes(
+    store: &RedisStore,
+    minute_start: i64,
+) -> anyhow::Result<Vec<(Partition, Vec<i64>)>> {
+    let history = store.history();
+    let mut closed = Vec::new();
+    for p in store.keys().all_partitions() {
+        closed.push((
+            p,
+            history
+                .close_minutes(p, i64::MIN / 2, minute_start / MINUTE_MS)
+                .await?,
+        ));
+    }
+    Ok(closed)
+}
+
+/// Drops the frozen minutes [`close_minutes`] closed.
+async fn drop_closed(store: &RedisStore, closed: Vec<(Partition, Vec<i64>)>) -> anyhow::Result<()> {
+    for (p, minutes) in closed {
+        store.history().drop_frozen_minutes(p, &minutes).await?;
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The `snapshot` and `rebuild` figures: rows/s through the snapshotter's own steps, Redis to Postgres and
 //! back.
 
-use super::progress;
+use super::{progress, progress_of_run};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
 use chrono::Utc;
@@ -39,11 +39,7 @@ pub async fn postgres(
             }
         }
         bar.finish_and_clear();
-        let bar = progress(&format!(
-            "snapshot and rebuild-redis, run {}/{}",
-            r + 1,
-            cfg.repeats
-        ));
+        let bar = progress_of_run("snapshot and rebuild-redis", r, cfg);
         super::reset_history(pool).await?;
         let t = Instant::now();
         let report = topk_snapshotter::jobs::snapshot_minutes(store, pool, now_ms).await?;

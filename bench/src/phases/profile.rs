@@ -8,11 +8,13 @@
 //! own accounting, which counts a script's inner commands in their rows as well as in `evalsha`) and
 //! `profile_calls.<stage>.<command>` (calls per 1,000 views).
 
-use super::{progress, redis_quiet};
+use super::{
+    close_minutes, drop_closed, five_days_ago_minute, past_the_day_window, progress_of_run,
+    redis_quiet, POST_VIEWS,
+};
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
 use crate::workload::Workload;
-use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
 use topk_core::domain::{VideoId, Window};
 use topk_core::redis::RedisStore;
@@ -58,12 +60,10 @@ fn per_view(before: &Cost, after: &Cost, views: u64) -> (f64, BTreeMap<String, (
 
 /// The profile of `store`'s deployment (its partition count, one node or a cluster).
 pub async fn profile(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Vec<Figure>> {
-    const POST_VIEWS: usize = 1000;
     let posts = if cfg.quick { 200 } else { 2000 };
     let mut workload = Workload::new(cfg.videos, cfg.zipf_s, 11)?;
     store.applier().ensure_log_groups().await?;
-    let now = Utc::now().timestamp_millis();
-    let mut minute_start = now - now.rem_euclid(MINUTE_MS) - 5 * 86_400_000;
+    let mut minute_start = five_days_ago_minute();
     let stages = [
         "append",
         "apply",
@@ -74,25 +74,13 @@ pub async fn profile(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Ve
     ];
     let mut cpu: HashMap<&str, Vec<f64>> = HashMap::new();
     let mut commands: CommandSamples = HashMap::new();
+    let views = (posts * POST_VIEWS) as u64;
+    let label = format!("profile: {views} views logged, applied and retired, stage by stage");
     for r in 0..cfg.repeats {
-        let bar = progress(&format!(
-            "profile: {} views logged, applied and retired, stage by stage, run {}/{}",
-            posts * POST_VIEWS,
-            r + 1,
-            cfg.repeats
-        ));
+        let bar = progress_of_run(&label, r, cfg);
         let bodies: Vec<Vec<(VideoId, u64)>> = (0..posts)
-            .map(|_| {
-                let mut post: HashMap<String, u64> = HashMap::new();
-                for _ in 0..POST_VIEWS {
-                    *post.entry(workload.video()).or_default() += 1;
-                }
-                post.into_iter()
-                    .map(|(v, n)| Ok((VideoId::parse(&v).map_err(anyhow::Error::msg)?, n)))
-                    .collect::<anyhow::Result<_>>()
-            })
+            .map(|_| workload.counted(POST_VIEWS))
             .collect::<anyhow::Result<_>>()?;
-        let views = (posts * POST_VIEWS) as u64;
         let mut measured = Vec::new();
         redis_quiet(store).await?;
         let before = snapshot(store).await?;
@@ -120,17 +108,8 @@ pub async fn profile(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Ve
         anyhow::ensure!(applied == views, "applied {applied} of {views} views");
         let after_apply = snapshot(store).await?;
         measured.push(per_view(&appended, &after_apply, views));
-        let after_everything = minute_start + 86_400_000 + 3_600_000 + 2 * MINUTE_MS;
-        let history = store.history();
-        let mut closed = Vec::new();
-        for p in store.keys().all_partitions() {
-            closed.push((
-                p,
-                history
-                    .close_minutes(p, i64::MIN / 2, minute_start / MINUTE_MS)
-                    .await?,
-            ));
-        }
+        let after_everything = past_the_day_window(minute_start);
+        let closed = close_minutes(store, minute_start).await?;
         let mut last = snapshot(store).await?;
         applier.seal_all(after_everything).await?;
         let sealed = snapshot(store).await?;
@@ -142,9 +121,7 @@ pub async fn profile(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Ve
             measured.push(per_view(&last, &retired, views));
             last = retired;
         }
-        for (p, minutes) in closed {
-            history.drop_frozen_minutes(p, &minutes).await?;
-        }
+        drop_closed(store, closed).await?;
         for (stage, (stage_cpu, stage_commands)) in stages.iter().zip(measured) {
             cpu.entry(stage).or_default().push(stage_cpu);
             for (name, (calls, usec)) in stage_commands {

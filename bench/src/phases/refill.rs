@@ -4,7 +4,7 @@
 //! window, against the single sequential loop they replaced (the baseline: retire every window, then seal),
 //! on the same data, with Redis's real clock (the retirer reads it as in production) and a private prefix.
 
-use super::progress;
+use super::progress_of_run;
 use crate::config::BenchConfig;
 use crate::figures::{figure, Better, Figure};
 use std::collections::BTreeMap;
@@ -31,12 +31,11 @@ pub async fn refill(cfg: &BenchConfig, store: &RedisStore) -> anyhow::Result<Vec
             } else {
                 "a loop per window"
             };
-            let bar = progress(&format!(
-                "refill: day window of {} videos, {mode}, run {}/{}",
-                cfg.videos,
-                r + 1,
-                cfg.repeats
-            ));
+            let bar = progress_of_run(
+                &format!("refill: day window of {} videos, {mode}", cfg.videos),
+                r,
+                cfg,
+            );
             let (overdue, took) = run_once(store, cfg.videos, sequential).await?;
             bar.finish_and_clear();
             if sequential {
