@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use topk_core::batch::LogEntry;
 use topk_core::config::{DatabaseConfig, RedisConfig};
-use topk_core::domain::Window;
+use topk_core::domain::{TopK, Window};
 use topk_core::redis::{LogRead, RedisStore};
 use topk_core::slices::in_window;
 
@@ -122,6 +122,17 @@ pub async fn window_counts(store: &RedisStore, window: Window) -> HashMap<String
         );
     }
     all
+}
+
+/// The top `k` of `window` as the services rank it: (video, views), most viewed first.
+pub async fn top(store: &RedisStore, window: Window, k: usize) -> Vec<(String, u64)> {
+    let k = TopK::new(k).expect("a valid k");
+    let top = store
+        .rankings()
+        .top(window, k)
+        .await
+        .expect("read the ranking");
+    top.into_iter().map(|r| (r.video_id, r.views)).collect()
 }
 
 /// The oracle: every video's views in `window` at `now`, counted one event `(time, video, views)` at a time.

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 use topk_core::config::RedisConfig;
-use topk_core::domain::{TopK, VideoId, Window};
+use topk_core::domain::{VideoId, Window};
 use topk_core::redis::RedisStore;
-use topk_testkit::fixtures::{apply_log, redis_config_at, store_for};
+use topk_testkit::fixtures::{apply_log, redis_config_at, store_for, top};
 use topk_testkit::redis_access::PASSWORD;
 use topk_testkit::{RedisAccess, RedisCluster, RedisServer, TlsCerts};
 
@@ -32,13 +32,11 @@ async fn append_apply_rank(cfg: &RedisConfig) {
         .collect();
     store.writer().append(&views).await.expect("append");
     assert_eq!(apply_log(&store, "w", 100).await, 78);
-    let top = store
-        .rankings()
-        .top(Window::All, TopK::DEFAULT)
-        .await
-        .unwrap();
-    let top: Vec<(&str, u64)> = top.iter().map(|r| (r.video_id.as_str(), r.views)).collect();
-    assert_eq!(top[..3], [("v11", 12), ("v10", 11), ("v9", 10)]);
+    let top = top(&store, Window::All, 10).await;
+    assert_eq!(
+        top[..3],
+        [("v11".into(), 12), ("v10".into(), 11), ("v9".into(), 10)]
+    );
 }
 
 /// The error a ping through a store on `cfg` ends with (the store connects lazily).

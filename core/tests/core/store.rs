@@ -13,7 +13,7 @@ use topk_core::redis::{
 use topk_core::slices::minute_of;
 use topk_testkit::cluster_url;
 use topk_testkit::fixtures::{
-    apply_log, brute_force_window, read_log, redis_config, redis_config_at, store, store_for,
+    apply_log, brute_force_window, read_log, redis_config, redis_config_at, store, store_for, top,
     window_counts,
 };
 
@@ -235,12 +235,11 @@ async fn check(store: &RedisStore, events: &[(i64, String, u64)], now: i64) {
         let mut expected: Vec<(u64, String)> = want.into_iter().map(|(v, n)| (n, v)).collect();
         expected.sort_by(|a, b| b.cmp(a));
         for k in 1..=3 {
-            let top = store
-                .rankings()
-                .top(w, TopK::new(k).unwrap())
+            let top: Vec<(u64, String)> = top(store, w, k)
                 .await
-                .unwrap();
-            let top: Vec<(u64, String)> = top.into_iter().map(|r| (r.views, r.video_id)).collect();
+                .into_iter()
+                .map(|(v, n)| (n, v))
+                .collect();
             let want: Vec<(u64, String)> = expected.iter().take(k).cloned().collect();
             assert_eq!(top, want, "top {k} of {w} at {now}");
         }
@@ -549,12 +548,7 @@ async fn top_k_is_exact_when_one_partition_holds_most_of_it() {
     }
     all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
     for k in [1, 10, 100, 299, 300, 301, 450, 1000] {
-        let top = store
-            .rankings()
-            .top(Window::Hour, TopK::new(k).unwrap())
-            .await
-            .unwrap();
-        let got: Vec<(String, u64)> = top.into_iter().map(|r| (r.video_id, r.views)).collect();
+        let got = top(&store, Window::Hour, k).await;
         assert_eq!(got, all[..k.min(all.len())].to_vec(), "top {k}");
     }
 }

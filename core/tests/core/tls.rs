@@ -4,9 +4,9 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use topk_core::config::RedisConfig;
-use topk_core::domain::{TopK, VideoId, Window};
+use topk_core::domain::{VideoId, Window};
 use topk_core::redis::{RedisStore, StoreError};
-use topk_testkit::fixtures::{apply_log, migrated_pool_at, redis_config_at, store_for};
+use topk_testkit::fixtures::{apply_log, migrated_pool_at, redis_config_at, store_for, top};
 use topk_testkit::{free_port, tls_postgres, TlsCerts, TlsRedisServer};
 
 fn config(url: &str, ca: Option<PathBuf>, timeout_ms: u64) -> RedisConfig {
@@ -42,13 +42,8 @@ async fn rediss_with_the_ca_file_appends_applies_and_ranks() {
     store.writer().append(&views).await.unwrap();
     assert_eq!(apply_log(&store, "w", 10).await, 8);
 
-    let top = store
-        .rankings()
-        .top(Window::All, TopK::DEFAULT)
-        .await
-        .unwrap();
-    let top: Vec<(&str, u64)> = top.iter().map(|r| (r.video_id.as_str(), r.views)).collect();
-    assert_eq!(top, [("b", 5), ("a", 3)]);
+    let top = top(&store, Window::All, 10).await;
+    assert_eq!(top, [("b".into(), 5), ("a".into(), 3)]);
 }
 
 #[tokio::test]
