@@ -2,6 +2,7 @@
 
 use super::*;
 use topk_core::domain::VideoId;
+use topk_core::redis::RedisStore;
 use topk_testkit::wait_until;
 
 /// Polls until a POST of one view to `port` is answered 202 (Redis is back for ingest), at most `within`;
@@ -231,15 +232,21 @@ async fn redis_frozen_refused_batch_is_never_written_later() {
     freeze_redis_under_load(true).await;
 }
 
-async fn freeze_redis_under_load(strict: bool) {
-    let redis = topk_testkit::RedisServer::start();
-    let env = Env::new(&redis.url(), "frozen", 2);
+/// Ingest (every role) and the API on the Redis at `url` (2 partitions), their Redis commands timing out after
+/// 500 ms so that a fault shows within the test: the store, ingest's port, the API's port, and both processes
+/// (stopped when dropped).
+async fn ingest_and_api(url: &str, label: &str) -> (RedisStore, u16, u16, [Proc; 2]) {
+    let env = Env::new(url, label, 2);
     let store = env.store().await;
     let timeout = [("TOPK_REDIS_TIMEOUT_MS", "500")];
-    let iport = topk_testkit::free_port();
-    let _ingest = env.ingest("all", iport, &timeout);
-    let aport = topk_testkit::free_port();
-    let _api = env.api(aport, &timeout);
+    let (iport, aport) = (topk_testkit::free_port(), topk_testkit::free_port());
+    let services = [env.ingest("all", iport, &timeout), env.api(aport, &timeout)];
+    (store, iport, aport, services)
+}
+
+async fn freeze_redis_under_load(strict: bool) {
+    let redis = topk_testkit::RedisServer::start();
+    let (store, iport, aport, _services) = ingest_and_api(&redis.url(), "frozen").await;
     let started = Instant::now();
     let sender = Sender::start(iport, 1, 20, 10, "f");
     sender.accepted_more(20).await;
@@ -366,13 +373,7 @@ fn tally_statuses(statuses: impl Iterator<Item = Option<u16>>) -> Vec<(Option<u1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_gives_503_quickly_never_202() {
     let mut redis = topk_testkit::RedisServer::start();
-    let env = Env::new(&redis.url(), "down", 2);
-    let store = env.store().await;
-    let timeout = [("TOPK_REDIS_TIMEOUT_MS", "500")];
-    let iport = topk_testkit::free_port();
-    let _ingest = env.ingest("all", iport, &timeout);
-    let aport = topk_testkit::free_port();
-    let _api = env.api(aport, &timeout);
+    let (store, iport, aport, _services) = ingest_and_api(&redis.url(), "down").await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
