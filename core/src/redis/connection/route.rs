@@ -139,27 +139,15 @@ impl Shared {
     }
 
     /// [`Self::on_key`] on the connection kept for WAIT and the replication checks around it (`client.rs`).
-    pub(in crate::redis) async fn on_key_waiting<R: FromRedisValue, T: ToRedisArgs>(
+    pub(in crate::redis) async fn on_key_waiting<R: FromRedisValue>(
         &self,
         name: &'static str,
         key: &str,
-        args: Vec<T>,
+        args: &[&str],
     ) -> Result<R> {
-        let cmd = command(name, &args);
-        let route = || Route::Key(key.to_owned());
-        self.retry_not_run(|| async {
-            let span = command_span(&cmd, key);
-            let result = self
-                .conn
-                .query_waiting(&cmd, route())
-                .instrument(span)
-                .await;
-            if let Err(e) = &result {
-                e.count();
-            }
-            result
-        })
-        .await
+        let cmd = command(name, args);
+        self.retry_not_run(|| self.query_on(Connection::Waiting, &cmd, Route::Key(key.to_owned())))
+            .await
     }
 
     /// [`Self::on_key`] for a command whose first argument is its key.
@@ -179,8 +167,21 @@ impl Shared {
         cmd: &Cmd,
         route: Route,
     ) -> Result<R> {
+        self.query_on(Connection::Main, cmd, route).await
+    }
+
+    /// [`Self::query_routed`] on one of the client's connections.
+    async fn query_on<R: FromRedisValue>(
+        &self,
+        connection: Connection,
+        cmd: &Cmd,
+        route: Route,
+    ) -> Result<R> {
         let span = command_span(cmd, target(&route));
-        let result = self.conn.query(cmd, route).instrument(span).await;
+        let result = match connection {
+            Connection::Main => self.conn.query(cmd, route).instrument(span).await,
+            Connection::Waiting => self.conn.query_waiting(cmd, route).instrument(span).await,
+        };
         if let Err(e) = &result {
             if !matches!(e, StoreError::Redis(r) if r.code() == Some("NOSCRIPT")) {
                 e.count();
@@ -188,6 +189,14 @@ impl Shared {
         }
         result
     }
+}
+
+/// Which of the client's connections a command goes on (`client.rs`).
+#[derive(Clone, Copy)]
+enum Connection {
+    Main,
+    /// Kept for WAIT and the replication checks around it.
+    Waiting,
 }
 
 /// The span of one command sent to Redis (see the module's doc for its cost).

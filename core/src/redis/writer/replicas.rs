@@ -21,9 +21,7 @@ impl Shared {
     ) -> Result<(Vec<u64>, u64)> {
         // On the connection WAIT runs on: any command there moves what its next WAIT covers to the
         // primary's offset now, past the write being confirmed.
-        let info: String = self
-            .on_key_waiting("INFO", key, vec!["replication"])
-            .await?;
+        let info: String = self.on_key_waiting("INFO", key, &["replication"]).await?;
         let info = Info::parse(&info);
         if info.field("master_replid") != Some(replid) || info.field("role") != Some("master") {
             // Another primary took over since the write: it may not have it.
@@ -58,9 +56,7 @@ impl Shared {
         let checks = join_all(writers.iter().map(|(replid, key)| async move {
             // A keyed command first: WAIT and INFO name no key, so on a cluster only this one can meet a
             // MOVED, which makes the connection learn of a failover (it would ask the old primary forever).
-            let _: i64 = self
-                .on_key_waiting("EXISTS", key, vec![key.as_str()])
-                .await?;
+            let _: i64 = self.on_key_waiting("EXISTS", key, &[key.as_str()]).await?;
             let (_, target) = self.replication(key, replid).await?;
             loop {
                 let left = give_up
@@ -68,7 +64,7 @@ impl Shared {
                     .as_millis()
                     .max(1);
                 let _: i64 = self
-                    .on_key_waiting("WAIT", key, vec![wanted.to_string(), left.to_string()])
+                    .on_key_waiting("WAIT", key, &[&wanted.to_string(), &left.to_string()])
                     .await?;
                 let (acked, _) = self.replication(key, replid).await?;
                 let confirmed = acked.iter().filter(|&&offset| offset >= target).count() as u32;
