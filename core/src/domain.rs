@@ -121,11 +121,7 @@ impl ViewCount {
     pub const ONE: ViewCount = ViewCount(1);
 
     pub fn parse(raw: u64) -> Result<Self, ParseError> {
-        if (1..=MAX_VIEW_COUNT).contains(&raw) {
-            Ok(Self(raw))
-        } else {
-            Err(ParseError::Count)
-        }
+        one_to(MAX_VIEW_COUNT, raw, ParseError::Count).map(Self)
     }
 
     pub fn get(self) -> u64 {
@@ -196,15 +192,20 @@ impl TopK {
     }
 
     pub fn new(k: usize) -> Result<Self, ParseError> {
-        if (1..=MAX_K).contains(&k) {
-            Ok(Self(k))
-        } else {
-            Err(ParseError::K)
-        }
+        one_to(MAX_K, k, ParseError::K).map(Self)
     }
 
     pub fn get(self) -> usize {
         self.0
+    }
+}
+
+/// `raw` when it is from 1 to `max`, else `refusal`: the bound of the counts and sizes above.
+fn one_to<T: PartialOrd + From<u8>>(max: T, raw: T, refusal: ParseError) -> Result<T, ParseError> {
+    if (T::from(1)..=max).contains(&raw) {
+        Ok(raw)
+    } else {
+        Err(refusal)
     }
 }
 
