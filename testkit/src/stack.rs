@@ -287,6 +287,17 @@ impl Stack {
         }
         (backlog, windows)
     }
+
+    /// Asserts that Redis holds what `before` ([`Self::state_fingerprint`]) found, `what` notwithstanding.
+    /// Compared at once, no wait needed: the receiver appends before it answers, and the fingerprint counts a
+    /// log entry whether a worker has applied it yet or not.
+    pub async fn assert_unchanged(&self, before: &(u64, Vec<Vec<Row>>), what: &str) {
+        assert_eq!(
+            &self.state_fingerprint().await,
+            before,
+            "{what} changed Redis"
+        );
+    }
 }
 
 /// Sends `request`: the status and the JSON body (`null` when there is none).

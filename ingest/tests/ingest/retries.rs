@@ -53,13 +53,7 @@ async fn sent_again_under_its_key(s: Stack) {
             "{body}"
         );
     }
-    // Compared at once, no wait needed: the receiver appends before it answers, and the fingerprint counts a
-    // log entry whether a worker has applied it yet or not.
-    assert_eq!(
-        s.state_fingerprint().await,
-        before,
-        "a refused batch changed Redis"
-    );
+    s.assert_unchanged(&before, "a refused batch").await;
 
     for _ in 0..2 {
         assert_eq!(
