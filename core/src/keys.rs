@@ -230,6 +230,21 @@ impl KeySchema {
     }
 }
 
+/// The hash slot of `key`, as Redis Cluster computes it: CRC16 (XMODEM) of the key's `{tag}` when it has a
+/// non-empty one, else of the whole key, modulo 16384. A partition's keys share the slot of its `{p}` tag.
+pub fn hash_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(hashed) % 16384
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +264,22 @@ mod tests {
         assert_eq!(k.partition_of(&v), k.partition_of(&v.clone()));
         // FNV-1a("abc") = 0xe71fa2190541574b; pinned so a change of hash (which would move every video) fails.
         assert_eq!(k.partition_of(&v), (0xe71f_a219_0541_574b_u64 % 16) as u16);
+    }
+
+    /// Slots as `CLUSTER KEYSLOT` answered them on Redis 7.0.
+    #[test]
+    fn slots_are_the_clusters() {
+        for (key, slot) in [
+            ("{1}", 9842),
+            ("a{1}", 9842),
+            ("{3}", 1584),
+            ("{10}", 247),
+            ("foo", 12182),
+            ("{}foo", 9500),
+            ("{user1000}.following", 3443),
+            ("foo{}{bar}", 8363),
+        ] {
+            assert_eq!(hash_slot(key.as_bytes()), slot, "{key}");
+        }
     }
 }

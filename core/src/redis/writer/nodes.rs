@@ -8,7 +8,7 @@
 //! read of a key this node does not serve right now (a slot moved away, or a key not yet or no longer here
 //! while its slot migrates), so the call fails having written nothing and its partitions go one by one.
 
-use crate::keys::Partition;
+use crate::keys::{hash_slot, Partition};
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{Result, Shared};
 use std::sync::{Arc, Mutex};
@@ -114,7 +114,7 @@ impl Shared {
         self.keys
             .all_partitions()
             .map(|p| {
-                let slot = hash_slot(&self.keys.log(p));
+                let slot = hash_slot(self.keys.log(p).as_bytes());
                 ranges
                     .iter()
                     .find(|(start, end, _)| (*start..=*end).contains(&slot))
@@ -126,43 +126,5 @@ impl Shared {
                     })
             })
             .collect()
-    }
-}
-
-/// The hash slot of `key`, as Redis Cluster computes it: CRC16 (XMODEM) of the key's `{tag}` when it has a
-/// non-empty one, else of the whole key, modulo 16384.
-pub(crate) fn hash_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = bytes
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &bytes[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(bytes);
-    crc16::State::<crc16::XMODEM>::calculate(hashed) % 16384
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hash_slot;
-
-    /// Slots as `CLUSTER KEYSLOT` answered them on Redis 7.0.
-    #[test]
-    fn slots_are_the_clusters() {
-        for (key, slot) in [
-            ("{1}", 9842),
-            ("a{1}", 9842),
-            ("{3}", 1584),
-            ("{10}", 247),
-            ("foo", 12182),
-            ("{}foo", 9500),
-            ("{user1000}.following", 3443),
-            ("foo{}{bar}", 8363),
-        ] {
-            assert_eq!(hash_slot(key), slot, "{key}");
-        }
     }
 }
