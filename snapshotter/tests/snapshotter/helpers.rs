@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use std::collections::BTreeMap;
 use topk_core::db::minute_start;
 use topk_core::db::range::MinuteRange;
-use topk_core::domain::{RankedVideo, VideoId};
+use topk_core::domain::{RankedVideo, VideoId, Window};
 use topk_core::redis::{AppendRequest, RedisStore, SourcePartition, SourceRecord};
 use topk_core::wire::DatedViews;
 use topk_snapshotter::jobs::{close_minutes, snapshot_minutes};
@@ -253,9 +253,26 @@ pub async fn totals(pool: &PgPool) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// Asserts that `verify` at `now` reports exactly the differences `want`, each as (window, video).
+pub async fn assert_verify_finds(
+    store: &RedisStore,
+    pool: &PgPool,
+    now: i64,
+    want: &[(Window, &str)],
+) {
+    let diffs = topk_snapshotter::verify::verify(store, pool, now)
+        .await
+        .unwrap();
+    let found: Vec<(Window, &str)> = diffs
+        .iter()
+        .map(|d| (d.window, d.video_id.as_str()))
+        .collect();
+    assert_eq!(found, want, "verify: {diffs:?}");
+}
+
 /// The all-time window of every partition, as [`totals`] reads `video_totals`: to compare the two.
 pub async fn all_time(store: &RedisStore) -> BTreeMap<String, i64> {
-    fixtures::window_counts(store, topk_core::domain::Window::All)
+    fixtures::window_counts(store, Window::All)
         .await
         .into_iter()
         .map(|(v, n)| (v, n as i64))

@@ -1,6 +1,6 @@
 //! `verify`: a consistent state, then a window changed behind its back.
 
-use crate::helpers::{fed, retire, MIN, T0};
+use crate::helpers::{assert_verify_finds, fed, retire, MIN, T0};
 use topk_core::domain::{VideoId, Window};
 use topk_snapshotter::jobs::snapshot_minutes;
 
@@ -11,10 +11,7 @@ async fn verify_reports_every_difference() {
     let now = T0 + 21 * MIN;
     snapshot_minutes(&store, &pool, now - MIN).await.unwrap();
     retire(&store, now).await;
-    let diffs = topk_snapshotter::verify::verify(&store, &pool, now)
-        .await
-        .unwrap();
-    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_verify_finds(&store, &pool, now, &[]).await;
 
     let p = store.keys().partition_of(&VideoId::parse("v3").unwrap());
     let url = topk_testkit::servers().redis_url.clone();
@@ -31,14 +28,7 @@ async fn verify_reports_every_difference() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let diffs = topk_snapshotter::verify::verify(&store, &pool, now)
-        .await
-        .unwrap();
-    assert_eq!(diffs.len(), 1, "{diffs:?}");
-    assert_eq!(
-        (diffs[0].window, diffs[0].video_id.as_str()),
-        (Window::Hour, "v3")
-    );
+    assert_verify_finds(&store, &pool, now, &[(Window::Hour, "v3")]).await;
 }
 
 /// The period totals: added by the minute job once every partition has written an hour (and a day), kept
