@@ -14,3 +14,9 @@ mod overload;
 mod page;
 mod range;
 mod surface;
+
+/// The `name` of every element of a JSON array (an OpenAPI document's tags, a route's parameters).
+fn names(list: &serde_json::Value) -> Vec<&str> {
+    let list = list.as_array().expect("a JSON array");
+    list.iter().map(|e| e["name"].as_str().unwrap()).collect()
+}

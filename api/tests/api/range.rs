@@ -129,24 +129,11 @@ async fn bad_ranges_get_a_json_400_and_the_route_is_documented() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
         assert!(body["error"].is_string(), "{bad:?}: {body}");
     }
-    let doc: Value = s
-        .http
-        .get(format!("http://{}/openapi.json", s.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
     let route = &doc["paths"]["/v1/topk/range"]["get"];
     assert_eq!(route["tags"], json!(["history"]), "{route}");
-    let params: Vec<&str> = route["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(params, ["from", "to", "k"]);
+    assert_eq!(crate::names(&route["parameters"]), ["from", "to", "k"]);
     for status in ["200", "400", "503"] {
         assert!(route["responses"][status].is_object(), "{status}: {route}");
     }

@@ -75,9 +75,18 @@ impl Api {
         self.http.get(format!("http://{}{path}", self.addr))
     }
 
+    /// The answer to `GET path` with `headers`.
+    async fn response(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.get(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
     /// `GET path`'s body as JSON.
     async fn json(&self, path: &str) -> Value {
-        self.get(path).send().await.unwrap().json().await.unwrap()
+        self.response(path, &[]).await.json().await.unwrap()
     }
 }
 
@@ -93,7 +102,7 @@ async fn rankings_say_their_age_and_large_answers_are_compressed() {
     api.add(&many).await;
 
     let before = chrono::Utc::now();
-    let r = api.get("/v1/topk?window=all&k=3").send().await.unwrap();
+    let r = api.response("/v1/topk?window=all&k=3", &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
     let as_of = r.headers()["topk-as-of"].to_str().unwrap().to_owned();
     assert_eq!(as_of.len(), "2026-12-02T01:02:03.456Z".len(), "{as_of}");
@@ -105,18 +114,15 @@ async fn rankings_say_their_age_and_large_answers_are_compressed() {
     );
     assert_eq!(r.headers()["cache-control"], "public, max-age=2");
     // Served from the shared ranking: the same moment.
-    let again = api.get("/view/video?window=all&k=3").send().await.unwrap();
+    let again = api.response("/view/video?window=all&k=3", &[]).await;
     assert_eq!(again.headers()["topk-as-of"].to_str().unwrap(), as_of);
 
-    let plain = api.get("/v1/topk?window=all&k=1000").send().await.unwrap();
+    let plain = api.response("/v1/topk?window=all&k=1000", &[]).await;
     assert!(plain.headers().get("content-encoding").is_none());
     let plain_len = plain.bytes().await.unwrap().len();
     let gzipped = api
-        .get("/v1/topk?window=all&k=1000")
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .response("/v1/topk?window=all&k=1000", &[("accept-encoding", "gzip")])
+        .await;
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
     let gzipped_len = gzipped.bytes().await.unwrap().len();
     assert!(
@@ -124,15 +130,18 @@ async fn rankings_say_their_age_and_large_answers_are_compressed() {
         "{gzipped_len} of {plain_len} bytes"
     );
     let small = api
-        .get("/v1/topk?window=all&k=1")
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .response("/v1/topk?window=all&k=1", &[("accept-encoding", "gzip")])
+        .await;
     assert!(
         small.headers().get("content-encoding").is_none(),
         "a tiny answer is sent as is"
     );
+}
+
+/// The hour's ranking asked for by a page on `origin`.
+async fn ranking_from(origin: &str, api: &Api) -> reqwest::Response {
+    api.response("/v1/topk?window=hour", &[("origin", origin)])
+        .await
 }
 
 /// Browsers on a listed origin may read rankings (and `Topk-As-Of`); other origins get no CORS grant.
@@ -143,12 +152,7 @@ async fn cors_grants_only_the_listed_origins() {
         &["--cors-origins=https://dash.example.com,http://localhost:3000"],
     )
     .await;
-    let listed = api
-        .get("/v1/topk?window=hour")
-        .header("origin", "https://dash.example.com")
-        .send()
-        .await
-        .unwrap();
+    let listed = ranking_from("https://dash.example.com", &api).await;
     assert_eq!(
         listed.headers()["access-control-allow-origin"],
         "https://dash.example.com"
@@ -158,12 +162,7 @@ async fn cors_grants_only_the_listed_origins() {
         .unwrap()
         .to_lowercase();
     assert!(exposed.contains("topk-as-of"), "{exposed}");
-    let other = api
-        .get("/v1/topk?window=hour")
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let other = ranking_from("https://evil.example", &api).await;
     assert!(other.headers().get("access-control-allow-origin").is_none());
     let preflight = api
         .http
@@ -184,12 +183,7 @@ async fn cors_grants_only_the_listed_origins() {
 
     // Without the setting, no origin is granted.
     let closed = Api::start("cors-off", &[]).await;
-    let r = closed
-        .get("/v1/topk?window=hour")
-        .header("origin", "https://dash.example.com")
-        .send()
-        .await
-        .unwrap();
+    let r = ranking_from("https://dash.example.com", &closed).await;
     assert!(r.headers().get("access-control-allow-origin").is_none());
     // A malformed origin is refused when the settings are read.
     let bad = topk_api::config::ApiConfig::try_parse_from([
@@ -203,7 +197,7 @@ async fn cors_grants_only_the_listed_origins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_is_served_from_the_binary() {
     let api = Api::start("docs", &[]).await;
-    let page = api.get("/docs/").send().await.unwrap();
+    let page = api.response("/docs/", &[]).await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
@@ -217,7 +211,7 @@ async fn swagger_ui_is_served_from_the_binary() {
         "/docs/swagger-ui.css",
         "/docs/swagger-initializer.js",
     ] {
-        let r = api.get(asset).send().await.unwrap();
+        let r = api.response(asset, &[]).await;
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
         let body = r.text().await.unwrap();
         assert!(body.len() > 100, "{asset} is empty");
@@ -227,7 +221,7 @@ async fn swagger_ui_is_served_from_the_binary() {
     }
     // Never framed by another page (clickjacking), scripts from this server only.
     for path in ["/docs/", "/docs/swagger-initializer.js"] {
-        let r = api.get(path).send().await.unwrap();
+        let r = api.response(path, &[]).await;
         let csp = r
             .headers()
             .get("content-security-policy")
@@ -239,13 +233,10 @@ async fn swagger_ui_is_served_from_the_binary() {
     }
     let doc: Value = api.json("/openapi.json").await;
     assert!(doc["paths"]["/v1/videos/{videoId}/hourly"].is_object());
-    let tags: Vec<&str> = doc["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(tags, ["rankings", "videos", "history", "health"]);
+    assert_eq!(
+        crate::names(&doc["tags"]),
+        ["rankings", "videos", "history", "health"]
+    );
 }
 
 /// A video's answer has its rank in each window's top 1000 (null elsewhere), and its views per hour come
@@ -310,7 +301,7 @@ async fn a_video_has_its_ranks_and_its_hours() {
         "/v1/videos/alpha/hourly?hours=169",
         "/v1/videos/a%20b/hourly",
     ] {
-        let r = api.get(bad).send().await.unwrap();
+        let r = api.response(bad, &[]).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 }
@@ -328,7 +319,7 @@ async fn every_error_is_json() {
         ("/docs/nope.js", StatusCode::NOT_FOUND),
         ("/nope", StatusCode::NOT_FOUND),
     ] {
-        let r = api.get(path).send().await.unwrap();
+        let r = api.response(path, &[]).await;
         assert_eq!(r.status(), status, "{path}");
         let content_type = r.headers().get("content-type").cloned();
         let body = r.text().await.unwrap();
