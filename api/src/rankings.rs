@@ -43,13 +43,27 @@ impl RankingQuery {
     }
 }
 
-/// The K most viewed videos of a window, views descending, ties by videoId descending.
-#[utoipa::path(get, path = "/v1/topk", tag = "rankings", params(RankingQuery), responses(
-    (status = 200, description = "the ranking", body = Vec<RankedVideo>, headers(
+/// What both ranking routes answer, for the OpenAPI document only (the handler builds its response itself).
+#[derive(utoipa::IntoResponses)]
+pub enum RankingResponses {
+    #[response(status = 200, description = "the ranking", headers(
         ("Topk-As-Of" = String, description = "when the ranking was read from Redis (RFC 3339, milliseconds)"),
-        ("Cache-Control" = String, description = "public, max-age: how long the API itself shares a ranking"))),
-    (status = 400, description = "bad window or k", body = ErrorBody),
-    (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
+        ("Cache-Control" = String, description = "public, max-age: how long the API itself shares a ranking")))]
+    Ranking(Vec<RankedVideo>),
+    #[response(status = 400, description = "bad window or k")]
+    BadQuery(ErrorBody),
+    #[response(status = 503, description = "Redis is unavailable")]
+    Unavailable(ErrorBody),
+}
+
+/// The K most viewed videos of a window, views descending, ties by videoId descending.
+#[utoipa::path(
+    get,
+    path = "/v1/topk",
+    tag = "rankings",
+    params(RankingQuery),
+    responses(RankingResponses)
+)]
 #[tracing::instrument(skip_all, fields(window, k))]
 pub async fn topk(
     State(state): State<AppState>,
@@ -91,12 +105,13 @@ pub fn cache_control(ttl: std::time::Duration) -> HeaderValue {
 }
 
 /// The same ranking on the route the product was first specified with.
-#[utoipa::path(get, path = "/view/video", tag = "rankings", params(RankingQuery), responses(
-    (status = 200, description = "the ranking", body = Vec<RankedVideo>, headers(
-        ("Topk-As-Of" = String, description = "when the ranking was read from Redis (RFC 3339, milliseconds)"),
-        ("Cache-Control" = String, description = "public, max-age: how long the API itself shares a ranking"))),
-    (status = 400, description = "bad window or k", body = ErrorBody),
-    (status = 503, description = "Redis is unavailable", body = ErrorBody)))]
+#[utoipa::path(
+    get,
+    path = "/view/video",
+    tag = "rankings",
+    params(RankingQuery),
+    responses(RankingResponses)
+)]
 pub async fn view_video(
     state: State<AppState>,
     query: Query<RankingQuery>,
