@@ -64,11 +64,8 @@ async fn health_and_metrics_answer_while_reads_fill_the_in_flight_limit() {
         });
     }
     for _ in 0..IN_FLIGHT {
-        let status = tokio::time::timeout(Duration::from_secs(10), answers.recv())
-            .await
-            .expect("the reads beyond the limit are refused at once")
-            .unwrap()
-            .unwrap();
+        let refused = "the reads beyond the limit are refused at once";
+        let status = next_status(&mut answers, Duration::from_secs(10), refused).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
 
@@ -100,13 +97,22 @@ async fn health_and_metrics_answer_while_reads_fill_the_in_flight_limit() {
     // Redis back: the waiting reads are answered.
     redis.resume();
     for _ in 0..IN_FLIGHT {
-        let status = tokio::time::timeout(Duration::from_secs(30), answers.recv())
-            .await
-            .expect("the waiting reads are answered once Redis is back")
-            .unwrap()
-            .unwrap();
+        let answered = "the waiting reads are answered once Redis is back";
+        let status = next_status(&mut answers, Duration::from_secs(30), answered).await;
         assert_eq!(status, StatusCode::OK);
     }
     stop.cancel();
     served.await.unwrap().unwrap();
+}
+
+/// The status of the next ranking read answered, which must come within `within` (`what` says why).
+async fn next_status(
+    answers: &mut tokio::sync::mpsc::UnboundedReceiver<reqwest::Result<StatusCode>>,
+    within: Duration,
+    what: &str,
+) -> StatusCode {
+    let answer = tokio::time::timeout(within, answers.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    answer.unwrap().unwrap()
 }

@@ -14,12 +14,9 @@ use topk_testkit::{wait_until, Stack};
 /// may not have it (the panel then says so).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_ranking_and_a_videos_details() {
-    // Chromium first (installed when missing, which can take a minute): the minute window asserted below
-    // must still hold the views posted next when the page loads.
-    tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
-        .await
-        .unwrap();
-    let s = Stack::start("page").await;
+    // Chromium first: the minute window asserted below must still hold the views posted next when the
+    // page loads.
+    let s = with_chromium("page").await;
     let ranked = [("alpha", 1234), ("beta", 20), ("gamma", 10)];
     s.post_views(&ranked).await;
     s.wait_for_ranking("hour", &ranked, Duration::from_secs(10))
@@ -98,10 +95,7 @@ async fn the_page_shows_the_ranking_and_a_videos_details() {
 /// empty range says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_past_range_view_shows_the_ranking_of_a_range() {
-    tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
-        .await
-        .unwrap();
-    let s = Stack::start("page_range").await;
+    let s = with_chromium("page_range").await;
     let row = |v: &str, n: u64| topk_core::domain::RankedVideo {
         video_id: v.into(),
         views: n,
@@ -218,10 +212,7 @@ async fn the_page_and_its_assets_have_their_headers() {
 /// document and renders an operation of each route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_renders_under_its_policy() {
-    tokio::task::spawn_blocking(topk_testkit::chromium::chromium)
-        .await
-        .unwrap();
-    let s = Stack::start("docs_csp").await;
+    let s = with_chromium("docs_csp").await;
     let dom = load(&s, "/docs/").await;
     assert!(dom.contains("opblock-summary-path"), "{dom}");
     for route in [
@@ -239,6 +230,14 @@ async fn swagger_ui_renders_under_its_policy() {
 
 /// Loads `path` of the stack's API in Chromium and returns the DOM the page built. Chromium blocks, so it
 /// runs off the runtime's threads: the servers it talks to run on them.
+/// Chromium ready (installed when missing, which can take a minute), then a stack of its own under `label`.
+async fn with_chromium(label: &str) -> Stack {
+    tokio::task::spawn_blocking(chromium::chromium)
+        .await
+        .unwrap();
+    Stack::start(label).await
+}
+
 async fn load(s: &Stack, path: &str) -> String {
     let url = format!("http://{}{path}", s.api);
     let started = std::time::Instant::now();
