@@ -31,13 +31,15 @@ async fn the_servers_message_is_shown() {
     assert_eq!(run.stdout, "");
 
     let run = s.topk(&["video", "not/valid"], None).await;
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.starts_with("topk: 400 Bad Request: "), "{run:?}");
+    assert!(
+        run.failed_with(1).starts_with("topk: 400 Bad Request: "),
+        "{run:?}"
+    );
 
     let run = s.topk(&["send", "ok", "not valid!"], None).await;
-    assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr.starts_with("topk: 400 Bad Request: element 1: "),
+        run.failed_with(1)
+            .starts_with("topk: 400 Bad Request: element 1: "),
         "{run:?}"
     );
     assert!(
@@ -49,18 +51,16 @@ async fn the_servers_message_is_shown() {
     let run = s
         .topk(&["send", "--batch-size=1", "ok", "bad!"], None)
         .await;
-    assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr.ends_with("\ntopk: element 0 is \"bad!\"\ntopk: accepted before this failure: 1 view in 1 batch (those are stored)\n"),
+        run.failed_with(1).ends_with("\ntopk: element 0 is \"bad!\"\ntopk: accepted before this failure: 1 view in 1 batch (those are stored)\n"),
         "{run:?}"
     );
 
     let run = s
         .topk(&["send", "--token", "s3cr3t-guess", "x"], None)
         .await;
-    assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr.starts_with("topk: 401 Unauthorized: "),
+        run.failed_with(1).starts_with("topk: 401 Unauthorized: "),
         "{run:?}"
     );
     assert!(
@@ -76,8 +76,10 @@ async fn the_servers_message_is_shown() {
 
     // Usage errors: clap's message and status 2, before any request.
     let run = s.topk(&["top", "--window", "week"], None).await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("minute, hour, day, all"), "{run:?}");
+    assert!(
+        run.failed_with(2).contains("minute, hour, day, all"),
+        "{run:?}"
+    );
     let run = s
         .topk(&["top", "--api-url", "ftp://example.invalid"], None)
         .await;
@@ -109,9 +111,8 @@ async fn an_unreachable_service_is_named() {
     };
     let env = [("TOPK_API_URL", format!("http://{closed}"))];
     let run = topk(&env, &["top"], None).await;
-    assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr
+        run.failed_with(1)
             .starts_with(&format!("topk: http://{closed}/v1/topk?window=hour&k=10: ")),
         "{run:?}"
     );
@@ -119,9 +120,8 @@ async fn an_unreachable_service_is_named() {
 
     let url = format!("--ingest-url=http://{closed}");
     let run = topk(&[], &["send", &url, "--retries=0", "x"], None).await;
-    assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr
+        run.failed_with(1)
             .contains(&format!("http://{closed}/v1/views: connection refused")),
         "{run:?}"
     );
@@ -131,9 +131,8 @@ async fn an_unreachable_service_is_named() {
     let addr = silent.local_addr().unwrap();
     let url = format!("--api-url=http://{addr}");
     let run = topk(&[], &["video", "x", &url, "--timeout-ms=300"], None).await;
-    assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr
+        run.failed_with(1)
             .starts_with(&format!("topk: http://{addr}/v1/videos/x: timed out")),
         "{run:?}"
     );
@@ -234,8 +233,8 @@ async fn a_503_is_sent_again_under_the_same_key() {
 
     // Unavailable for good: the first try and two retries, then the last message.
     let run = topk(&[], &["send", &url, "--retries=2", "x"], None).await;
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.ends_with("topk: 503 Service Unavailable: the view log (Redis) is unavailable, try again shortly\n"), "{run:?}");
+    assert!(
+        run.failed_with(1).ends_with("topk: 503 Service Unavailable: the view log (Redis) is unavailable, try again shortly\n"), "{run:?}");
     let seen = s.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 7);
     assert!(seen[4..]

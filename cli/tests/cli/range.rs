@@ -94,17 +94,15 @@ async fn a_past_range_prints_as_a_table() {
             None,
         )
         .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("--from"), "{run:?}");
+    assert!(run.failed_with(2).contains("--from"), "{run:?}");
     let run = s
         .topk(
             &["range", "--from", "2026-11-08", "--to", "2026-11-01"],
             None,
         )
         .await;
-    assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr
+        run.failed_with(1)
             .starts_with("topk: 400 Bad Request: the range is empty"),
         "{run:?}"
     );

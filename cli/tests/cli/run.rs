@@ -32,6 +32,12 @@ impl Run {
         self
     }
 
+    /// Panics with the output unless the run exited with `code`; its stderr, to say what it must say.
+    pub fn failed_with(&self, code: i32) -> &str {
+        assert_eq!(self.code, code, "{self:?}");
+        &self.stderr
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
     }
