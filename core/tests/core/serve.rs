@@ -89,6 +89,28 @@ fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, Durat
     )
 }
 
+/// On a new connection to `addr`, sends `head`, then `parts` (see [`trickle`]) from a thread of their own
+/// while the answer is read until the server closes the connection (see [`read_until_closed`]); returns the
+/// answer and how long the server took to close.
+fn send_slowly(
+    addr: SocketAddr,
+    head: &[u8],
+    parts: &[&[u8]],
+    pause: Duration,
+    within: Duration,
+) -> (String, Duration) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(head).unwrap();
+    std::thread::scope(|scope| {
+        let mut writer = stream.try_clone().unwrap();
+        let slow = scope.spawn(move || trickle(&mut writer, parts, pause));
+        let closed = read_until_closed(&mut stream, within);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        slow.join().unwrap();
+        closed
+    })
+}
+
 /// Sends `parts` one after another with `pause` between them, stopping quietly when the server has closed.
 fn trickle(stream: &mut TcpStream, parts: &[&[u8]], pause: Duration) {
     for part in parts {
@@ -102,21 +124,16 @@ fn trickle(stream: &mut TcpStream, parts: &[&[u8]], pause: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sending_headers_slowly_is_cut_off() {
     let closed_after = with_server(limits(), move |addr| {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        let started = Instant::now();
-        // One header line every 100 ms, forever (or until the server hangs up).
-        let slow = std::thread::spawn({
-            let mut stream = stream.try_clone().unwrap();
-            move || {
-                let mut parts: Vec<&[u8]> = vec![b"GET / HTTP/1.1\r\nHost: x\r\n"];
-                parts.extend(std::iter::repeat_n(&b"X-Slow: 1\r\n"[..], 100));
-                trickle(&mut stream, &parts, Duration::from_millis(100));
-            }
-        });
-        let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5));
-        let closed_after = started.elapsed();
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-        slow.join().unwrap();
+        // One header line every 100 ms, for ten seconds (or until the server hangs up).
+        let mut parts: Vec<&[u8]> = vec![b"GET / HTTP/1.1\r\nHost: x\r\n"];
+        parts.extend(std::iter::repeat_n(&b"X-Slow: 1\r\n"[..], 100));
+        let (answer, closed_after) = send_slowly(
+            addr,
+            b"",
+            &parts,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        );
         assert!(
             !answer.contains("200 OK"),
             "an incomplete request was answered: {answer}"
@@ -131,12 +148,10 @@ async fn a_client_sending_headers_slowly_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_is_closed_after_the_header_timeout() {
     with_server(limits(), move |addr| {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
         // The answer arrives, then the kept-alive connection sits idle until the server closes it.
-        let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(5));
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (answer, took) =
+            send_slowly(addr, request, &[], Duration::ZERO, Duration::from_secs(5));
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
         assert!(answer.ends_with("ok"), "{answer}");
         assert!(took < Duration::from_secs(4), "{took:?}");
@@ -147,17 +162,13 @@ async fn an_idle_connection_is_closed_after_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_sent_too_slowly_gets_408_and_the_connection_closed() {
     with_server(limits(), move |addr| {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
-            .unwrap();
-        let slow = std::thread::spawn({
-            let mut stream = stream.try_clone().unwrap();
-            move || trickle(&mut stream, &[&b"a"[..]; 100], Duration::from_millis(100))
-        });
-        let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(6));
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-        slow.join().unwrap();
+        let (answer, took) = send_slowly(
+            addr,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+            &[&b"a"[..]; 100],
+            Duration::from_millis(100),
+            Duration::from_secs(6),
+        );
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("\"error\""), "not the JSON error: {answer}");
         assert!(took < Duration::from_secs(5), "{took:?}");
