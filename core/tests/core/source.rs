@@ -280,17 +280,11 @@ async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
         ..topk_testkit::fixtures::redis_config("source_wait_lone", 1)
     })
     .await;
-    let err = lone
-        .writer()
-        .append_source(0, &source(), &[record(0)])
-        .await
-        .expect_err("confirmed without a replica");
-    assert!(
-        matches!(
-            err,
-            topk_core::redis::StoreError::NotReplicated { wanted: 1, .. }
-        ),
-        "{err}"
+    refused_for_want_of_a_replica(
+        lone.writer()
+            .append_source(0, &source(), &[record(0)])
+            .await,
+        "a record",
     );
 
     let replicated = topk_testkit::fixtures::store_for(&topk_core::config::RedisConfig {
@@ -325,11 +319,18 @@ async fn an_append_waits_for_replicas_before_the_offsets_may_be_committed() {
             .await;
         assert_eq!(kept.unwrap(), want);
     }
-    let err = lone
-        .writer()
-        .keep_dead_letters(&source(), &[letter])
-        .await
-        .expect_err("a dead letter confirmed without a replica");
+    refused_for_want_of_a_replica(
+        lone.writer().keep_dead_letters(&source(), &[letter]).await,
+        "a dead letter",
+    );
+}
+
+/// Asserts that the write of `what` was refused for want of the one replica it waited for.
+fn refused_for_want_of_a_replica<T: std::fmt::Debug>(
+    written: Result<T, topk_core::redis::StoreError>,
+    what: &str,
+) {
+    let err = written.expect_err(&format!("{what} confirmed without a replica"));
     assert!(
         matches!(
             err,
