@@ -2,6 +2,8 @@
 //! test run sets `TEST_LOG`, and otherwise dropped, so that tests stay quiet.
 
 use std::sync::{Arc, Mutex, Once};
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// Prints what the code under test logs on stderr when `TEST_LOG` is set (filtered by `RUST_LOG`, default
@@ -34,18 +36,37 @@ impl LogCapture {
         let subscriber = tracing_subscriber::fmt()
             .json()
             .with_max_level(tracing::Level::TRACE)
-            .with_writer({
-                let capture = capture.clone();
-                move || capture.clone()
-            })
+            .with_writer(capture.clone())
             .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (capture, guard)
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Starts capturing the spans closed on this thread, at `level` and above, as text lines
+    /// (`name{fields}: close`), until the guard is dropped.
+    pub fn spans(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(capture.clone())
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
     }
 
     /// What was logged so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Each event is written to the one shared buffer.
+impl<'a> MakeWriter<'a> for LogCapture {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
     }
 }
 

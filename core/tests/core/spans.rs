@@ -2,45 +2,9 @@
 //! names it, at a level the services do not enable by default (TRACE for commands, DEBUG for scripts and
 //! statements), so the hot append and apply paths pay nothing for them unless asked.
 
-use std::sync::{Arc, Mutex};
 use topk_core::domain::{TopK, VideoId, Window};
 use topk_testkit::fixtures::{apply_log, migrated_pool, store};
-use tracing_subscriber::fmt::format::FmtSpan;
-
-/// What the spans closed on this thread say while the guard lives (text lines: `name{fields}: close`).
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<u8>>>);
-
-impl Spans {
-    fn install(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
-        let spans = Self::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(level)
-            .with_span_events(FmtSpan::CLOSE)
-            .with_ansi(false)
-            .without_time()
-            .with_writer({
-                let spans = spans.clone();
-                move || spans.clone()
-            })
-            .finish();
-        (spans, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Spans {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use topk_testkit::LogCapture;
 
 /// The append and apply scripts and the commands they are sent with, a ranking read, and a history read each
 /// close a span naming what ran; at INFO none of them is recorded.
@@ -50,12 +14,12 @@ async fn redis_and_postgres_calls_run_in_spans_that_name_them() {
     let pool = migrated_pool("spans").await;
     let video = VideoId::parse("spanned").unwrap();
 
-    let (quiet, guard) = Spans::install(tracing::Level::INFO);
+    let (quiet, guard) = LogCapture::spans(tracing::Level::INFO);
     store.writer().append(&[(video.clone(), 2)]).await.unwrap();
     drop(guard);
     assert_eq!(quiet.text(), "", "nothing below INFO is recorded at INFO");
 
-    let (spans, _guard) = Spans::install(tracing::Level::TRACE);
+    let (spans, _guard) = LogCapture::spans(tracing::Level::TRACE);
     store.writer().append(&[(video.clone(), 3)]).await.unwrap();
     apply_log(&store, "spans", 100).await;
     let top = store
