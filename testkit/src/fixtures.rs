@@ -48,6 +48,16 @@ pub async fn store(label: &str, partitions: u16) -> RedisStore {
     store_for(&redis_config(label, partitions)).await
 }
 
+/// The error a ping through a store on `cfg` ends with; panics if it succeeds. The store connects lazily, so
+/// connecting itself succeeds whatever `cfg` names.
+pub async fn ping_error(cfg: &RedisConfig) -> String {
+    let store = RedisStore::connect(cfg)
+        .await
+        .expect("a store connects lazily");
+    let err = store.ping().await.expect_err("the ping must fail");
+    err.to_string()
+}
+
 /// Settings for a fresh, empty database of this test.
 pub fn database_config(label: &str) -> DatabaseConfig {
     DatabaseConfig {

@@ -6,8 +6,7 @@
 use std::path::PathBuf;
 use topk_core::config::RedisConfig;
 use topk_core::domain::{VideoId, Window};
-use topk_core::redis::RedisStore;
-use topk_testkit::fixtures::{apply_log, redis_config_at, store_for, top};
+use topk_testkit::fixtures::{self, apply_log, redis_config_at, store_for, top};
 use topk_testkit::redis_access::PASSWORD;
 use topk_testkit::{RedisAccess, RedisCluster, RedisServer, TlsCerts};
 
@@ -39,16 +38,9 @@ async fn append_apply_rank(cfg: &RedisConfig) {
     );
 }
 
-/// The error a ping through a store on `cfg` ends with (the store connects lazily).
+/// The error a ping through a store on `cfg` ends with, which never shows the password.
 async fn ping_error(cfg: &RedisConfig) -> String {
-    let store = RedisStore::connect(cfg)
-        .await
-        .expect("a store connects lazily");
-    let err = store
-        .ping()
-        .await
-        .expect_err("the ping must fail")
-        .to_string();
+    let err = fixtures::ping_error(cfg).await;
     assert!(
         !err.contains(PASSWORD),
         "the error shows the password: {err}"

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use topk_core::config::RedisConfig;
 use topk_core::domain::{VideoId, Window};
 use topk_core::redis::{RedisStore, StoreError};
-use topk_testkit::fixtures::{apply_log, migrated_pool_at, redis_config_at, store_for, top};
+use topk_testkit::fixtures::{
+    apply_log, migrated_pool_at, ping_error, redis_config_at, store_for, top,
+};
 use topk_testkit::{free_port, tls_postgres, TlsCerts, TlsRedisServer};
 
 fn config(url: &str, ca: Option<PathBuf>, timeout_ms: u64) -> RedisConfig {
@@ -17,16 +19,17 @@ fn config(url: &str, ca: Option<PathBuf>, timeout_ms: u64) -> RedisConfig {
     }
 }
 
-/// The error of a ping through a store on `cfg` (it connects lazily, so connecting itself succeeds).
-async fn ping_error(cfg: &RedisConfig) -> String {
-    let store = RedisStore::connect(cfg)
-        .await
-        .expect("a store connects lazily");
-    store
-        .ping()
-        .await
-        .expect_err("the ping must fail")
-        .to_string()
+/// Asserts that a ping through a store on `cfg` fails saying `says`.
+async fn assert_ping_fails(cfg: &RedisConfig, says: &str) {
+    let err = ping_error(cfg).await;
+    assert!(err.contains(says), "{err}");
+}
+
+/// Asserts that a ping to plain Redis on `port` of this host (commands timing out after `timeout_ms`) fails
+/// naming the server, then saying `cause`.
+async fn assert_plain_ping_fails(port: u16, timeout_ms: u64, cause: &str) {
+    let cfg = config(&format!("redis://127.0.0.1:{port}"), None, timeout_ms);
+    assert_ping_fails(&cfg, &format!("Redis at 127.0.0.1:{port}: {cause}")).await;
 }
 
 #[tokio::test]
@@ -51,30 +54,16 @@ async fn rediss_without_the_ca_file_refuses_the_untrusted_certificate() {
     let certs = TlsCerts::new();
     let server = TlsRedisServer::start(&certs);
     // The system's roots do not include the test's CA.
-    let err = ping_error(&config(&server.url(), None, 2_000)).await;
     let at = format!("Redis at 127.0.0.1:{}", server.port());
-    assert!(
-        err.contains(&format!(
-            "{at}: TLS: invalid peer certificate: UnknownIssuer"
-        )),
-        "{err}"
-    );
+    let untrusted = format!("{at}: TLS: invalid peer certificate: UnknownIssuer");
+    assert_ping_fails(&config(&server.url(), None, 2_000), &untrusted).await;
 }
 
 #[tokio::test]
 async fn plain_redis_to_the_tls_port_fails_naming_the_server() {
     let certs = TlsCerts::new();
     let server = TlsRedisServer::start(&certs);
-    let err = ping_error(&config(
-        &format!("redis://127.0.0.1:{}", server.port()),
-        None,
-        1_000,
-    ))
-    .await;
-    assert!(
-        err.contains(&format!("Redis at 127.0.0.1:{}: ", server.port())),
-        "{err}"
-    );
+    assert_plain_ping_fails(server.port(), 1_000, "").await;
 }
 
 #[tokio::test]
@@ -104,11 +93,7 @@ async fn a_ca_file_that_cannot_work_is_refused_at_start() {
 #[tokio::test]
 async fn a_closed_port_is_reported_as_connection_refused() {
     let port = free_port();
-    let err = ping_error(&config(&format!("redis://127.0.0.1:{port}"), None, 1_000)).await;
-    assert!(
-        err.contains(&format!("Redis at 127.0.0.1:{port}: connection refused")),
-        "{err}"
-    );
+    assert_plain_ping_fails(port, 1_000, "connection refused").await;
 }
 
 #[tokio::test]
@@ -116,13 +101,7 @@ async fn a_server_that_never_answers_is_reported_as_timed_out() {
     // Connecting succeeds (the kernel accepts into the backlog) but nothing ever answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let err = ping_error(&config(&format!("redis://127.0.0.1:{port}"), None, 300)).await;
-    assert!(
-        err.contains(&format!(
-            "Redis at 127.0.0.1:{port}: timed out after 300 ms"
-        )),
-        "{err}"
-    );
+    assert_plain_ping_fails(port, 300, "timed out after 300 ms").await;
 }
 
 #[tokio::test]
