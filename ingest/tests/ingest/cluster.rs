@@ -4,7 +4,7 @@
 //! answer; afterwards every view answered 202 must count exactly once in every window, and a view never
 //! answered 202 at most once.
 
-use crate::faults::drain;
+use crate::faults::{drain, grows_by};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -55,26 +55,14 @@ struct Progress {
 impl Progress {
     /// Waits until `n` more batches than now are answered 202: the producers get through.
     async fn accepted_more(&self, n: u64, within: Duration) {
-        Self::more(&[&self.accepted], n, within, "batches answered 202").await;
+        let accepted = || self.accepted.load(Ordering::Relaxed);
+        grows_by("batches answered 202", n, within, accepted).await;
     }
 
     /// Waits until `n` more tries than now are sent again: the producers met the fault.
     async fn retried_more(&self, n: u64, within: Duration) {
-        Self::more(&[&self.retried], n, within, "tries sent again").await;
-    }
-
-    async fn more(counters: &[&AtomicU64], n: u64, within: Duration, what: &str) {
-        let sum = || -> u64 { counters.iter().map(|c| c.load(Ordering::Relaxed)).sum() };
-        let from = sum();
-        wait_until(format!("{n} more {what}"), within, || async {
-            let got = sum() - from;
-            if got >= n {
-                Ok(())
-            } else {
-                Err(format!("{got} more"))
-            }
-        })
-        .await;
+        let retried = || self.retried.load(Ordering::Relaxed);
+        grows_by("tries sent again", n, within, retried).await;
     }
 }
 

@@ -141,38 +141,18 @@ impl Sender {
     /// Waits until `n` more batches than now are answered 202 (at most a minute): the load gets through, so a
     /// fault or a stop that follows meets it running.
     pub async fn accepted_more(&self, n: u64) {
-        let from = self.snapshot().batches_accepted;
-        wait_until(
-            format!("{n} more batches accepted"),
-            LOAD_PATIENCE,
-            || async {
-                let more = self.snapshot().batches_accepted - from;
-                if more >= n {
-                    Ok(())
-                } else {
-                    Err(format!("{more} more"))
-                }
-            },
-        )
+        grows_by("batches accepted", n, LOAD_PATIENCE, || {
+            self.snapshot().batches_accepted
+        })
         .await;
     }
 
     /// Waits until `n` more views than now got no answer or a refusal (at most a minute): the fault met the
     /// load.
     pub async fn unanswered_more(&self, n: u64) {
-        let from = self.snapshot().views_unanswered;
-        wait_until(
-            format!("{n} more views unanswered"),
-            LOAD_PATIENCE,
-            || async {
-                let more = self.snapshot().views_unanswered - from;
-                if more >= n {
-                    Ok(())
-                } else {
-                    Err(format!("{more} more"))
-                }
-            },
-        )
+        grows_by("views unanswered", n, LOAD_PATIENCE, || {
+            self.snapshot().views_unanswered
+        })
         .await;
     }
 
@@ -278,19 +258,9 @@ impl Querier {
 
     /// Waits until `n` more queries than now are answered 200 (at most a minute): the queries get through.
     pub async fn answered_more(&self, n: u64) {
-        let from = self.answered.load(Ordering::Relaxed);
-        wait_until(
-            format!("{n} more queries answered"),
-            LOAD_PATIENCE,
-            || async {
-                let more = self.answered.load(Ordering::Relaxed) - from;
-                if more >= n {
-                    Ok(())
-                } else {
-                    Err(format!("{more} more"))
-                }
-            },
-        )
+        grows_by("queries answered", n, LOAD_PATIENCE, || {
+            self.answered.load(Ordering::Relaxed)
+        })
         .await;
     }
 
@@ -303,4 +273,18 @@ impl Querier {
         self.stop.cancel();
         self.task.await.unwrap()
     }
+}
+
+/// Waits until `count` has grown by `n` from what it is now, at most `within`; `what` names it.
+pub async fn grows_by(what: &str, n: u64, within: Duration, count: impl Fn() -> u64) {
+    let from = count();
+    wait_until(format!("{n} more {what}"), within, || async {
+        let more = count() - from;
+        if more >= n {
+            Ok(())
+        } else {
+            Err(format!("{more} more"))
+        }
+    })
+    .await;
 }
