@@ -1,6 +1,5 @@
 //! The receiver's defences against a real Redis: backpressure, token rotation, tokens kept out of logs.
 
-use clap::Parser;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -17,16 +16,9 @@ struct Running {
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// Settings of an ingest listening on a free port, with `extra`.
 fn config(prefix: &str, extra: &[&str]) -> IngestConfig {
-    let mut args = vec![
-        "topk-ingest".to_owned(),
-        format!("--redis-url={}", topk_testkit::servers().redis_url),
-        format!("--key-prefix={prefix}"),
-        "--partitions=2".into(),
-        "--addr=127.0.0.1:0".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    IngestConfig::try_parse_from(args).unwrap()
+    crate::ingest_config(prefix, &[&["--addr=127.0.0.1:0"], extra].concat())
 }
 
 async fn start(config: IngestConfig) -> Running {

@@ -25,3 +25,17 @@ mod operations;
 mod readiness;
 mod retries;
 mod supervision;
+
+/// Ingest's settings as its command line gives them: 2 partitions on the shared Redis under `prefix`, then
+/// `extra`.
+fn ingest_config(prefix: &str, extra: &[&str]) -> topk_ingest::config::IngestConfig {
+    use clap::Parser;
+    let mut args = vec![
+        "topk-ingest".to_owned(),
+        format!("--redis-url={}", topk_testkit::servers().redis_url),
+        format!("--key-prefix={prefix}"),
+        "--partitions=2".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    topk_ingest::config::IngestConfig::try_parse_from(args).unwrap()
+}

@@ -3,10 +3,8 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use clap::Parser;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use topk_ingest::config::IngestConfig;
 use topk_ingest::Application;
 use tower::ServiceExt;
 
@@ -23,14 +21,8 @@ async fn readiness(router: &axum::Router) -> StatusCode {
 /// returns the loop's name and panic, the receiver stops listening, and `/readyz` answers 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dying_loop_stops_the_process_with_its_cause_and_fails_readiness() {
-    let config = IngestConfig::try_parse_from([
-        "topk-ingest".to_owned(),
-        format!("--redis-url={}", topk_testkit::servers().redis_url),
-        format!("--key-prefix={}", topk_testkit::unique_name("supervised")),
-        "--partitions=2".into(),
-        "--addr=127.0.0.1:0".into(),
-    ])
-    .unwrap();
+    let prefix = topk_testkit::unique_name("supervised");
+    let config = crate::ingest_config(&prefix, &["--addr=127.0.0.1:0"]);
     let app = Application::build(config).await.unwrap();
     let addr = app.local_addr().unwrap();
     let router = app.router();

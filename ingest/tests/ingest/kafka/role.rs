@@ -1,7 +1,6 @@
 //! The kafka role's loop (`topk_ingest::kafka`) in this process, and the binary in the kafka role.
 
 use super::{consume_until, kafka_options, log_entries, produce, wait_for, T0, TOPIC};
-use clap::Parser;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::HashMap;
@@ -11,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use topk_core::domain::Window;
 use topk_core::redis::RedisStore;
 use topk_ingest::backpressure::Backlog;
-use topk_ingest::config::IngestConfig;
 use topk_ingest::kafka::{self, KafkaOptions};
 use topk_ingest::Application;
 use topk_testkit::fixtures::{apply_log, store, window_counts};
@@ -70,12 +68,7 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
     apply_log(&store, "w", 100).await;
     store.applier().retire_all(now).await.unwrap();
     let all = window_counts(&store, Window::All).await;
-    let want = HashMap::from([
-        ("a".to_owned(), 3),
-        ("b".to_owned(), 6),
-        ("c".to_owned(), 3),
-        ("d".to_owned(), 1),
-    ]);
+    let want = views(&[("a", 3), ("b", 6), ("c", 3), ("d", 1)]);
     assert_eq!(all, want);
     assert_eq!(window_counts(&store, Window::Day).await, want);
     let hour = window_counts(&store, Window::Hour).await;
@@ -120,7 +113,7 @@ async fn the_kafka_role_forwards_each_record_once_at_its_time_and_dead_letters_t
 /// forwarded again, its rest only.
 #[tokio::test]
 async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
-    use kafka::{forward, Outcomes};
+    use kafka::Outcomes;
     let store = store("kafka_replayed", 4).await;
     let record = |offset: i64, value: &str| kafka::Record {
         partition: kafka::KafkaPartition(0),
@@ -137,28 +130,15 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
     ];
     let outcome = |f: &kafka::Forwarded| (f.records, f.replayed, f.malformed);
     let mut step = Outcomes::new();
-    let first = forward(&store.writer(), TOPIC, &batch, T0, 100, &mut step)
-        .await
-        .unwrap();
+    let first = forward_at_t0(&store, &batch, &mut step).await;
     assert_eq!(outcome(&first), (3, 0, 1));
     assert_eq!(
         first.commit,
         [(kafka::KafkaPartition(0), kafka::KafkaOffset(4))].into()
     );
-    let retried = forward(&store.writer(), TOPIC, &batch, T0, 100, &mut step)
-        .await
-        .unwrap();
+    let retried = forward_at_t0(&store, &batch, &mut step).await;
     assert_eq!(outcome(&retried), (3, 0, 1), "the same step, tried again");
-    let again = forward(
-        &store.writer(),
-        TOPIC,
-        &batch,
-        T0,
-        100,
-        &mut Outcomes::new(),
-    )
-    .await
-    .unwrap();
+    let again = forward_at_t0(&store, &batch, &mut Outcomes::new()).await;
     assert_eq!(outcome(&again), (0, 4, 0), "a new step: a replay");
 
     // Out of offset order, with old records and one of them twice.
@@ -169,16 +149,7 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
         batch[2].clone(),
         batch[3].clone(),
     ];
-    let next = forward(
-        &store.writer(),
-        TOPIC,
-        &overlapping,
-        T0,
-        100,
-        &mut Outcomes::new(),
-    )
-    .await
-    .unwrap();
+    let next = forward_at_t0(&store, &overlapping, &mut Outcomes::new()).await;
     assert_eq!(outcome(&next), (2, 3, 0));
     assert_eq!(
         next.commit,
@@ -208,28 +179,30 @@ async fn a_batch_read_again_counts_as_replayed_not_forwarded() {
         .append_source(a_part.0, &source, &[part])
         .await
         .unwrap();
-    let rest = forward(
-        &store.writer(),
-        TOPIC,
-        &[half],
-        T0,
-        100,
-        &mut Outcomes::new(),
-    )
-    .await
-    .unwrap();
+    let rest = forward_at_t0(&store, &[half], &mut Outcomes::new()).await;
     assert_eq!(outcome(&rest), (1, 0, 0));
 
     apply_log(&store, "w", 100).await;
     let all = window_counts(&store, Window::All).await;
-    let want = HashMap::from([
-        ("a".to_owned(), 4),
-        ("b".to_owned(), 5),
-        ("c".to_owned(), 4),
-        ("d".to_owned(), 3),
-        ("e".to_owned(), 3),
-    ]);
+    let want = views(&[("a", 4), ("b", 5), ("c", 4), ("d", 3), ("e", 3)]);
     assert_eq!(all, want, "each record's views once");
+}
+
+/// Each video's views, as a window's counts are read.
+fn views(counts: &[(&str, u64)]) -> HashMap<String, u64> {
+    counts.iter().map(|(v, n)| (v.to_string(), *n)).collect()
+}
+
+/// Forwards `records` of [`TOPIC`] to `store` at T0 (at most 100 views a record), as a step of its own or
+/// as `step` tried again.
+async fn forward_at_t0(
+    store: &RedisStore,
+    records: &[kafka::Record],
+    step: &mut kafka::Outcomes,
+) -> kafka::Forwarded {
+    kafka::forward(&store.writer(), TOPIC, records, T0, 100, step)
+        .await
+        .unwrap()
 }
 
 /// `topk-ingest` in the kafka role, as the binary runs it: no brokers is refused at build; with a broker it
@@ -241,15 +214,9 @@ async fn the_kafka_role_runs_from_its_settings_and_counts_records() {
     let prefix = topk_testkit::unique_name("kafka_app");
     let admin = topk_testkit::free_port();
     let args = |extra: &[String]| {
-        let mut args = vec![
-            "topk-ingest".to_owned(),
-            format!("--redis-url={}", topk_testkit::servers().redis_url),
-            format!("--key-prefix={prefix}"),
-            "--partitions=2".into(),
-            "--role=kafka".into(),
-        ];
-        args.extend(extra.iter().cloned());
-        IngestConfig::try_parse_from(args).unwrap()
+        let mut args = vec!["--role=kafka"];
+        args.extend(extra.iter().map(String::as_str));
+        crate::ingest_config(&prefix, &args)
     };
     let refused = Application::build(args(&[]))
         .await
