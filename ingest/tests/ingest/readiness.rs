@@ -29,6 +29,18 @@ async fn get(http: &reqwest::Client, port: u16, path: &str) -> (StatusCode, Valu
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Posts `views` to the receiver on `port` with the token, and asserts they were accepted.
+async fn post_accepted(http: &reqwest::Client, port: u16, views: Value) {
+    let sent = http
+        .post(format!("http://127.0.0.1:{port}/v1/views"))
+        .bearer_auth(TOKEN)
+        .json(&views)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+}
+
 async fn readyz(http: &reqwest::Client, port: u16) -> (StatusCode, Value) {
     get(http, port, "/readyz").await
 }
@@ -175,14 +187,7 @@ async fn a_postgres_outage_degrades_history_only() {
     let postgres = body["checks"]["postgres"].as_str().unwrap_or_default();
     assert!(postgres.starts_with("unavailable"), "{body}");
     // Ingest takes views and the rankings serve them.
-    let sent = http
-        .post(format!("http://127.0.0.1:{ingest}/v1/views"))
-        .bearer_auth(TOKEN)
-        .json(&json!([{"videoId": "seen", "count": 3}]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    post_accepted(&http, ingest, json!([{"videoId": "seen", "count": 3}])).await;
     let body = ready_within(&http, ingest, StatusCode::OK, "ingest with Postgres down").await;
     assert_eq!(body["status"], "ok", "{body}");
     wait_until("the view to rank", Duration::from_secs(20), || async {
@@ -286,14 +291,7 @@ async fn ingest_started_before_redis_serves_its_health_at_once() {
 
     redis.start_again();
     ready_within(&http, port, StatusCode::OK, "ingest once Redis is up").await;
-    let sent = http
-        .post(format!("http://127.0.0.1:{port}/v1/views"))
-        .bearer_auth(TOKEN)
-        .json(&json!([{"videoId": "late", "count": 2}]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    post_accepted(&http, port, json!([{"videoId": "late", "count": 2}])).await;
     let store = env.store().await;
     wait_until(
         "the view to be applied",
