@@ -333,27 +333,22 @@ async fn metrics_agree_with_the_traffic_and_cover_the_deployment_files() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let api = scrape(&http, api_port).await;
-    assert_eq!(
-        api.value(
+    let topk = ("route", "/v1/topk");
+    for (name, labels, want) in [
+        (
             "topk_api_requests_total",
-            &[("route", "/v1/topk"), ("status", "200")]
+            vec![topk, ("status", "200")],
+            5.0,
         ),
-        5.0
-    );
-    assert_eq!(
-        api.value(
+        (
             "topk_api_requests_total",
-            &[("route", "/v1/topk"), ("status", "400")]
+            vec![topk, ("status", "400")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        api.value(
-            "topk_api_request_duration_seconds_count",
-            &[("route", "/v1/topk")]
-        ),
-        6.0
-    );
+        ("topk_api_request_duration_seconds_count", vec![topk], 6.0),
+    ] {
+        assert_eq!(api.value(name, &labels), want, "{name} {labels:?}");
+    }
     let age = api.value("topk_ranking_age_seconds", &[("window", "hour")]);
     assert!((0.0..5.0).contains(&age), "ranking age {age}");
     assert!(
