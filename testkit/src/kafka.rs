@@ -107,10 +107,7 @@ impl KafkaBroker {
     }
 
     fn start_with(storage: &'static str, tls: Option<TlsFront>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("topk-tansu-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = crate::process::temp_dir("topk-tansu-");
         let mut broker = Self {
             port: free_port(),
             bin: tansu_bin(),

@@ -1,7 +1,7 @@
 //! PostgreSQL for tests: its programs, a server owned by a test (stopped like a crash, started again), and
 //! one-statement `psql` calls.
 
-use crate::process::{free_port, is_root, unique_name, watch_and_stop, which};
+use crate::process::{free_port, is_root, run_ok, unique_name, watch_and_stop, which};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -108,11 +108,7 @@ impl PgServer {
     /// [`Self::start`] with `configure` run on the data folder between `initdb` and the first start (to
     /// edit `postgresql.conf` and `pg_hba.conf`, e.g. [`crate::tls`]).
     pub fn start_configured(configure: impl FnOnce(&Path)) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("topk-pg-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
+        let dir = crate::process::temp_dir("topk-pg-").keep();
         let data = dir.join("data");
         std::fs::create_dir(&data).expect("pg data dir");
         if is_root() {
@@ -125,16 +121,15 @@ impl PgServer {
                 "chown the postgres test folder"
             );
         }
-        let out = pg_command(&pg_bin("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            pg_command(&pg_bin("initdb")).arg("-D").arg(&data).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ]),
+            "initdb",
         );
         configure(&data);
         let mut server = Self {
@@ -183,18 +178,14 @@ impl PgServer {
             self.port,
             self.data.display()
         );
-        let out = pg_command(&pg_bin("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-o", &options, "-l"])
-            .arg(self.dir.join("postgres.log"))
-            .args(["start", "-w"])
-            .output()
-            .expect("run pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            pg_command(&pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-o", &options, "-l"])
+                .arg(self.dir.join("postgres.log"))
+                .args(["start", "-w"]),
+            "pg_ctl start",
         );
         self.running = true;
         let end = Instant::now() + Duration::from_secs(30);

@@ -72,6 +72,29 @@ pub(crate) fn watch_and_stop(stop: &str, dir: &Path) {
         .spawn();
 }
 
+/// Runs `command` to its end and panics unless it succeeded, naming it `what` and showing its status and
+/// output.
+pub(crate) fn run_ok(command: &mut Command, what: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A new folder under the system's temporary one, named from `prefix`; removed when dropped.
+pub(crate) fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique within the test run, usable as a Redis key prefix or a database name.

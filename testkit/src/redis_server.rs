@@ -37,10 +37,7 @@ impl RedisServer {
     }
 
     fn start_with(persistent: bool, access: RedisAccess) -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix("topk-redis-")
-            .tempdir()
-            .expect("temp dir");
+        let tmp = crate::process::temp_dir("topk-redis-");
         let mut s = Self {
             port: free_port(),
             access,

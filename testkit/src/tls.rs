@@ -22,10 +22,7 @@ pub struct TlsCerts {
 impl TlsCerts {
     /// Makes a new CA and server certificate (P-256 keys: quick to generate), valid for two days.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("topk-tls-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = crate::process::temp_dir("topk-tls-");
         let d = dir.path();
         // webpki accepts only v3 certificates, a CA marked as one, and an end-entity certificate whose
         // subjectAltName names the address the client dialled (the CN is ignored). clientAuth too: the nodes of
@@ -96,19 +93,14 @@ impl Default for TlsCerts {
 }
 
 fn openssl(dir: &Path, a: &[&str], b: &[&str], c: &[&str]) {
-    let out = Command::new(which("openssl"))
-        .current_dir(dir)
-        .args(a)
-        .args(b)
-        .args(c)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {} failed: {}",
-        a.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+    crate::process::run_ok(
+        Command::new(which("openssl"))
+            .current_dir(dir)
+            .args(a)
+            .args(b)
+            .args(c)
+            .stdin(Stdio::null()),
+        &format!("openssl {}", a.join(" ")),
     );
 }
 
@@ -123,10 +115,7 @@ pub struct TlsRedisServer {
 
 impl TlsRedisServer {
     pub fn start(certs: &TlsCerts) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("topk-redis-tls-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = crate::process::temp_dir("topk-redis-tls-");
         let port = free_port();
         let child = Command::new(which("redis-server"))
             .args(["--port", "0", "--tls-port", &port.to_string()])

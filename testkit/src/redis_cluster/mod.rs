@@ -88,10 +88,7 @@ impl RedisCluster {
             primaries >= 3,
             "a Redis Cluster needs at least 3 primaries (asked for {primaries})"
         );
-        let tmp = tempfile::Builder::new()
-            .prefix("topk-cluster-")
-            .tempdir()
-            .expect("temp dir");
+        let tmp = crate::process::temp_dir("topk-cluster-");
         let cluster = Self {
             nodes: Mutex::new(Vec::new()),
             node_timeout_ms,
@@ -117,22 +114,15 @@ impl RedisCluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let out = Command::new(crate::process::which("redis-cli"))
-            .args(cluster.access.cli_args())
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create {} failed ({}):\n{}{}",
-            addrs.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        crate::process::run_ok(
+            Command::new(crate::process::which("redis-cli"))
+                .args(cluster.access.cli_args())
+                .arg("--cluster")
+                .arg("create")
+                .args(&addrs)
+                .args(["--cluster-replicas", "1", "--cluster-yes"])
+                .stdin(Stdio::null()),
+            &format!("redis-cli --cluster create {}", addrs.join(" ")),
         );
         let total = 2 * primaries;
         wait_until("the cluster to form", WAIT, || cluster.check_formed(total));
