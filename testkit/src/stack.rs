@@ -135,6 +135,15 @@ impl Stack {
         }
     }
 
+    /// A stack of 6 partitions on the shared Redis Cluster, spread over its three primaries, started.
+    pub async fn on_cluster(label: &str) -> Stack {
+        Self::builder(label)
+            .redis_url(&crate::cluster_url())
+            .partitions(6)
+            .start()
+            .await
+    }
+
     /// A stack with the default settings, started.
     pub async fn start(label: &str) -> Stack {
         Self::builder(label).start().await

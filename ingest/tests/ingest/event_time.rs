@@ -16,20 +16,16 @@ fn at(ago: Span) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dated_views_count_in_the_windows_that_hold_their_time() {
-    dated_views_count_where_they_happened(&topk_testkit::servers().redis_url).await;
+    let s = Stack::builder("event_time").partitions(6).start().await;
+    dated_views_count_where_they_happened(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dated_views_count_in_the_windows_that_hold_their_time_on_a_cluster() {
-    dated_views_count_where_they_happened(&topk_testkit::cluster_url()).await;
+    dated_views_count_where_they_happened(Stack::on_cluster("event_time_cluster").await).await;
 }
 
-async fn dated_views_count_where_they_happened(redis_url: &str) {
-    let s = Stack::builder("event_time")
-        .redis_url(redis_url)
-        .partitions(6)
-        .start()
-        .await;
+async fn dated_views_count_where_they_happened(s: Stack) {
     // Arrange: undated views, views seconds ago, two hours ago, two days ago, and 2 s in the future (within
     // the 5 s skew: they count when stored), in one batch and in an offset other than UTC.
     let two_hours_ago = (Utc::now() - Span::hours(2))

@@ -16,12 +16,7 @@ async fn a_batch_sent_again_under_its_key_counts_once() {
 /// The same on a Redis Cluster, where the batch is one append per partition, each under the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_sent_again_under_its_key_counts_once_on_a_cluster() {
-    let s = Stack::builder("idempotency_cluster")
-        .redis_url(&topk_testkit::cluster_url())
-        .partitions(6)
-        .start()
-        .await;
-    sent_again_under_its_key(s).await;
+    sent_again_under_its_key(Stack::on_cluster("idempotency_cluster").await).await;
 }
 
 async fn sent_again_under_its_key(s: Stack) {
