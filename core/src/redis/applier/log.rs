@@ -121,13 +121,7 @@ impl WindowApplier {
         // Entries that were pending but are gone from the log (deleted by hand, or trimmed by an older build
         // that could trim pending entries): Redis has dropped them from the pending list, and their views can
         // no longer be applied. Said loudly, never silently skipped.
-        let deleted: Vec<String> = parts
-            .next()
-            .map(Value::into_array)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|id| id.as_string())
-            .collect();
+        let deleted: Vec<String> = parts.next().map(Value::into_strings).unwrap_or_default();
         if !deleted.is_empty() {
             tracing::error!(
                 partition = p,

@@ -204,6 +204,8 @@ impl Connection {
 /// Reading replies without a schema (stream entries, script results).
 pub(in crate::redis) trait ValueExt: Sized {
     fn into_array(self) -> Vec<Value>;
+    /// The items of an array that read as strings (ids, fields), in order.
+    fn into_strings(self) -> Vec<String>;
     fn as_string(&self) -> Option<String>;
     fn as_i64(&self) -> Option<i64>;
     fn is_null(&self) -> bool;
@@ -217,6 +219,13 @@ impl ValueExt for Value {
             Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
             other => vec![other],
         }
+    }
+
+    fn into_strings(self) -> Vec<String> {
+        self.into_array()
+            .into_iter()
+            .filter_map(|v| v.as_string())
+            .collect()
     }
 
     fn as_string(&self) -> Option<String> {

@@ -150,13 +150,7 @@ fn parse_late(entry: Value) -> Result<LateViews> {
     let raw_id = parts.next().and_then(|v| v.as_string()).unwrap_or_default();
     let id = EntryId::parse(&raw_id)
         .ok_or_else(|| StoreError::Reply(format!("bad late entry id {raw_id:?}")))?;
-    let flat: Vec<String> = parts
-        .next()
-        .map(Value::into_array)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|v| v.as_string())
-        .collect();
+    let flat: Vec<String> = parts.next().map(Value::into_strings).unwrap_or_default();
     let mut minute = None;
     let mut fields = Vec::new();
     for pair in flat.chunks(2) {
