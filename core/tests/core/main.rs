@@ -1,13 +1,12 @@
 //! The core's integration tests, one binary: the Redis store against a real redis-server (`store`), a
 //! source's records appended exactly once by offset (`source`), the HTTP server loop's limits on real sockets
 //! (`serve`), TLS to Redis and Postgres with what a failed connection says (`tls`), Redis with credentials
-//! (`credentials`), batches under one `Idempotency-Key` (`idempotency`), a group append as one script per
-//! cluster primary, falling back per partition while slots move (`group_by_node`), the view wire format
-//! (`wire`), and the spans around Redis and Postgres calls (`spans`).
+//! (`credentials`), batches under one `Idempotency-Key` (`idempotency`), batches appended as a group, one
+//! script per cluster primary (`group`), the view wire format (`wire`), and the spans around Redis and
+//! Postgres calls (`spans`).
 
 mod credentials;
 mod group;
-mod group_by_node;
 mod idempotency;
 mod serve;
 mod source;
