@@ -114,41 +114,34 @@ mod tests {
     fn connection_failures_name_the_server_and_the_cause() {
         let t = Duration::from_millis(2000);
         let s = "Redis at 127.0.0.1:6390";
-        let refused = name(
-            io_error(
+        // (what the client said, what the error says, whether it still reads as that kind of failure)
+        let refused: fn(&RedisError) -> bool = RedisError::is_connection_refusal;
+        let timeout: fn(&RedisError) -> bool = RedisError::is_timeout;
+        let any: fn(&RedisError) -> bool = |_| true;
+        for (kind, said, says, still) in [
+            (
                 io::ErrorKind::ConnectionRefused,
                 "Connection refused (os error 111)",
+                "connection refused",
+                refused,
             ),
-            s,
-            t,
-        );
-        assert_eq!(
-            refused.to_string(),
-            "redis: Redis at 127.0.0.1:6390: connection refused"
-        );
-        assert!(matches!(&refused, StoreError::Redis(e) if e.is_connection_refusal()));
-        let timed = name(
-            io_error(io::ErrorKind::TimedOut, "deadline has elapsed"),
-            s,
-            t,
-        );
-        assert_eq!(
-            timed.to_string(),
-            "redis: Redis at 127.0.0.1:6390: timed out after 2000 ms"
-        );
-        assert!(matches!(&timed, StoreError::Redis(e) if e.is_timeout()));
-        let tls = name(
-            io_error(
+            (
+                io::ErrorKind::TimedOut,
+                "deadline has elapsed",
+                "timed out after 2000 ms",
+                timeout,
+            ),
+            (
                 io::ErrorKind::InvalidData,
                 "invalid peer certificate: UnknownIssuer",
+                "TLS: invalid peer certificate: UnknownIssuer",
+                any,
             ),
-            s,
-            t,
-        );
-        assert_eq!(
-            tls.to_string(),
-            "redis: Redis at 127.0.0.1:6390: TLS: invalid peer certificate: UnknownIssuer"
-        );
+        ] {
+            let named = name(io_error(kind, said), s, t);
+            assert_eq!(named.to_string(), format!("redis: {s}: {says}"));
+            assert!(matches!(&named, StoreError::Redis(e) if still(e)), "{said}");
+        }
         assert_eq!(
             timed_out(s, t).to_string(),
             "redis: Redis at 127.0.0.1:6390: timed out after 2000 ms"
