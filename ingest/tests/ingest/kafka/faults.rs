@@ -153,22 +153,40 @@ fn assigned_some(role: &crate::faults::Proc) -> bool {
         .any(|l| l.contains("Kafka partitions assigned") && l.contains(&format!("{TOPIC}/")))
 }
 
-/// `broker` with the topic (4 partitions), a deployment of 4 partitions on the shared Redis under `label`, a
-/// store on it, and a worker process applying its log: where the process tests run kafka roles.
-async fn role_deployment(
+/// Where the process tests run kafka roles: a broker with the topic (4 partitions), a deployment of 4
+/// partitions on the shared Redis, a store on it, and a worker process applying its log.
+/// The fields drop in order: the worker stops first, the broker last.
+struct RoleDeployment {
+    worker: crate::faults::Proc,
+    store: RedisStore,
+    env: crate::faults::Env,
     broker: KafkaBroker,
-    label: &str,
-) -> (
-    KafkaBroker,
-    crate::faults::Env,
-    RedisStore,
-    crate::faults::Proc,
-) {
-    broker.create_topic(TOPIC, 4);
-    let env = crate::faults::Env::new(&topk_testkit::servers().redis_url, label, 4);
-    let store = env.store().await;
-    let worker = env.ingest("worker", 0, &[]);
-    (broker, env, store, worker)
+}
+
+impl RoleDeployment {
+    /// `broker` with the topic, and the deployment under `label`.
+    async fn start(broker: KafkaBroker, label: &str) -> Self {
+        broker.create_topic(TOPIC, 4);
+        let env = crate::faults::Env::new(&topk_testkit::servers().redis_url, label, 4);
+        let store = env.store().await;
+        let worker = env.ingest("worker", 0, &[]);
+        Self {
+            worker,
+            store,
+            env,
+            broker,
+        }
+    }
+
+    /// [`lost_and_doubled`] on this deployment, for `group`.
+    async fn lost_and_doubled(&self, expected: &HashMap<String, u64>, group: &str) -> (u64, u64) {
+        lost_and_doubled(&self.store, expected, &self.broker, group).await
+    }
+
+    /// [`assert_exact`] on this deployment, `role` reading for `group`.
+    async fn assert_exact(&self, counts: (u64, u64), role: &crate::faults::Proc, group: &str) {
+        assert_exact(counts, role, &self.broker, group, &self.store, &self.worker).await;
+    }
 }
 
 /// How long the group waits for a killed member ([`role_settings`]' session timeout).
@@ -256,8 +274,8 @@ async fn assert_exact(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
     const PRODUCED: u64 = 2_400;
-    let (broker, env, store, worker) = role_deployment(KafkaBroker::start(), "kafka-kill").await;
-    let bootstrap = broker.bootstrap();
+    let d = RoleDeployment::start(KafkaBroker::start(), "kafka-kill").await;
+    let (bootstrap, env) = (d.broker.bootstrap(), &d.env);
     let settings = role_settings(&bootstrap, "kill-test");
     let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
     let producing = spawn_producer(bootstrap.clone(), PRODUCED, 40);
@@ -276,23 +294,16 @@ async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
     }
     let expected = producing.await.unwrap();
     // A last kill, and the role that reads the rest.
-    replace_after_expiry(&env, &mut consumer, &settings).await;
+    replace_after_expiry(env, &mut consumer, &settings).await;
     kills += 1;
-    let (lost, doubled) = lost_and_doubled(&store, &expected, &broker, "kill-test").await;
+    let (lost, doubled) = d.lost_and_doubled(&expected, "kill-test").await;
     let total: u64 = expected.values().sum();
     eprintln!(
         "kafka kill test: {PRODUCED} records ({total} views) produced, consumer SIGKILLed {kills} times: \
          lost {lost}, doubled {doubled}"
     );
-    assert_exact(
-        (lost, doubled),
-        &consumer,
-        &broker,
-        "kill-test",
-        &store,
-        &worker,
-    )
-    .await;
+    d.assert_exact((lost, doubled), &consumer, "kill-test")
+        .await;
 }
 
 /// Rebalances under load: a second consumer joins the group (the partitions are split between the two), then
@@ -300,9 +311,8 @@ async fn the_kafka_role_killed_at_random_moments_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
     const PRODUCED: u64 = 1_800;
-    let (broker, env, store, worker) =
-        role_deployment(KafkaBroker::start(), "kafka-rebalance").await;
-    let bootstrap = broker.bootstrap();
+    let d = RoleDeployment::start(KafkaBroker::start(), "kafka-rebalance").await;
+    let (bootstrap, env, store) = (d.broker.bootstrap(), &d.env, &d.store);
     let settings = role_settings(&bootstrap, "rebalance-test");
     let mut first = env.ingest_unchecked("kafka", 0, &settings);
     let producing = spawn_producer(bootstrap.clone(), PRODUCED, 30);
@@ -310,7 +320,7 @@ async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
     // has given the second its share: each move happens while records arrive.
     wait_for(
         Duration::from_secs(60),
-        || async { counted_views(&store).await > 0 },
+        || async { counted_views(store).await > 0 },
         || format!("the first role counted nothing\n{}", first.log_tail()),
     )
     .await;
@@ -324,20 +334,13 @@ async fn consumers_joining_and_leaving_the_group_lose_and_double_nothing() {
     assert!(!producing.is_finished(), "the producer finished first");
     first.terminate(Duration::from_secs(30)).await;
     let expected = producing.await.unwrap();
-    let (lost, doubled) = lost_and_doubled(&store, &expected, &broker, "rebalance-test").await;
+    let (lost, doubled) = d.lost_and_doubled(&expected, "rebalance-test").await;
     eprintln!(
         "kafka rebalance test: {PRODUCED} records, a consumer joined then left under load: lost {lost}, \
          doubled {doubled}"
     );
-    assert_exact(
-        (lost, doubled),
-        &second,
-        &broker,
-        "rebalance-test",
-        &store,
-        &worker,
-    )
-    .await;
+    d.assert_exact((lost, doubled), &second, "rebalance-test")
+        .await;
     second.terminate(Duration::from_secs(30)).await;
 }
 
@@ -390,53 +393,45 @@ async fn topic_views(broker: &KafkaBroker, partitions: i32) -> HashMap<String, u
 async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
     // About 20 s of records at the producer's pace: still arriving when the second role starts, about 15 s in.
     const PRODUCED: u64 = 2_400;
-    let (mut broker, env, store, worker) =
-        role_deployment(KafkaBroker::start_durable(), "kafka-broker-restart").await;
-    let bootstrap = broker.bootstrap();
+    let mut d = RoleDeployment::start(KafkaBroker::start_durable(), "kafka-broker-restart").await;
+    let bootstrap = d.broker.bootstrap();
     let settings = role_settings(&bootstrap, "broker-restart-test");
-    let mut consumer = env.ingest_unchecked("kafka", 0, &settings);
+    let mut consumer = d.env.ingest_unchecked("kafka", 0, &settings);
     let producing = spawn_producer(bootstrap.clone(), PRODUCED, 30);
     let mut restarts = 0;
     while !producing.is_finished() && restarts < 2 {
         // Each restart once the role has forwarded and the worker applied more views since the last: the
         // role reads when it comes.
-        let before = counted_views(&store).await;
+        let before = counted_views(&d.store).await;
         wait_for(
             Duration::from_secs(60),
-            || async { counted_views(&store).await >= before + 200 },
+            || async { counted_views(&d.store).await >= before + 200 },
             || format!("the role made no progress\n{}", consumer.log_tail()),
         )
         .await;
         if restarts == 0 {
             // The broker alone: the role rides it out with the position it holds.
-            broker.restart();
+            d.broker.restart();
         } else {
             // Both, as a machine failure would: the new role starts from the offsets the broker kept, and the
             // logs drop what it had forwarded after its last commit.
             consumer.kill();
-            broker.restart();
-            replace_after_expiry(&env, &mut consumer, &settings).await;
+            d.broker.restart();
+            replace_after_expiry(&d.env, &mut consumer, &settings).await;
         }
         restarts += 1;
     }
     let sent: u64 = producing.await.unwrap().values().sum();
-    let held = topic_views(&broker, 4).await;
-    let (lost, doubled) = lost_and_doubled(&store, &held, &broker, "broker-restart-test").await;
+    let held = topic_views(&d.broker, 4).await;
+    let (lost, doubled) = d.lost_and_doubled(&held, "broker-restart-test").await;
     eprintln!(
         "kafka broker restart test: {PRODUCED} records ({sent} views sent, {} held by the topic), the broker \
          SIGKILLed and restarted {restarts} times (the second with the role): lost {lost}, doubled {doubled}",
         held.values().sum::<u64>()
     );
     assert_eq!(restarts, 2, "the producer finished before the restarts");
-    assert_exact(
-        (lost, doubled),
-        &consumer,
-        &broker,
-        "broker-restart-test",
-        &store,
-        &worker,
-    )
-    .await;
+    d.assert_exact((lost, doubled), &consumer, "broker-restart-test")
+        .await;
     consumer.terminate(Duration::from_secs(30)).await;
 }
 
@@ -448,9 +443,8 @@ async fn a_broker_restarted_under_load_loses_and_doubles_nothing() {
 /// after librdkafka 2.12 crashed under it (it can, when a live consumer's topic is recreated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_topic_is_reported_as_gone_back() {
-    let (mut broker, env, store, _worker) =
-        role_deployment(KafkaBroker::start(), "kafka-gone-back").await;
-    let bootstrap = broker.bootstrap();
+    let mut d = RoleDeployment::start(KafkaBroker::start(), "kafka-gone-back").await;
+    let bootstrap = d.broker.bootstrap();
     let admin = format!("127.0.0.1:{}", topk_testkit::free_port());
     let mut settings = role_settings(&bootstrap, "gone-back-test").to_vec();
     settings.push(("TOPK_ADMIN_ADDR", &admin));
@@ -466,10 +460,10 @@ async fn a_recreated_topic_is_reported_as_gone_back() {
             .find_map(|l| l.strip_prefix("topk_kafka_partitions_gone_back "))
             .and_then(|n| n.trim().parse::<f64>().ok())
     };
-    let mut role = env.ingest_unchecked("kafka", 0, &settings);
+    let mut role = d.env.ingest_unchecked("kafka", 0, &settings);
     let expected = spawn_producer(bootstrap.clone(), 40, 4).await.unwrap();
     assert_eq!(
-        lost_and_doubled(&store, &expected, &broker, "gone-back-test").await,
+        d.lost_and_doubled(&expected, "gone-back-test").await,
         (0, 0),
         "{}",
         role.log_tail()
@@ -482,10 +476,10 @@ async fn a_recreated_topic_is_reported_as_gone_back() {
     .await;
 
     role.kill();
-    broker.restart();
-    broker.create_topic(TOPIC, 4);
+    d.broker.restart();
+    d.broker.create_topic(TOPIC, 4);
     spawn_producer(bootstrap.clone(), 8, 4).await.unwrap();
-    let role = env.ingest_unchecked("kafka", 0, &settings);
+    let role = d.env.ingest_unchecked("kafka", 0, &settings);
     wait_for(
         Duration::from_secs(40),
         || async { gone_back().await.unwrap_or(0.0) >= 1.0 },
@@ -498,7 +492,7 @@ async fn a_recreated_topic_is_reported_as_gone_back() {
         role.log_tail()
     );
     assert_eq!(
-        crate::faults::counted(&store, Window::All).await,
+        crate::faults::counted(&d.store, Window::All).await,
         expected,
         "the recreated topic's records are dropped, not counted"
     );
