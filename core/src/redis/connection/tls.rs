@@ -54,61 +54,52 @@ mod tests {
         f
     }
 
-    fn url(raw: &str) -> RedisUrl {
-        RedisUrl::parse(raw).unwrap()
-    }
-
-    fn message(r: Result<Option<TlsCertificates>>) -> String {
-        r.expect_err("refused").to_string()
+    /// What the start says when `url` comes with the CA file at `ca`: it must refuse.
+    fn refusal(url: &str, ca: &Path) -> String {
+        let url = RedisUrl::parse(url).unwrap();
+        certificates(&url, Some(ca))
+            .expect_err("refused")
+            .to_string()
     }
 
     #[test]
     fn no_ca_file_means_the_system_roots_or_no_tls() {
-        assert!(certificates(&url("rediss://a:1"), None).unwrap().is_none());
-        assert!(certificates(&url("redis://a:1"), None).unwrap().is_none());
+        for url in ["rediss://a:1", "redis://a:1"] {
+            let url = RedisUrl::parse(url).unwrap();
+            assert!(certificates(&url, None).unwrap().is_none());
+        }
     }
 
     #[test]
-    fn a_ca_file_with_a_plain_url_is_refused() {
-        let m = message(certificates(
-            &url("redis://a:1"),
-            Some(Path::new("/nowhere/ca.pem")),
-        ));
-        assert!(
-            m.contains("TOPK_REDIS_CA_FILE is set but TOPK_REDIS_URL is not rediss://"),
-            "{m}"
-        );
-        let m = message(certificates(
-            &url("redis-cluster://a:1"),
-            Some(Path::new("/nowhere/ca.pem")),
-        ));
-        assert!(m.contains("not rediss://"), "{m}");
-    }
-
-    #[test]
-    fn an_unreadable_or_broken_ca_file_is_refused_by_name_and_path() {
-        let m = message(certificates(
-            &url("rediss://a:1"),
-            Some(Path::new("/nowhere/ca.pem")),
-        ));
-        assert!(
-            m.contains("TOPK_REDIS_CA_FILE /nowhere/ca.pem: cannot be read"),
-            "{m}"
-        );
+    fn a_ca_file_with_a_plain_url_or_unreadable_or_broken_is_refused_by_name_and_path() {
+        let nowhere = Path::new("/nowhere/ca.pem");
         let empty = file("not a certificate\n");
-        let m = message(certificates(
-            &url("rediss-cluster://a:1"),
-            Some(empty.path()),
-        ));
-        assert!(
-            m.contains("TOPK_REDIS_CA_FILE") && m.contains("no PEM certificate"),
-            "{m}"
-        );
         let garbage = file("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
-        let m = message(certificates(&url("rediss://a:1"), Some(garbage.path())));
-        assert!(
-            m.contains("TOPK_REDIS_CA_FILE") && m.contains("not a usable"),
-            "{m}"
-        );
+        for (url, ca, says) in [
+            (
+                "redis://a:1",
+                nowhere,
+                &["TOPK_REDIS_CA_FILE is set but TOPK_REDIS_URL is not rediss://"][..],
+            ),
+            ("redis-cluster://a:1", nowhere, &["not rediss://"]),
+            (
+                "rediss://a:1",
+                nowhere,
+                &["TOPK_REDIS_CA_FILE /nowhere/ca.pem: cannot be read"],
+            ),
+            (
+                "rediss-cluster://a:1",
+                empty.path(),
+                &["TOPK_REDIS_CA_FILE", "no PEM certificate"],
+            ),
+            (
+                "rediss://a:1",
+                garbage.path(),
+                &["TOPK_REDIS_CA_FILE", "not a usable"],
+            ),
+        ] {
+            let m = refusal(url, ca);
+            assert!(says.iter().all(|part| m.contains(part)), "{url}: {m}");
+        }
     }
 }
