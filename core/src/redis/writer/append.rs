@@ -75,6 +75,14 @@ struct Keyed {
     fresh: bool,
 }
 
+/// How a group's entries and key records are written: the entries' id (`*`, or `<ms>-*` for an injected
+/// time) and how long the key records are kept.
+#[derive(Clone, Copy)]
+struct Written<'a> {
+    id: &'a str,
+    retention_ms: u128,
+}
+
 /// What one script call made of each batch it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Taken {
@@ -154,14 +162,15 @@ impl LogWriter {
         id: &str,
     ) -> Vec<Result<AppendOutcome>> {
         let batches: Vec<Batch> = requests.iter().map(|r| self.batch(r)).collect();
-        let retention_ms = retention.as_millis().max(1);
+        let how = Written {
+            id,
+            retention_ms: retention.as_millis().max(1),
+        };
         let mut writers = Writers::new();
         let mut outcomes = if self.cluster {
-            self.group_on_cluster(&batches, retention_ms, id, &mut writers)
-                .await
+            self.group_on_cluster(&batches, how, &mut writers).await
         } else {
-            self.group_on_node(&batches, retention_ms, id, &mut writers)
-                .await
+            self.group_on_node(&batches, how, &mut writers).await
         };
         if outcomes.iter().any(Result::is_ok) {
             if let Err(e) = self.wait_for_replicas(writers).await {
@@ -239,8 +248,7 @@ impl LogWriter {
     async fn group_on_node(
         &self,
         batches: &[Batch],
-        retention_ms: u128,
-        id: &str,
+        how: Written<'_>,
         writers: &mut Writers,
     ) -> Vec<Result<AppendOutcome>> {
         let guards: Vec<Option<(String, bool)>> = batches
@@ -254,7 +262,7 @@ impl LogWriter {
         let parts: Vec<&[Part]> = batches.iter().map(|b| b.parts.as_slice()).collect();
         let members: Vec<&Batch> = batches.iter().collect();
         match self
-            .append_script(&parts, &members, &guards, id, retention_ms, writers)
+            .append_script(&parts, &members, &guards, how, writers)
             .await
         {
             Ok(taken) => taken.into_iter().map(Taken::outcome).collect(),
@@ -269,13 +277,12 @@ impl LogWriter {
     async fn group_on_cluster(
         &self,
         batches: &[Batch],
-        retention_ms: u128,
-        id: &str,
+        how: Written<'_>,
         writers: &mut Writers,
     ) -> Vec<Result<AppendOutcome>> {
         let claims = join_all(batches.iter().map(|b| async move {
             match &b.key {
-                Some(k) if !k.fresh => self.claim_key(k, retention_ms).await,
+                Some(k) if !k.fresh => self.claim_key(k, how.retention_ms).await,
                 _ => Ok(()),
             }
         }))
@@ -309,9 +316,11 @@ impl LogWriter {
         // A try after a failed call may find what that call wrote: every guard is looked up from then on.
         let mut again = false;
         loop {
-            let answers = join_all(calls.iter().map(|call| {
-                self.partitions_call(batches, &pending, call, again, id, retention_ms)
-            }))
+            let answers = join_all(
+                calls
+                    .iter()
+                    .map(|call| self.partitions_call(batches, &pending, call, again, how)),
+            )
             .await;
             let mut retry: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
             failed.clear();
@@ -381,8 +390,7 @@ impl LogWriter {
         pending: &BTreeMap<Partition, Vec<usize>>,
         partitions: &[Partition],
         again: bool,
-        id: &str,
-        retention_ms: u128,
+        how: Written<'_>,
     ) -> (Result<Vec<Taken>>, Writers) {
         let mut parts: Vec<Vec<Part>> = Vec::new();
         let mut guards: Vec<Option<(String, bool)>> = Vec::new();
@@ -410,7 +418,7 @@ impl LogWriter {
         let parts: Vec<&[Part]> = parts.iter().map(Vec::as_slice).collect();
         let mut own = Writers::new();
         let taken = self
-            .append_script(&parts, &members, &guards, id, retention_ms, &mut own)
+            .append_script(&parts, &members, &guards, how, &mut own)
             .await;
         (taken, own)
     }
@@ -437,8 +445,7 @@ impl LogWriter {
         parts: &[&[Part]],
         batches: &[&Batch],
         guards: &[Option<(String, bool)>],
-        id: &str,
-        retention_ms: u128,
+        how: Written<'_>,
         writers: &mut Writers,
     ) -> Result<Vec<Taken>> {
         let mut logs: BTreeMap<Partition, usize> = BTreeMap::new();
@@ -453,9 +460,9 @@ impl LogWriter {
         let first_key = keys[0].clone();
         let mut args = vec![
             self.append_deadline_ms(&first_key).await?.to_string(),
-            id.to_owned(),
+            how.id.to_owned(),
             LINES_FIELD.to_owned(),
-            retention_ms.to_string(),
+            how.retention_ms.to_string(),
             u8::from(self.wait_replicas > 0).to_string(),
             logs.len().to_string(),
             batches.len().to_string(),
