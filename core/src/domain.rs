@@ -218,6 +218,19 @@ pub struct RankedVideo {
     pub views: u64,
 }
 
+/// A ranking of every video of `sums` (video, views), in [`ranking_order`].
+pub fn rank<V: Into<String>>(sums: impl IntoIterator<Item = (V, u64)>) -> Vec<RankedVideo> {
+    let mut out: Vec<RankedVideo> = sums
+        .into_iter()
+        .map(|(video, views)| RankedVideo {
+            video_id: video.into(),
+            views,
+        })
+        .collect();
+    out.sort_unstable_by(ranking_order);
+    out
+}
+
 /// Orders a ranking: views descending, ties by video id descending (the order `ZRANGE ... REV` gives, which is
 /// what makes merging the partitions' lists exact).
 pub fn ranking_order(a: &RankedVideo, b: &RankedVideo) -> std::cmp::Ordering {

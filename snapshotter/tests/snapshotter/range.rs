@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use topk_core::db::period_check::period_differences;
 use topk_core::db::range::{top_in_range, Method, MinuteRange, RangeTop, Resolution};
 use topk_core::db::retention::{maintain, RetentionPolicy};
-use topk_core::domain::{ranking_order, RankedVideo, TopK};
+use topk_core::domain::{RankedVideo, TopK};
 use topk_snapshotter::jobs::snapshot_minutes;
 use topk_snapshotter::verify::period_problems;
 
@@ -123,14 +123,7 @@ fn brute_force(events: &[(i64, String, u64)], range: MinuteRange, k: usize) -> V
             *sums.entry(video).or_default() += n;
         }
     }
-    let mut top: Vec<RankedVideo> = sums
-        .into_iter()
-        .map(|(video_id, views)| RankedVideo {
-            video_id: video_id.to_owned(),
-            views,
-        })
-        .collect();
-    top.sort_by(ranking_order);
+    let mut top = topk_core::domain::rank(sums);
     top.truncate(k);
     top
 }

@@ -14,7 +14,7 @@ pub use plan::{MinuteRange, Plan, Resolution, Rollups};
 pub use threshold::Effort;
 
 use super::{minute_start, periods, HistoryError};
-use crate::domain::{ranking_order, RankedVideo, TopK};
+use crate::domain::{rank, RankedVideo, TopK};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
@@ -164,7 +164,7 @@ async fn periods_with_rows(
     })
 }
 
-/// Each video's views in the spans summed from `video_stats`, in [`ranking_order`].
+/// Each video's views in the spans summed from `video_stats`, in [`crate::domain::ranking_order`].
 async fn sum_rest(
     db: &mut PgConnection,
     spans: &[Range<i64>],
@@ -189,16 +189,11 @@ async fn sum_rest(
 
 /// Sums per video as a ranking: the videos with views, in the rankings' order.
 fn ranked(sums: HashMap<String, i64>) -> Vec<RankedVideo> {
-    let mut out: Vec<RankedVideo> = sums
-        .into_iter()
-        .filter(|(_, views)| *views > 0)
-        .map(|(video_id, views)| RankedVideo {
-            video_id,
-            views: views as u64,
-        })
-        .collect();
-    out.sort_unstable_by(ranking_order);
-    out
+    rank(
+        sums.into_iter()
+            .filter(|(_, views)| *views > 0)
+            .map(|(video, views)| (video, views as u64)),
+    )
 }
 
 /// The top `k` of the plan summed whole in one aggregate over its pieces (days and hours from the totals, the

@@ -26,12 +26,7 @@ impl HistoryFeed {
     /// Every video's views in one minute of partition `p` (open or sealed), most viewed first.
     pub async fn minute_counts(&self, p: Partition, minute: i64) -> Result<Vec<RankedVideo>> {
         let counts = self.slice_counts(p, Window::Hour, minute).await?;
-        let mut out: Vec<RankedVideo> = counts
-            .into_iter()
-            .map(|(video_id, views)| RankedVideo { video_id, views })
-            .collect();
-        out.sort_by(crate::domain::ranking_order);
-        Ok(out)
+        Ok(crate::domain::rank(counts))
     }
 
     /// The reference strategy, exact by definition: per partition, the sum of the window's slice buckets at

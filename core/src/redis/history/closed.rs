@@ -6,7 +6,7 @@
 //! copies, then adds the late stream's views to the rows of their minutes ([`HistoryFeed::read_late`]).
 
 use crate::batch::{decode_fields, EntryId};
-use crate::domain::{ranking_order, RankedVideo, VideoId, Window};
+use crate::domain::{RankedVideo, VideoId, Window};
 use crate::keys::Partition;
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{HistoryFeed, Result, StoreError};
@@ -71,15 +71,7 @@ impl HistoryFeed {
         for (video, n) in crate::lines::decode(blob.as_deref().unwrap_or("")) {
             *sums.entry(video).or_default() += n;
         }
-        let mut out: Vec<RankedVideo> = sums
-            .into_iter()
-            .map(|(video, views)| RankedVideo {
-                video_id: video.to_owned(),
-                views,
-            })
-            .collect();
-        out.sort_by(ranking_order);
-        Ok(out)
+        Ok(crate::domain::rank(sums))
     }
 
     /// Whether partition `p` holds a frozen copy of `minute` (closed, not yet written and dropped).
