@@ -99,13 +99,11 @@ impl WindowApplier {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<LogEntry>> {
-        let log = self.keys.log(p);
         let reply: Value = self
-            .on_key(
+            .on_first_key(
                 "XAUTOCLAIM",
-                &log,
                 vec![
-                    log.clone(),
+                    self.keys.log(p),
                     CONSUMER_GROUP.into(),
                     consumer.into(),
                     min_idle.as_millis().to_string(),
