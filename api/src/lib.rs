@@ -33,3 +33,15 @@ pub mod videos;
 
 pub use app::{router, AppState, Application};
 pub use openapi::openapi;
+
+/// Asserts that `parse` refuses every one of `queries` with a 400 (the query parsers' unit tests).
+#[cfg(test)]
+fn assert_bad_requests<T: std::fmt::Debug>(
+    parse: impl Fn(&str) -> Result<T, topk_core::http::ApiError>,
+    queries: &[&str],
+) {
+    for query in queries {
+        let e = parse(query).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST, "{query:?}");
+    }
+}
