@@ -170,21 +170,21 @@ impl WindowApplier {
 }
 
 impl Shared {
+    /// `XGROUP <subcommand> <log> <group> <args>...` on the log's one consumer group.
+    pub(in crate::redis) async fn xgroup(
+        &self,
+        subcommand: &str,
+        log: &str,
+        args: &[&str],
+    ) -> Result<Value> {
+        let mut all = vec![subcommand, log, CONSUMER_GROUP];
+        all.extend_from_slice(args);
+        self.on_key("XGROUP", log, all).await
+    }
+
     /// Creates the consumer group on `log` starting after `start` (and the log itself when missing).
     pub(in crate::redis) async fn create_group(&self, log: String, start: String) -> Result<()> {
-        let _: Value = self
-            .on_key(
-                "XGROUP",
-                &log.clone(),
-                vec![
-                    "CREATE".to_owned(),
-                    log,
-                    CONSUMER_GROUP.into(),
-                    start,
-                    "MKSTREAM".into(),
-                ],
-            )
-            .await?;
+        self.xgroup("CREATE", &log, &[&start, "MKSTREAM"]).await?;
         Ok(())
     }
 }

@@ -84,8 +84,7 @@ impl Recovery {
             if minute <= day_from || rows.is_empty() {
                 continue;
             }
-            self.seed_sealed_minute(p, minute, rows.iter().map(|(v, n)| (v.as_str(), *n)))
-                .await?;
+            self.seed_sealed_minute(p, minute, rows).await?;
             for (v, n) in rows {
                 *day_sum.entry(v).or_default() += n;
                 if minute > hour_from {
@@ -124,13 +123,7 @@ impl Recovery {
         // Restart the consumer group after the checkpoint, dropping its pending list: every entry after the
         // checkpoint is delivered again exactly once (workers must be stopped meanwhile).
         let log = k.log(p);
-        let _: Result<Value, _> = self
-            .on_key(
-                "XGROUP",
-                &log,
-                vec!["DESTROY".to_owned(), log.clone(), CONSUMER_GROUP.into()],
-            )
-            .await;
+        let _ = self.xgroup("DESTROY", &log, &[]).await;
         let start = replay_after.map_or_else(|| "0".to_owned(), |id| id.to_string());
         self.create_group(log, start).await?;
         if let Some(applied) = applied {
@@ -324,18 +317,7 @@ impl Recovery {
         }
         // Everything it read is acknowledged: drop it from the group, so that it does not look like a
         // running worker to the next rebuild-redis.
-        let log = self.keys.log(p);
-        let _: Value = self
-            .on_key(
-                "XGROUP",
-                &log,
-                vec![
-                    "DELCONSUMER".to_owned(),
-                    log.clone(),
-                    CONSUMER_GROUP.to_owned(),
-                    REDO_CONSUMER.to_owned(),
-                ],
-            )
+        self.xgroup("DELCONSUMER", &self.keys.log(p), &[REDO_CONSUMER])
             .await?;
         Ok(())
     }
