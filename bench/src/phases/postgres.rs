@@ -34,7 +34,7 @@ pub async fn postgres(
                     .collect();
                 store
                     .recovery()
-                    .seed_sealed_minute(p, minute, members.iter().map(|(v, n)| (v.as_str(), *n)))
+                    .seed_sealed_minute(p, minute, &members)
                     .await?;
             }
         }

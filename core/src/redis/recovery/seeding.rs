@@ -58,18 +58,16 @@ impl Recovery {
     }
 
     /// Writes one closed minute of partition `p` as a sealed blob and indexes it (restores, benchmark fills).
-    pub async fn seed_sealed_minute<'a>(
+    pub async fn seed_sealed_minute(
         &self,
         p: Partition,
         minute: i64,
-        counts: impl IntoIterator<Item = (&'a str, u64)>,
+        counts: &[(String, u64)],
     ) -> Result<()> {
         let k = &self.keys;
+        let blob = sealed::encode(counts.iter().map(|(video, n)| (video.as_str(), *n)));
         let _: Value = self
-            .on_first_key(
-                "SET",
-                vec![k.sealed_minute(p, minute), sealed::encode(counts)],
-            )
+            .on_first_key("SET", vec![k.sealed_minute(p, minute), blob])
             .await?;
         let _: Value = self
             .on_first_key(
