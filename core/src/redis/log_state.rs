@@ -11,7 +11,7 @@ use super::store::handle;
 
 handle!(
     /// Where the log and its consumer group stand: the handle of backpressure, metrics and the snapshotter.
-    LogState
+    LogState, store.log_state
 );
 
 /// The consumer group's position on one partition's log.

@@ -12,7 +12,7 @@ use super::store::handle;
 
 handle!(
     /// The benchmark's baselines and measurements (feature `bench`).
-    Measures
+    Measures, store.measures
 );
 
 impl Measures {

@@ -11,7 +11,7 @@ use super::store::handle;
 
 handle!(
     /// The global top K and one video's counts: the API's handle.
-    RankingReads
+    RankingReads, store.rankings
 );
 
 impl RankingReads {

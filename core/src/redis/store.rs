@@ -4,9 +4,7 @@
 use super::applier::LeaderCaps;
 use super::connection::{client, clock, scripts};
 use super::writer::NodeMap;
-use super::{
-    HistoryFeed, LogState, LogWriter, RankingReads, Recovery, Result, StoreError, WindowApplier,
-};
+use super::{Result, StoreError};
 use crate::config::RedisConfig;
 use crate::keys::KeySchema;
 use std::time::Duration;
@@ -84,8 +82,19 @@ impl Shared {
     }
 }
 
-/// Declares a role handle: a newtype over [`Shared`] that reaches the shared part by `Deref` and nothing else.
+/// Declares a role handle: a newtype over [`Shared`] that reaches the shared part by `Deref` and nothing else;
+/// with `store.getter`, also [`RedisStore`]'s method that hands it out, declared beside it.
 macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, store.$getter:ident) => {
+        handle!($(#[$doc])* $name);
+
+        impl $crate::redis::RedisStore {
+            $(#[$doc])*
+            pub fn $getter(&self) -> $name {
+                $name::new(self.share())
+            }
+        }
+    };
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         pub struct $name {
@@ -165,42 +174,6 @@ impl RedisStore {
         );
         self.shared.caps = caps;
         self
-    }
-
-    /// The log writer: the receiver's and the Kafka role's handle.
-    pub fn writer(&self) -> LogWriter {
-        LogWriter::new(self.share())
-    }
-
-    /// The window applier: the workers' and the retirer's handle.
-    pub fn applier(&self) -> WindowApplier {
-        WindowApplier::new(self.share())
-    }
-
-    /// Where the log and its consumer group stand (backpressure, metrics, the snapshotter's closing).
-    pub fn log_state(&self) -> LogState {
-        LogState::new(self.share())
-    }
-
-    /// Ranking reads: the API's handle.
-    pub fn rankings(&self) -> RankingReads {
-        RankingReads::new(self.share())
-    }
-
-    /// The snapshotter's feed of closed minutes and late views.
-    pub fn history(&self) -> HistoryFeed {
-        HistoryFeed::new(self.share())
-    }
-
-    /// Restore, seeding and inspection: `rebuild-redis`, `verify`, tests and the benchmark.
-    pub fn recovery(&self) -> Recovery {
-        Recovery::new(self.share())
-    }
-
-    /// The benchmark's baselines and measurements.
-    #[cfg(feature = "bench")]
-    pub fn measures(&self) -> super::Measures {
-        super::Measures::new(self.share())
     }
 
     /// Lets the connection go: it closes once the last command in flight has its answer and the last handle

@@ -18,5 +18,5 @@ use super::store::{handle, Shared};
 
 handle!(
     /// Applies the log to the windows, retires and seals them: the workers' and the retirer's handle.
-    WindowApplier
+    WindowApplier, store.applier
 );

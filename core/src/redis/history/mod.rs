@@ -12,5 +12,5 @@ use super::store::{handle, Shared};
 
 handle!(
     /// Closed minutes, frozen copies and late views: the snapshotter's handle.
-    HistoryFeed
+    HistoryFeed, store.history
 );

@@ -13,5 +13,5 @@ use super::store::{handle, Shared};
 
 handle!(
     /// Restore, seeding and inspection: the handle of `rebuild-redis`, `verify`, tests and the benchmark.
-    Recovery
+    Recovery, store.recovery
 );

@@ -27,5 +27,5 @@ use super::store::{handle, Shared};
 
 handle!(
     /// Appends to the log: the receiver's and the Kafka role's handle.
-    LogWriter
+    LogWriter, store.writer
 );
