@@ -5,12 +5,13 @@
 //!
 //! On one node a group is one script, stored whole or not at all, and each batch's `Idempotency-Key` is a
 //! claim for the whole batch, written with the entries. On Redis Cluster a script reaches only the partitions
-//! of the primary it runs on, so a group is one script per primary (`nodes.rs`; one per partition while slots
-//! move), and each batch is made exactly-once by its key instead: the key is claimed for the batch first
-//! (`lua/claim_key.lua`), and every partition records it with the entry that carries the batch, so sending the
-//! batch again with the same key stores only the parts that are missing. A batch sent without a key gets one generated here wherever a
-//! failed append may have stored something (a part on a cluster, the whole batch unconfirmed where replicas
-//! are awaited); the error then carries that key ([`StoreError::Incomplete`]).
+//! of the primary it runs on, so a group is one script per primary (`append_cluster.rs`, `nodes.rs`; one per
+//! partition while slots move), and each batch is made exactly-once by its key instead: the key is claimed for
+//! the batch first (`lua/claim_key.lua`), and every partition records it with the entry that carries the
+//! batch, so sending the batch again with the same key stores only the parts that are missing. A batch sent
+//! without a key gets one generated here wherever a failed append may have stored something (a part on a
+//! cluster, the whole batch unconfirmed where replicas are awaited); the error then carries that key
+//! ([`StoreError::Incomplete`]).
 //!
 //! With `wait_replicas` > 0, an append returns only once WAIT confirms its entries on that many replicas of
 //! every node that took a part (`replicas.rs`), so a failover after the answer cannot lose them.
@@ -22,9 +23,8 @@ use crate::keys::Partition;
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{LogWriter, Result, Shared, StoreError};
 use crate::wire::DatedViews;
-use futures::future::join_all;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What became of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,48 +44,45 @@ pub struct AppendRequest<'a> {
     pub key: Option<&'a IdempotencyKey>,
 }
 
-/// First pause before a failed part of a batch is sent again under its key.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
-
 /// One partition's views of a batch, as its `<video> <n>` lines.
 pub(in crate::redis) type Lines = (Partition, String);
 
 /// One entry's worth of a batch: a partition's lines, and their event time when the producer dated them
 /// (the entry then carries it beside its lines, [`EVENT_TIME_FIELD`]).
 #[derive(Debug, Clone)]
-struct Part {
-    partition: Partition,
-    event_ms: Option<i64>,
-    lines: String,
+pub(super) struct Part {
+    pub(super) partition: Partition,
+    pub(super) event_ms: Option<i64>,
+    pub(super) lines: String,
 }
 
 /// A batch of the group being appended.
-struct Batch {
-    parts: Vec<Part>,
+pub(super) struct Batch {
+    pub(super) parts: Vec<Part>,
     /// Its key (the producer's, or generated), with the SHA-1 of the whole batch that the key's records
     /// hold, so the same key with another batch is told apart on every partition.
-    key: Option<Keyed>,
+    pub(super) key: Option<Keyed>,
 }
 
-struct Keyed {
-    key: IdempotencyKey,
-    fingerprint: String,
+pub(super) struct Keyed {
+    pub(super) key: IdempotencyKey,
+    pub(super) fingerprint: String,
     /// Generated for this append: it cannot have been used before, so it is neither looked for nor claimed
     /// first.
-    fresh: bool,
+    pub(super) fresh: bool,
 }
 
 /// How a group's entries and key records are written: the entries' id (`*`, or `<ms>-*` for an injected
 /// time) and how long the key records are kept.
 #[derive(Clone, Copy)]
-struct Written<'a> {
-    id: &'a str,
-    retention_ms: u128,
+pub(super) struct Written<'a> {
+    pub(super) id: &'a str,
+    pub(super) retention_ms: u128,
 }
 
 /// What one script call made of each batch it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Taken {
+pub(super) enum Taken {
     Stored,
     Before,
     Reused,
@@ -270,177 +267,10 @@ impl LogWriter {
         }
     }
 
-    /// On a cluster: each producer's key claimed for its batch first, then one script per primary for the
-    /// partitions it serves (`nodes.rs`), each partition recording every batch's key with the entry that carries
-    /// it; the partitions whose call failed are sent again one call per partition, under the batches' keys,
-    /// until the store's timeout.
-    async fn group_on_cluster(
-        &self,
-        batches: &[Batch],
-        how: Written<'_>,
-        writers: &mut Writers,
-    ) -> Vec<Result<AppendOutcome>> {
-        let claims = join_all(batches.iter().map(|b| async move {
-            match &b.key {
-                Some(k) if !k.fresh => self.claim_key(k, how.retention_ms).await,
-                _ => Ok(()),
-            }
-        }))
-        .await;
-        // Per batch: refused or failed before anything was written, or its parts' outcomes so far.
-        let mut verdict: Vec<Option<Result<AppendOutcome>>> = claims
-            .into_iter()
-            .map(|claim| claim.err().map(Err))
-            .collect();
-        let mut stored = vec![false; batches.len()];
-        let mut pending: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
-        for (b, batch) in batches.iter().enumerate() {
-            if verdict[b].is_none() {
-                for part in &batch.parts {
-                    // Once per partition: a batch with dated views has several parts on one partition.
-                    let members = pending.entry(part.partition).or_default();
-                    if members.last() != Some(&b) {
-                        members.push(b);
-                    }
-                }
-            }
-        }
-        let partitions: Vec<Partition> = pending.keys().copied().collect();
-        let mut calls = match self.by_node(&partitions).await {
-            Some(by_node) => by_node,
-            None => partitions.iter().map(|&p| vec![p]).collect(),
-        };
-        let give_up = Instant::now() + self.timeout;
-        let mut pause = RETRY_PAUSE;
-        let mut failed: BTreeMap<usize, StoreError> = BTreeMap::new();
-        // A try after a failed call may find what that call wrote: every guard is looked up from then on.
-        let mut again = false;
-        loop {
-            let answers = join_all(
-                calls
-                    .iter()
-                    .map(|call| self.partitions_call(batches, &pending, call, again, how)),
-            )
-            .await;
-            let mut retry: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
-            failed.clear();
-            for (call, (taken, own)) in calls.iter().zip(answers) {
-                writers.extend(own);
-                match taken {
-                    Ok(taken) => {
-                        let members = call.iter().flat_map(|p| pending[p].iter());
-                        for (&b, t) in members.zip(taken) {
-                            match t {
-                                Taken::Stored => stored[b] = true,
-                                Taken::Before => {}
-                                // Its key holds another batch on this partition: never retried.
-                                Taken::Reused => verdict[b] = Some(Err(StoreError::KeyReused)),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if call.len() > 1 {
-                            // The node's partitions moved, or one is migrating: per partition for now.
-                            self.nodes.forget();
-                        }
-                        for p in call {
-                            for &b in &pending[p] {
-                                failed.entry(b).or_insert_with(|| e.clone());
-                            }
-                            retry.insert(*p, pending[p].clone());
-                        }
-                    }
-                }
-            }
-            retry.retain(|_, members| {
-                members.retain(|b| verdict[*b].is_none());
-                !members.is_empty()
-            });
-            if retry.is_empty() || Instant::now() + pause >= give_up {
-                break;
-            }
-            tracing::debug!(
-                parts = retry.len(),
-                "appending again under the batches' keys"
-            );
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            pending = retry;
-            calls = pending.keys().map(|&p| vec![p]).collect();
-            again = true;
-        }
-        (0..batches.len())
-            .map(|b| match verdict[b].take() {
-                Some(v) => v,
-                None => match failed.remove(&b) {
-                    Some(e) => Err(e),
-                    None if stored[b] => Ok(AppendOutcome::Stored),
-                    None => Ok(AppendOutcome::AlreadyStored),
-                },
-            })
-            .collect()
-    }
-
-    /// One script for the `partitions` of one primary: on each, the parts of the batches `pending` names for
-    /// it, each guarded by its batch's key record there, looked up first where the key may have been used
-    /// (a producer's key, or any key when `again`). Answers per (partition, batch), in that order.
-    async fn partitions_call(
-        &self,
-        batches: &[Batch],
-        pending: &BTreeMap<Partition, Vec<usize>>,
-        partitions: &[Partition],
-        again: bool,
-        how: Written<'_>,
-    ) -> (Result<Vec<Taken>>, Writers) {
-        let mut parts: Vec<Vec<Part>> = Vec::new();
-        let mut guards: Vec<Option<(String, bool)>> = Vec::new();
-        let mut members: Vec<&Batch> = Vec::new();
-        for p in partitions {
-            for &b in &pending[p] {
-                let batch = &batches[b];
-                parts.push(
-                    batch
-                        .parts
-                        .iter()
-                        .filter(|part| part.partition == *p)
-                        .cloned()
-                        .collect(),
-                );
-                guards.push(
-                    batch
-                        .key
-                        .as_ref()
-                        .map(|k| (self.keys.idempotency(*p, &k.key), again || !k.fresh)),
-                );
-                members.push(batch);
-            }
-        }
-        let parts: Vec<&[Part]> = parts.iter().map(Vec::as_slice).collect();
-        let mut own = Writers::new();
-        let taken = self
-            .append_script(&parts, &members, &guards, how, &mut own)
-            .await;
-        (taken, own)
-    }
-
-    /// Claims `k` for its batch on its own partition ([`crate::keys::KeySchema::idempotency_claim`]);
-    /// refuses ([`StoreError::KeyReused`]) a key another batch holds.
-    async fn claim_key(&self, k: &Keyed, retention_ms: u128) -> Result<()> {
-        let claim = self.keys.idempotency_claim(&k.key);
-        let args = vec![k.fingerprint.clone(), retention_ms.to_string()];
-        let ours: i64 = self
-            .eval(&self.scripts.claim_key, vec![claim], args)
-            .await?;
-        match ours {
-            1 => Ok(()),
-            _ => Err(StoreError::KeyReused),
-        }
-    }
-
     /// One call of `lua/append.lua`: `batches[i]`'s `parts[i]` (on a cluster, on partitions of one primary),
     /// each batch guarded by `guards[i]` (its key's record, and whether to look it up first). With
     /// `wait_replicas`, the script names the primary that ran it, added to `writers`.
-    async fn append_script(
+    pub(super) async fn append_script(
         &self,
         parts: &[&[Part]],
         batches: &[&Batch],
@@ -532,7 +362,7 @@ impl LogWriter {
 }
 
 impl Taken {
-    fn outcome(self) -> Result<AppendOutcome> {
+    pub(super) fn outcome(self) -> Result<AppendOutcome> {
         match self {
             Taken::Stored => Ok(AppendOutcome::Stored),
             Taken::Before => Ok(AppendOutcome::AlreadyStored),

@@ -3,6 +3,7 @@
 //! - `append`: batches into the per-partition log, alone or as a group that arrived together (one entry per
 //!   partition for the group; one script on a node, one per primary on a cluster, each batch made whole by
 //!   its `Idempotency-Key`).
+//! - `append_cluster`: a group append on a cluster: one script per primary, per partition after a failure.
 //! - `nodes`: on a cluster, which primary serves each partition, so a group append is one script per node.
 //! - `replicas`: waiting for replicas to confirm a write (`TOPK_REDIS_WAIT_REPLICAS`).
 //! - `source`: a source's records (Kafka's) into one partition's log exactly once, by source offset, with
@@ -10,6 +11,7 @@
 //! - `source_batch`: a batch of records into every partition's log in one call, and what the logs took.
 
 mod append;
+mod append_cluster;
 mod nodes;
 mod replicas;
 mod source;

@@ -1,0 +1,186 @@
+//! A group append on Redis Cluster (`append.rs` holds the rest of the append): each producer's key is claimed
+//! for its batch first (`lua/claim_key.lua`), then one script goes to each primary for the partitions it
+//! serves (`nodes.rs`), each partition recording every batch's key with the entry that carries it. A call
+//! that fails sends its partitions again one call per partition, under the batches' keys, until the store's
+//! timeout: a retry finds what an earlier try stored, so nothing is stored twice.
+
+use super::append::{Batch, Keyed, Part, Taken, Written};
+use super::replicas::Writers;
+use super::AppendOutcome;
+use crate::keys::Partition;
+use crate::redis::{LogWriter, Result, StoreError};
+use futures::future::join_all;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// First pause before a failed part of a batch is sent again under its key.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+impl LogWriter {
+    /// On a cluster: each producer's key claimed for its batch first, then one script per primary for the
+    /// partitions it serves (`nodes.rs`), each partition recording every batch's key with the entry that carries
+    /// it; the partitions whose call failed are sent again one call per partition, under the batches' keys,
+    /// until the store's timeout.
+    pub(super) async fn group_on_cluster(
+        &self,
+        batches: &[Batch],
+        how: Written<'_>,
+        writers: &mut Writers,
+    ) -> Vec<Result<AppendOutcome>> {
+        let claims = join_all(batches.iter().map(|b| async move {
+            match &b.key {
+                Some(k) if !k.fresh => self.claim_key(k, how.retention_ms).await,
+                _ => Ok(()),
+            }
+        }))
+        .await;
+        // Per batch: refused or failed before anything was written, or its parts' outcomes so far.
+        let mut verdict: Vec<Option<Result<AppendOutcome>>> = claims
+            .into_iter()
+            .map(|claim| claim.err().map(Err))
+            .collect();
+        let mut stored = vec![false; batches.len()];
+        let mut pending: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+        for (b, batch) in batches.iter().enumerate() {
+            if verdict[b].is_none() {
+                for part in &batch.parts {
+                    // Once per partition: a batch with dated views has several parts on one partition.
+                    let members = pending.entry(part.partition).or_default();
+                    if members.last() != Some(&b) {
+                        members.push(b);
+                    }
+                }
+            }
+        }
+        let partitions: Vec<Partition> = pending.keys().copied().collect();
+        let mut calls = match self.by_node(&partitions).await {
+            Some(by_node) => by_node,
+            None => partitions.iter().map(|&p| vec![p]).collect(),
+        };
+        let give_up = Instant::now() + self.timeout;
+        let mut pause = RETRY_PAUSE;
+        let mut failed: BTreeMap<usize, StoreError> = BTreeMap::new();
+        // A try after a failed call may find what that call wrote: every guard is looked up from then on.
+        let mut again = false;
+        loop {
+            let answers = join_all(
+                calls
+                    .iter()
+                    .map(|call| self.partitions_call(batches, &pending, call, again, how)),
+            )
+            .await;
+            let mut retry: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+            failed.clear();
+            for (call, (taken, own)) in calls.iter().zip(answers) {
+                writers.extend(own);
+                match taken {
+                    Ok(taken) => {
+                        let members = call.iter().flat_map(|p| pending[p].iter());
+                        for (&b, t) in members.zip(taken) {
+                            match t {
+                                Taken::Stored => stored[b] = true,
+                                Taken::Before => {}
+                                // Its key holds another batch on this partition: never retried.
+                                Taken::Reused => verdict[b] = Some(Err(StoreError::KeyReused)),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if call.len() > 1 {
+                            // The node's partitions moved, or one is migrating: per partition for now.
+                            self.nodes.forget();
+                        }
+                        for p in call {
+                            for &b in &pending[p] {
+                                failed.entry(b).or_insert_with(|| e.clone());
+                            }
+                            retry.insert(*p, pending[p].clone());
+                        }
+                    }
+                }
+            }
+            retry.retain(|_, members| {
+                members.retain(|b| verdict[*b].is_none());
+                !members.is_empty()
+            });
+            if retry.is_empty() || Instant::now() + pause >= give_up {
+                break;
+            }
+            tracing::debug!(
+                parts = retry.len(),
+                "appending again under the batches' keys"
+            );
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            pending = retry;
+            calls = pending.keys().map(|&p| vec![p]).collect();
+            again = true;
+        }
+        (0..batches.len())
+            .map(|b| match verdict[b].take() {
+                Some(v) => v,
+                None => match failed.remove(&b) {
+                    Some(e) => Err(e),
+                    None if stored[b] => Ok(AppendOutcome::Stored),
+                    None => Ok(AppendOutcome::AlreadyStored),
+                },
+            })
+            .collect()
+    }
+
+    /// One script for the `partitions` of one primary: on each, the parts of the batches `pending` names for
+    /// it, each guarded by its batch's key record there, looked up first where the key may have been used
+    /// (a producer's key, or any key when `again`). Answers per (partition, batch), in that order.
+    async fn partitions_call(
+        &self,
+        batches: &[Batch],
+        pending: &BTreeMap<Partition, Vec<usize>>,
+        partitions: &[Partition],
+        again: bool,
+        how: Written<'_>,
+    ) -> (Result<Vec<Taken>>, Writers) {
+        let mut parts: Vec<Vec<Part>> = Vec::new();
+        let mut guards: Vec<Option<(String, bool)>> = Vec::new();
+        let mut members: Vec<&Batch> = Vec::new();
+        for p in partitions {
+            for &b in &pending[p] {
+                let batch = &batches[b];
+                parts.push(
+                    batch
+                        .parts
+                        .iter()
+                        .filter(|part| part.partition == *p)
+                        .cloned()
+                        .collect(),
+                );
+                guards.push(
+                    batch
+                        .key
+                        .as_ref()
+                        .map(|k| (self.keys.idempotency(*p, &k.key), again || !k.fresh)),
+                );
+                members.push(batch);
+            }
+        }
+        let parts: Vec<&[Part]> = parts.iter().map(Vec::as_slice).collect();
+        let mut own = Writers::new();
+        let taken = self
+            .append_script(&parts, &members, &guards, how, &mut own)
+            .await;
+        (taken, own)
+    }
+
+    /// Claims `k` for its batch on its own partition ([`crate::keys::KeySchema::idempotency_claim`]);
+    /// refuses ([`StoreError::KeyReused`]) a key another batch holds.
+    async fn claim_key(&self, k: &Keyed, retention_ms: u128) -> Result<()> {
+        let claim = self.keys.idempotency_claim(&k.key);
+        let args = vec![k.fingerprint.clone(), retention_ms.to_string()];
+        let ours: i64 = self
+            .eval(&self.scripts.claim_key, vec![claim], args)
+            .await?;
+        match ours {
+            1 => Ok(()),
+            _ => Err(StoreError::KeyReused),
+        }
+    }
+}
