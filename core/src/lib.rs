@@ -22,10 +22,11 @@
 //! - [`config`], [`telemetry`], [`shutdown`]: settings, structured logs, signal handling.
 //!
 //! Data moves: receiver ([`wire::parse_batch`]) → [`redis::LogWriter::append`] (log) → worker
-//! [`redis::WindowApplier::step`] (read, [`batch::aggregate`], apply with the acknowledgement in one script)
+//! [`redis::WindowApplier::step`] (read, [`aggregate::aggregate`], apply with the acknowledgement in one script)
 //! → retirer [`redis::WindowApplier::retire_window`] and [`redis::WindowApplier::seal_all`] → API
 //! [`redis::RankingReads::top`]; snapshotter [`redis::HistoryFeed::close_minutes`] → [`db::write_minutes`].
 
+pub mod aggregate;
 pub mod batch;
 pub mod config;
 pub mod db;

@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use topk_core::batch::{aggregate, LogEntry};
+use topk_core::aggregate::aggregate;
+use topk_core::batch::LogEntry;
 use topk_core::domain::VideoId;
 use topk_core::keys::Partition;
 use topk_core::redis::{DeadLetter, LogRead, RedisStore, SourcePartition, SourceRecord};

@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::time::Duration;
-use topk_core::batch::{aggregate, LogEntry};
+use topk_core::aggregate::aggregate;
+use topk_core::batch::LogEntry;
 use topk_core::config::RedisConfig;
 use topk_core::domain::{TopK, VideoId, Window};
 use topk_core::redis::{

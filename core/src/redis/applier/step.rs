@@ -4,7 +4,8 @@
 
 use super::windows::ApplyOutcome;
 use super::LogRead;
-use crate::batch::{aggregate, LogEntry};
+use crate::aggregate::aggregate;
+use crate::batch::LogEntry;
 use crate::keys::Partition;
 use crate::redis::{Result, WindowApplier};
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The window scripts: apply an aggregated batch with its acknowledgement, retire slices that left a
 //! window (refilling its leader set where needed), and seal closed minutes. Each runs on one partition.
 
-use crate::batch::{AggregatedBatch, EntryId};
+use crate::aggregate::AggregatedBatch;
+use crate::batch::EntryId;
 use crate::domain::Window;
 use crate::keys::{Partition, CONSUMER_GROUP};
 use crate::redis::{Result, StoreError, WindowApplier};
