@@ -1,5 +1,5 @@
 //! The receiver: `POST /v1/views` validates a whole batch, then appends it to the log (one script on one
-//! node; on Redis Cluster one per partition, made whole by the batch's `Idempotency-Key`). It answers 202
+//! node; on Redis Cluster one per primary, made whole by the batch's `Idempotency-Key`). It answers 202
 //! only once Redis holds the entries (and, with `TOPK_REDIS_WAIT_REPLICAS`, its replicas).
 
 use crate::{admission, AppState};

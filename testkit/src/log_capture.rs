@@ -1,5 +1,6 @@
-//! What a test's code logs: captured (JSON lines, every level) for the test to read, or printed when the
-//! test run sets `TEST_LOG`, and otherwise dropped, so that tests stay quiet.
+//! What a test's code logs: captured for the test to read (JSON lines at every level, or the spans of one
+//! level as text), or printed when the test run sets `TEST_LOG`, and otherwise dropped, so that tests stay
+//! quiet.
 
 use std::sync::{Arc, Mutex, Once};
 use tracing_subscriber::fmt::format::FmtSpan;

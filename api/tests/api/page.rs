@@ -228,8 +228,6 @@ async fn swagger_ui_renders_under_its_policy() {
     }
 }
 
-/// Loads `path` of the stack's API in Chromium and returns the DOM the page built. Chromium blocks, so it
-/// runs off the runtime's threads: the servers it talks to run on them.
 /// Chromium ready (installed when missing, which can take a minute), then a stack of its own under `label`.
 async fn with_chromium(label: &str) -> Stack {
     tokio::task::spawn_blocking(chromium::chromium)
@@ -238,6 +236,8 @@ async fn with_chromium(label: &str) -> Stack {
     Stack::start(label).await
 }
 
+/// Loads `path` of the stack's API in Chromium and returns the DOM the page built. Chromium blocks, so it
+/// runs off the runtime's threads: the servers it talks to run on them.
 async fn load(s: &Stack, path: &str) -> String {
     let url = format!("http://{}{path}", s.api);
     let started = std::time::Instant::now();

@@ -2,10 +2,10 @@
 //! same data, `repeats` times.
 //!
 //! One file per phase: `retirement`, `ingest`, `freshness`, `kafka`, `queries` (with [`prefill_windows`]),
-//! `memory`, `postgres`, `range`, `refill` and `profile`, in the order [`crate::run`] calls them. Here: what they share, the workload's bodies
-//! ([`workload`]), the progress spinner ([`progress`], [`progress_of_run`]), the wait for Redis's background saves to end, on a
-//! cluster which primary owns how many partitions ([`layout`]), and the steps of a minute logged on injected
-//! time that `retirement` and `profile` both take.
+//! `memory`, `postgres`, `range`, `refill` and `profile`, in the order [`crate::run`] calls them. Here: what
+//! they share, the workload's bodies ([`workload`]), the progress spinner ([`progress`], [`progress_of_run`]),
+//! the wait for Redis's background saves to end, on a cluster which primary owns how many partitions
+//! ([`layout`]), and the steps of a minute logged on injected time that `retirement` and `profile` both take.
 
 mod freshness;
 mod ingest;

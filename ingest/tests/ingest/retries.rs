@@ -13,7 +13,7 @@ async fn a_batch_sent_again_under_its_key_counts_once() {
     sent_again_under_its_key(Stack::builder("idempotency").partitions(3).start().await).await;
 }
 
-/// The same on a Redis Cluster, where the batch is one append per partition, each under the key.
+/// The same on a Redis Cluster, where each partition's part of the batch is stored under the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_sent_again_under_its_key_counts_once_on_a_cluster() {
     sent_again_under_its_key(Stack::on_cluster("idempotency_cluster").await).await;

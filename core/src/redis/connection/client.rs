@@ -5,8 +5,9 @@
 //!   lost with its connection fails and is never sent again: a resent append could log a batch twice.
 //! - Redis Cluster: redis-rs's cluster connection, which follows MOVED and ASK, waits and retries on TRYAGAIN
 //!   and CLUSTERDOWN, refreshes its slot map after a failover, and resends a command lost with its connection.
-//!   That resend is safe here: every append on a cluster carries a key (`append.rs`), and every other write
-//!   is a script that checks the state it changes (entry ownership, cursors).
+//!   That resend is safe here: every append on a cluster carries a key that each call looks up before it
+//!   writes (`writer/append_cluster.rs`), and every other write is a script that checks the state it changes
+//!   (entry ownership, cursors).
 //!
 //! Every command names a key of the partition it is about ([`Route::Key`]), so on a cluster it goes to the
 //! node that owns that partition even when it has no key of its own (TIME, SCAN, WAIT, SCRIPT LOAD).

@@ -5,7 +5,7 @@
 //! CLUSTERDOWN; what still comes back saying the command did not run (LOADING after a restart, TRYAGAIN for
 //! longer than the client's retries while a slot moves) is retried here with a short backoff until the store's
 //! timeout. A command lost with its connection on one node is not: it may have run (appends retry those under
-//! their idempotency key, `append.rs`).
+//! their idempotency key, `writer/append_cluster.rs`).
 //!
 //! Every command runs in a TRACE span (`redis.command`: its name, the key it is routed by), every script in a
 //! DEBUG span (`redis.script`: its name, its first key) around its tries. The append and apply paths are hot:

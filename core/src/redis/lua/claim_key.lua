@@ -1,5 +1,5 @@
 -- Claims an `Idempotency-Key` for one batch, on Redis Cluster, before any part of the batch is appended
--- (core/src/redis/append.rs). The claim lives on a partition chosen by the key alone, so the same key with
+-- (core/src/redis/writer/append_cluster.rs). The claim lives on a partition chosen by the key alone, so the same key with
 -- another batch is refused whatever partitions the two batches touch, and of two requests racing under one
 -- key with different batches exactly one goes on: the other stores nothing. A retry of the same batch finds
 -- its own claim and renews it. (On one node, lua/append.lua does the same in the append itself.)

@@ -2,7 +2,9 @@
 //! for its batch first (`lua/claim_key.lua`), then one script goes to each primary for the partitions it
 //! serves (`nodes.rs`), each partition recording every batch's key with the entry that carries it. A call
 //! that fails sends its partitions again one call per partition, under the batches' keys, until the store's
-//! timeout: a retry finds what an earlier try stored, so nothing is stored twice.
+//! timeout. Every call looks every key record up before it writes (the cluster client resends a command lost
+//! with its connection, so any call, even under a key generated here, may have run before): a retry finds
+//! what an earlier try stored, and stores only what is missing.
 
 use super::append::{Batch, Keyed, Part, Taken, Written};
 use super::replicas::Writers;
@@ -53,20 +55,21 @@ impl LogWriter {
             }
         }
         let partitions: Vec<Partition> = pending.keys().copied().collect();
-        let mut calls = match self.by_node(&partitions).await {
-            Some(by_node) => by_node,
-            None => partitions.iter().map(|&p| vec![p]).collect(),
+        // Entries at a given time (`<ms>-*`: replays and tests) go one call per partition: Redis refuses an
+        // XADD behind a log's newest entry, and a call spanning partitions would fail after its first logs.
+        let by_node = match how.id {
+            "*" => self.by_node(&partitions).await,
+            _ => None,
         };
+        let mut calls = by_node.unwrap_or_else(|| partitions.iter().map(|&p| vec![p]).collect());
         let give_up = Instant::now() + self.timeout;
         let mut pause = RETRY_PAUSE;
         let mut failed: BTreeMap<usize, StoreError> = BTreeMap::new();
-        // A try after a failed call may find what that call wrote: every guard is looked up from then on.
-        let mut again = false;
         loop {
             let answers = join_all(
                 calls
                     .iter()
-                    .map(|call| self.partitions_call(batches, &pending, call, again, how)),
+                    .map(|call| self.partitions_call(batches, &pending, call, how)),
             )
             .await;
             let mut retry: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
@@ -114,7 +117,6 @@ impl LogWriter {
             pause *= 2;
             pending = retry;
             calls = pending.keys().map(|&p| vec![p]).collect();
-            again = true;
         }
         (0..batches.len())
             .map(|b| match verdict[b].take() {
@@ -122,6 +124,11 @@ impl LogWriter {
                 None => match failed.remove(&b) {
                     Some(e) => Err(e),
                     None if stored[b] => Ok(AppendOutcome::Stored),
+                    // Found stored under a key generated here: this append's own earlier try (a call that
+                    // ran but lost its reply), not a producer's retry.
+                    None if batches[b].key.as_ref().is_some_and(|k| k.fresh) => {
+                        Ok(AppendOutcome::Stored)
+                    }
                     None => Ok(AppendOutcome::AlreadyStored),
                 },
             })
@@ -129,14 +136,13 @@ impl LogWriter {
     }
 
     /// One script for the `partitions` of one primary: on each, the parts of the batches `pending` names for
-    /// it, each guarded by its batch's key record there, looked up first where the key may have been used
-    /// (a producer's key, or any key when `again`). Answers per (partition, batch), in that order.
+    /// it, each guarded by its batch's key record there, looked up first. Answers per (partition, batch), in
+    /// that order.
     async fn partitions_call(
         &self,
         batches: &[Batch],
         pending: &BTreeMap<Partition, Vec<usize>>,
         partitions: &[Partition],
-        again: bool,
         how: Written<'_>,
     ) -> (Result<Vec<Taken>>, Writers) {
         let mut parts: Vec<Vec<Part>> = Vec::new();
@@ -157,7 +163,7 @@ impl LogWriter {
                     batch
                         .key
                         .as_ref()
-                        .map(|k| (self.keys.idempotency(*p, &k.key), again || !k.fresh)),
+                        .map(|k| (self.keys.idempotency(*p, &k.key), true)),
                 );
                 members.push(batch);
             }

@@ -1,16 +1,18 @@
 //! Which primary serves each partition on Redis Cluster, so that a group append sends one script per node
-//! instead of one per partition (`append.rs`): the per-call cost of a script is most of what an append costs a
-//! cluster at 64 partitions.
+//! instead of one per partition (`append_cluster.rs`): at 64 partitions the per-call cost of a script was most
+//! of what a batch's append cost a cluster when batches come one at a time.
 //!
-//! The map is read from CLUSTER SLOTS when first needed, again after [`REREAD`], and again after a node's call
-//! failed ([`NodeMap::forget`]; per-partition calls serve meanwhile). A stale map costs a failed call, never a
-//! wrong write: the script reads every key it will write before it writes one, and Redis refuses a script's
-//! read of a key this node does not serve right now (a slot moved away, or a key not yet or no longer here
-//! while its slot migrates), so the call fails having written nothing and its partitions go one by one.
+//! The map is read from CLUSTER SLOTS (within a quarter of the store's timeout) when first needed, again
+//! after [`REREAD`], and again after a node's call failed ([`NodeMap::forget`]; per-partition calls serve
+//! meanwhile). A stale map costs a failed call, never a wrong write: the script reads every key it will
+//! write before it writes one, and Redis refuses a script's read of a key this node does not serve right now
+//! (a slot moved away, or a key not yet or no longer here while its slot migrates), so the call fails having
+//! written nothing and its partitions go one by one. (Calls at a given entry time never span partitions: an
+//! XADD Redis refuses would fail one after its first writes; `append_cluster.rs`.)
 
 use crate::keys::{hash_slot, Partition};
-use crate::redis::connection::client::{Value, ValueExt};
-use crate::redis::{Result, Shared};
+use crate::redis::connection::client::{Route, Value, ValueExt};
+use crate::redis::{Result, Shared, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +23,8 @@ const REREAD: Duration = Duration::from_secs(10);
 /// migration fails node calls until it ends; reading the map for every group meanwhile buys nothing).
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-/// The primary (`host:port`) of each partition, in partition order, as last read; shared by every handle of
-/// a store.
+/// The primary (its node id) of each partition, in partition order, as last read; shared by every handle of a
+/// store.
 #[derive(Default)]
 pub(in crate::redis) struct NodeMap {
     state: Mutex<State>,
@@ -53,7 +55,7 @@ impl Shared {
         &self,
         partitions: &[Partition],
     ) -> Option<Vec<Vec<Partition>>> {
-        let nodes = self.node_map().await?;
+        let nodes = self.node_map(*partitions.first()?).await?;
         let mut groups: Vec<(&str, Vec<Partition>)> = Vec::new();
         for &p in partitions {
             let node = nodes.get(usize::from(p))?.as_str();
@@ -65,7 +67,9 @@ impl Shared {
         Some(groups.into_iter().map(|(_, group)| group).collect())
     }
 
-    async fn node_map(&self) -> Option<Arc<Vec<String>>> {
+    /// The map as last read, read again (from the primary of partition `via`) when it is older than
+    /// [`REREAD`].
+    async fn node_map(&self, via: Partition) -> Option<Arc<Vec<String>>> {
         {
             let state = self.nodes.state.lock().expect("node map lock");
             if state.paused_until.is_some_and(|t| Instant::now() < t) {
@@ -77,7 +81,9 @@ impl Shared {
                 }
             }
         }
-        match self.read_node_map().await {
+        // Bounded well below the store's timeout, once: the group's own calls must still fit in it.
+        let read = tokio::time::timeout(self.timeout / 4, self.read_node_map(via)).await;
+        match read.unwrap_or_else(|_| Err(StoreError::Reply("CLUSTER SLOTS timed out".into()))) {
             Ok(nodes) => {
                 let nodes = Arc::new(nodes);
                 let mut state = self.nodes.state.lock().expect("node map lock");
@@ -93,11 +99,15 @@ impl Shared {
         }
     }
 
-    /// Each partition's primary from CLUSTER SLOTS (`[[start, end, [host, port, id], replicas...], ...]`); a
-    /// partition whose slot no range covers (the cluster is changing) fails the read.
-    async fn read_node_map(&self) -> Result<Vec<String>> {
+    /// Each partition's primary, by node id, from CLUSTER SLOTS (`[[start, end, [host, port, id], replicas...],
+    /// ...]`) on the primary of partition `via`; a partition whose slot no range covers (the cluster is
+    /// changing) fails the read.
+    async fn read_node_map(&self, via: Partition) -> Result<Vec<String>> {
         let slots: Vec<Value> = self
-            .on_key("CLUSTER", &self.keys.log(0), vec!["SLOTS"])
+            .query_routed(
+                &::redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                Route::Key(self.keys.log(via)),
+            )
             .await?;
         let ranges: Vec<(u16, u16, String)> = slots
             .into_iter()
@@ -105,10 +115,10 @@ impl Shared {
                 let mut range = range.into_array().into_iter();
                 let start = u16::try_from(range.next()?.as_i64()?).ok()?;
                 let end = u16::try_from(range.next()?.as_i64()?).ok()?;
+                // The node id: unlike the address, it names one node however the nodes announce themselves.
                 let primary = range.next()?.into_array();
-                let host = primary.first()?.as_string()?;
-                let port = primary.get(1)?.as_i64()?;
-                Some((start, end, format!("{host}:{port}")))
+                let id = primary.get(2)?.as_string()?;
+                Some((start, end, id))
             })
             .collect();
         self.keys
@@ -120,9 +130,7 @@ impl Shared {
                     .find(|(start, end, _)| (*start..=*end).contains(&slot))
                     .map(|(_, _, node)| node.clone())
                     .ok_or_else(|| {
-                        crate::redis::StoreError::Reply(format!(
-                            "no primary serves slot {slot} in CLUSTER SLOTS"
-                        ))
+                        StoreError::Reply(format!("no primary serves slot {slot} in CLUSTER SLOTS"))
                     })
             })
             .collect()
