@@ -2,7 +2,9 @@
 //! baseline's writes, the card's union query, and measurements of Redis's time and memory.
 
 use crate::domain::{RankedVideo, TopK, Window};
-use crate::redis::connection::client::{Route, Value, ValueExt};
+use crate::keys::hash_slot;
+use crate::redis::connection::client::Route;
+use crate::redis::writer::primary_of;
 use crate::redis::Info;
 use crate::redis::{Result, Shared};
 use crate::sealed;
@@ -120,33 +122,14 @@ impl Measures {
             return Ok(vec![None]);
         }
         let mut primaries: Vec<String> = self
-            .slot_ranges()
+            .slot_ranges(&self.keys.log(0))
             .await?
             .into_iter()
-            .map(|(_, _, node)| node)
+            .map(|r| r.addr)
             .collect();
         primaries.sort();
         primaries.dedup();
         Ok(primaries.into_iter().map(Some).collect())
-    }
-
-    /// The cluster's slot ranges and the primary (`host:port`) that serves each (CLUSTER SLOTS).
-    async fn slot_ranges(&self) -> Result<Vec<(i64, i64, String)>> {
-        // [[start, end, [host, port, id], replicas...], ...]
-        let node = self.keys.log(0);
-        let slots: Vec<Value> = self.on_key("CLUSTER", &node, vec!["SLOTS"]).await?;
-        Ok(slots
-            .into_iter()
-            .filter_map(|range| {
-                let mut range = range.into_array().into_iter();
-                let start = range.next()?.as_i64()?;
-                let end = range.next()?.as_i64()?;
-                let primary = range.next()?.into_array();
-                let host = primary.first()?.as_string()?;
-                let port = primary.get(1)?.as_i64()?;
-                Some((start, end, format!("{host}:{port}")))
-            })
-            .collect())
     }
 
     /// The primary that owns each partition (the slot of its keys' `{p}` tag), in partition order, named as in
@@ -155,19 +138,15 @@ impl Measures {
         if !self.cluster {
             return Ok(vec![String::new(); usize::from(self.keys.partitions())]);
         }
-        let ranges = self.slot_ranges().await?;
-        let mut nodes = Vec::new();
-        for p in self.keys.all_partitions() {
-            let log = self.keys.log(p);
-            let slot: i64 = self.on_key("CLUSTER", &log, vec!["KEYSLOT", &log]).await?;
-            let node = ranges
-                .iter()
-                .find(|(start, end, _)| (*start..=*end).contains(&slot))
-                .map(|(_, _, node)| node.clone())
-                .unwrap_or_default();
-            nodes.push(node);
-        }
-        Ok(nodes)
+        let ranges = self.slot_ranges(&self.keys.log(0)).await?;
+        Ok(self
+            .keys
+            .all_partitions()
+            .map(|p| {
+                let slot = hash_slot(self.keys.log(p).as_bytes());
+                primary_of(&ranges, slot).map_or_else(String::new, |r| r.addr.clone())
+            })
+            .collect())
     }
 
     /// Whether a replica has not yet acknowledged all of its primary's writes (INFO replication: a replica's

@@ -9,10 +9,11 @@
 --
 -- Keys of several slots: Redis Cluster refuses a call whose declared keys span slots, but lets a script
 -- without a shebang (so without flags) touch undeclared keys of any slot its node serves. Such a call declares
--- one key (for routing) and names every key in ARGV; before writing anything it reads each of them, because a
--- key the node does not serve now (its slot moved, or it is missing while its slot migrates) fails the script
--- at that command, and what was written before it would stay. Failing at a read writes nothing, and the
--- caller sends the partitions again one by one.
+-- one key (for routing) and names every key in ARGV; before writing anything it reads each of them (the logs,
+-- and every guard, looked up whatever the caller asked), because a key the node does not serve now (its slot
+-- moved, or it is missing while its slot migrates) fails the script at that command, and what was written
+-- before it would stay. Failing at a read writes nothing, and the caller sends the partitions again one by
+-- one.
 -- A script rather than MULTI/EXEC because the client drops a timed-out single command instead of sending it
 -- after a reconnect; a timed-out transaction could otherwise be written later, after the caller answered 503.
 --
@@ -46,25 +47,24 @@ local K = KEYS
 local named = tonumber(ARGV[9])
 if named > 0 then
   K = {}
-  for k = 1, named do
-    K[k] = ARGV[9 + k]
-    redis.call('EXISTS', K[k])
-  end
+  for k = 1, named do K[k] = ARGV[9 + k] end
+  -- Every key read before any write: the logs here, the guards by their lookup below.
+  for k = 1, nlogs do redis.call('EXISTS', K[k]) end
 end
 -- Per log, the undated lines; per log and event time, the dated ones (in the order first seen).
 local lines, dated, order = {}, {}, {}
 for k = 1, nlogs do lines[k] = {} end
-local results, guards = {}, {}
+local results, guards, renew = {}, {}, {}
 local i = 10 + named
 for b = 1, nbatches do
   local fingerprint, guard, check, nparts = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
   local outcome = 1
-  if guard > 0 and check == '1' then
+  if guard > 0 and (check == '1' or named > 0) then
     local seen = redis.call('GET', K[guard])
     if seen == fingerprint then
       outcome = 0
-      redis.call('PEXPIRE', K[guard], ARGV[4])
+      renew[#renew + 1] = guard
     elseif seen then
       outcome = -2
     end
@@ -89,6 +89,7 @@ for b = 1, nbatches do
   i = i + 3 * nparts
   results[b] = outcome
 end
+for _, g in ipairs(renew) do redis.call('PEXPIRE', K[g], ARGV[4]) end
 for k = 1, nlogs do
   if #lines[k] > 0 then
     redis.call('XADD', K[k], ARGV[2], ARGV[3], table.concat(lines[k]))

@@ -18,6 +18,8 @@ mod source;
 mod source_batch;
 
 pub use append::{AppendOutcome, AppendRequest};
+#[cfg(feature = "bench")]
+pub(in crate::redis) use nodes::primary_of;
 pub(in crate::redis) use nodes::NodeMap;
 pub use source::{
     DeadLetter, SourceAppended, SourcePartition, SourceRecord, DEAD_LETTERS_KEPT,

@@ -99,40 +99,66 @@ impl Shared {
         }
     }
 
-    /// Each partition's primary, by node id, from CLUSTER SLOTS (`[[start, end, [host, port, id], replicas...],
-    /// ...]`) on the primary of partition `via`; a partition whose slot no range covers (the cluster is
-    /// changing) fails the read.
+    /// Each partition's primary, by node id (unlike the address, it names one node however the nodes announce
+    /// themselves), read on the primary of partition `via`; a partition whose slot no range covers (the
+    /// cluster is changing) fails the read.
     async fn read_node_map(&self, via: Partition) -> Result<Vec<String>> {
-        let slots: Vec<Value> = self
-            .query_routed(
-                &::redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                Route::Key(self.keys.log(via)),
-            )
-            .await?;
-        let ranges: Vec<(u16, u16, String)> = slots
-            .into_iter()
-            .filter_map(|range| {
-                let mut range = range.into_array().into_iter();
-                let start = u16::try_from(range.next()?.as_i64()?).ok()?;
-                let end = u16::try_from(range.next()?.as_i64()?).ok()?;
-                // The node id: unlike the address, it names one node however the nodes announce themselves.
-                let primary = range.next()?.into_array();
-                let id = primary.get(2)?.as_string()?;
-                Some((start, end, id))
-            })
-            .collect();
+        let ranges = self.slot_ranges(&self.keys.log(via)).await?;
         self.keys
             .all_partitions()
             .map(|p| {
                 let slot = hash_slot(self.keys.log(p).as_bytes());
-                ranges
-                    .iter()
-                    .find(|(start, end, _)| (*start..=*end).contains(&slot))
-                    .map(|(_, _, node)| node.clone())
+                primary_of(&ranges, slot)
+                    .map(|r| r.id.clone())
                     .ok_or_else(|| {
                         StoreError::Reply(format!("no primary serves slot {slot} in CLUSTER SLOTS"))
                     })
             })
             .collect()
     }
+
+    /// The cluster's slot ranges and their primaries (CLUSTER SLOTS, asked once on the node of `via`'s slot).
+    pub(in crate::redis) async fn slot_ranges(&self, via: &str) -> Result<Vec<SlotRange>> {
+        // [[start, end, [host, port, id], replicas...], ...]
+        let slots: Vec<Value> = self
+            .query_routed(
+                &::redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                Route::Key(via.to_owned()),
+            )
+            .await?;
+        Ok(slots
+            .into_iter()
+            .filter_map(|range| {
+                let mut range = range.into_array().into_iter();
+                let start = u16::try_from(range.next()?.as_i64()?).ok()?;
+                let end = u16::try_from(range.next()?.as_i64()?).ok()?;
+                let primary = range.next()?.into_array();
+                let host = primary.first()?.as_string()?;
+                let port = primary.get(1)?.as_i64()?;
+                let id = primary.get(2)?.as_string()?;
+                Some(SlotRange {
+                    start,
+                    end,
+                    addr: format!("{host}:{port}"),
+                    id,
+                })
+            })
+            .collect())
+    }
+}
+
+/// A range of hash slots and the primary serving it, as CLUSTER SLOTS lists them.
+pub(in crate::redis) struct SlotRange {
+    start: u16,
+    end: u16,
+    /// `host:port`, as the node announces itself (the benchmark's measures name nodes by it).
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
+    pub addr: String,
+    /// The node id.
+    pub id: String,
+}
+
+/// The range of `ranges` that holds `slot`.
+pub(in crate::redis) fn primary_of(ranges: &[SlotRange], slot: u16) -> Option<&SlotRange> {
+    ranges.iter().find(|r| (r.start..=r.end).contains(&slot))
 }
