@@ -1,6 +1,8 @@
 //! Merging the partitions' rankings into the exact global top K, and how far to read each partition for it.
 //! Each video lives in exactly one partition, so the global top K is within the union of the partitions' top K
-//! lists; these pure functions decide how little of each list that takes.
+//! lists. A partition's leader set holds only its share of the top K, with every video above its threshold;
+//! these pure functions decide how little of each leader set that takes to read, and when a partition's hash
+//! must be read as well.
 
 use crate::domain::{ranking_order, RankedVideo, TopK};
 
@@ -51,6 +53,43 @@ pub fn lists_to_extend(lists: &[Vec<RankedVideo>], asked: &[usize], k: TopK) -> 
             _ => true,
         })
         .collect()
+}
+
+/// The partitions whose window hash must be read, and from which count, before [`merge_rankings`] of `lists` is
+/// the exact top `k`; `None` when it already is. Call it once [`lists_to_extend`] names no list.
+///
+/// A partition's leader set holds every video of the partition counted at or above its threshold
+/// (`completes[i]`, `lua/leaders.lua`), but only about its share of the top K, not the whole top K. Let `floor`
+/// be the k-th count among the leaders read (1 when fewer than k were read: then every video may be in the top
+/// k). The true k-th count is at or above `floor` (k videos are known to be counted there), so every video of
+/// the top k is counted at or above it, and is a leader wherever the threshold is at or below `floor`. Only a
+/// partition whose threshold is above `floor` can hide one, counted in `[floor, threshold)`: read every video of
+/// its hash counted at or above `floor` in place of its list, and the merge is exact. Leader sets sized for
+/// their share keep every threshold below the k-th count, so this is the exception (a partition holding far
+/// more than its share of the top K), not the rule.
+pub fn partitions_to_scan(
+    lists: &[Vec<RankedVideo>],
+    completes: &[u64],
+    k: TopK,
+) -> Option<ScanPlan> {
+    let mut counts: Vec<u64> = lists.iter().flatten().map(|r| r.views).collect();
+    let floor = if counts.len() >= k.get() {
+        let (_, kth, _) = counts.select_nth_unstable_by(k.get() - 1, |a, b| b.cmp(a));
+        (*kth).max(1)
+    } else {
+        1
+    };
+    let partitions: Vec<usize> = (0..completes.len())
+        .filter(|&i| completes[i] > floor)
+        .collect();
+    (!partitions.is_empty()).then_some(ScanPlan { floor, partitions })
+}
+
+/// What [`partitions_to_scan`] asks for: every video counted at or above `floor` in each of `partitions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPlan {
+    pub floor: u64,
+    pub partitions: Vec<usize>,
 }
 
 #[cfg(test)]
@@ -119,6 +158,81 @@ mod tests {
             whole.sort_by(ranking_order);
             whole.truncate(k.get());
             prop_assert_eq!(merge_rankings(lists, k), whole);
+        }
+
+        /// Leader sets that hold only part of their partition's top (every video at or above the partition's
+        /// threshold, some between `enter` and it, none below): reading prefixes, extending, then scanning the
+        /// hashes `partitions_to_scan` names gives the exact top K. Thresholds are drawn at random, so any
+        /// partition may be short of its share, and skew puts most of the top in one partition.
+        #[test]
+        fn leader_sets_with_thresholds_give_the_exact_top_k(
+            counts in proptest::collection::btree_map("[a-f]{1,3}", 1u64..12, 0..150),
+            parts in 1usize..9, k in 1usize..80, skew in 0u8..4,
+            thresholds in proptest::collection::vec((1u64..14, 0u64..6), 8),
+            coins in proptest::collection::vec(any::<bool>(), 150),
+        ) {
+            let k = TopK::new(k).unwrap();
+            let mut hashes: Vec<Vec<RankedVideo>> = vec![Vec::new(); parts];
+            for (i, (id, n)) in counts.iter().enumerate() {
+                let p = if *n + u64::from(skew) >= 12 { 0 } else { i % parts };
+                hashes[p].push(rv(id, *n));
+            }
+            let completes: Vec<u64> = thresholds[..parts].iter().map(|t| t.0).collect();
+            let mut coin = coins.iter().cycle();
+            let leaders: Vec<Vec<RankedVideo>> = hashes
+                .iter()
+                .zip(&thresholds)
+                .map(|(hash, &(complete, below))| {
+                    let enter = complete.saturating_sub(below).max(1);
+                    let mut set: Vec<RankedVideo> = hash
+                        .iter()
+                        .filter(|r| r.views >= complete || (r.views >= enter && *coin.next().unwrap()))
+                        .cloned()
+                        .collect();
+                    set.sort_by(ranking_order);
+                    set
+                })
+                .collect();
+            let read = |p: usize, n: usize| leaders[p].iter().take(n).cloned().collect::<Vec<_>>();
+            let first = first_read_len(k, parts);
+            let mut asked = vec![first; parts];
+            let mut lists: Vec<Vec<RankedVideo>> = (0..parts).map(|p| read(p, first)).collect();
+            loop {
+                let more = lists_to_extend(&lists, &asked, k);
+                if more.is_empty() {
+                    break;
+                }
+                for p in more {
+                    lists[p] = read(p, k.get());
+                    asked[p] = k.get();
+                }
+            }
+            if let Some(plan) = partitions_to_scan(&lists, &completes, k) {
+                for p in plan.partitions {
+                    let mut found: Vec<RankedVideo> =
+                        hashes[p].iter().filter(|r| r.views >= plan.floor).cloned().collect();
+                    found.sort_by(ranking_order);
+                    lists[p] = found;
+                }
+            }
+            let mut whole: Vec<RankedVideo> = hashes.into_iter().flatten().collect();
+            whole.sort_by(ranking_order);
+            whole.truncate(k.get());
+            prop_assert_eq!(merge_rankings(lists, k), whole);
+        }
+
+        /// Without a threshold above the k-th count nothing is scanned: every leader set that holds its
+        /// partition's whole top K (the thresholds at 1) leaves no partition to scan.
+        #[test]
+        fn nothing_to_scan_when_every_threshold_is_one(
+            counts in proptest::collection::vec(1u64..50, 0..40), parts in 1usize..5, k in 1usize..20,
+        ) {
+            let k = TopK::new(k).unwrap();
+            let mut lists = vec![Vec::new(); parts];
+            for (i, n) in counts.iter().enumerate() {
+                lists[i % parts].push(rv(&format!("v{i}"), *n));
+            }
+            prop_assert_eq!(partitions_to_scan(&lists, &vec![1; parts], k), None);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `ingest` and `ingest_redis_cpu` figures: views/s through the real services and Redis CPU per view,
 //! beside the naive baseline (one pipelined ZINCRBY per view and window); on Redis Cluster also each primary's
-//! Redis CPU per view (`ingest_redis_cpu.node.<host:port>`, over all the views: they sum to the total).
+//! Redis CPU per view (`ingest_redis_cpu.node.<host:port>`, over all the views: they sum to the total); and
+//! `ranking_scans`, how often a read of the top 1000 over the windows the load built had to read a hash.
 
 use super::{progress_of_run, redis_quiet, Bodies};
 use crate::config::BenchConfig;
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use topk_core::domain::Window;
+use topk_core::domain::{TopK, Window, MAX_K};
 use topk_core::redis::RedisStore;
 
 /// Waits (at most 5 minutes) until the workers have applied everything in the log, so a rate counts applied
@@ -116,6 +117,7 @@ pub async fn ingest(
     }
     // On a cluster, each primary's share too (its CPU time over every view accepted), by node.
     let mut per_node: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut scans = Vec::new();
     for r in 0..cfg.repeats {
         let bar = progress_of_run("ingest over HTTP", r, cfg);
         redis_quiet(store).await?;
@@ -139,6 +141,7 @@ pub async fn ingest(
                 }
             }
         }
+        scans.push(ranking_scans(store).await?);
         bar.finish_and_clear();
     }
     let mut out = vec![
@@ -151,6 +154,13 @@ pub async fn ingest(
             Some(&base_cpu),
         ),
     ];
+    out.push(figure(
+        "ranking_scans",
+        "partitions/read",
+        Better::Lower,
+        &scans,
+        None,
+    ));
     for (node, cpu) in per_node {
         out.push(figure(
             format!("ingest_redis_cpu.node.{node}"),
@@ -161,4 +171,19 @@ pub async fn ingest(
         ));
     }
     Ok(out)
+}
+
+/// Partitions whose hash a read of the top 1000 had to scan, per read, over the windows the load just built
+/// (leader sets hold each partition's share of the top K; a scan means one held less than the merge needed).
+/// Read after the load's CPU time is taken, so it is not part of it.
+async fn ranking_scans(store: &RedisStore) -> anyhow::Result<f64> {
+    const READS: usize = 10;
+    let k = TopK::new(MAX_K)?;
+    let mut scanned = 0;
+    for w in Window::ALL {
+        for _ in 0..READS {
+            scanned += store.rankings().top_read(w, k).await?.scanned;
+        }
+    }
+    Ok(scanned as f64 / (READS * Window::ALL.len()) as f64)
 }

@@ -42,7 +42,7 @@ pub use info::{Info, ReplicaInfo};
 pub use log_state::{LogPosition, LogState};
 #[cfg(feature = "bench")]
 pub use measure::Measures;
-pub use rankings::RankingReads;
+pub use rankings::{RankingReads, TopRead};
 pub use recovery::Recovery;
 pub use store::{RedisStore, Shared};
 pub use writer::{

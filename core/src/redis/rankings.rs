@@ -1,9 +1,9 @@
-//! Ranking reads for the API: the exact global top K of a window from the partitions' leader sets, and one
-//! video's counts.
+//! Ranking reads for the API: the exact global top K of a window from the partitions' leader sets (and, in the
+//! rare case one may hide part of it, that partition's window hash), and one video's counts.
 
-use crate::domain::{RankedVideo, TopK, VideoId, Window};
+use crate::domain::{ranking_order, RankedVideo, TopK, VideoId, Window};
 use crate::keys::Partition;
-use crate::ranking::{first_read_len, lists_to_extend, merge_rankings};
+use crate::ranking::{first_read_len, lists_to_extend, merge_rankings, partitions_to_scan};
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{Result, Shared, StoreError};
 
@@ -14,24 +14,36 @@ handle!(
     RankingReads, store.rankings
 );
 
+/// A global top K as [`RankingReads::top_read`] read it.
+#[derive(Debug, Clone)]
+pub struct TopRead {
+    pub ranking: Vec<RankedVideo>,
+    /// Partitions whose window hash was read because their leader set might have hidden part of the top K.
+    pub scanned: usize,
+}
+
 impl RankingReads {
-    /// The global top `k` of `window`, exact: the partitions' leader sets read (`ZRANGE ... REV`) only as far as
-    /// the top K can reach into each, then merged.
+    /// The global top `k` of `window`, exact: the partitions' leader sets read (with their thresholds) only as
+    /// far as the top K can reach into each, then merged; a partition whose leader set may hide part of the top
+    /// K (its threshold is above the K-th count read) has its window hash read for it (see
+    /// `ranking::partitions_to_scan`).
     pub async fn top(&self, window: Window, k: TopK) -> Result<Vec<RankedVideo>> {
+        Ok(self.top_read(window, k).await?.ranking)
+    }
+
+    /// [`Self::top`], and how many partitions' hashes it read (the benchmark reports how rare that is).
+    pub async fn top_read(&self, window: Window, k: TopK) -> Result<TopRead> {
         // A short prefix of each partition's leaders first, then the whole top K of the few partitions that
         // could hide more of it (see `lists_to_extend`). Each partition's list is one read, as before; a list
         // read again replaces the first, and the check is repeated on what was read, so a ranking that moved
         // in between is still checked against the lists merged.
         let first = first_read_len(k, usize::from(self.keys.partitions()));
-        let read = |p: Partition, n: usize| {
-            self.range_rev(
-                self.keys.leaders(p, window),
-                Some(TopK::new(n).expect("1..=k")),
-            )
-        };
-        let mut lists =
+        let read = |p: Partition, n: usize| self.leaders_read(p, window, n);
+        let firsts =
             futures::future::try_join_all(self.keys.all_partitions().map(|p| read(p, first)))
                 .await?;
+        let (mut completes, mut lists): (Vec<u64>, Vec<Vec<RankedVideo>>) =
+            firsts.into_iter().unzip();
         let mut asked = vec![first; lists.len()];
         loop {
             let more = lists_to_extend(&lists, &asked, k);
@@ -41,12 +53,94 @@ impl RankingReads {
             let again =
                 futures::future::try_join_all(more.iter().map(|&i| read(i as Partition, k.get())))
                     .await?;
-            for (i, list) in more.into_iter().zip(again) {
+            for (i, (complete, list)) in more.into_iter().zip(again) {
+                completes[i] = complete;
                 lists[i] = list;
                 asked[i] = k.get();
             }
         }
-        Ok(merge_rankings(lists, k))
+        let mut scanned = 0;
+        if let Some(plan) = partitions_to_scan(&lists, &completes, k) {
+            scanned = plan.partitions.len();
+            metrics::counter!("topk_ranking_scans_total", "window" => window.as_str())
+                .increment(plan.partitions.len() as u64);
+            tracing::debug!(
+                window = window.as_str(),
+                floor = plan.floor,
+                partitions = plan.partitions.len(),
+                "a leader set may hide part of the top k: reading its window hash"
+            );
+            let found = futures::future::try_join_all(
+                plan.partitions
+                    .iter()
+                    .map(|&i| self.counted_at_least(i as Partition, window, plan.floor)),
+            )
+            .await?;
+            for (i, list) in plan.partitions.into_iter().zip(found) {
+                lists[i] = list;
+            }
+        }
+        Ok(TopRead {
+            ranking: merge_rankings(lists, k),
+            scanned,
+        })
+    }
+
+    /// The first `n` leaders of `window` on partition `p`, and the threshold at or above which every video of
+    /// the partition is a leader, read together (`lua/leaders_read.lua`).
+    async fn leaders_read(
+        &self,
+        p: Partition,
+        window: Window,
+        n: usize,
+    ) -> Result<(u64, Vec<RankedVideo>)> {
+        let keys = vec![self.keys.leaders(p, window), self.keys.leader_state(p)];
+        let args = vec![n.to_string(), window.as_str().to_owned()];
+        let (complete, members): (String, Vec<Value>) =
+            self.eval(&self.scripts.leaders_read, keys, args).await?;
+        let complete = complete
+            .parse::<u64>()
+            .map_err(|_| StoreError::Reply(format!("threshold {complete:?} is not a count")))?;
+        Ok((complete, ranked(members)?))
+    }
+
+    /// Every video of `window` on partition `p` counted at or above `floor`, in ranking order: the window's
+    /// hash read with `HSCAN`, for a partition whose leader set stops above `floor`. The scan's steps are
+    /// separate reads, like the partitions' lists: each count read is exact at its moment.
+    async fn counted_at_least(
+        &self,
+        p: Partition,
+        window: Window,
+        floor: u64,
+    ) -> Result<Vec<RankedVideo>> {
+        let key = self.keys.window(p, window);
+        let mut cursor = "0".to_owned();
+        let mut found = Vec::new();
+        loop {
+            let (next, fields): (String, Vec<(String, i64)>) = self
+                .on_first_key(
+                    "HSCAN",
+                    vec![key.clone(), cursor, "COUNT".into(), "1000".into()],
+                )
+                .await?;
+            found.extend(
+                fields
+                    .into_iter()
+                    .filter(|(_, n)| *n >= 0 && *n as u64 >= floor)
+                    .map(|(video_id, n)| RankedVideo {
+                        video_id,
+                        views: n as u64,
+                    }),
+            );
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        // HSCAN may return a field twice (the hash grew between steps).
+        found.sort_unstable_by(ranking_order);
+        found.dedup_by(|a, b| a.video_id == b.video_id);
+        Ok(found)
     }
 
     /// One video's views in every window, from its partition.
@@ -86,21 +180,26 @@ impl Shared {
                 ],
             )
             .await?;
-        let mut out = Vec::with_capacity(reply.len() / 2);
-        let mut it = reply.into_iter();
-        while let (Some(member), Some(score)) = (it.next(), it.next()) {
-            let video_id = member
-                .as_string()
-                .ok_or_else(|| StoreError::Reply("member is not text".into()))?;
-            let views = score
-                .as_string()
-                .and_then(|s| s.parse::<f64>().ok())
-                .ok_or_else(|| StoreError::Reply("score is not a number".into()))?;
-            out.push(RankedVideo {
-                video_id,
-                views: views as u64,
-            });
-        }
-        Ok(out)
+        ranked(reply)
     }
+}
+
+/// A `WITHSCORES` reply (member, score, member, score, ...) as ranked videos, in the reply's order.
+fn ranked(reply: Vec<Value>) -> Result<Vec<RankedVideo>> {
+    let mut out = Vec::with_capacity(reply.len() / 2);
+    let mut it = reply.into_iter();
+    while let (Some(member), Some(score)) = (it.next(), it.next()) {
+        let video_id = member
+            .as_string()
+            .ok_or_else(|| StoreError::Reply("member is not text".into()))?;
+        let views = score
+            .as_string()
+            .and_then(|s| s.parse::<f64>().ok())
+            .ok_or_else(|| StoreError::Reply("score is not a number".into()))?;
+        out.push(RankedVideo {
+            video_id,
+            views: views as u64,
+        });
+    }
+    Ok(out)
 }

@@ -144,7 +144,7 @@ impl RedisStore {
         let store = Self::new(Shared {
             conn,
             keys: KeySchema::new(cfg.key_prefix.clone(), cfg.partitions),
-            caps: LeaderCaps::default(),
+            caps: LeaderCaps::for_partitions(cfg.partitions),
             timeout,
             clock: Default::default(),
             scripts: scripts::Scripts::load(),

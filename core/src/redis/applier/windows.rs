@@ -20,7 +20,7 @@ pub enum ApplyOutcome {
 /// How many leaders each window keeps beside its hash (`lua/leaders.lua`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderCaps {
-    /// Leaders that must stay at or above the threshold: the largest K a ranking can ask for.
+    /// Leaders that must stay at or above the threshold (unless every video of the window is one).
     pub min: u32,
     /// Leaders kept after a trim.
     pub keep: u32,
@@ -28,21 +28,28 @@ pub struct LeaderCaps {
     pub max: u32,
 }
 
-impl Default for LeaderCaps {
-    /// Room for the largest K (1000) with a margin, so thresholds rarely move: a trim every ~1000 new leaders,
-    /// a refill only when a retirement would leave fewer than 1000 above the threshold. Every leader a batch
-    /// touches is a sorted-set update, a quarter of Redis's time under load: 1500 to 2500 leaders instead of
-    /// 2000 to 4000 cut Redis time per view by ~7 % (BENCHMARKS.md).
-    fn default() -> Self {
+impl LeaderCaps {
+    /// Leader sets sized for one partition's share of the largest top K (`MAX_K`): at least 2 x K / P + 16
+    /// leaders above the threshold (twice the share, and a margin for small shares), never more than K; a trim
+    /// keeps half as many again once the set passes two and a half times as many. The ranking reads check that
+    /// the partitions together hold the top K (`ranking::partitions_to_scan`) and read a partition's hash when
+    /// they do not, so the size is a matter of cost, not of exactness. Every leader a batch touches is a
+    /// sorted-set update, so a set of the whole K on every partition (what exactness per partition needed) made
+    /// most views a leader update at P = 64; the share cut Redis time per view by a quarter at P = 16
+    /// (BENCHMARKS.md).
+    pub fn for_partitions(partitions: Partition) -> Self {
+        let k = crate::domain::MAX_K as u32;
+        let min = (2 * k)
+            .div_ceil(u32::from(partitions.max(1)))
+            .saturating_add(16)
+            .min(k);
         Self {
-            min: crate::domain::MAX_K as u32,
-            keep: 3 * crate::domain::MAX_K as u32 / 2,
-            max: 5 * crate::domain::MAX_K as u32 / 2,
+            min,
+            keep: 3 * min / 2,
+            max: 5 * min / 2,
         }
     }
-}
 
-impl LeaderCaps {
     fn args(self) -> [String; 3] {
         [
             self.min.to_string(),

@@ -242,6 +242,7 @@ impl fmt::Display for ScriptName<'_> {
             (&s.fill, "fill"),
             (&s.seal, "seal"),
             (&s.read_bucket, "read_bucket"),
+            (&s.leaders_read, "leaders_read"),
             (&s.group_state, "group_state"),
             (&s.close_minutes, "close_minutes"),
         ];

@@ -5,8 +5,12 @@
 --   1. every leader's score is its exact count, and that count is >= enter;
 --   2. every video whose count is >= complete is a leader;
 --   3. at least MIN leaders have a count >= complete, or complete = 1 (every video is a leader).
--- So the top K (K <= MIN) of the leader set is the window's exact top K, ties included: every video counted at
--- or above the K-th score is a leader. Increments only ever add leaders. The leader set is trimmed back to KEEP
+-- So the top K (K <= MIN) of the leader set is the partition's exact top K, ties included: every video counted
+-- at or above the K-th score is a leader. MIN is a partition's share of the largest K with a margin, not the
+-- whole K (LeaderCaps::for_partitions): the rankings merge the partitions' leaders, and rules 1 and 2 alone
+-- make the merge exact wherever the K-th count merged is at or above every partition's `complete`; a partition
+-- whose `complete` is above it has its hash read instead (ranking.rs, partitions_to_scan). Rule 3 only makes
+-- that rare. Increments only ever add leaders. The leader set is trimmed back to KEEP
 -- members once it passes MAX (the threshold rises to the KEEP-th count). A retirement that would break 3 is
 -- refused until a refill has lowered the thresholds: enter drops to half of complete, HSCAN steps (fill.lua)
 -- add every video counted >= enter, then complete = enter. No trim runs from the start of a refill until the
