@@ -49,6 +49,7 @@ topk_log_entries_trimmed_total counter
 topk_api_request_duration_seconds histogram
 topk_api_requests_total counter
 topk_ranking_age_seconds gauge
+topk_ranking_scans_total counter
 topk_redis_errors_total counter
 topk_snapshot_lag_seconds gauge
 topk_snapshot_runs_total counter

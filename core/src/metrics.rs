@@ -136,7 +136,7 @@ pub const CATALOG: &[Metric] = &[
     // API.
     labelled(Part::Api, "topk_api_request_duration_seconds", Kind::Histogram, "Time from request head to response, by route, on the API", "route", &[]),
     labelled(Part::Api, "topk_api_requests_total", Kind::Counter, "Requests answered by the API, by route and status", "route", &[]),
-    labelled(Part::Api, "topk_ranking_scans_total", Kind::Counter, "Partitions whose window hash a ranking read had to scan, by window: their leader set stopped above the K-th count read, so it might have hidden part of the top K (leader sets hold a partition's share of the top K with a margin, so this stays rare unless the top K crowds into few partitions)", "window", ALL_WINDOWS),
+    labelled(Part::Api, "topk_ranking_scans_total", Kind::Counter, "Partitions whose window hash a ranking read had to scan, by window: their leader set stopped above the K-th count read, so it might have hidden part of the top K (leader sets hold a partition's share of the top K with a margin, so this stays rare unless the top K crowds into few partitions; the snapshotter's ranking job counts its own reads too)", "window", ALL_WINDOWS),
     labelled(Part::Api, "topk_ranking_age_seconds", Kind::Gauge, "Age of the ranking last served for the window: how long ago it was read from Redis (a shared ranking is reused for up to TOPK_RANKING_CACHE_MS)", "window", ALL_WINDOWS),
     // Every HTTP server.
     labelled(Part::Any, "topk_http_requests_refused_total", Kind::Counter, "Requests the server answered before routing them: busy (503, too many in flight), timeout (408), head_too_large (431)", "reason", &["busy", "timeout", "head_too_large"]),

@@ -207,13 +207,21 @@ mod tests {
                     asked[p] = k.get();
                 }
             }
-            if let Some(plan) = partitions_to_scan(&lists, &completes, k) {
+            let mut completes = completes;
+            let mut rounds = 0;
+            while let Some(plan) = partitions_to_scan(&lists, &completes, k) {
+                rounds += 1;
+                prop_assert!(rounds <= 1, "a partition was scanned twice over unchanging hashes");
                 for p in plan.partitions {
                     let mut found: Vec<RankedVideo> =
                         hashes[p].iter().filter(|r| r.views >= plan.floor).cloned().collect();
                     found.sort_by(ranking_order);
                     lists[p] = found;
+                    completes[p] = plan.floor;
+                    asked[p] = k.get();
                 }
+                // Over hashes that do not change, a scan only adds members: no list needs reading further.
+                prop_assert!(lists_to_extend(&lists, &asked, k).is_empty());
             }
             let mut whole: Vec<RankedVideo> = hashes.into_iter().flatten().collect();
             whole.sort_by(ranking_order);

@@ -1,11 +1,12 @@
 //! Ranking reads for the API: the exact global top K of a window from the partitions' leader sets (and, in the
 //! rare case one may hide part of it, that partition's window hash), and one video's counts.
 
-use crate::domain::{ranking_order, RankedVideo, TopK, VideoId, Window};
+use crate::domain::{RankedVideo, TopK, VideoId, Window};
 use crate::keys::Partition;
 use crate::ranking::{first_read_len, lists_to_extend, merge_rankings, partitions_to_scan};
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{Result, Shared, StoreError};
+use std::collections::HashMap;
 
 use super::store::handle;
 
@@ -33,10 +34,13 @@ impl RankingReads {
 
     /// [`Self::top`], and how many partitions' hashes it read (the benchmark reports how rare that is).
     pub async fn top_read(&self, window: Window, k: TopK) -> Result<TopRead> {
-        // A short prefix of each partition's leaders first, then the whole top K of the few partitions that
-        // could hide more of it (see `lists_to_extend`). Each partition's list is one read, as before; a list
-        // read again replaces the first, and the check is repeated on what was read, so a ranking that moved
-        // in between is still checked against the lists merged.
+        // A short prefix of each partition's leaders first, then the rest of the few partitions that could
+        // hide more of the top (`lists_to_extend`), then the hash of any partition whose threshold is above the
+        // K-th count merged (`partitions_to_scan`). A list read again, or a hash scanned, replaces the first,
+        // and both checks run again on what was read, so a ranking that moved in between (a slice retired
+        // during a scan) is still checked against the lists merged. A scanned partition's list holds every
+        // video it counted at or above the floor of the scan, so that floor is its threshold from then on: it
+        // is scanned again only if the K-th count merged falls below it.
         let first = first_read_len(k, usize::from(self.keys.partitions()));
         let read = |p: Partition, n: usize| self.leaders_read(p, window, n);
         let firsts =
@@ -45,23 +49,25 @@ impl RankingReads {
         let (mut completes, mut lists): (Vec<u64>, Vec<Vec<RankedVideo>>) =
             firsts.into_iter().unzip();
         let mut asked = vec![first; lists.len()];
+        let mut scanned = 0;
         loop {
             let more = lists_to_extend(&lists, &asked, k);
-            if more.is_empty() {
+            if !more.is_empty() {
+                let again = futures::future::try_join_all(
+                    more.iter().map(|&i| read(i as Partition, k.get())),
+                )
+                .await?;
+                for (i, (complete, list)) in more.into_iter().zip(again) {
+                    completes[i] = complete;
+                    lists[i] = list;
+                    asked[i] = k.get();
+                }
+                continue;
+            }
+            let Some(plan) = partitions_to_scan(&lists, &completes, k) else {
                 break;
-            }
-            let again =
-                futures::future::try_join_all(more.iter().map(|&i| read(i as Partition, k.get())))
-                    .await?;
-            for (i, (complete, list)) in more.into_iter().zip(again) {
-                completes[i] = complete;
-                lists[i] = list;
-                asked[i] = k.get();
-            }
-        }
-        let mut scanned = 0;
-        if let Some(plan) = partitions_to_scan(&lists, &completes, k) {
-            scanned = plan.partitions.len();
+            };
+            scanned += plan.partitions.len();
             metrics::counter!("topk_ranking_scans_total", "window" => window.as_str())
                 .increment(plan.partitions.len() as u64);
             tracing::debug!(
@@ -77,7 +83,9 @@ impl RankingReads {
             )
             .await?;
             for (i, list) in plan.partitions.into_iter().zip(found) {
+                completes[i] = plan.floor;
                 lists[i] = list;
+                asked[i] = k.get();
             }
         }
         Ok(TopRead {
@@ -87,26 +95,46 @@ impl RankingReads {
     }
 
     /// The first `n` leaders of `window` on partition `p`, and the threshold at or above which every video of
-    /// the partition is a leader, read together (`lua/leaders_read.lua`).
+    /// the partition is a leader, read in one transaction: a trim or a refill between two separate reads would
+    /// pair the list with another moment's threshold. (A script would do as well, at several times the Redis
+    /// CPU: it passes every member and score through Lua.)
     async fn leaders_read(
         &self,
         p: Partition,
         window: Window,
         n: usize,
     ) -> Result<(u64, Vec<RankedVideo>)> {
-        let keys = vec![self.keys.leaders(p, window), self.keys.leader_state(p)];
-        let args = vec![n.to_string(), window.as_str().to_owned()];
-        let (complete, members): (String, Vec<Value>) =
-            self.eval(&self.scripts.leaders_read, keys, args).await?;
-        let complete = complete
-            .parse::<u64>()
-            .map_err(|_| StoreError::Reply(format!("threshold {complete:?} is not a count")))?;
-        Ok((complete, ranked(members)?))
+        let (set, state) = (self.keys.leaders(p, window), self.keys.leader_state(p));
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("HGET")
+            .arg(&state)
+            .arg(format!("{}:complete", window.as_str()))
+            .cmd("ZRANGE")
+            .arg(&set)
+            .arg(0)
+            .arg(n as i64 - 1)
+            .arg("REV")
+            .arg("WITHSCORES");
+        let mut replies = self.transaction(&pipe, &set).await?.into_iter();
+        let (Some(complete), Some(members)) = (replies.next(), replies.next()) else {
+            return Err(StoreError::Reply("a leaders read lost a reply".into()));
+        };
+        // No threshold yet: the window was never trimmed, every video is a leader.
+        let complete = match complete.as_string() {
+            None => 1,
+            Some(text) => text
+                .parse::<u64>()
+                .map_err(|_| StoreError::Reply(format!("threshold {text:?} is not a count")))?,
+        };
+        Ok((complete, ranked(members.into_array())?))
     }
 
     /// Every video of `window` on partition `p` counted at or above `floor`, in ranking order: the window's
     /// hash read with `HSCAN`, for a partition whose leader set stops above `floor`. The scan's steps are
-    /// separate reads, like the partitions' lists: each count read is exact at its moment.
+    /// separate reads, like the partitions' lists: each count read is exact at its moment, and the caller
+    /// checks the merge again on what it got. (A slot that moves to another node during the scan would make the
+    /// cursor meaningless there: that one read could miss videos; see docs/known-limits.md.)
     async fn counted_at_least(
         &self,
         p: Partition,
@@ -115,7 +143,8 @@ impl RankingReads {
     ) -> Result<Vec<RankedVideo>> {
         let key = self.keys.window(p, window);
         let mut cursor = "0".to_owned();
-        let mut found = Vec::new();
+        // By video: HSCAN may return a field twice (the hash changed between steps); the later count wins.
+        let mut found: HashMap<String, u64> = HashMap::new();
         loop {
             let (next, fields): (String, Vec<(String, i64)>) = self
                 .on_first_key(
@@ -123,24 +152,19 @@ impl RankingReads {
                     vec![key.clone(), cursor, "COUNT".into(), "1000".into()],
                 )
                 .await?;
-            found.extend(
-                fields
-                    .into_iter()
-                    .filter(|(_, n)| *n >= 0 && *n as u64 >= floor)
-                    .map(|(video_id, n)| RankedVideo {
-                        video_id,
-                        views: n as u64,
-                    }),
-            );
+            for (video, n) in fields {
+                if n >= 0 && n as u64 >= floor {
+                    found.insert(video, n as u64);
+                } else {
+                    found.remove(&video);
+                }
+            }
             if next == "0" {
                 break;
             }
             cursor = next;
         }
-        // HSCAN may return a field twice (the hash grew between steps).
-        found.sort_unstable_by(ranking_order);
-        found.dedup_by(|a, b| a.video_id == b.video_id);
-        Ok(found)
+        Ok(crate::domain::rank(found))
     }
 
     /// One video's views in every window, from its partition.

@@ -37,6 +37,7 @@ async fn redis_and_postgres_calls_run_in_spans_that_name_them() {
         "redis.script{script=apply key=",
         "redis.command{command=EVALSHA key=",
         "redis.command{command=XREADGROUP key=",
+        "redis.command{command=MULTI key=",
         "topk_history{window=\"hour\"",
     ] {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");

@@ -146,6 +146,32 @@ impl Connection {
         ::redis::from_redis_value(reply).map_err(|e| StoreError::Reply(e.to_string()))
     }
 
+    /// Sends `pipe`, a transaction (`MULTI` ... `EXEC`) of commands on one key's node, and returns the replies
+    /// of its commands; fails after the timeout like [`Self::query`].
+    pub async fn transaction(&self, pipe: &::redis::Pipeline, key: &str) -> Result<Vec<Value>> {
+        let sent = async {
+            Ok::<_, StoreError>(match &self.kind {
+                Kind::Single(conn) => pipe.query_async::<Vec<Value>>(&mut conn.clone()).await?,
+                Kind::Cluster(conn) => {
+                    let route = SingleNodeRoutingInfo::SpecificNode(
+                        ::redis::cluster_routing::Route::with_key(key, SlotAddr::Master),
+                    );
+                    // MULTI's and each command's QUEUED reply come first, then EXEC's array.
+                    let mut replies = conn
+                        .clone()
+                        .route_pipeline(pipe.clone(), pipe.len() + 1, 1, route)
+                        .await?;
+                    let exec = replies.pop().unwrap_or(Value::Nil).extract_error()?;
+                    ::redis::from_redis_value(exec).map_err(|e| StoreError::Reply(e.to_string()))?
+                }
+            })
+        };
+        tokio::time::timeout(self.timeout, sent)
+            .await
+            .map_err(|_| unreachable::timed_out(&self.server, self.timeout))?
+            .map_err(|e| unreachable::name(e, &self.server, self.timeout))
+    }
+
     async fn send(kind: &Kind, cmd: &Cmd, route: Route) -> Result<Value> {
         Ok(match kind {
             Kind::Single(conn) => conn.clone().send_packed_command(cmd).await?,

@@ -150,6 +150,25 @@ impl Shared {
             .await
     }
 
+    /// `pipe` as one transaction (`MULTI` ... `EXEC`) on the node that owns `key`'s slot: reads that must see one
+    /// moment of a partition without a script's cost of passing every reply through Lua. The replies of its
+    /// commands, in order.
+    pub(in crate::redis) async fn transaction(
+        &self,
+        pipe: &::redis::Pipeline,
+        key: &str,
+    ) -> Result<Vec<Value>> {
+        self.retry_not_run(|| async {
+            let result = self.conn.transaction(pipe, key).await;
+            if let Err(e) = &result {
+                e.count();
+            }
+            result
+        })
+        .instrument(tracing::trace_span!("redis.command", command = %"MULTI", key))
+        .await
+    }
+
     /// [`Self::on_key`] for a command whose first argument is its key.
     pub(in crate::redis) async fn on_first_key<R: FromRedisValue>(
         &self,
@@ -242,7 +261,6 @@ impl fmt::Display for ScriptName<'_> {
             (&s.fill, "fill"),
             (&s.seal, "seal"),
             (&s.read_bucket, "read_bucket"),
-            (&s.leaders_read, "leaders_read"),
             (&s.group_state, "group_state"),
             (&s.close_minutes, "close_minutes"),
         ];
