@@ -97,7 +97,8 @@ impl RankingReads {
     /// The first `n` leaders of `window` on partition `p`, and the threshold at or above which every video of
     /// the partition is a leader, read in one transaction: a trim or a refill between two separate reads would
     /// pair the list with another moment's threshold. (A script would do as well, at several times the Redis
-    /// CPU: it passes every member and score through Lua.)
+    /// CPU: it passes every member and score through Lua. It serves while the partition's slot moves between
+    /// cluster nodes, when the transaction is refused: a script is one command, which follows the slot.)
     async fn leaders_read(
         &self,
         p: Partition,
@@ -116,7 +117,16 @@ impl RankingReads {
             .arg(n as i64 - 1)
             .arg("REV")
             .arg("WITHSCORES");
-        let mut replies = self.transaction(&pipe, &set).await?.into_iter();
+        let replies = match self.transaction(&pipe, &set).await {
+            Ok(replies) => replies,
+            Err(e) if e.is_aborted_transaction() => {
+                let args = vec![n.to_string(), window.as_str().to_owned()];
+                self.eval(&self.scripts.leaders_read, vec![set, state], args)
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut replies = replies.into_iter();
         let (Some(complete), Some(members)) = (replies.next(), replies.next()) else {
             return Err(StoreError::Reply("a leaders read lost a reply".into()));
         };

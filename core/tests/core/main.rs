@@ -8,6 +8,7 @@
 mod credentials;
 mod group;
 mod idempotency;
+mod rankings;
 mod serve;
 mod source;
 mod spans;

@@ -25,6 +25,12 @@ use tracing::Instrument;
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(250));
 
 impl StoreError {
+    /// A transaction Redis refused whole (`EXECABORT`): on a cluster, its commands were redirected while
+    /// their slot moves.
+    pub fn is_aborted_transaction(&self) -> bool {
+        matches!(self, StoreError::Redis(e) if e.code() == Some("EXECABORT"))
+    }
+
     /// Redis answered that it did not run the command: sending it again cannot double anything.
     pub fn is_not_run(&self) -> bool {
         let StoreError::Redis(e) = self else {
@@ -89,8 +95,10 @@ impl Shared {
     }
 
     /// Runs `script` on the node that owns its keys (they share one partition's slot). A node that does not
-    /// know the script yet (new, restarted, or promoted) gets it first, that node alone: loading it on every
-    /// node would make one unreachable node stop the writes to all the others.
+    /// know the script yet (new, restarted, or promoted) gets it whole with `EVAL`, that node alone: loading it
+    /// on every node would make one unreachable node stop the writes to all the others. (`EVAL`, not `SCRIPT
+    /// LOAD` then `EVALSHA`: while a slot moves, the node that answers a redirected `EVALSHA` is not the one a
+    /// `SCRIPT LOAD` routed by the key reaches; `EVAL` follows the redirection itself.)
     pub(in crate::redis) async fn eval<R: FromRedisValue, T: ToRedisArgs>(
         &self,
         script: &Lua,
@@ -103,18 +111,19 @@ impl Shared {
             script = %ScriptName(&self.scripts, script),
             key = node.as_str()
         );
-        let mut evalsha = ::redis::cmd("EVALSHA");
-        evalsha.arg(&script.sha).arg(keys.len()).arg(&keys);
-        for a in &args {
-            evalsha.arg(a);
-        }
+        let call = |name: &str, script: &str| {
+            let mut cmd = ::redis::cmd(name);
+            cmd.arg(script).arg(keys.len()).arg(&keys);
+            for a in &args {
+                cmd.arg(a);
+            }
+            cmd
+        };
+        let evalsha = call("EVALSHA", &script.sha);
         self.retry_not_run(|| async {
             match self.query::<Value>(&evalsha, &node).await {
                 Err(StoreError::Redis(e)) if e.code() == Some("NOSCRIPT") => {
-                    let mut load = ::redis::cmd("SCRIPT");
-                    load.arg("LOAD").arg(script.source);
-                    let _: String = self.query(&load, &node).await?;
-                    self.query(&evalsha, &node).await
+                    self.query(&call("EVAL", script.source), &node).await
                 }
                 other => other,
             }
@@ -160,8 +169,11 @@ impl Shared {
     ) -> Result<Vec<Value>> {
         self.retry_not_run(|| async {
             let result = self.conn.transaction(pipe, key).await;
-            if let Err(e) = &result {
-                e.count();
+            match &result {
+                // The caller reads another way (a slot on the move): not a failure of Redis.
+                Err(e) if e.is_aborted_transaction() => {}
+                Err(e) => e.count(),
+                Ok(_) => {}
             }
             result
         })
@@ -261,6 +273,7 @@ impl fmt::Display for ScriptName<'_> {
             (&s.fill, "fill"),
             (&s.seal, "seal"),
             (&s.read_bucket, "read_bucket"),
+            (&s.leaders_read, "leaders_read"),
             (&s.group_state, "group_state"),
             (&s.close_minutes, "close_minutes"),
         ];

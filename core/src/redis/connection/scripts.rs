@@ -40,6 +40,7 @@ pub(in crate::redis) struct Scripts {
     pub fill: Lua,
     pub seal: Lua,
     pub read_bucket: Lua,
+    pub leaders_read: Lua,
     pub group_state: Lua,
     pub close_minutes: Lua,
 }
@@ -56,6 +57,7 @@ impl Scripts {
             fill: window_script!("../lua/fill.lua"),
             seal: window_script!("../lua/seal.lua"),
             read_bucket: window_script!("../lua/read_bucket.lua"),
+            leaders_read: Lua::new(include_str!("../lua/leaders_read.lua")),
             group_state: Lua::new(include_str!("../lua/group_state.lua")),
             close_minutes: Lua::new(include_str!("../lua/close_minutes.lua")),
         }
