@@ -10,7 +10,7 @@
 //!   (entry ownership, cursors).
 //!
 //! Every command names a key of the partition it is about ([`Route::Key`]), so on a cluster it goes to the
-//! node that owns that partition even when it has no key of its own (TIME, SCAN, WAIT, SCRIPT LOAD).
+//! node that owns that partition even when it has no key of its own (TIME, SCAN, WAIT).
 
 use super::{tls, unreachable};
 use crate::redis::{RedisUrl, Result, StoreError};
