@@ -92,16 +92,187 @@ pub struct ScanPlan {
     pub partitions: Vec<usize>,
 }
 
+/// The reads of a global top K from the partitions' leader sets, as steps the caller carries out ([`Self::next`]):
+/// a short prefix of every leader set, then the rest of the few that could hide more of the top
+/// ([`lists_to_extend`]), then the hash of any partition whose threshold is above the K-th count merged
+/// ([`partitions_to_scan`]), until nothing more is needed. A list read again, or a hash scanned, replaces the
+/// first, and both checks run again on what was read, so a ranking that moved in between (a slice retired
+/// during a scan) is still checked against the lists merged. A scanned partition's list holds every video it
+/// counted at or above the floor of the scan, so that floor is its threshold from then on: it is scanned
+/// again only if the K-th count merged falls below it. Pure, so the property tests drive the same steps as the
+/// store's reads.
+#[derive(Debug, Clone)]
+pub struct TopKRead {
+    k: TopK,
+    first: usize,
+    lists: Vec<Vec<RankedVideo>>,
+    completes: Vec<u64>,
+    asked: Vec<usize>,
+    scanned: usize,
+}
+
+/// What [`TopKRead::next`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextRead {
+    /// The first `n` leaders of each of `partitions`, with their thresholds ([`TopKRead::leaders`]).
+    Leaders { partitions: Vec<usize>, n: usize },
+    /// Every video of each partition of the plan counted at or above its floor ([`TopKRead::hash`]).
+    Hashes(ScanPlan),
+    /// Nothing: [`TopKRead::ranking`] is exact.
+    Done,
+}
+
+impl TopKRead {
+    pub fn new(k: TopK, partitions: usize) -> Self {
+        Self {
+            k,
+            first: first_read_len(k, partitions),
+            lists: vec![Vec::new(); partitions],
+            completes: vec![1; partitions],
+            asked: vec![0; partitions],
+            scanned: 0,
+        }
+    }
+
+    pub fn next(&self) -> NextRead {
+        if self.asked.contains(&0) {
+            let partitions = (0..self.asked.len())
+                .filter(|&i| self.asked[i] == 0)
+                .collect();
+            return NextRead::Leaders {
+                partitions,
+                n: self.first,
+            };
+        }
+        let more = lists_to_extend(&self.lists, &self.asked, self.k);
+        if !more.is_empty() {
+            return NextRead::Leaders {
+                partitions: more,
+                n: self.k.get(),
+            };
+        }
+        partitions_to_scan(&self.lists, &self.completes, self.k)
+            .map_or(NextRead::Done, NextRead::Hashes)
+    }
+
+    /// Partition `i`'s first `n` leaders (fewer: it has no more) and its threshold, read together.
+    pub fn leaders(&mut self, i: usize, n: usize, complete: u64, list: Vec<RankedVideo>) {
+        self.lists[i] = list;
+        self.completes[i] = complete;
+        self.asked[i] = n;
+    }
+
+    /// Every video of partition `i` counted at or above `floor`, in ranking order.
+    pub fn hash(&mut self, i: usize, floor: u64, list: Vec<RankedVideo>) {
+        self.lists[i] = list;
+        self.completes[i] = floor;
+        self.asked[i] = self.k.get();
+        self.scanned += 1;
+    }
+
+    /// Partitions whose hash was read so far.
+    pub fn scanned(&self) -> usize {
+        self.scanned
+    }
+
+    /// The top K of everything read: exact once [`Self::next`] is [`NextRead::Done`].
+    pub fn ranking(self) -> Vec<RankedVideo> {
+        merge_rankings(self.lists, self.k)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn rv(id: &str, views: u64) -> RankedVideo {
         RankedVideo {
             video_id: id.into(),
             views,
         }
+    }
+
+    /// `counts` split over `parts` partitions, each in ranking order; with `skew`, the busiest videos all go to
+    /// partition 0.
+    fn skewed(counts: &BTreeMap<String, u64>, parts: usize, skew: u8) -> Vec<Vec<RankedVideo>> {
+        let mut members: Vec<Vec<RankedVideo>> = vec![Vec::new(); parts];
+        for (i, (id, n)) in counts.iter().enumerate() {
+            let p = if *n + u64::from(skew) >= 12 {
+                0
+            } else {
+                i % parts
+            };
+            members[p].push(rv(id, *n));
+        }
+        for m in &mut members {
+            m.sort_by(ranking_order);
+        }
+        members
+    }
+
+    /// The brute-force top `k` of every partition's members.
+    fn top_of(members: Vec<Vec<RankedVideo>>, k: TopK) -> Vec<RankedVideo> {
+        let mut whole: Vec<RankedVideo> = members.into_iter().flatten().collect();
+        whole.sort_by(ranking_order);
+        whole.truncate(k.get());
+        whole
+    }
+
+    /// What [`drive`] read: the ranking, and how many rounds of extensions and of scans it took.
+    struct Driven {
+        ranking: Vec<RankedVideo>,
+        extensions: usize,
+        scans: usize,
+    }
+
+    /// Carries out [`TopKRead`]'s steps over fixed partitions: `leaders` (each in ranking order) with their
+    /// thresholds `completes`, and `hashes` (every video of each partition).
+    fn drive(
+        k: TopK,
+        leaders: &[Vec<RankedVideo>],
+        completes: &[u64],
+        hashes: &[Vec<RankedVideo>],
+    ) -> Result<Driven, TestCaseError> {
+        let mut reads = TopKRead::new(k, leaders.len());
+        let (mut rounds, mut extensions, mut scans) = (0, 0, 0);
+        loop {
+            match reads.next() {
+                NextRead::Leaders { partitions, n } => {
+                    // Over partitions that do not change, a scan only adds members: no list needs reading
+                    // further after one.
+                    prop_assert_eq!(scans, 0, "a list was read again after a scan");
+                    extensions += usize::from(rounds > 0);
+                    for i in partitions {
+                        reads.leaders(
+                            i,
+                            n,
+                            completes[i],
+                            leaders[i].iter().take(n).cloned().collect(),
+                        );
+                    }
+                }
+                NextRead::Hashes(plan) => {
+                    scans += 1;
+                    for i in plan.partitions {
+                        let found = hashes[i]
+                            .iter()
+                            .filter(|r| r.views >= plan.floor)
+                            .cloned()
+                            .collect();
+                        reads.hash(i, plan.floor, found);
+                    }
+                }
+                NextRead::Done => break,
+            }
+            rounds += 1;
+        }
+        Ok(Driven {
+            ranking: reads.ranking(),
+            extensions,
+            scans,
+        })
     }
 
     proptest! {
@@ -123,41 +294,17 @@ mod tests {
 
         /// Reading a short prefix of each partition first, then extending the lists `lists_to_extend` names until
         /// it names none, gives the exact top K, whatever the skew: here most of the top can sit in one partition
-        /// (`skew`), scores tie often, and K is large against the first read.
+        /// (`skew`), scores tie often, and K is large against the first read. Every video is a leader (the
+        /// thresholds at 1), so nothing is scanned.
         #[test]
         fn prefix_reads_give_the_exact_top_k(counts in proptest::collection::btree_map("[a-f]{1,3}", 1u64..12, 0..150),
                                              parts in 1usize..9, k in 1usize..80, skew in 0u8..4) {
             let k = TopK::new(k).unwrap();
-            let mut members: Vec<Vec<RankedVideo>> = vec![Vec::new(); parts];
-            for (i, (id, n)) in counts.iter().enumerate() {
-                // With skew, the busiest videos go to partition 0.
-                let p = if *n + u64::from(skew) >= 12 { 0 } else { i % parts };
-                members[p].push(rv(id, *n));
-            }
-            for m in &mut members {
-                m.sort_by(ranking_order);
-            }
-            let read = |p: usize, n: usize| members[p].iter().take(n).cloned().collect::<Vec<_>>();
-            let first = first_read_len(k, parts);
-            let mut asked = vec![first; parts];
-            let mut lists: Vec<Vec<RankedVideo>> = (0..parts).map(|p| read(p, first)).collect();
-            let mut rounds = 0;
-            loop {
-                let more = lists_to_extend(&lists, &asked, k);
-                if more.is_empty() {
-                    break;
-                }
-                rounds += 1;
-                prop_assert!(rounds <= 1, "a list was extended twice");
-                for p in more {
-                    lists[p] = read(p, k.get());
-                    asked[p] = k.get();
-                }
-            }
-            let mut whole: Vec<RankedVideo> = members.into_iter().flatten().collect();
-            whole.sort_by(ranking_order);
-            whole.truncate(k.get());
-            prop_assert_eq!(merge_rankings(lists, k), whole);
+            let members = skewed(&counts, parts, skew);
+            let read = drive(k, &members, &vec![1; parts], &members)?;
+            prop_assert!(read.extensions <= 1, "a list was extended twice");
+            prop_assert_eq!(read.scans, 0);
+            prop_assert_eq!(read.ranking, top_of(members, k));
         }
 
         /// Leader sets that hold only part of their partition's top (every video at or above the partition's
@@ -172,11 +319,7 @@ mod tests {
             coins in proptest::collection::vec(any::<bool>(), 150),
         ) {
             let k = TopK::new(k).unwrap();
-            let mut hashes: Vec<Vec<RankedVideo>> = vec![Vec::new(); parts];
-            for (i, (id, n)) in counts.iter().enumerate() {
-                let p = if *n + u64::from(skew) >= 12 { 0 } else { i % parts };
-                hashes[p].push(rv(id, *n));
-            }
+            let hashes = skewed(&counts, parts, skew);
             let completes: Vec<u64> = thresholds[..parts].iter().map(|t| t.0).collect();
             let mut coin = coins.iter().cycle();
             let leaders: Vec<Vec<RankedVideo>> = hashes
@@ -184,49 +327,15 @@ mod tests {
                 .zip(&thresholds)
                 .map(|(hash, &(complete, below))| {
                     let enter = complete.saturating_sub(below).max(1);
-                    let mut set: Vec<RankedVideo> = hash
-                        .iter()
+                    hash.iter()
                         .filter(|r| r.views >= complete || (r.views >= enter && *coin.next().unwrap()))
                         .cloned()
-                        .collect();
-                    set.sort_by(ranking_order);
-                    set
+                        .collect()
                 })
                 .collect();
-            let read = |p: usize, n: usize| leaders[p].iter().take(n).cloned().collect::<Vec<_>>();
-            let first = first_read_len(k, parts);
-            let mut asked = vec![first; parts];
-            let mut lists: Vec<Vec<RankedVideo>> = (0..parts).map(|p| read(p, first)).collect();
-            loop {
-                let more = lists_to_extend(&lists, &asked, k);
-                if more.is_empty() {
-                    break;
-                }
-                for p in more {
-                    lists[p] = read(p, k.get());
-                    asked[p] = k.get();
-                }
-            }
-            let mut completes = completes;
-            let mut rounds = 0;
-            while let Some(plan) = partitions_to_scan(&lists, &completes, k) {
-                rounds += 1;
-                prop_assert!(rounds <= 1, "a partition was scanned twice over unchanging hashes");
-                for p in plan.partitions {
-                    let mut found: Vec<RankedVideo> =
-                        hashes[p].iter().filter(|r| r.views >= plan.floor).cloned().collect();
-                    found.sort_by(ranking_order);
-                    lists[p] = found;
-                    completes[p] = plan.floor;
-                    asked[p] = k.get();
-                }
-                // Over hashes that do not change, a scan only adds members: no list needs reading further.
-                prop_assert!(lists_to_extend(&lists, &asked, k).is_empty());
-            }
-            let mut whole: Vec<RankedVideo> = hashes.into_iter().flatten().collect();
-            whole.sort_by(ranking_order);
-            whole.truncate(k.get());
-            prop_assert_eq!(merge_rankings(lists, k), whole);
+            let read = drive(k, &leaders, &completes, &hashes)?;
+            prop_assert!(read.scans <= 1, "a partition was scanned twice over unchanging hashes");
+            prop_assert_eq!(read.ranking, top_of(hashes, k));
         }
 
         /// Without a threshold above the k-th count nothing is scanned: every leader set that holds its

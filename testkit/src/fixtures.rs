@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use topk_core::batch::LogEntry;
 use topk_core::config::{DatabaseConfig, RedisConfig};
 use topk_core::domain::{TopK, Window};
-use topk_core::redis::{LogRead, RedisStore};
+use topk_core::redis::{LeaderCaps, LogRead, RedisStore};
 use topk_core::slices::in_window;
 
 /// The command timeout of fixture stores: long enough for two busy cores, short enough to fail a test fast.
@@ -158,4 +158,36 @@ pub fn brute_force_window(
         }
     }
     out
+}
+
+/// Leader caps so small that trims, refills and the rankings' hash reads happen all the time (3 kept above the
+/// threshold, trimmed past 6).
+pub const TINY_LEADER_CAPS: LeaderCaps = LeaderCaps {
+    min: 3,
+    keep: 4,
+    max: 6,
+};
+
+/// Seeds `window` of partitions `0..partitions` with `per` videos each, `p{p}v{i}` counted `views(p, i)`, and
+/// returns every (video, views) seeded.
+pub async fn seed_partitions(
+    store: &RedisStore,
+    window: Window,
+    partitions: u16,
+    per: u64,
+    views: impl Fn(u16, u64) -> u64,
+) -> Vec<(String, u64)> {
+    let mut all = Vec::new();
+    for p in 0..partitions {
+        let members: Vec<(String, u64)> = (0..per)
+            .map(|i| (format!("p{p}v{i}"), views(p, i)))
+            .collect();
+        store
+            .recovery()
+            .seed_window(p, window, members.iter().map(|(v, n)| (v.as_str(), *n)))
+            .await
+            .unwrap();
+        all.extend(members);
+    }
+    all
 }

@@ -3,7 +3,7 @@
 
 use crate::domain::{RankedVideo, TopK, VideoId, Window};
 use crate::keys::Partition;
-use crate::ranking::{first_read_len, lists_to_extend, merge_rankings, partitions_to_scan};
+use crate::ranking::{NextRead, TopKRead};
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{Result, Shared, StoreError};
 use std::collections::HashMap;
@@ -26,70 +26,53 @@ pub struct TopRead {
 impl RankingReads {
     /// The global top `k` of `window`, exact: the partitions' leader sets read (with their thresholds) only as
     /// far as the top K can reach into each, then merged; a partition whose leader set may hide part of the top
-    /// K (its threshold is above the K-th count read) has its window hash read for it (see
-    /// `ranking::partitions_to_scan`).
+    /// K (its threshold is above the K-th count read) has its window hash read for it. The steps are
+    /// `ranking::TopKRead`'s.
     pub async fn top(&self, window: Window, k: TopK) -> Result<Vec<RankedVideo>> {
         Ok(self.top_read(window, k).await?.ranking)
     }
 
     /// [`Self::top`], and how many partitions' hashes it read (the benchmark reports how rare that is).
     pub async fn top_read(&self, window: Window, k: TopK) -> Result<TopRead> {
-        // A short prefix of each partition's leaders first, then the rest of the few partitions that could
-        // hide more of the top (`lists_to_extend`), then the hash of any partition whose threshold is above the
-        // K-th count merged (`partitions_to_scan`). A list read again, or a hash scanned, replaces the first,
-        // and both checks run again on what was read, so a ranking that moved in between (a slice retired
-        // during a scan) is still checked against the lists merged. A scanned partition's list holds every
-        // video it counted at or above the floor of the scan, so that floor is its threshold from then on: it
-        // is scanned again only if the K-th count merged falls below it.
-        let first = first_read_len(k, usize::from(self.keys.partitions()));
-        let read = |p: Partition, n: usize| self.leaders_read(p, window, n);
-        let firsts =
-            futures::future::try_join_all(self.keys.all_partitions().map(|p| read(p, first)))
-                .await?;
-        let (mut completes, mut lists): (Vec<u64>, Vec<Vec<RankedVideo>>) =
-            firsts.into_iter().unzip();
-        let mut asked = vec![first; lists.len()];
-        let mut scanned = 0;
+        let mut reads = TopKRead::new(k, usize::from(self.keys.partitions()));
         loop {
-            let more = lists_to_extend(&lists, &asked, k);
-            if !more.is_empty() {
-                let again = futures::future::try_join_all(
-                    more.iter().map(|&i| read(i as Partition, k.get())),
-                )
-                .await?;
-                for (i, (complete, list)) in more.into_iter().zip(again) {
-                    completes[i] = complete;
-                    lists[i] = list;
-                    asked[i] = k.get();
+            match reads.next() {
+                NextRead::Leaders { partitions, n } => {
+                    let got = futures::future::try_join_all(
+                        partitions
+                            .iter()
+                            .map(|&i| self.leaders_read(i as Partition, window, n)),
+                    )
+                    .await?;
+                    for (i, (complete, list)) in partitions.into_iter().zip(got) {
+                        reads.leaders(i, n, complete, list);
+                    }
                 }
-                continue;
-            }
-            let Some(plan) = partitions_to_scan(&lists, &completes, k) else {
-                break;
-            };
-            scanned += plan.partitions.len();
-            metrics::counter!("topk_ranking_scans_total", "window" => window.as_str())
-                .increment(plan.partitions.len() as u64);
-            tracing::debug!(
-                window = window.as_str(),
-                floor = plan.floor,
-                partitions = plan.partitions.len(),
-                "a leader set may hide part of the top k: reading its window hash"
-            );
-            let found = futures::future::try_join_all(
-                plan.partitions
-                    .iter()
-                    .map(|&i| self.counted_at_least(i as Partition, window, plan.floor)),
-            )
-            .await?;
-            for (i, list) in plan.partitions.into_iter().zip(found) {
-                completes[i] = plan.floor;
-                lists[i] = list;
-                asked[i] = k.get();
+                NextRead::Hashes(plan) => {
+                    metrics::counter!("topk_ranking_scans_total", "window" => window.as_str())
+                        .increment(plan.partitions.len() as u64);
+                    tracing::debug!(
+                        window = window.as_str(),
+                        floor = plan.floor,
+                        partitions = plan.partitions.len(),
+                        "a leader set may hide part of the top k: reading its window hash"
+                    );
+                    let found = futures::future::try_join_all(
+                        plan.partitions
+                            .iter()
+                            .map(|&i| self.counted_at_least(i as Partition, window, plan.floor)),
+                    )
+                    .await?;
+                    for (i, list) in plan.partitions.into_iter().zip(found) {
+                        reads.hash(i, plan.floor, list);
+                    }
+                }
+                NextRead::Done => break,
             }
         }
+        let scanned = reads.scanned();
         Ok(TopRead {
-            ranking: merge_rankings(lists, k),
+            ranking: reads.ranking(),
             scanned,
         })
     }

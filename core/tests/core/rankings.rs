@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use topk_core::domain::{rank, RankedVideo, TopK, Window};
-use topk_core::redis::LeaderCaps;
-use topk_testkit::fixtures::{redis_config_at, store_for};
+use topk_testkit::fixtures::{redis_config_at, seed_partitions, store_for, TINY_LEADER_CAPS};
 use topk_testkit::{slot_of, RedisCluster};
 
 /// Partition 0's slot moves key by key (its window hash, leader set and leader state go separately) while the
@@ -15,27 +14,15 @@ use topk_testkit::{slot_of, RedisCluster};
 async fn rankings_stay_exact_while_a_partition_migrates() {
     let cluster = Arc::new(RedisCluster::start(3, 2000));
     let config = redis_config_at(&cluster.url(), "moving_top", 4);
-    let store = store_for(&config).await.with_leader_caps(LeaderCaps {
-        min: 3,
-        keep: 4,
-        max: 6,
-    });
-    let mut all: Vec<(String, u64)> = Vec::new();
-    for p in 0..4u16 {
-        let members: Vec<(String, u64)> = (0..40u64)
-            .map(|i| (format!("p{p}v{i}"), if p == 0 { 1_000 - i } else { 40 - i }))
-            .collect();
-        store
-            .recovery()
-            .seed_window(
-                p,
-                Window::Hour,
-                members.iter().map(|(v, n)| (v.as_str(), *n)),
-            )
-            .await
-            .unwrap();
-        all.extend(members);
-    }
+    let store = store_for(&config).await.with_leader_caps(TINY_LEADER_CAPS);
+    let all = seed_partitions(&store, Window::Hour, 4, 40, |p, i| {
+        if p == 0 {
+            1_000 - i
+        } else {
+            40 - i
+        }
+    })
+    .await;
     let want: Vec<RankedVideo> = rank(all);
     let k = TopK::new(50).unwrap();
     let slot = slot_of(&store.keys().window(0, Window::Hour));

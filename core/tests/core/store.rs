@@ -8,14 +8,12 @@ use topk_core::aggregate::aggregate;
 use topk_core::batch::LogEntry;
 use topk_core::config::RedisConfig;
 use topk_core::domain::{TopK, VideoId, Window};
-use topk_core::redis::{
-    ApplyOutcome, LeaderCaps, LogRead, RedisStore, SourcePartition, SourceRecord,
-};
+use topk_core::redis::{ApplyOutcome, LogRead, RedisStore, SourcePartition, SourceRecord};
 use topk_core::slices::minute_of;
 use topk_testkit::cluster_url;
 use topk_testkit::fixtures::{
-    apply_log, brute_force_window, read_log, redis_config, redis_config_at, store, store_for, top,
-    window_counts,
+    apply_log, brute_force_window, read_log, redis_config, redis_config_at, seed_partitions, store,
+    store_for, top, window_counts, TINY_LEADER_CAPS,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -153,11 +151,7 @@ proptest! {
 /// and retired, and once at the end.
 async fn run_steps(mut store: RedisStore, steps: &[Step], chunk: usize, tiny_caps: bool) {
     if tiny_caps {
-        store = store.with_leader_caps(LeaderCaps {
-            min: 3,
-            keep: 4,
-            max: 6,
-        });
+        store = store.with_leader_caps(TINY_LEADER_CAPS);
     }
     let mut now = T0;
     let mut events: Vec<(i64, String, u64)> = Vec::new();
@@ -531,35 +525,22 @@ async fn unreachable_redis_fails_fast() {
 /// count are read from their hashes.
 #[tokio::test]
 async fn top_k_is_exact_when_one_partition_holds_most_of_it() {
-    let tiny = LeaderCaps {
-        min: 3,
-        keep: 4,
-        max: 6,
-    };
-    for (name, caps) in [("skewed_top", None), ("skewed_top_tiny", Some(tiny))] {
+    for (name, caps) in [
+        ("skewed_top", None),
+        ("skewed_top_tiny", Some(TINY_LEADER_CAPS)),
+    ] {
         let mut store = store(name, 4).await;
         if let Some(caps) = caps {
             store = store.with_leader_caps(caps);
         }
-        let mut all: Vec<(String, u64)> = Vec::new();
-        for p in 0..4u16 {
-            let members: Vec<(String, u64)> = (0..400u64)
-                .map(|i| {
-                    let views = if p == 2 { 10_000 - i } else { 400 - i % 200 };
-                    (format!("p{p}v{i}"), views)
-                })
-                .collect();
-            store
-                .recovery()
-                .seed_window(
-                    p,
-                    Window::Hour,
-                    members.iter().map(|(v, n)| (v.as_str(), *n)),
-                )
-                .await
-                .unwrap();
-            all.extend(members);
-        }
+        let mut all = seed_partitions(&store, Window::Hour, 4, 400, |p, i| {
+            if p == 2 {
+                10_000 - i
+            } else {
+                400 - i % 200
+            }
+        })
+        .await;
         let leaders = store
             .recovery()
             .leader_counts(2, Window::Hour)
