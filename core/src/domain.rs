@@ -30,6 +30,9 @@ pub enum ParseError {
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
+/// How the keys topk generates for batches sent without one begin ([`IdempotencyKey::generated`]).
+const GENERATED_PREFIX: &str = "topk-";
+
 /// A producer's key for one batch (`Idempotency-Key`): 1 to 128 printable ASCII characters. A batch sent again
 /// with the same key is stored once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,9 +49,26 @@ impl IdempotencyKey {
         }
     }
 
-    /// A fresh key for a batch sent without one (on Redis Cluster every batch is appended under a key).
-    pub fn generate() -> Self {
-        Self(format!("topk-{}", uuid::Uuid::new_v4()))
+    /// The key of batch `index` of group append `group`, for a batch sent without one (on Redis Cluster every
+    /// batch is appended under a key): `topk-<group>.<index>`. The batches of a group share their `group`, so
+    /// a partition records all of theirs in one place ([`Self::generated_group`]).
+    pub fn generated(group: uuid::Uuid, index: usize) -> Self {
+        Self(format!("{GENERATED_PREFIX}{}.{index}", group.hyphenated()))
+    }
+
+    /// For a key of the generated form ([`Self::generated`]): its group (`topk-<group>`) and its index, as
+    /// written (canonical decimal). The form is a pure function of the text, so a producer that sends such a
+    /// key back (a failed append handed it out) finds the records made under it.
+    pub fn generated_group(&self) -> Option<(&str, &str)> {
+        let (group, index) = self.0.rsplit_once('.')?;
+        let uuid = group.strip_prefix(GENERATED_PREFIX)?;
+        let canonical_uuid =
+            uuid::Uuid::try_parse(uuid).is_ok_and(|u| u.hyphenated().to_string() == uuid);
+        let canonical_index = !index.is_empty()
+            && index.len() <= 9
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && (index == "0" || !index.starts_with('0'));
+        (canonical_uuid && canonical_index).then_some((group, index))
     }
 
     pub fn as_str(&self) -> &str {
@@ -242,6 +262,40 @@ pub fn ranking_order(a: &RankedVideo, b: &RankedVideo) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_keys_name_their_group_and_nothing_else_does() {
+        let group = uuid::Uuid::new_v4();
+        let key = IdempotencyKey::generated(group, 7);
+        let want = format!("topk-{group}");
+        assert_eq!(key.generated_group(), Some((want.as_str(), "7")));
+        assert_eq!(IdempotencyKey::parse(key.as_str()), Ok(key.clone()));
+        // Another spelling of the same group or index would be another key with the same record: refused.
+        let upper = format!("topk-{}.7", group.hyphenated().to_string().to_uppercase());
+        let simple = format!("topk-{}.7", group.simple());
+        for other in [
+            format!("{want}.07"),
+            format!("{want}."),
+            format!("{want}.+7"),
+            format!("{want}.1234567890"),
+            format!("{want}.7.1"),
+            want.clone(),
+            upper,
+            simple,
+            format!("other-{group}.7"),
+            "order.7".to_owned(),
+        ] {
+            assert_eq!(
+                IdempotencyKey::parse(&other).unwrap().generated_group(),
+                None,
+                "{other}"
+            );
+        }
+        assert_eq!(
+            IdempotencyKey::generated(group, 0).generated_group(),
+            Some((want.as_str(), "0"))
+        );
+    }
 
     #[test]
     fn video_id_alphabet_and_length() {

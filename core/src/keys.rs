@@ -18,7 +18,8 @@
 //! | `P:{p}:mf:<minute>` | string | a minute's bucket as it was when the snapshotter closed the minute, until written to Postgres |
 //! | `P:{p}:late` | stream | late views (their minute closed already): fields `minute` and `#lines`, for the snapshotter |
 //! | `P:{p}:sources` | hash | per source partition (`topic/partition` of Kafka), the last offset this log has taken |
-//! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of its lines there, for the key's retention |
+//! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of the whole batch, for the key's retention |
+//! | `P:{p}:idem-group:topk-<uuid>` | hash | the same for the keys topk generated for one group append (`topk-<uuid>.<i>`): field `<i>`, the batch's SHA-1 |
 //! | `P:{p}:replay` | hash | while `rebuild-redis` runs: what the workers had applied (`through`, `pending`) and the late stream's newest entry (`late`); gone when it finishes |
 //! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
 //! | `P:kafka:dead` | stream | Kafka records that could not be read (fields `source`, `offset`, `reason`, `value`), capped |
@@ -34,6 +35,14 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 /// Consumer group the ingest workers share on every partition's log.
 pub const CONSUMER_GROUP: &str = "workers";
+
+/// Where an `Idempotency-Key` is recorded on a partition ([`KeySchema::idempotency`]): a string key, or a
+/// field of a hash key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyRecord {
+    pub(crate) key: String,
+    pub(crate) field: Option<String>,
+}
 
 /// A partition: videos are hashed to one of `P` partitions, fixed per deployment.
 pub type Partition = u16;
@@ -84,9 +93,22 @@ impl KeySchema {
         format!("{}:{{{p}}}:{rest}", self.prefix)
     }
 
-    /// The record of a batch's `Idempotency-Key` on partition `p`, written with the partition's entry.
-    pub(crate) fn idempotency(&self, p: Partition, key: &IdempotencyKey) -> String {
-        self.key(p, &format!("idem:{}", key.as_str()))
+    /// The record of a batch's `Idempotency-Key` on partition `p`, written with the partition's entry: a string
+    /// of its own, or, for a key topk generated ([`IdempotencyKey::generated_group`]), a field of the hash its
+    /// group's batches share on the partition. A group's batches go into one entry per partition, so one hash
+    /// (one key, one write) records them all there, where a string each would cost a key, a write and an
+    /// expiry per batch.
+    pub(crate) fn idempotency(&self, p: Partition, key: &IdempotencyKey) -> KeyRecord {
+        match key.generated_group() {
+            Some((group, index)) => KeyRecord {
+                key: self.key(p, &format!("idem-group:{group}")),
+                field: Some(index.to_owned()),
+            },
+            None => KeyRecord {
+                key: self.key(p, &format!("idem:{}", key.as_str())),
+                field: None,
+            },
+        }
     }
 
     /// Which batch an `Idempotency-Key` belongs to (the batch's fingerprint), on a partition chosen by the key

@@ -106,6 +106,54 @@ async fn a_group_on_a_cluster() {
         .await;
 }
 
+/// On a cluster, the keys generated for a group's batches are recorded once per partition: one hash holding a
+/// field per batch, not a key per batch. A batch sent again under its generated key (a failed append hands it
+/// out) finds its record there, and the same key with another batch is refused.
+#[tokio::test]
+async fn a_groups_generated_keys_share_one_record_per_partition() {
+    let url = cluster_url();
+    let store = store_for(&redis_config_at(&url, "group_records", 4)).await;
+    let writer = store.writer();
+    let sent = [batch("ga", 40), batch("gb", 40), batch("gc", 40)];
+    let requests: Vec<AppendRequest> = sent.iter().map(|views| request(views, None)).collect();
+    for outcome in writer.append_group(&requests, RETENTION).await {
+        outcome.expect("a group stored");
+    }
+    let mut groups = Vec::new();
+    for p in store.keys().all_partitions() {
+        let log = store.keys().log(p);
+        let pattern = format!("{}idem*", log.strip_suffix("log").unwrap());
+        let mut conn = RedisConn::open(topk_testkit::port_serving(&url, &log)).unwrap();
+        let reply = conn.cmd(&["KEYS", &pattern]).unwrap();
+        let records: Vec<String> = reply
+            .array()
+            .unwrap()
+            .iter()
+            .map(|r| r.text().unwrap())
+            .collect();
+        assert_eq!(records.len(), 1, "partition {p}: {records:?}");
+        let fields = conn.cmd(&["HLEN", &records[0]]).unwrap().int().unwrap();
+        assert_eq!(fields, 3, "partition {p}: one field per batch");
+        let group = records[0].rsplit_once(':').unwrap().1.to_owned();
+        groups.push(group);
+    }
+    groups.dedup();
+    assert_eq!(groups.len(), 1, "one group: {groups:?}");
+
+    let second = key(&format!("{}.1", groups[0]));
+    let again = writer.append_idempotent(&sent[1], &second, RETENTION).await;
+    assert_eq!(answer(&again), "already stored", "{again:?}");
+    let other = writer.append_idempotent(&sent[0], &second, RETENTION).await;
+    assert_eq!(answer(&other), "key reused", "{other:?}");
+
+    apply_log(&store, "w", 100).await;
+    let mut want: HashMap<String, u64> = HashMap::new();
+    for (v, n) in sent.iter().flatten() {
+        *want.entry(v.as_str().to_owned()).or_default() += n;
+    }
+    assert_eq!(window_counts(&store, Window::All).await, want);
+}
+
 /// One node awaiting a replica it does not have: every batch of the group is stored but unconfirmed, and
 /// each gets its own key, which completes its batch alone.
 #[tokio::test]

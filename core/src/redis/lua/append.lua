@@ -22,7 +22,9 @@
 --
 -- A batch may have a guard: the record of its `Idempotency-Key` (its fingerprint, the SHA-1 of the whole
 -- batch, kept ARGV[4] ms). On one node that is the key's claim for the whole batch (lua/claim_key.lua says
--- why it lives on a partition of its own); on a cluster, the key's record on this partition. When asked to
+-- why it lives on a partition of its own); on a cluster, the key's record on this partition: a string of its
+-- own, or for the keys topk generated for one group append, a field of a hash the group's batches share (one
+-- key and one write per partition for the whole group, keys.rs). When asked to
 -- check it (a key that may have been used before), a guard that holds another fingerprint refuses the batch
 -- (nothing of it written), and one that holds this batch's says it is stored already (its lines are skipped,
 -- the record's expiry renewed: a write that makes a following WAIT cover the earlier entry). Each guard is
@@ -33,8 +35,8 @@
 -- retention in ms, 5 '1' when the caller will wait for replicas, 6 the number of logs, 7 the number of
 -- batches, 8 the event time's field name, 9 n: 0 when KEYS names the keys, else the number of keys named next
 -- (in the order KEYS would hold them), then per batch: its fingerprint, its guard's index in the keys (0:
--- none), '1' to check the guard first, its number of parts, then per part the index of its log in the keys,
--- its event time in ms ('' when undated) and its lines.
+-- none), '1' to check the guard first, its field in the guard ('' when the guard is a string), its number of
+-- parts, then per part the index of its log in the keys, its event time in ms ('' when undated) and its lines.
 -- Returns {-1} past the deadline (nothing written), else {1, this primary's replication ID when ARGV[5] is
 -- '1' (the caller checks the replicas of the very primary that ran the script) or '', then per batch 1
 -- (stored), 0 (stored before) or -2 (its key holds another batch)}.
@@ -51,27 +53,69 @@ if named > 0 then
   -- Every key read before any write: the logs here, the guards by their lookup below.
   for k = 1, nlogs do redis.call('EXISTS', K[k]) end
 end
+-- Each batch's arguments.
+local batches = {}
+local i = 10 + named
+for b = 1, nbatches do
+  local nparts = tonumber(ARGV[i + 4])
+  batches[b] = {fingerprint = ARGV[i], guard = tonumber(ARGV[i + 1]), check = ARGV[i + 2], field = ARGV[i + 3],
+    nparts = nparts, first = i + 5}
+  i = i + 5 + 3 * nparts
+end
+-- The guards looked up, every one before anything is written: a string guard with GET, the fields a hash
+-- guard holds for this call's batches (a group's generated keys) with one HMGET.
+local asked, hashes = {}, {}
+for _, batch in ipairs(batches) do
+  if batch.guard > 0 and (batch.check == '1' or named > 0) then
+    if batch.field == '' then
+      batch.seen = redis.call('GET', K[batch.guard])
+    else
+      local fields = asked[batch.guard]
+      if not fields then
+        fields = {}
+        asked[batch.guard] = fields
+        hashes[#hashes + 1] = batch.guard
+      end
+      fields[#fields + 1] = batch
+    end
+  end
+end
+for _, g in ipairs(hashes) do
+  local fields = asked[g]
+  for from = 1, #fields, 1000 do
+    local to = math.min(from + 999, #fields)
+    local names = {}
+    for j = from, to do names[j - from + 1] = fields[j].field end
+    local got = redis.call('HMGET', K[g], unpack(names))
+    for j = from, to do fields[j].seen = got[j - from + 1] end
+  end
+end
 -- Per log, the undated lines; per log and event time, the dated ones (in the order first seen).
 local lines, dated, order = {}, {}, {}
 for k = 1, nlogs do lines[k] = {} end
-local results, guards, renew = {}, {}, {}
-local i = 10 + named
-for b = 1, nbatches do
-  local fingerprint, guard, check, nparts = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
-  local outcome = 1
-  if guard > 0 and (check == '1' or named > 0) then
-    local seen = redis.call('GET', K[guard])
-    if seen == fingerprint then
-      outcome = 0
-      renew[#renew + 1] = guard
-    elseif seen then
-      outcome = -2
-    end
+local results, strings, touched, fields_of = {}, {}, {}, {}
+-- The guards to renew or to set fields of, each written once for all its batches (`fields_of[g]`: the field
+-- and value pairs to set).
+local function touch(g)
+  if not fields_of[g] then
+    fields_of[g] = {}
+    touched[#touched + 1] = g
   end
-  if outcome == 1 then
-    for part = 0, nparts - 1 do
-      local log, at = tonumber(ARGV[i + 3 * part]), ARGV[i + 3 * part + 1]
+  return fields_of[g]
+end
+for b, batch in ipairs(batches) do
+  local outcome = 1
+  if batch.seen == batch.fingerprint then
+    outcome = 0
+  elseif batch.seen then
+    outcome = -2
+  end
+  if outcome == 0 then
+    touch(batch.guard)
+  elseif outcome == 1 then
+    local at0 = batch.first
+    for part = 0, batch.nparts - 1 do
+      local log, at = tonumber(ARGV[at0 + 3 * part]), ARGV[at0 + 3 * part + 1]
       local into = lines[log]
       if at ~= '' then
         local slot = log .. ' ' .. at
@@ -82,14 +126,20 @@ for b = 1, nbatches do
           order[#order + 1] = {log, at, into}
         end
       end
-      into[#into + 1] = ARGV[i + 3 * part + 2]
+      into[#into + 1] = ARGV[at0 + 3 * part + 2]
     end
-    if guard > 0 then guards[#guards + 1] = {guard, fingerprint} end
+    if batch.guard > 0 then
+      if batch.field == '' then
+        strings[#strings + 1] = batch
+      else
+        local set = touch(batch.guard)
+        set[#set + 1] = batch.field
+        set[#set + 1] = batch.fingerprint
+      end
+    end
   end
-  i = i + 3 * nparts
   results[b] = outcome
 end
-for _, g in ipairs(renew) do redis.call('PEXPIRE', K[g], ARGV[4]) end
 for k = 1, nlogs do
   if #lines[k] > 0 then
     redis.call('XADD', K[k], ARGV[2], ARGV[3], table.concat(lines[k]))
@@ -98,8 +148,17 @@ end
 for _, d in ipairs(order) do
   redis.call('XADD', K[d[1]], ARGV[2], ARGV[3], table.concat(d[3]), ARGV[8], d[2])
 end
-for _, g in ipairs(guards) do
-  redis.call('SET', K[g[1]], g[2], 'PX', ARGV[4])
+for _, batch in ipairs(strings) do
+  redis.call('SET', K[batch.guard], batch.fingerprint, 'PX', ARGV[4])
+end
+-- A guard that found its batch stored before has its expiry renewed: a write, so that a following WAIT covers
+-- the earlier entry.
+for _, g in ipairs(touched) do
+  local set = fields_of[g]
+  for from = 1, #set, 2000 do
+    redis.call('HSET', K[g], unpack(set, from, math.min(from + 1999, #set)))
+  end
+  redis.call('PEXPIRE', K[g], ARGV[4])
 end
 local replid = ''
 if ARGV[5] == '1' then

@@ -19,7 +19,7 @@
 use super::replicas::Writers;
 use crate::batch::{encode_lines, EVENT_TIME_FIELD, LINES_FIELD};
 use crate::domain::{IdempotencyKey, VideoId};
-use crate::keys::Partition;
+use crate::keys::{KeyRecord, Partition};
 use crate::redis::connection::client::{Value, ValueExt};
 use crate::redis::{LogWriter, Result, Shared, StoreError};
 use crate::wire::DatedViews;
@@ -62,6 +62,12 @@ pub(super) struct Batch {
     /// Its key (the producer's, or generated), with the SHA-1 of the whole batch that the key's records
     /// hold, so the same key with another batch is told apart on every partition.
     pub(super) key: Option<Keyed>,
+}
+
+/// A batch's guard in one append script: where its key is recorded, and whether to look the record up first.
+pub(super) struct Guard {
+    pub(super) record: KeyRecord,
+    pub(super) check: bool,
 }
 
 pub(super) struct Keyed {
@@ -158,7 +164,13 @@ impl LogWriter {
         retention: Duration,
         id: &str,
     ) -> Vec<Result<AppendOutcome>> {
-        let batches: Vec<Batch> = requests.iter().map(|r| self.batch(r)).collect();
+        // The keys generated for this group's batches share a group, recorded once per partition.
+        let group = uuid::Uuid::new_v4();
+        let batches: Vec<Batch> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.batch(r, || IdempotencyKey::generated(group, i)))
+            .collect();
         let how = Written {
             id,
             retention_ms: retention.as_millis().max(1),
@@ -213,7 +225,11 @@ impl LogWriter {
 
     /// A request split by partition (and the dated views by slice), with its key: the producer's, or one
     /// generated where a failure could leave the batch stored without the producer knowing.
-    fn batch(&self, request: &AppendRequest<'_>) -> Batch {
+    fn batch(
+        &self,
+        request: &AppendRequest<'_>,
+        generate: impl FnOnce() -> IdempotencyKey,
+    ) -> Batch {
         let undated = self.split(request.views).into_iter().map(|l| (l, None));
         let dated = request.dated.iter().flat_map(|d| {
             self.split(&d.views)
@@ -230,7 +246,7 @@ impl LogWriter {
             .collect();
         let key = match request.key {
             Some(key) => Some((key.clone(), false)),
-            None if self.hands_back_keys() => Some((IdempotencyKey::generate(), true)),
+            None if self.hands_back_keys() => Some((generate(), true)),
             None => None,
         };
         let key = key.map(|(key, fresh)| Keyed {
@@ -248,12 +264,16 @@ impl LogWriter {
         how: Written<'_>,
         writers: &mut Writers,
     ) -> Vec<Result<AppendOutcome>> {
-        let guards: Vec<Option<(String, bool)>> = batches
+        let guards: Vec<Option<Guard>> = batches
             .iter()
             .map(|b| {
-                b.key
-                    .as_ref()
-                    .map(|k| (self.keys.idempotency_claim(&k.key), !k.fresh))
+                b.key.as_ref().map(|k| Guard {
+                    record: KeyRecord {
+                        key: self.keys.idempotency_claim(&k.key),
+                        field: None,
+                    },
+                    check: !k.fresh,
+                })
             })
             .collect();
         let parts: Vec<&[Part]> = batches.iter().map(|b| b.parts.as_slice()).collect();
@@ -268,13 +288,13 @@ impl LogWriter {
     }
 
     /// One call of `lua/append.lua`: `batches[i]`'s `parts[i]` (on a cluster, on partitions of one primary),
-    /// each batch guarded by `guards[i]` (its key's record, and whether to look it up first). With
+    /// each batch guarded by `guards[i]`. With
     /// `wait_replicas`, the script names the primary that ran it, added to `writers`.
     pub(super) async fn append_script(
         &self,
         parts: &[&[Part]],
         batches: &[&Batch],
-        guards: &[Option<(String, bool)>],
+        guards: &[Option<Guard>],
         how: Written<'_>,
         writers: &mut Writers,
     ) -> Result<Vec<Taken>> {
@@ -299,13 +319,18 @@ impl LogWriter {
             EVENT_TIME_FIELD.to_owned(),
         ];
         let mut batch_args = Vec::new();
+        // A guard's key is named once however many batches it records (a group's hash).
+        let mut guard_keys: BTreeMap<&str, usize> = BTreeMap::new();
         for ((batch, parts), guard) in batches.iter().zip(parts).zip(guards) {
-            let (guard_index, check) = match guard {
-                Some((key, check)) => {
-                    keys.push(key.clone());
-                    (keys.len(), *check)
+            let (guard_index, check, field) = match guard {
+                Some(g) => {
+                    let index = *guard_keys.entry(&g.record.key).or_insert_with(|| {
+                        keys.push(g.record.key.clone());
+                        keys.len()
+                    });
+                    (index, g.check, g.record.field.clone().unwrap_or_default())
                 }
-                None => (0, false),
+                None => (0, false, String::new()),
             };
             batch_args.push(
                 batch
@@ -315,6 +340,7 @@ impl LogWriter {
             );
             batch_args.push(guard_index.to_string());
             batch_args.push(u8::from(check).to_string());
+            batch_args.push(field);
             batch_args.push(parts.len().to_string());
             for part in parts.iter() {
                 batch_args.push(logs[&part.partition].to_string());

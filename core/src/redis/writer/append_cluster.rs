@@ -6,7 +6,7 @@
 //! with its connection, so any call, even under a key generated here, may have run before): a retry finds
 //! what an earlier try stored, and stores only what is missing.
 
-use super::append::{Batch, Keyed, Part, Taken, Written};
+use super::append::{Batch, Guard, Keyed, Part, Taken, Written};
 use super::replicas::Writers;
 use super::AppendOutcome;
 use crate::keys::Partition;
@@ -146,7 +146,7 @@ impl LogWriter {
         how: Written<'_>,
     ) -> (Result<Vec<Taken>>, Writers) {
         let mut parts: Vec<Vec<Part>> = Vec::new();
-        let mut guards: Vec<Option<(String, bool)>> = Vec::new();
+        let mut guards: Vec<Option<Guard>> = Vec::new();
         let mut members: Vec<&Batch> = Vec::new();
         for p in partitions {
             for &b in &pending[p] {
@@ -159,12 +159,10 @@ impl LogWriter {
                         .cloned()
                         .collect(),
                 );
-                guards.push(
-                    batch
-                        .key
-                        .as_ref()
-                        .map(|k| (self.keys.idempotency(*p, &k.key), true)),
-                );
+                guards.push(batch.key.as_ref().map(|k| Guard {
+                    record: self.keys.idempotency(*p, &k.key),
+                    check: true,
+                }));
                 members.push(batch);
             }
         }
