@@ -19,7 +19,7 @@
 //! | `P:{p}:late` | stream | late views (their minute closed already): fields `minute` and `#lines`, for the snapshotter |
 //! | `P:{p}:sources` | hash | per source partition (`topic/partition` of Kafka), the last offset this log has taken |
 //! | `P:{p}:idem:<key>` | string | a batch's `Idempotency-Key` on a partition it touched: the SHA-1 of the whole batch, for the key's retention |
-//! | `P:{p}:idem-group:topk-<uuid>` | hash | the same for the keys topk generated for one group append (`topk-<uuid>.<i>`): field `<i>`, the batch's SHA-1 |
+//! | `P:{p}:idem-group:topk-<uuid>` | hash | the same for keys of the form topk generates for one group append (`topk-<uuid>.<i>`, also when a producer sends one back): field `<i>`, the batch's SHA-1; kept for the retention after the hash's last write |
 //! | `P:{p}:replay` | hash | while `rebuild-redis` runs: what the workers had applied (`through`, `pending`) and the late stream's newest entry (`late`); gone when it finishes |
 //! | `P:{p}:lead` | hash | per window, the leader thresholds and the state of a refill (see `lua/leaders.lua`) |
 //! | `P:kafka:dead` | stream | Kafka records that could not be read (fields `source`, `offset`, `reason`, `value`), capped |

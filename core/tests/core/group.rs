@@ -106,6 +106,42 @@ async fn a_group_on_a_cluster() {
         .await;
 }
 
+/// A producer that sends a batch again while its first request still waits in the receiver's group puts the
+/// same key twice into one group: the second copy is answered "already stored", and a copy with another batch
+/// under that key is refused; nothing counts twice.
+async fn the_same_key_twice_in_one_group_stores_its_batch_once(url: String, label: &str) {
+    let store = store_for(&redis_config_at(&url, label, 4)).await;
+    let writer = store.writer();
+    let (a, b) = (batch("ta", 8), batch("tb", 8));
+    let k = key("twice");
+    let requests = [
+        request(&a, Some(&k)),
+        request(&a, Some(&k)),
+        request(&b, Some(&k)),
+    ];
+    let outcomes = writer.append_group(&requests, RETENTION).await;
+    assert_eq!(
+        outcomes.iter().map(answer).collect::<Vec<_>>(),
+        ["stored", "already stored", "key reused"],
+        "{outcomes:?}"
+    );
+    apply_log(&store, "w", 100).await;
+    let want: HashMap<String, u64> = a.iter().map(|(v, n)| (v.as_str().to_owned(), *n)).collect();
+    assert_eq!(window_counts(&store, Window::All).await, want);
+}
+
+#[tokio::test]
+async fn the_same_key_twice_in_one_group_on_one_node() {
+    let url = topk_testkit::servers().redis_url.clone();
+    the_same_key_twice_in_one_group_stores_its_batch_once(url, "group_twice").await;
+}
+
+#[tokio::test]
+async fn the_same_key_twice_in_one_group_on_a_cluster() {
+    the_same_key_twice_in_one_group_stores_its_batch_once(cluster_url(), "group_twice_cluster")
+        .await;
+}
+
 /// On a cluster, the keys generated for a group's batches are recorded once per partition: one hash holding a
 /// field per batch, not a key per batch. A batch sent again under its generated key (a failed append hands it
 /// out) finds its record there, and the same key with another batch is refused.
@@ -145,6 +181,10 @@ async fn a_groups_generated_keys_share_one_record_per_partition() {
     assert_eq!(answer(&again), "already stored", "{again:?}");
     let other = writer.append_idempotent(&sent[0], &second, RETENTION).await;
     assert_eq!(answer(&other), "key reused", "{other:?}");
+    // A generated key never claimed (batch 2's), sent with another batch: refused by the group's record itself.
+    let third = key(&format!("{}.2", groups[0]));
+    let reused = writer.append_idempotent(&sent[0], &third, RETENTION).await;
+    assert_eq!(answer(&reused), "key reused", "{reused:?}");
 
     apply_log(&store, "w", 100).await;
     let mut want: HashMap<String, u64> = HashMap::new();

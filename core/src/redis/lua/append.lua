@@ -103,13 +103,21 @@ local function touch(g)
   end
   return fields_of[g]
 end
+-- What each guard holds once the batches before in this call are taken (guard index and field -> fingerprint):
+-- a key sent twice in one group (a producer's retry while its first request still waited to be appended) is
+-- stored once, and the same key with another batch is refused, as in two calls.
+local holds = {}
 for b, batch in ipairs(batches) do
+  local id = batch.guard .. ' ' .. batch.field
+  local seen = holds[id]
+  if seen == nil then seen = batch.seen end
   local outcome = 1
-  if batch.seen == batch.fingerprint then
+  if seen == batch.fingerprint then
     outcome = 0
-  elseif batch.seen then
+  elseif seen then
     outcome = -2
   end
+  if batch.guard > 0 then holds[id] = seen or batch.fingerprint end
   if outcome == 0 then
     touch(batch.guard)
   elseif outcome == 1 then
@@ -151,14 +159,16 @@ end
 for _, batch in ipairs(strings) do
   redis.call('SET', K[batch.guard], batch.fingerprint, 'PX', ARGV[4])
 end
--- A guard that found its batch stored before has its expiry renewed: a write, so that a following WAIT covers
--- the earlier entry.
+-- A hash guard's new fields, and the expiry of every guard touched: renewed for the retention, or kept when
+-- longer (a hash holds other batches' records, which a caller with a shorter retention must not cut short).
+-- The renewal is a write even for a batch found stored before, so that a following WAIT covers the earlier
+-- entry.
 for _, g in ipairs(touched) do
   local set = fields_of[g]
   for from = 1, #set, 2000 do
     redis.call('HSET', K[g], unpack(set, from, math.min(from + 1999, #set)))
   end
-  redis.call('PEXPIRE', K[g], ARGV[4])
+  redis.call('PEXPIRE', K[g], math.max(tonumber(ARGV[4]), redis.call('PTTL', K[g])))
 end
 local replid = ''
 if ARGV[5] == '1' then

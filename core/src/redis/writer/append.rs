@@ -73,8 +73,8 @@ pub(super) struct Guard {
 pub(super) struct Keyed {
     pub(super) key: IdempotencyKey,
     pub(super) fingerprint: String,
-    /// Generated for this append: it cannot have been used before, so it is neither looked for nor claimed
-    /// first.
+    /// Generated for this append: it cannot have been used before, so it is not claimed first (nor, on one
+    /// node, looked for; a cluster looks every record up, as a command may be resent).
     pub(super) fresh: bool,
 }
 
