@@ -36,8 +36,8 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// Consumer group the ingest workers share on every partition's log.
 pub const CONSUMER_GROUP: &str = "workers";
 
-/// Where an `Idempotency-Key` is recorded on a partition ([`KeySchema::idempotency`]): a string key, or a
-/// field of a hash key.
+/// Where an `Idempotency-Key` is recorded ([`KeySchema::idempotency`] on a partition; the claim,
+/// [`KeySchema::idempotency_claim`], is always a string): a string key, or a field of a hash key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeyRecord {
     pub(crate) key: String,

@@ -8,9 +8,21 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use topk_core::batch::LogEntry;
 use topk_core::config::{DatabaseConfig, RedisConfig};
-use topk_core::domain::{TopK, Window};
+use topk_core::domain::{TopK, VideoId, Window};
 use topk_core::redis::{LeaderCaps, LogRead, RedisStore};
 use topk_core::slices::in_window;
+
+/// The views of `batches` summed by video, as [`window_counts`] reads them back: what a window must hold once
+/// they are applied, each once.
+pub fn views_by_video<'a>(
+    batches: impl IntoIterator<Item = &'a (VideoId, u64)>,
+) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for (video, n) in batches {
+        *out.entry(video.as_str().to_owned()).or_default() += n;
+    }
+    out
+}
 
 /// The command timeout of fixture stores: long enough for two busy cores, short enough to fail a test fast.
 pub const TIMEOUT_MS: u64 = 5_000;

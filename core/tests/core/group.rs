@@ -5,12 +5,13 @@
 //! read) or a slot is migrating, the node's script fails having written nothing and its partitions go one by
 //! one (tested on a cluster of its own, so that its script calls can be counted).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use topk_core::domain::{IdempotencyKey, VideoId, Window};
 use topk_core::redis::{AppendOutcome, AppendRequest, RedisStore, StoreError};
-use topk_testkit::fixtures::{apply_log, redis_config, redis_config_at, store_for, window_counts};
+use topk_testkit::fixtures::{
+    apply_log, redis_config, redis_config_at, store_for, views_by_video, window_counts,
+};
 use topk_testkit::{cluster_url, slot_of, RedisCluster, RedisConn};
 
 const RETENTION: Duration = Duration::from_secs(60);
@@ -87,10 +88,7 @@ async fn a_group_is_one_entry_per_partition_and_each_batch_counts_once(url: Stri
     assert_eq!(answer(&again), "already stored", "{again:?}");
 
     apply_log(&store, "w", 100).await;
-    let mut want: HashMap<String, u64> = HashMap::new();
-    for (v, n) in a.iter().chain(&b).chain(&d) {
-        *want.entry(v.as_str().to_owned()).or_default() += n;
-    }
+    let want = views_by_video(a.iter().chain(&b).chain(&d));
     assert_eq!(window_counts(&store, Window::All).await, want);
 }
 
@@ -126,7 +124,7 @@ async fn the_same_key_twice_in_one_group_stores_its_batch_once(url: String, labe
         "{outcomes:?}"
     );
     apply_log(&store, "w", 100).await;
-    let want: HashMap<String, u64> = a.iter().map(|(v, n)| (v.as_str().to_owned(), *n)).collect();
+    let want = views_by_video(&a);
     assert_eq!(window_counts(&store, Window::All).await, want);
 }
 
@@ -155,7 +153,7 @@ async fn a_groups_generated_keys_share_one_record_per_partition() {
     for outcome in writer.append_group(&requests, RETENTION).await {
         outcome.expect("a group stored");
     }
-    let mut groups = Vec::new();
+    let (mut groups, mut records_at) = (Vec::new(), Vec::new());
     for p in store.keys().all_partitions() {
         let log = store.keys().log(p);
         let pattern = format!("{}idem*", log.strip_suffix("log").unwrap());
@@ -172,13 +170,22 @@ async fn a_groups_generated_keys_share_one_record_per_partition() {
         assert_eq!(fields, 3, "partition {p}: one field per batch");
         let group = records[0].rsplit_once(':').unwrap().1.to_owned();
         groups.push(group);
+        records_at.push((conn, records[0].clone()));
     }
     groups.dedup();
     assert_eq!(groups.len(), 1, "one group: {groups:?}");
 
     let second = key(&format!("{}.1", groups[0]));
-    let again = writer.append_idempotent(&sent[1], &second, RETENTION).await;
+    // Sent again with a shorter retention: the record holds the other batches' too, whose retention it must
+    // not cut short.
+    let again = writer
+        .append_idempotent(&sent[1], &second, Duration::from_secs(1))
+        .await;
     assert_eq!(answer(&again), "already stored", "{again:?}");
+    for (conn, record) in &mut records_at {
+        let left_ms = conn.cmd(&["PTTL", record]).unwrap().int().unwrap();
+        assert!(left_ms > 30_000, "{record} expires in {left_ms} ms");
+    }
     let other = writer.append_idempotent(&sent[0], &second, RETENTION).await;
     assert_eq!(answer(&other), "key reused", "{other:?}");
     // A generated key never claimed (batch 2's), sent with another batch: refused by the group's record itself.
@@ -187,10 +194,7 @@ async fn a_groups_generated_keys_share_one_record_per_partition() {
     assert_eq!(answer(&reused), "key reused", "{reused:?}");
 
     apply_log(&store, "w", 100).await;
-    let mut want: HashMap<String, u64> = HashMap::new();
-    for (v, n) in sent.iter().flatten() {
-        *want.entry(v.as_str().to_owned()).or_default() += n;
-    }
+    let want = views_by_video(sent.iter().flatten());
     assert_eq!(window_counts(&store, Window::All).await, want);
 }
 
@@ -316,10 +320,7 @@ async fn a_group_is_one_script_per_primary_and_falls_back_per_partition_while_sl
     sent.extend(third);
 
     apply_log(&store, "w", 1000).await;
-    let mut want: HashMap<String, u64> = HashMap::new();
-    for (v, n) in sent.iter().flatten() {
-        *want.entry(v.as_str().to_owned()).or_default() += n;
-    }
+    let want = views_by_video(sent.iter().flatten());
     let got = window_counts(&store, Window::All).await;
     let wrong: Vec<(&String, u64, Option<&u64>)> = want
         .iter()

@@ -108,9 +108,8 @@ end
 -- stored once, and the same key with another batch is refused, as in two calls.
 local holds = {}
 for b, batch in ipairs(batches) do
-  local id = batch.guard .. ' ' .. batch.field
-  local seen = holds[id]
-  if seen == nil then seen = batch.seen end
+  local id, seen = batch.guard .. ' ' .. batch.field, batch.seen
+  if holds[id] ~= nil then seen = holds[id] end
   local outcome = 1
   if seen == batch.fingerprint then
     outcome = 0

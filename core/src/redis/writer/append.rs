@@ -288,8 +288,8 @@ impl LogWriter {
     }
 
     /// One call of `lua/append.lua`: `batches[i]`'s `parts[i]` (on a cluster, on partitions of one primary),
-    /// each batch guarded by `guards[i]`. With
-    /// `wait_replicas`, the script names the primary that ran it, added to `writers`.
+    /// each batch guarded by `guards[i]`. With `wait_replicas`, the script names the primary that ran it, added
+    /// to `writers`.
     pub(super) async fn append_script(
         &self,
         parts: &[&[Part]],
