@@ -26,6 +26,20 @@ fn one_per_partition(store: &RedisStore, prefix: &str, n: usize) -> Vec<VideoId>
         .collect()
 }
 
+/// The key an append stored but not confirmed by the replicas awaited hands back to send it again with.
+fn unconfirmed_key(outcome: Result<(), StoreError>) -> IdempotencyKey {
+    match outcome {
+        Err(StoreError::Incomplete { key, cause }) => {
+            assert!(
+                matches!(*cause, StoreError::NotReplicated { .. }),
+                "{cause}"
+            );
+            key
+        }
+        other => panic!("expected a key to send again with: {other:?}"),
+    }
+}
+
 /// A batch on some partitions, then the same key with a batch on the others only: refused, nothing stored.
 async fn a_reused_key_is_refused_whatever_the_partitions(store: RedisStore) {
     let videos = one_per_partition(&store, "r", 4);
@@ -36,19 +50,32 @@ async fn a_reused_key_is_refused_whatever_the_partitions(store: RedisStore) {
         .append_idempotent(&first, &key, RETENTION)
         .await;
     assert_eq!(outcome.unwrap(), AppendOutcome::Stored);
-
     let other = [(videos[2].clone(), 3), (videos[3].clone(), 4)];
+    another_batch_is_refused(&store, &key, &other).await;
+    windows_hold_only(&store, &first).await;
+}
+
+/// `other` sent under `key`, which holds another batch: refused.
+async fn another_batch_is_refused(
+    store: &RedisStore,
+    key: &IdempotencyKey,
+    other: &[(VideoId, u64)],
+) {
     let outcome = store
         .writer()
-        .append_idempotent(&other, &key, RETENTION)
+        .append_idempotent(other, key, RETENTION)
         .await;
     assert!(matches!(outcome, Err(StoreError::KeyReused)), "{outcome:?}");
-    apply_log(&store, "w", 100).await;
+}
+
+/// Once the log is applied, the windows hold `first` alone.
+async fn windows_hold_only(store: &RedisStore, first: &[(VideoId, u64)]) {
+    apply_log(store, "w", 100).await;
     let expected: HashMap<String, u64> = first
         .iter()
         .map(|(v, n)| (v.as_str().to_owned(), *n))
         .collect();
-    assert_eq!(window_counts(&store, Window::All).await, expected);
+    assert_eq!(window_counts(store, Window::All).await, expected);
 }
 
 #[tokio::test]
@@ -106,16 +133,7 @@ async fn an_unconfirmed_batch_on_one_node_hands_back_a_key_that_completes_it() {
     })
     .await;
     let views = [(video("u1"), 2), (video("u2"), 3)];
-    let key = match store.writer().append(&views).await {
-        Err(StoreError::Incomplete { key, cause }) => {
-            assert!(
-                matches!(*cause, StoreError::NotReplicated { .. }),
-                "{cause}"
-            );
-            key
-        }
-        other => panic!("expected a key to send again with: {other:?}"),
-    };
+    let key = unconfirmed_key(store.writer().append(&views).await);
     for _ in 0..2 {
         let again = store
             .writer()
@@ -174,4 +192,34 @@ async fn a_blocked_wait_holds_up_no_other_command() {
         matches!(outcome, Err(StoreError::Incomplete { .. })),
         "{outcome:?}"
     );
+}
+
+/// On a cluster a batch sent without a key goes under one generated for it, and when the append is not
+/// confirmed (here more replicas are awaited than a primary has) the error hands that key back. From then on
+/// the key is the batch's: another batch sent under it is refused and stores nothing, even on partitions the
+/// first batch never touched, and the first batch sent again under it is not stored twice.
+#[tokio::test]
+async fn a_key_handed_back_on_a_cluster_belongs_to_its_batch() {
+    let store = store_for(&RedisConfig {
+        wait_replicas: 2,
+        redis_timeout_ms: 600,
+        ..redis_config_at(&cluster_url(), "handed_back", 6)
+    })
+    .await;
+    let videos = one_per_partition(&store, "h", 4);
+    let first = [(videos[0].clone(), 1), (videos[1].clone(), 2)];
+    let key = unconfirmed_key(store.writer().append(&first).await);
+
+    let other = [(videos[2].clone(), 3), (videos[3].clone(), 4)];
+    another_batch_is_refused(&store, &key, &other).await;
+    let again = store
+        .writer()
+        .append_idempotent(&first, &key, RETENTION)
+        .await;
+    assert!(
+        matches!(&again, Ok(AppendOutcome::AlreadyStored))
+            || matches!(&again, Err(StoreError::Incomplete { key: k, .. }) if *k == key),
+        "{again:?}"
+    );
+    windows_hold_only(&store, &first).await;
 }

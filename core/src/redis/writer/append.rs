@@ -188,6 +188,19 @@ impl LogWriter {
                 }
             }
         }
+        if self.cluster {
+            let handed_back =
+                batches
+                    .iter()
+                    .zip(&outcomes)
+                    .filter_map(|(b, o)| match (o, &b.key) {
+                        (Err(e), Some(k)) if k.fresh && !matches!(e, StoreError::KeyReused) => {
+                            Some(k)
+                        }
+                        _ => None,
+                    });
+            self.claim_handed_back(handed_back, how.retention_ms).await;
+        }
         batches
             .iter()
             .zip(outcomes)

@@ -174,6 +174,35 @@ impl LogWriter {
         (taken, own)
     }
 
+    /// Claims the keys generated here that go back to their producers with a failure, each for its batch, as a
+    /// producer's own key is claimed before its batch is appended. A generated key has records only on the
+    /// partitions its batch reached: unclaimed, another batch sent under it would be stored on every partition
+    /// this one did not reach. Best effort, within a quarter of the store's timeout (the failure has
+    /// taken its time already): a key left unclaimed is handed back all the same, as sending the same batch
+    /// again under it stays safe.
+    pub(super) async fn claim_handed_back<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a Keyed>,
+        retention_ms: u128,
+    ) {
+        let claims = join_all(keys.map(|k| self.claim_key(k, retention_ms)));
+        let unclaimed = match tokio::time::timeout(self.timeout / 4, claims).await {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(Result::err)
+                .last()
+                .map(|e| e.to_string()),
+            Err(_) => Some("no answer in time".to_owned()),
+        };
+        if let Some(e) = unclaimed {
+            tracing::warn!(
+                error = %e,
+                "a key handed back with a failed append could not be claimed for its batch: within its \
+                 retention, another batch sent under it may be stored where this one was not"
+            );
+        }
+    }
+
     /// Claims `k` for its batch on its own partition ([`crate::keys::KeySchema::idempotency_claim`]);
     /// refuses ([`StoreError::KeyReused`]) a key another batch holds.
     async fn claim_key(&self, k: &Keyed, retention_ms: u128) -> Result<()> {
