@@ -10,7 +10,8 @@
 # The arguments after the options go to every topk-bench run (default: --only ingest --repeats 3). --bin
 # names the folder of the topk-bench, topk-ingest and topk-api to run (default: target/release), so an older
 # build can be measured the same way in the same session. Without TOPK_BENCH_CLUSTER_URL the cluster rows are
-# skipped. Each row prints a heading, then topk-bench's table (or JSON with --json).
+# skipped. Each row prints a heading, then topk-bench's table (or JSON with --json); the end sums the rows
+# up (scripts/bench-summary.py): steady-state Redis CPU per view of each, and the capacity goal's ratios.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,11 +42,22 @@ else
     echo "bench-deployments: TOPK_BENCH_CLUSTER_URL is not set: the cluster rows are skipped" >&2
 fi
 
+# Each row's figures as JSON too, for the summary of the goal's ratios at the end (all from this one run).
+figures=$(mktemp -d)
 for row in "${rows[@]}"; do
     IFS='|' read -r name url partitions <<<"$row"
     echo "## $name, $partitions partitions ($bin)"
     started=$SECONDS
-    TOPK_REDIS_URL="$url" TOPK_PARTITIONS="$partitions" "$bin/topk-bench" "${args[@]}"
+    slug=$(echo "$name" | tr 'A-Z ' 'a-z-' | sed 's/redis-cluster/cluster/')
+    TOPK_REDIS_URL="$url" TOPK_PARTITIONS="$partitions" "$bin/topk-bench" "${args[@]}" \
+        --json-file "$figures/$slug-$partitions.json"
     echo "(row took $((SECONDS - started)) s)"
     echo
 done
+
+echo "## Summary (this run only; figures in $figures)"
+if command -v python3 >/dev/null; then
+    python3 scripts/bench-summary.py "$figures"/*.json
+else
+    echo "bench-deployments: no python3 to sum the rows up; each row's figures are in $figures" >&2
+fi

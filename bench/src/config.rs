@@ -69,6 +69,9 @@ pub struct BenchConfig {
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the figures as JSON to this file (`scripts/bench-deployments.sh` sums its rows up from them).
+    #[arg(long)]
+    pub json_file: Option<std::path::PathBuf>,
 }
 
 /// A group of figures measured together.

@@ -18,6 +18,7 @@ pub mod sql;
 pub mod stack;
 pub mod workload;
 
+use anyhow::Context;
 use config::{BenchConfig, Phase};
 use sqlx::postgres::PgPoolOptions;
 use topk_core::config::{DatabaseConfig, RedisConfig};
@@ -58,6 +59,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         .execute(&admin)
         .await?;
     let figures = result?;
+    if let Some(path) = &cfg.json_file {
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing the figures to {}", path.display()))?;
+    }
     if cfg.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
     } else {
