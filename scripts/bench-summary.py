@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The cost per view of each deployment bench-deployments.sh ran, and the capacity goal's ratios, all from that
 one run: Redis CPU per view in steady state (logging and applying + sealing and retiring), the cluster at 64
-partitions against one Redis at 16, and one Redis at 16 against the naive baseline measured in its own row.
+partitions against one Redis at 16, one Redis at 16 against the naive baseline measured in its own row, and
+its freshness when the run measured it (`--only ingest,freshness`).
 
     scripts/bench-summary.py ROW.json...    (each file: one row's `topk-bench --json` output, named
                                               <deployment>-<partitions>.json by bench-deployments.sh)
@@ -14,6 +15,7 @@ import sys
 CLUSTER_OVER_ONE_NODE = 1.25
 NAIVE_SHARE = 4.0
 END_TO_END = 6.0
+FRESHNESS_P99_MS = 500
 
 
 def read_row(path):
@@ -69,6 +71,11 @@ def main(paths):
         e2e = one["ingest"]["ratio"]
         verdict = "met" if e2e >= END_TO_END else "not met"
         print(f"one Redis, 16 partitions: end to end {e2e:.2f}x naive (goal {END_TO_END:.0f}x: {verdict})")
+    if one and "freshness_p99" in one:
+        p99 = one["freshness_p99"]["median"]
+        verdict = "met" if p99 <= FRESHNESS_P99_MS else "not met"
+        print(f"one Redis, 16 partitions: freshness p99 {p99:.0f} ms at the run's --freshness-rate "
+              f"(goal at most {FRESHNESS_P99_MS} ms at 100,000 views/s: {verdict})")
     cluster_steady = steady(cluster) if cluster else None
     if one_steady and cluster_steady:
         ratio = cluster_steady[2] / one_steady[2]
