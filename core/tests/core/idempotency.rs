@@ -2,12 +2,13 @@
 //! have stored its batch always hands back a key to complete it with: on one node with replicas awaited as
 //! on a cluster.
 
-use std::collections::HashMap;
 use std::time::Duration;
 use topk_core::config::RedisConfig;
 use topk_core::domain::{IdempotencyKey, VideoId, Window};
 use topk_core::redis::{AppendOutcome, RedisStore, StoreError};
-use topk_testkit::fixtures::{apply_log, redis_config, redis_config_at, store_for, window_counts};
+use topk_testkit::fixtures::{
+    apply_log, redis_config, redis_config_at, store_for, views_by_video, window_counts,
+};
 use topk_testkit::{cluster_url, RedisConn, RedisServer};
 
 const RETENTION: Duration = Duration::from_secs(60);
@@ -71,11 +72,10 @@ async fn another_batch_is_refused(
 /// Once the log is applied, the windows hold `first` alone.
 async fn windows_hold_only(store: &RedisStore, first: &[(VideoId, u64)]) {
     apply_log(store, "w", 100).await;
-    let expected: HashMap<String, u64> = first
-        .iter()
-        .map(|(v, n)| (v.as_str().to_owned(), *n))
-        .collect();
-    assert_eq!(window_counts(store, Window::All).await, expected);
+    assert_eq!(
+        window_counts(store, Window::All).await,
+        views_by_video(first)
+    );
 }
 
 #[tokio::test]
@@ -97,7 +97,7 @@ async fn concurrent_batches_under_one_key_store_one_of_them_whole() {
     let store = store_for(&redis_config_at(&cluster_url(), "reuse_race", 6)).await;
     let a = one_per_partition(&store, "a", 6);
     let b = one_per_partition(&store, "b", 6);
-    let mut expected: HashMap<String, u64> = HashMap::new();
+    let mut won = Vec::new();
     for round in 0..8 {
         let key = IdempotencyKey::parse(&format!("race-{round}")).unwrap();
         let batch = |videos: &[VideoId]| -> Vec<(VideoId, u64)> {
@@ -114,12 +114,13 @@ async fn concurrent_batches_under_one_key_store_one_of_them_whole() {
             (Err(StoreError::KeyReused), Ok(AppendOutcome::Stored)) => &second,
             other => panic!("round {round}: {other:?}"),
         };
-        for (v, n) in winner {
-            *expected.entry(v.as_str().to_owned()).or_default() += n;
-        }
+        won.extend(winner.iter().cloned());
     }
     apply_log(&store, "w", 1000).await;
-    assert_eq!(window_counts(&store, Window::All).await, expected);
+    assert_eq!(
+        window_counts(&store, Window::All).await,
+        views_by_video(&won)
+    );
 }
 
 /// One node, `TOPK_REDIS_WAIT_REPLICAS=1`, no replica: a batch sent without a key is stored but not

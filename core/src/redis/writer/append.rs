@@ -188,20 +188,7 @@ impl LogWriter {
                 }
             }
         }
-        if self.cluster {
-            let handed_back =
-                batches
-                    .iter()
-                    .zip(&outcomes)
-                    .filter_map(|(b, o)| match (o, &b.key) {
-                        (Err(e), Some(k)) if k.fresh && !matches!(e, StoreError::KeyReused) => {
-                            Some(k)
-                        }
-                        _ => None,
-                    });
-            self.claim_handed_back(handed_back, how.retention_ms).await;
-        }
-        batches
+        let answers: Vec<Result<AppendOutcome>> = batches
             .iter()
             .zip(outcomes)
             .map(|(batch, outcome)| match (outcome, &batch.key) {
@@ -215,7 +202,16 @@ impl LogWriter {
                 }
                 (outcome, _) => outcome,
             })
-            .collect()
+            .collect();
+        if self.cluster {
+            // On one node a generated key is claimed in the append itself, with its batch or not at all.
+            let handed_back = batches.iter().zip(&answers).filter_map(|(b, a)| match a {
+                Err(StoreError::Incomplete { .. }) => b.key.as_ref().filter(|k| k.fresh),
+                _ => None,
+            });
+            self.claim_handed_back(handed_back, how.retention_ms).await;
+        }
+        answers
     }
 
     async fn one(
