@@ -85,7 +85,7 @@ for g = 0, ngroups - 1 do
   -- A group's videos are distinct (the batch is aggregated per slice and video).
   local videos, ns = {}, {}
   for k = 1, npairs do
-    local n = tonumber(ARGV[i + 1])
+    local n = ARGV[i + 1] + 0
     videos[k], ns[k] = ARGV[i], n
     i = i + 2
     views = views + n

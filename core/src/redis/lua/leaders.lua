@@ -48,52 +48,14 @@ end
 -- Field updates go in chunks: one HMGET and one HSET (or HDEL) of many fields instead of one HINCRBY per field.
 -- From Lua a call costs several times the field update it makes, and a batch under load touches thousands of
 -- fields. Chunks bound the arguments of one call (Lua's unpack is limited by its C stack).
--- A new count is formatted once ('%d', an integer conversion) and the string serves the HSET and the leader's
--- ZADD: a Lua number argument would be formatted by Redis with "%.17g", a slower floating-point conversion,
--- once per command.
+-- Every (video, window) a batch or a slice touches runs the loops below once, so they are the scripts' hot path
+-- (BENCHMARKS.md, "Where Redis time goes"): one pass per chunk builds the hash's and the leader set's arguments
+-- together; a count read is turned into a number by arithmetic (`+`), not by a call to tonumber; and a new
+-- count goes to HSET and ZADD as a Lua number, which Redis writes as the same integer text ("%.17g" is exact
+-- below 10^17) for less than Lua's own string.format costs.
 local CHUNK = 1000
 
--- The counts of `videos` (an array) in `hash`, 0 for a missing field.
-local function hash_counts(hash, videos)
-  local counts = {}
-  for from = 1, #videos, CHUNK do
-    local to = math.min(from + CHUNK - 1, #videos)
-    local got = redis.call('HMGET', hash, unpack(videos, from, to))
-    for j = from, to do
-      counts[j] = tonumber(got[j - from + 1]) or 0
-    end
-  end
-  return counts
-end
-
--- Adds deltas[j] to field videos[j] of `hash` (videos distinct) and returns the new counts and, for those
--- above 0, the same as strings; a field left at 0 or below is deleted. `counts`, when given, are the fields'
--- counts already read (hash_counts); they are updated in place.
-local function hash_add(hash, videos, deltas, counts)
-  counts = counts or hash_counts(hash, videos)
-  local texts = {}
-  for from = 1, #videos, CHUNK do
-    local set, nset, gone, ngone = {}, 0, {}, 0
-    for j = from, math.min(from + CHUNK - 1, #videos) do
-      local c = counts[j] + deltas[j]
-      counts[j] = c
-      if c > 0 then
-        local text = int(c)
-        texts[j] = text
-        set[nset + 1], set[nset + 2] = videos[j], text
-        nset = nset + 2
-      else
-        ngone = ngone + 1
-        gone[ngone] = videos[j]
-      end
-    end
-    if nset > 0 then redis.call('HSET', hash, unpack(set, 1, nset)) end
-    if ngone > 0 then redis.call('HDEL', hash, unpack(gone, 1, ngone)) end
-  end
-  return counts, texts
-end
-
--- A table video -> n as two arrays (the form hash_add takes); `sign` -1 negates the counts.
+-- A table video -> n as two arrays (the form the functions below take); `sign` -1 negates the counts.
 local function as_arrays(by_video, sign)
   local videos, ns, k = {}, {}, 0
   for video, n in pairs(by_video) do
@@ -103,53 +65,83 @@ local function as_arrays(by_video, sign)
   return videos, ns
 end
 
--- Runs `command` (ZADD or ZREM) on `set` with `args`, chunked.
-local function set_call(command, set, args, n)
-  for from = 1, n, 2 * CHUNK do
-    redis.call(command, set, unpack(args, from, math.min(from + 2 * CHUNK - 1, n)))
-  end
-end
-
 -- Adds views to a window: ns[j] new views (> 0) of videos[j] (videos distinct). Videos reaching `enter` get
 -- their exact count in the leader set (rule 2 follows: complete >= enter).
 local function leaders_add_all(L, videos, ns)
-  local counts, texts = hash_add(L.hash, videos, ns)
-  local args, n = {}, 0
-  for j = 1, #videos do
-    if counts[j] >= L.enter then
-      args[n + 1], args[n + 2] = texts[j], videos[j]
-      n = n + 2
+  local hash, set, enter = L.hash, L.set, L.enter
+  for from = 1, #videos, CHUNK do
+    local to = math.min(from + CHUNK - 1, #videos)
+    local got = redis.call('HMGET', hash, unpack(videos, from, to))
+    local fields, nf, lead, nl, k = {}, 0, {}, 0, 0
+    for j = from, to do
+      k = k + 1
+      local c, video = (got[k] or 0) + ns[j], videos[j]
+      nf = nf + 2
+      fields[nf - 1], fields[nf] = video, c
+      if c >= enter then
+        nl = nl + 2
+        lead[nl - 1], lead[nl] = c, video
+      end
     end
+    redis.call('HSET', hash, unpack(fields, 1, nf))
+    if nl > 0 then redis.call('ZADD', set, unpack(lead, 1, nl)) end
   end
-  set_call('ZADD', L.set, args, n)
 end
 
 -- A slice to subtract from window L (by_video: video -> views, each at most the video's count): its videos and
 -- negated views as arrays, and the videos' counts now, read once for both the check (leaders_hold_after) and
--- the subtraction (leaders_subtract_all).
+-- the subtraction (leaders_subtract_all). The same pass counts what the check needs: the videos that fall
+-- below `complete` and those left with no views.
 local function leaders_slice(L, by_video)
   local videos, ns = as_arrays(by_video, -1)
-  return {videos = videos, ns = ns, counts = hash_counts(L.hash, videos)}
+  local counts, complete, leaving, emptied = {}, L.complete, 0, 0
+  for from = 1, #videos, CHUNK do
+    local to = math.min(from + CHUNK - 1, #videos)
+    local got = redis.call('HMGET', L.hash, unpack(videos, from, to))
+    local k = 0
+    for j = from, to do
+      k = k + 1
+      local c = (got[k] or 0) + 0
+      local after = c + ns[j]
+      counts[j] = c
+      if c >= complete and after < complete then leaving = leaving + 1 end
+      if c > 0 and after <= 0 then emptied = emptied + 1 end
+    end
+  end
+  return {videos = videos, ns = ns, counts = counts, leaving = leaving, emptied = emptied}
 end
 
 -- Subtracts a slice (leaders_slice) from a window; a video left with none leaves the window, a leader that
 -- falls below `enter` leaves the leader set.
 local function leaders_subtract(L, slice)
-  local videos, ns = slice.videos, slice.ns
-  local counts, texts = hash_add(L.hash, videos, ns, slice.counts)
-  local add, nadd, rem, nrem = {}, 0, {}, 0
-  for j = 1, #videos do
-    local c = counts[j]
-    if c > 0 and c >= L.enter then
-      add[nadd + 1], add[nadd + 2] = texts[j], videos[j]
-      nadd = nadd + 2
-    elseif c - ns[j] >= L.enter then
-      nrem = nrem + 1
-      rem[nrem] = videos[j]
+  local videos, ns, counts = slice.videos, slice.ns, slice.counts
+  local hash, set, enter = L.hash, L.set, L.enter
+  for from = 1, #videos, CHUNK do
+    local fields, nf, gone, ng, add, na, rem, nr = {}, 0, {}, 0, {}, 0, {}, 0
+    for j = from, math.min(from + CHUNK - 1, #videos) do
+      local was, video = counts[j], videos[j]
+      local c = was + ns[j]
+      if c > 0 then
+        nf = nf + 2
+        fields[nf - 1], fields[nf] = video, c
+      else
+        ng = ng + 1
+        gone[ng] = video
+      end
+      -- enter >= 1, so a count at or above it is a count left.
+      if c >= enter then
+        na = na + 2
+        add[na - 1], add[na] = c, video
+      elseif was >= enter then
+        nr = nr + 1
+        rem[nr] = video
+      end
     end
+    if nf > 0 then redis.call('HSET', hash, unpack(fields, 1, nf)) end
+    if ng > 0 then redis.call('HDEL', hash, unpack(gone, 1, ng)) end
+    if na > 0 then redis.call('ZADD', set, unpack(add, 1, na)) end
+    if nr > 0 then redis.call('ZREM', set, unpack(rem, 1, nr)) end
   end
-  set_call('ZADD', L.set, add, nadd)
-  set_call('ZREM', L.set, rem, nrem)
 end
 
 -- Past MAX leaders, keeps the KEEP highest (and every tie of the last, unless that tie alone would keep the set
@@ -176,14 +168,8 @@ end
 -- video left does (then leaders_subtract_all drops the thresholds to 1).
 local function leaders_hold_after(L, slice)
   if L.complete <= 1 then return true end
-  local above = redis.call('ZCOUNT', L.set, int(L.complete), '+inf')
-  local videos = redis.call('HLEN', L.hash)
-  local counts, ns = slice.counts, slice.ns
-  for j = 1, #slice.videos do
-    local c, n = counts[j], -ns[j]
-    if c >= L.complete and c - n < L.complete then above = above - 1 end
-    if c > 0 and c - n <= 0 then videos = videos - 1 end
-  end
+  local above = redis.call('ZCOUNT', L.set, int(L.complete), '+inf') - slice.leaving
+  local videos = redis.call('HLEN', L.hash) - slice.emptied
   return above >= L.caps[1] or above >= videos
 end
 
@@ -211,10 +197,16 @@ local function leaders_fill_step(L, count, restart)
   if not L.fill then return true end
   if restart then L.fill = '0' end
   local r = redis.call('HSCAN', L.hash, L.fill, 'COUNT', count)
-  local items = r[2]
+  local items, args, n = r[2], {}, 0
   for j = 1, #items, 2 do
-    -- The hash's count is already an integer string: ZADD takes it as it is, with no Lua number formatting.
-    if tonumber(items[j + 1]) >= L.enter then redis.call('ZADD', L.set, items[j + 1], items[j]) end
+    -- The hash's count is already an integer string: ZADD takes it as it is.
+    if items[j + 1] + 0 >= L.enter then
+      n = n + 2
+      args[n - 1], args[n] = items[j + 1], items[j]
+    end
+  end
+  for from = 1, n, 2 * CHUNK do
+    redis.call('ZADD', L.set, unpack(args, from, math.min(from + 2 * CHUNK - 1, n)))
   end
   if r[1] == '0' then
     L.complete, L.fill = L.enter, false
@@ -228,7 +220,7 @@ end
 -- Adds the `<video> <views>\n` lines of `blob` (a video may have several) to the table video -> views.
 local function add_lines(counts, blob)
   for video, n in string.gmatch(blob, '(%S+) (%d+)\n') do
-    counts[video] = (counts[video] or 0) + tonumber(n)
+    counts[video] = (counts[video] or 0) + n
   end
 end
 
