@@ -2,8 +2,8 @@
 //! source's records appended exactly once by offset (`source`), the HTTP server loop's limits on real sockets
 //! (`serve`), TLS to Redis and Postgres with what a failed connection says (`tls`), Redis with credentials
 //! (`credentials`), batches under one `Idempotency-Key` (`idempotency`), batches appended as a group, one
-//! script per cluster primary (`group`), the view wire format (`wire`), and the spans around Redis and
-//! Postgres calls (`spans`).
+//! script per cluster primary (`group`) and the view wire format (`wire`). The spans around Redis and Postgres
+//! calls are tested in a binary of their own (`tests/spans.rs`).
 
 mod credentials;
 mod group;
@@ -11,7 +11,6 @@ mod idempotency;
 mod rankings;
 mod serve;
 mod source;
-mod spans;
 mod store;
 mod tls;
 mod wire;

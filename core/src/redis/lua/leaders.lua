@@ -1,7 +1,8 @@
 -- Leader sets, shared by the scripts that change a window (prepended to apply, retire and fill).
 --
--- A window keeps its views per video in a hash (one HINCRBY per change, ~56 bytes a video) and, beside it, a
--- small sorted set of its leaders, which rankings read. Per window, with thresholds enter <= complete:
+-- A window keeps its views per video in a hash (a field a video; ~56 bytes a video with the leader set) and,
+-- beside it, a small sorted set of its leaders, which rankings read. Per window, with thresholds
+-- enter <= complete:
 --   1. every leader's score is its exact count, and that count is >= enter;
 --   2. every video whose count is >= complete is a leader;
 --   3. at least MIN leaders have a count >= complete, or complete = 1 (every video is a leader).

@@ -1,6 +1,11 @@
 //! Telemetry: every Redis command and script, and every Postgres statement function, runs in a span that
 //! names it, at a level the services do not enable by default (TRACE for commands, DEBUG for scripts and
 //! statements), so the hot append and apply paths pay nothing for them unless asked.
+//!
+//! A binary of its own: `tracing` decides once per process whether a call site is enabled, from the
+//! subscriber of the thread that first reaches it (while at most one subscriber is registered). Beside the
+//! other tests, a thread of theirs (no subscriber) could reach a Redis call site first and disable it for this
+//! test too, which then failed now and then with that span missing.
 
 use topk_core::domain::{TopK, VideoId, Window};
 use topk_testkit::fixtures::{apply_log, migrated_pool, store};
