@@ -52,8 +52,10 @@ end
 -- Every (video, window) a batch or a slice touches runs the loops below once, so they are the scripts' hot path
 -- (BENCHMARKS.md, "Where Redis time goes"): one pass per chunk builds the hash's and the leader set's arguments
 -- together; a count read is turned into a number by arithmetic (`+`), not by a call to tonumber; and a new
--- count goes to HSET and ZADD as a Lua number, which Redis writes as the same integer text ("%.17g" is exact
--- below 10^17) for less than Lua's own string.format costs.
+-- count goes to HSET and ZADD as a Lua number, which Redis writes as the same integer text for less than Lua's
+-- own string.format costs (a count is a double, exact up to 2^53 either way, and "%.17g" prints any such
+-- integer in full). The two read loops below (add, slice) stay apart: a shared one would call a function per
+-- video.
 local CHUNK = 1000
 
 -- A table video -> n as two arrays (the form the functions below take); `sign` -1 negates the counts.
