@@ -105,11 +105,12 @@ pub async fn layout(store: &RedisStore) -> anyhow::Result<Vec<crate::figures::Fi
         .collect())
 }
 
-/// The workload's pre-built request bodies and a pool of ids for the naive baseline.
+/// The workload's pre-built request bodies and a pool of ids for the naive baseline, `--load-views` each.
 pub fn workload(cfg: &BenchConfig) -> anyhow::Result<(Bodies, Arc<Vec<String>>)> {
     let mut w = Workload::new(cfg.videos, cfg.zipf_s, 42)?;
-    let bodies = w.batches(256, cfg.batch);
-    let videos = (0..200_000).map(|_| w.video()).collect();
+    let views = cfg.load_views.max(cfg.batch).max(1000);
+    let bodies = w.batches(views.div_ceil(cfg.batch.max(1)), cfg.batch);
+    let videos = (0..views).map(|_| w.video()).collect();
     Ok((Arc::new(bodies), Arc::new(videos)))
 }
 
