@@ -35,8 +35,8 @@ pub struct BenchConfig {
     /// Views drawn in advance for the loads, which send them round-robin (the HTTP and Kafka loads as POST
     /// bodies of `--batch` views, the naive baseline as ids). A pool that a worker's step outlasts repeats its
     /// videos within the step, and makes aggregating a step look cheaper than a stream of fresh draws: 2 M
-    /// views last 3 s and more at the rates measured here, several times a step (256,000 before 2026-12-08,
-    /// under half a second, with 79,000 distinct videos of the million).
+    /// views last 4 s and more at the rates measured here, several times a step (256,000 before 2026-12-08,
+    /// about half a second, with 79,000 distinct videos of the million).
     #[arg(long, default_value_t = 2_000_000)]
     pub load_views: usize,
     /// Times each figure is measured (median, min and max are reported).

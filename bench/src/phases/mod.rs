@@ -108,6 +108,7 @@ pub async fn layout(store: &RedisStore) -> anyhow::Result<Vec<crate::figures::Fi
 /// The workload's pre-built request bodies and a pool of ids for the naive baseline, `--load-views` each.
 pub fn workload(cfg: &BenchConfig) -> anyhow::Result<(Bodies, Arc<Vec<String>>)> {
     let mut w = Workload::new(cfg.videos, cfg.zipf_s, 42)?;
+    // At least one POST, and one of the naive baseline's 1,000-id calls.
     let views = cfg.load_views.max(cfg.batch).max(1000);
     let bodies = w.batches(views.div_ceil(cfg.batch.max(1)), cfg.batch);
     let videos = (0..views).map(|_| w.video()).collect();
